@@ -1,0 +1,51 @@
+# The two commands of the quick start are `make demo` and `make test`; each does its own set-up.
+PYTHON ?= python3
+VENV   ?= .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed-stamp
+
+.PHONY: demo test lint typecheck pytest system-deps venv bench clean
+
+demo: $(STAMP)
+	$(BIN)/trtc-monitor demo $(DEMO_ARGS)
+
+test: $(STAMP) system-deps lint typecheck pytest
+
+venv: $(STAMP)
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[test]'
+	touch $@
+
+# Prometheus and Alertmanager are real parts of the test suite (Debian packages).
+system-deps:
+	@if command -v promtool >/dev/null && command -v prometheus >/dev/null \
+	    && command -v prometheus-alertmanager >/dev/null && command -v amtool >/dev/null; then \
+	  exit 0; \
+	fi; \
+	if [ "$$(id -u)" != 0 ]; then \
+	  echo "system-deps: need the Debian packages prometheus and prometheus-alertmanager;" \
+	       "run 'sudo apt-get install prometheus prometheus-alertmanager' or 'sudo make system-deps'" >&2; \
+	  exit 1; \
+	fi; \
+	echo "installing Debian packages: prometheus prometheus-alertmanager"; \
+	apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+	  --no-install-recommends prometheus prometheus-alertmanager >/dev/null
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+typecheck: $(STAMP)
+	$(BIN)/mypy
+
+pytest: $(STAMP)
+	$(BIN)/pytest $(PYTEST_ARGS)
+
+bench: $(STAMP)
+	$(BIN)/python bench/budget.py
+
+clean:
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis build *.egg-info

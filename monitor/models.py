@@ -1,0 +1,127 @@
+"""Core records shared by every part of the daemon.
+
+Data flows one way: registry -> scheduler -> limiter -> client -> tracker -> store ->
+metrics and alerts.
+These types are what travels along that path; they carry no I/O.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from typing import Any
+
+REGIONS: tuple[str, ...] = (
+    "ap-beijing",
+    "ap-guangzhou",
+    "ap-mumbai",
+    "ap-shanghai",
+    "ap-singapore",
+)
+
+
+class Status(enum.StrEnum):
+    """Last known status of a recording task (SPEC section 6)."""
+
+    PENDING = "Pending"
+    IDLE = "Idle"
+    IN_PROGRESS = "InProgress"
+    EXITED = "Exited"
+    ENDED = "Ended"
+    EXPIRED = "Expired"
+    REMOVED = "Removed"
+
+
+# Statuses after which a task is no longer polled and is purged after retention.
+FINAL_STATUSES: frozenset[Status] = frozenset({Status.ENDED, Status.EXPIRED, Status.REMOVED})
+
+# Statuses DescribeCloudRecording itself reports.
+API_STATUSES: frozenset[Status] = frozenset({Status.IDLE, Status.IN_PROGRESS, Status.EXITED})
+
+
+class Outcome(enum.StrEnum):
+    """Classification of one API attempt (SPEC section 5)."""
+
+    OK = "ok"
+    ENDED = "ended"
+    THROTTLED = "throttled"
+    TRANSIENT = "transient"
+    AUTH = "auth"
+    INVALID = "invalid"
+
+
+# Outcomes that count as a failed poll for task health; throttles are the monitor's problem.
+ERROR_OUTCOMES: frozenset[Outcome] = frozenset({Outcome.TRANSIENT, Outcome.AUTH, Outcome.INVALID})
+
+
+class Source(enum.StrEnum):
+    """Where knowledge of a transition came from."""
+
+    POLL = "poll"
+    CALLBACK = "callback"
+    API = "api"
+
+
+@dataclass(frozen=True, slots=True, order=True)
+class TaskKey:
+    """A task is identified by its application and its TaskId."""
+
+    sdk_app_id: int
+    task_id: str
+
+    def __str__(self) -> str:
+        return f"{self.sdk_app_id}/{self.task_id}"
+
+
+@dataclass(slots=True)
+class Task:
+    """A registered task: its identity, where to poll it, its status and its health."""
+
+    sdk_app_id: int
+    task_id: str
+    region: str
+    account: str
+    labels: dict[str, str] = field(default_factory=dict)
+    interval: float | None = None  # seconds; None means "by status, else the default"
+    registered_at: float = 0.0
+    source: Source = Source.API
+    status: Status = Status.PENDING
+    status_since: float = 0.0
+    # health, kept beside the status: errors never change the status
+    consecutive_errors: int = 0
+    last_error_code: str | None = None
+    last_error_at: float | None = None
+    last_success_at: float | None = None
+    last_request_id: str | None = None
+    storage_files: int | None = None
+    last_response: dict[str, Any] | None = None
+    # facts learnt from callbacks (files, VOD ids, leave code)
+    extra: dict[str, Any] = field(default_factory=dict)
+    ended_at: float | None = None  # when it entered a final status; drives retention
+
+    @property
+    def key(self) -> TaskKey:
+        return TaskKey(self.sdk_app_id, self.task_id)
+
+    @property
+    def final(self) -> bool:
+        return self.status in FINAL_STATUSES
+
+
+@dataclass(frozen=True, slots=True)
+class Transition:
+    """One change of status, as written to the store before anything acts on it."""
+
+    sdk_app_id: int
+    task_id: str
+    from_status: Status
+    to_status: Status
+    at: float
+    source: Source
+    request_id: str | None = None
+    detail: dict[str, Any] = field(default_factory=dict)
+    seq: int | None = None  # assigned by the store
+
+    @property
+    def key(self) -> TaskKey:
+        return TaskKey(self.sdk_app_id, self.task_id)

@@ -1,0 +1,1 @@
+"""Tencent Cloud TRTC API: signing, transport and error mapping."""
