@@ -1,0 +1,672 @@
+"""SQLite store: one file in WAL mode, driven from one dedicated thread.
+
+Every statement runs on a single worker thread, so the event loop never waits on the disk and
+writes are serialised in the order they were called. Rows are taken from the (mutable) tasks
+on the event loop at call time, in chunks that yield to the loop, under a lock that keeps the
+submission order equal to the call order: a transition recorded while a large batch is being
+read can never be overwritten by an older copy of its task.
+
+Durability: WAL with ``synchronous=NORMAL`` makes every committed transaction survive a crash
+of the process (``kill -9``); only an operating system crash or power loss can take back the
+last commits, which is the guarantee SPEC section 6 asks for.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import json
+import sqlite3
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Final, TypeVar
+
+from monitor.models import Source, Status, Task, TaskKey, Transition
+from monitor.store.base import AlertRecord, AlertState, StoreError
+
+T = TypeVar("T")
+
+SCHEMA_VERSION: Final = 1
+
+# Rows converted on the event loop between two yields: small enough to keep each step to a
+# few milliseconds, large enough that yielding costs nothing measurable.
+_CHUNK: Final = 500
+_BUSY_TIMEOUT_MS: Final = 5000
+
+# Index i brings the schema from version i to version i + 1. Never edit a released entry:
+# append a new one and bump SCHEMA_VERSION.
+_MIGRATIONS: Final[tuple[str, ...]] = (
+    """
+    CREATE TABLE IF NOT EXISTS meta (
+        key TEXT PRIMARY KEY,
+        value TEXT NOT NULL
+    ) WITHOUT ROWID;
+
+    CREATE TABLE IF NOT EXISTS tasks (
+        sdk_app_id INTEGER NOT NULL,
+        task_id TEXT NOT NULL,
+        region TEXT NOT NULL,
+        account TEXT NOT NULL,
+        labels TEXT NOT NULL,
+        interval REAL,
+        registered_at REAL NOT NULL,
+        source TEXT NOT NULL,
+        status TEXT NOT NULL,
+        status_since REAL NOT NULL,
+        consecutive_errors INTEGER NOT NULL,
+        last_error_code TEXT,
+        last_error_at REAL,
+        last_success_at REAL,
+        last_request_id TEXT,
+        storage_files INTEGER,
+        last_response TEXT,
+        extra TEXT NOT NULL,
+        ended_at REAL,
+        PRIMARY KEY (sdk_app_id, task_id)
+    );
+    CREATE INDEX IF NOT EXISTS tasks_by_ended_at ON tasks (ended_at)
+        WHERE ended_at IS NOT NULL;
+
+    -- AUTOINCREMENT: a seq is never handed out twice, even after the newest rows are purged.
+    CREATE TABLE IF NOT EXISTS transitions (
+        seq INTEGER PRIMARY KEY AUTOINCREMENT,
+        sdk_app_id INTEGER NOT NULL,
+        task_id TEXT NOT NULL,
+        from_status TEXT NOT NULL,
+        to_status TEXT NOT NULL,
+        at REAL NOT NULL,
+        source TEXT NOT NULL,
+        request_id TEXT,
+        detail TEXT NOT NULL,
+        FOREIGN KEY (sdk_app_id, task_id) REFERENCES tasks (sdk_app_id, task_id)
+            ON DELETE CASCADE
+    );
+    CREATE INDEX IF NOT EXISTS transitions_by_task ON transitions (sdk_app_id, task_id, seq);
+
+    -- No foreign key: an alert may outlive a task for a moment (its resolve being sent) and
+    -- monitor-wide alerts have no task; deletion by task is explicit instead.
+    CREATE TABLE IF NOT EXISTS alerts (
+        fingerprint TEXT PRIMARY KEY,
+        alertname TEXT NOT NULL,
+        sdk_app_id INTEGER,
+        task_id TEXT,
+        labels TEXT NOT NULL,
+        annotations TEXT NOT NULL,
+        state TEXT NOT NULL CHECK (state IN ('firing', 'resolved')),
+        starts_at REAL NOT NULL,
+        ends_at REAL,
+        last_sent_at TEXT NOT NULL,
+        resolved_sent TEXT NOT NULL
+    ) WITHOUT ROWID;
+    CREATE INDEX IF NOT EXISTS alerts_by_task ON alerts (sdk_app_id, task_id)
+        WHERE task_id IS NOT NULL;
+    """,
+)
+assert len(_MIGRATIONS) == SCHEMA_VERSION
+
+# The SQL is spelt out rather than assembled, so what runs is what is read. Column order in
+# every statement matches the row tuples built below.
+_UPSERT_TASK: Final = """
+    INSERT INTO tasks (
+        sdk_app_id, task_id, region, account, labels, interval, registered_at, source,
+        status, status_since, consecutive_errors, last_error_code, last_error_at,
+        last_success_at, last_request_id, storage_files, last_response, extra, ended_at
+    ) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+    ON CONFLICT (sdk_app_id, task_id) DO UPDATE SET
+        region = excluded.region, account = excluded.account, labels = excluded.labels,
+        interval = excluded.interval, registered_at = excluded.registered_at,
+        source = excluded.source, status = excluded.status,
+        status_since = excluded.status_since, consecutive_errors = excluded.consecutive_errors,
+        last_error_code = excluded.last_error_code, last_error_at = excluded.last_error_at,
+        last_success_at = excluded.last_success_at, last_request_id = excluded.last_request_id,
+        storage_files = excluded.storage_files, last_response = excluded.last_response,
+        extra = excluded.extra, ended_at = excluded.ended_at
+"""
+_UPDATE_HEALTH: Final = """
+    UPDATE tasks SET
+        consecutive_errors = ?, last_error_code = ?, last_error_at = ?, last_success_at = ?,
+        last_request_id = ?, storage_files = ?, last_response = ?
+    WHERE sdk_app_id = ? AND task_id = ?
+"""
+_SELECT_TASKS: Final = """
+    SELECT
+        sdk_app_id, task_id, region, account, labels, interval, registered_at, source,
+        status, status_since, consecutive_errors, last_error_code, last_error_at,
+        last_success_at, last_request_id, storage_files, last_response, extra, ended_at
+    FROM tasks ORDER BY sdk_app_id, task_id
+"""
+_DELETE_TASK_ALERTS: Final = "DELETE FROM alerts WHERE sdk_app_id = ? AND task_id = ?"
+# Transitions go with their task by ON DELETE CASCADE.
+_DELETE_TASK: Final = "DELETE FROM tasks WHERE sdk_app_id = ? AND task_id = ?"
+
+# Purgeable: in a final status and ended before the cutoff. Both, because a task that ended and
+# was registered again is live even if a stale ended_at were left behind.
+_SELECT_PURGEABLE: Final = """
+    SELECT sdk_app_id, task_id FROM tasks
+    WHERE ended_at < ? AND status IN ('Ended', 'Expired', 'Removed')
+    ORDER BY sdk_app_id, task_id
+"""
+_DELETE_PURGEABLE_ALERTS: Final = """
+    DELETE FROM alerts WHERE task_id IS NOT NULL AND EXISTS (
+        SELECT 1 FROM tasks
+        WHERE tasks.sdk_app_id = alerts.sdk_app_id AND tasks.task_id = alerts.task_id
+            AND tasks.ended_at < ? AND tasks.status IN ('Ended', 'Expired', 'Removed')
+    )
+"""
+_DELETE_PURGEABLE: Final = """
+    DELETE FROM tasks WHERE ended_at < ? AND status IN ('Ended', 'Expired', 'Removed')
+"""
+
+_INSERT_TRANSITION: Final = """
+    INSERT INTO transitions
+        (sdk_app_id, task_id, from_status, to_status, at, source, request_id, detail)
+    VALUES (?, ?, ?, ?, ?, ?, ?, ?)
+"""
+# LIMIT -1 is SQLite for "no limit".
+_SELECT_TASK_TRANSITIONS_NEWEST: Final = """
+    SELECT seq, sdk_app_id, task_id, from_status, to_status, at, source, request_id, detail
+    FROM transitions WHERE sdk_app_id = ? AND task_id = ? ORDER BY seq DESC LIMIT ?
+"""
+_SELECT_TASK_TRANSITIONS_OLDEST: Final = """
+    SELECT seq, sdk_app_id, task_id, from_status, to_status, at, source, request_id, detail
+    FROM transitions WHERE sdk_app_id = ? AND task_id = ? ORDER BY seq ASC LIMIT ?
+"""
+_SELECT_RECENT_TRANSITIONS: Final = """
+    SELECT seq, sdk_app_id, task_id, from_status, to_status, at, source, request_id, detail
+    FROM transitions ORDER BY seq DESC LIMIT ?
+"""
+
+_UPSERT_ALERT: Final = """
+    INSERT OR REPLACE INTO alerts (
+        fingerprint, alertname, sdk_app_id, task_id, labels, annotations, state, starts_at,
+        ends_at, last_sent_at, resolved_sent
+    ) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+"""
+_SELECT_ALERTS: Final = """
+    SELECT
+        fingerprint, alertname, sdk_app_id, task_id, labels, annotations, state, starts_at,
+        ends_at, last_sent_at, resolved_sent
+    FROM alerts ORDER BY fingerprint
+"""
+_DELETE_ALERT: Final = "DELETE FROM alerts WHERE fingerprint = ?"
+
+_SELECT_META: Final = "SELECT value FROM meta WHERE key = ?"
+_UPSERT_META: Final = "INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)"
+
+_STATUSES: Final = {s.value: s for s in Status}
+_SOURCES: Final = {s.value: s for s in Source}
+_ALERT_STATES: Final[dict[str, AlertState]] = {"firing": "firing", "resolved": "resolved"}
+
+
+# --- rows <-> records (pure) -------------------------------------------------------------------
+
+# ensure_ascii (the default) keeps lone surrogates, which json.loads happily produces from
+# callback bodies, encodable as TEXT.
+_dumps = json.JSONEncoder(separators=(",", ":")).encode
+
+
+def _loads_dict(text: str) -> dict[str, Any]:
+    if text == "{}":  # the common case, skipped for load speed at 100k tasks
+        return {}
+    value: dict[str, Any] = json.loads(text)
+    return value
+
+
+def _task_row(task: Task) -> tuple[Any, ...]:
+    return (
+        task.sdk_app_id,
+        task.task_id,
+        task.region,
+        task.account,
+        _dumps(task.labels),
+        task.interval,
+        task.registered_at,
+        task.source.value,
+        task.status.value,
+        task.status_since,
+        task.consecutive_errors,
+        task.last_error_code,
+        task.last_error_at,
+        task.last_success_at,
+        task.last_request_id,
+        task.storage_files,
+        None if task.last_response is None else _dumps(task.last_response),
+        _dumps(task.extra),
+        task.ended_at,
+    )
+
+
+def _health_row(task: Task) -> tuple[Any, ...]:
+    return (
+        task.consecutive_errors,
+        task.last_error_code,
+        task.last_error_at,
+        task.last_success_at,
+        task.last_request_id,
+        task.storage_files,
+        None if task.last_response is None else _dumps(task.last_response),
+        task.sdk_app_id,
+        task.task_id,
+    )
+
+
+def _task_from_row(row: tuple[Any, ...]) -> Task:
+    (
+        sdk_app_id,
+        task_id,
+        region,
+        account,
+        labels,
+        interval,
+        registered_at,
+        source,
+        status,
+        status_since,
+        consecutive_errors,
+        last_error_code,
+        last_error_at,
+        last_success_at,
+        last_request_id,
+        storage_files,
+        last_response,
+        extra,
+        ended_at,
+    ) = row
+    return Task(
+        sdk_app_id=sdk_app_id,
+        task_id=task_id,
+        region=region,
+        account=account,
+        labels=_loads_dict(labels),
+        interval=interval,
+        registered_at=registered_at,
+        source=_SOURCES[source],
+        status=_STATUSES[status],
+        status_since=status_since,
+        consecutive_errors=consecutive_errors,
+        last_error_code=last_error_code,
+        last_error_at=last_error_at,
+        last_success_at=last_success_at,
+        last_request_id=last_request_id,
+        storage_files=storage_files,
+        last_response=None if last_response is None else _loads_dict(last_response),
+        extra=_loads_dict(extra),
+        ended_at=ended_at,
+    )
+
+
+def _transition_row(t: Transition) -> tuple[Any, ...]:
+    return (
+        t.sdk_app_id,
+        t.task_id,
+        t.from_status.value,
+        t.to_status.value,
+        t.at,
+        t.source.value,
+        t.request_id,
+        _dumps(t.detail),
+    )
+
+
+def _transition_from_row(row: tuple[Any, ...]) -> Transition:
+    seq, sdk_app_id, task_id, from_status, to_status, at, source, request_id, detail = row
+    return Transition(
+        sdk_app_id=sdk_app_id,
+        task_id=task_id,
+        from_status=_STATUSES[from_status],
+        to_status=_STATUSES[to_status],
+        at=at,
+        source=_SOURCES[source],
+        request_id=request_id,
+        detail=_loads_dict(detail),
+        seq=seq,
+    )
+
+
+def _alert_row(r: AlertRecord) -> tuple[Any, ...]:
+    return (
+        r.fingerprint,
+        r.alertname,
+        None if r.task is None else r.task.sdk_app_id,
+        None if r.task is None else r.task.task_id,
+        _dumps(r.labels),
+        _dumps(r.annotations),
+        r.state,
+        r.starts_at,
+        r.ends_at,
+        _dumps(r.last_sent_at),
+        _dumps(sorted(r.resolved_sent)),
+    )
+
+
+def _alert_from_row(row: tuple[Any, ...]) -> AlertRecord:
+    (
+        fingerprint,
+        alertname,
+        sdk_app_id,
+        task_id,
+        labels,
+        annotations,
+        state,
+        starts_at,
+        ends_at,
+        last_sent_at,
+        resolved_sent,
+    ) = row
+    return AlertRecord(
+        fingerprint=fingerprint,
+        alertname=alertname,
+        labels=_loads_dict(labels),
+        annotations=_loads_dict(annotations),
+        state=_ALERT_STATES[state],
+        starts_at=starts_at,
+        ends_at=ends_at,
+        task=None if task_id is None else TaskKey(sdk_app_id, task_id),
+        last_sent_at=_loads_dict(last_sent_at),
+        resolved_sent=set(json.loads(resolved_sent)),
+    )
+
+
+async def _rows(items: Sequence[T], convert: Callable[[T], tuple[Any, ...]]) -> list[Any]:
+    """Convert on the event loop, yielding between chunks so a large batch never stalls it."""
+    rows: list[Any] = []
+    for start in range(0, len(items), _CHUNK):
+        if start:
+            await asyncio.sleep(0)
+        rows.extend(convert(item) for item in items[start : start + _CHUNK])
+    return rows
+
+
+@contextmanager
+def _transaction(conn: sqlite3.Connection) -> Iterator[None]:
+    # IMMEDIATE takes the write lock up front, so a transaction never fails half-way on it.
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        yield
+    except BaseException:
+        # Some errors (a full disk) already rolled back; a second ROLLBACK would hide them.
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+        raise
+    conn.execute("COMMIT")
+
+
+# --- the store ---------------------------------------------------------------------------------
+
+
+class SqliteStore:
+    """The embedded store (SPEC section 6). See the module docstring for its threading model."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+        self._executor: ThreadPoolExecutor | None = None
+        self._order: asyncio.Lock | None = None
+        # Touched only on the worker thread.
+        self._conn: sqlite3.Connection | None = None
+
+    def __repr__(self) -> str:
+        state = "open" if self._executor is not None else "closed"
+        return f"SqliteStore({str(self.path)!r}, {state})"
+
+    async def __aenter__(self) -> SqliteStore:
+        await self.open()
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.close()
+
+    # --- life cycle ----------------------------------------------------------------------------
+
+    async def open(self) -> None:
+        if self._executor is not None:
+            raise StoreError(f"store {self.path} is already open")
+        executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="store-sqlite")
+        loop = asyncio.get_running_loop()
+        try:
+            await loop.run_in_executor(executor, self._guarded, self._open_sync)
+        except BaseException:
+            executor.shutdown(wait=True)
+            raise
+        self._executor = executor
+        self._order = asyncio.Lock()
+
+    async def close(self) -> None:
+        if self._executor is None or self._order is None:
+            return
+        executor = self._executor
+        async with self._order:
+            # Jobs run in submission order, so every write called before close lands first.
+            self._executor = None
+            future = asyncio.get_running_loop().run_in_executor(
+                executor, self._guarded, self._close_sync
+            )
+        try:
+            await future
+        finally:
+            executor.shutdown(wait=True)
+
+    def _open_sync(self) -> None:
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise StoreError(f"store {self.path}: cannot create its directory ({exc})") from exc
+        conn = sqlite3.connect(self.path, timeout=_BUSY_TIMEOUT_MS / 1000, isolation_level=None)
+        try:
+            self._prepare(conn)
+        except BaseException:
+            conn.close()
+            raise
+        self._conn = conn
+
+    def _prepare(self, conn: sqlite3.Connection) -> None:
+        try:
+            version = conn.execute("PRAGMA user_version").fetchone()[0]
+        except sqlite3.DatabaseError as exc:
+            raise StoreError(f"store {self.path} is not a SQLite database ({exc})") from exc
+        if version > SCHEMA_VERSION:
+            raise StoreError(
+                f"store {self.path} has schema version {version}, newer than this version of "
+                f"the monitor understands ({SCHEMA_VERSION}); run a newer monitor or point "
+                "storage.path at another file"
+            )
+        if version == 0:
+            foreign = conn.execute(
+                "SELECT count(*) FROM sqlite_master WHERE name NOT LIKE 'sqlite_%'"
+            ).fetchone()[0]
+            if foreign:
+                raise StoreError(
+                    f"store {self.path} is a SQLite database of something else (it has tables "
+                    "but no schema version); point storage.path at another file"
+                )
+        conn.execute("PRAGMA journal_mode = WAL")
+        conn.execute("PRAGMA synchronous = NORMAL")
+        conn.execute("PRAGMA foreign_keys = ON")
+        conn.execute(f"PRAGMA busy_timeout = {_BUSY_TIMEOUT_MS}")
+        if version < SCHEMA_VERSION:
+            with _transaction(conn):
+                for script in _MIGRATIONS[version:]:
+                    for statement in _statements(script):
+                        conn.execute(statement)
+                conn.execute(_UPSERT_META, ("schema_version", str(SCHEMA_VERSION)))
+                # user_version is transactional: a crash mid-migration leaves the old number.
+                conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+
+    def _close_sync(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is None:
+            return
+        try:
+            conn.execute("PRAGMA optimize")
+            # Fold the WAL back into the main file so the database is one file at rest.
+            conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        finally:
+            conn.close()
+
+    # --- plumbing ------------------------------------------------------------------------------
+
+    def _guarded(self, fn: Callable[..., T], *args: Any) -> T:
+        try:
+            return fn(*args)
+        except sqlite3.Error as exc:
+            raise StoreError(f"store {self.path}: {exc}") from exc
+
+    def _connection(self) -> sqlite3.Connection:
+        if self._conn is None:
+            raise StoreError(f"store {self.path} is closed")
+        return self._conn
+
+    def _submit(self, fn: Callable[..., T], *args: Any) -> asyncio.Future[T]:
+        if self._executor is None:
+            raise StoreError(f"store {self.path} is closed")
+        return asyncio.get_running_loop().run_in_executor(self._executor, self._guarded, fn, *args)
+
+    def _lock(self) -> asyncio.Lock:
+        if self._order is None:
+            raise StoreError(f"store {self.path} is closed")
+        return self._order
+
+    async def _call(self, fn: Callable[..., T], *args: Any) -> T:
+        # Reads go through the same queue as writes, so they see every write called before.
+        async with self._lock():
+            future = self._submit(fn, *args)
+        return await future
+
+    # --- tasks ---------------------------------------------------------------------------------
+
+    async def load_tasks(self) -> list[Task]:
+        return await self._call(self._load_tasks_sync)
+
+    def _load_tasks_sync(self) -> list[Task]:
+        cursor = self._connection().execute(_SELECT_TASKS)
+        return [_task_from_row(row) for row in cursor]
+
+    async def save_task(self, task: Task) -> None:
+        await self._call(self._executemany_sync, _UPSERT_TASK, [_task_row(task)])
+
+    async def save_tasks(self, tasks: Sequence[Task]) -> None:
+        async with self._lock():
+            rows = await _rows(tasks, _task_row)
+            future = self._submit(self._executemany_sync, _UPSERT_TASK, rows)
+        await future
+
+    async def save_health(self, tasks: Sequence[Task]) -> None:
+        async with self._lock():
+            rows = await _rows(tasks, _health_row)
+            future = self._submit(self._executemany_sync, _UPDATE_HEALTH, rows)
+        await future
+
+    def _executemany_sync(self, sql: str, rows: list[Any]) -> None:
+        conn = self._connection()
+        with _transaction(conn):
+            conn.executemany(sql, rows)
+
+    async def delete_task(self, key: TaskKey) -> None:
+        await self._call(self._delete_task_sync, key.sdk_app_id, key.task_id)
+
+    def _delete_task_sync(self, sdk_app_id: int, task_id: str) -> None:
+        conn = self._connection()
+        with _transaction(conn):
+            conn.execute(_DELETE_TASK_ALERTS, (sdk_app_id, task_id))
+            conn.execute(_DELETE_TASK, (sdk_app_id, task_id))
+
+    async def purge(self, before: float) -> list[TaskKey]:
+        return await self._call(self._purge_sync, before)
+
+    def _purge_sync(self, before: float) -> list[TaskKey]:
+        conn = self._connection()
+        with _transaction(conn):
+            keys = [TaskKey(a, t) for a, t in conn.execute(_SELECT_PURGEABLE, (before,))]
+            if keys:
+                conn.execute(_DELETE_PURGEABLE_ALERTS, (before,))
+                conn.execute(_DELETE_PURGEABLE, (before,))
+        return keys
+
+    # --- transitions ---------------------------------------------------------------------------
+
+    async def record_transition(self, task: Task, transition: Transition) -> Transition:
+        if transition.key != task.key:
+            raise ValueError(f"transition of {transition.key} recorded with task {task.key}")
+        if transition.to_status is not task.status:
+            raise ValueError(
+                f"task {task.key} is {task.status}, not {transition.to_status}: set the new "
+                "status on the task before recording the transition"
+            )
+        if transition.seq is not None:
+            raise ValueError(f"transition {transition.seq} of {task.key} is already recorded")
+        seq = await self._call(
+            self._record_transition_sync, _task_row(task), _transition_row(transition)
+        )
+        return dataclasses.replace(transition, seq=seq)
+
+    def _record_transition_sync(
+        self, task_row: tuple[Any, ...], transition_row: tuple[Any, ...]
+    ) -> int:
+        conn = self._connection()
+        with _transaction(conn):
+            conn.execute(_UPSERT_TASK, task_row)
+            seq = conn.execute(_INSERT_TRANSITION, transition_row).lastrowid
+        assert seq is not None
+        return seq
+
+    async def transitions(
+        self, key: TaskKey, limit: int | None = None, newest_first: bool = True
+    ) -> list[Transition]:
+        sql = _SELECT_TASK_TRANSITIONS_NEWEST if newest_first else _SELECT_TASK_TRANSITIONS_OLDEST
+        args = (key.sdk_app_id, key.task_id, -1 if limit is None else max(limit, 0))
+        return await self._call(self._select_transitions_sync, sql, args)
+
+    async def recent_transitions(self, limit: int) -> list[Transition]:
+        return await self._call(
+            self._select_transitions_sync, _SELECT_RECENT_TRANSITIONS, (max(limit, 0),)
+        )
+
+    def _select_transitions_sync(self, sql: str, args: tuple[Any, ...]) -> list[Transition]:
+        return [_transition_from_row(row) for row in self._connection().execute(sql, args)]
+
+    # --- alerts --------------------------------------------------------------------------------
+
+    async def save_alert(self, record: AlertRecord) -> None:
+        await self._call(self._executemany_sync, _UPSERT_ALERT, [_alert_row(record)])
+
+    async def save_alerts(self, records: Sequence[AlertRecord]) -> None:
+        async with self._lock():
+            rows = await _rows(records, _alert_row)
+            future = self._submit(self._executemany_sync, _UPSERT_ALERT, rows)
+        await future
+
+    async def load_alerts(self) -> list[AlertRecord]:
+        return await self._call(self._load_alerts_sync)
+
+    def _load_alerts_sync(self) -> list[AlertRecord]:
+        return [_alert_from_row(row) for row in self._connection().execute(_SELECT_ALERTS)]
+
+    async def delete_alert(self, fingerprint: str) -> None:
+        await self._call(self._executemany_sync, _DELETE_ALERT, [(fingerprint,)])
+
+    # --- meta ----------------------------------------------------------------------------------
+
+    async def meta_get(self, key: str) -> str | None:
+        return await self._call(self._meta_get_sync, key)
+
+    def _meta_get_sync(self, key: str) -> str | None:
+        row = self._connection().execute(_SELECT_META, (key,)).fetchone()
+        return None if row is None else str(row[0])
+
+    async def meta_set(self, key: str, value: str) -> None:
+        await self._call(self._executemany_sync, _UPSERT_META, [(key, value)])
+
+
+def _statements(script: str) -> Iterator[str]:
+    """Split a migration script: executescript would commit the surrounding transaction."""
+    buffer = ""
+    for line in script.splitlines(keepends=True):
+        if line.lstrip().startswith("--"):
+            continue
+        buffer += line
+        if sqlite3.complete_statement(buffer):
+            yield buffer.strip()
+            buffer = ""
+    if buffer.strip():
+        yield buffer.strip()
