@@ -1,0 +1,329 @@
+"""The request budget: sliding-window cap, even spacing, AIMD backoff, asyncio wrapper."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import math
+import random
+import time
+from collections import deque
+from collections.abc import Callable, Sequence
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from monitor.ratelimit import AsyncRateLimiter, RateLimiter, WindowBudget
+
+
+def drive(
+    budget: WindowBudget,
+    arrivals: Sequence[float],
+    *,
+    lateness: Callable[[], float] = lambda: 0.0,
+    throttles: Sequence[float] = (),
+    until: float = math.inf,
+) -> list[float]:
+    """Serve requests FIFO as one sender that sleeps ``delay`` and wakes ``lateness()`` late.
+
+    Returns the actual send times (the times passed to ``record``).
+    """
+    pending = deque(sorted(arrivals))
+    pending_throttles = deque(sorted(throttles))
+    sends: list[float] = []
+    t = -math.inf
+    while pending:
+        t = max(t, pending[0])
+        if t >= until:
+            break
+        while pending_throttles and pending_throttles[0] <= t:
+            budget.on_throttled(pending_throttles.popleft())
+        wait = budget.delay(t)
+        if wait == 0.0:
+            budget.record(t)
+            sends.append(t)
+            pending.popleft()
+        else:
+            t = t + wait + lateness()
+    return sends
+
+
+def assert_window_cap(sends: Sequence[float], limit: int, window: float) -> None:
+    """No half-open window of length ``window`` holds more than ``limit`` sends."""
+    ordered = sorted(sends)
+    for i in range(len(ordered) - limit):
+        assert ordered[i + limit] >= ordered[i] + window, (
+            f"{limit + 1} sends within {window}s: {ordered[i : i + limit + 1]}"
+        )
+
+
+def max_in_any_window(sends: Sequence[float], window: float) -> int:
+    ordered = sorted(sends)
+    best = 0
+    lo = 0
+    for hi, t in enumerate(ordered):
+        while ordered[lo] + window <= t:
+            lo += 1
+        best = max(best, hi - lo + 1)
+    return best
+
+
+class TestWindowBudgetSpacing:
+    def test_fresh_budget_allows_a_send_at_once(self) -> None:
+        budget = WindowBudget(20, 1.0)
+        assert budget.delay(100.0) == 0.0
+
+    def test_sends_under_continuous_demand_follow_the_target_spacing(self) -> None:
+        budget = WindowBudget(20, 1.0, guard=0.02)
+        spacing = 1.0 / (20 * 0.98)
+        sends = drive(budget, [0.0] * 60)
+        # The first window may be shaped by the cap (the half-spacing start); then it is steady.
+        steady = sends[21:]
+        gaps = [b - a for a, b in itertools.pairwise(steady)]
+        assert len(gaps) > 30
+        assert all(gap == pytest.approx(spacing) for gap in gaps)
+
+    def test_the_second_send_after_idle_comes_no_sooner_than_half_a_spacing(self) -> None:
+        budget = WindowBudget(20, 1.0)
+        budget.record(10.0)
+        spacing = budget.spacing(10.0)
+        assert budget.delay(10.0) == pytest.approx(spacing / 2)
+        assert budget.delay(10.0 + spacing / 2) == 0.0
+
+    def test_idle_time_earns_no_burst(self) -> None:
+        budget = WindowBudget(20, 1.0)
+        drive(budget, [0.0] * 20)
+        sends = drive(budget, [30.0] * 60)
+        spacing = budget.spacing(30.0)
+        gaps = [b - a for a, b in itertools.pairwise(sends)]
+        assert min(gaps) >= spacing / 2 - 1e-9
+        assert sum(1 for t in sends if t < 31.0) <= 20
+
+    def test_lateness_below_half_a_spacing_does_not_accumulate(self) -> None:
+        budget = WindowBudget(20, 1.0, guard=0.02)
+        sends = drive(budget, [0.0] * 5000, lateness=lambda: 0.02, until=60.0)
+        # Following the actual sends would give 60 / (0.051 + 0.02) = 845 sends.
+        assert len(sends) >= 0.97 * 20 * 60
+
+    @pytest.mark.parametrize(("limit", "window"), [(20, 1.0), (1, 1.0), (5, 0.1), (100, 1.0)])
+    def test_sustained_rate_under_continuous_demand_is_at_least_97_percent(
+        self, limit: int, window: float
+    ) -> None:
+        rng = random.Random(7)
+        budget = WindowBudget(limit, window, guard=0.02)
+        sends = drive(
+            budget,
+            [0.0] * int(limit * 70 / window),
+            lateness=lambda: rng.uniform(0.0, 0.002),
+            until=60.0,
+        )
+        capacity = limit * 60.0 / window
+        assert len(sends) >= 0.97 * capacity
+        assert len(sends) <= capacity
+        assert_window_cap(sends, limit, window)
+
+    def test_record_refuses_a_send_the_budget_does_not_allow(self) -> None:
+        budget = WindowBudget(20, 1.0)
+        budget.record(5.0)
+        with pytest.raises(ValueError, match="before the budget allowed"):
+            budget.record(5.001)
+
+    def test_invalid_parameters_are_rejected(self) -> None:
+        with pytest.raises(ValueError, match="limit"):
+            WindowBudget(0, 1.0)
+        with pytest.raises(ValueError, match="window"):
+            WindowBudget(1, 0.0)
+        with pytest.raises(ValueError, match="guard"):
+            WindowBudget(1, 1.0, guard=1.0)
+
+
+class TestWindowBudgetCap:
+    def test_the_sliding_window_cap_holds_back_a_send_the_schedule_would_allow(self) -> None:
+        budget = WindowBudget(2, 1.0, guard=0.0)
+        budget.record(0.0)
+        budget.record(0.25)  # half a spacing after a send from idle: allowed by the schedule
+        assert budget.delay(0.75) == pytest.approx(0.25)
+        assert budget.delay(1.0) == 0.0
+
+    def test_waiting_exactly_the_delay_is_always_enough(self) -> None:
+        budget = WindowBudget(3, 0.1, guard=0.0)
+        t = 1234.567
+        for _ in range(200):
+            wait = budget.delay(t)
+            t += wait
+            while (extra := budget.delay(t)) > 0.0:
+                # Rounding may leave a sliver; it must shrink to nothing, not loop forever.
+                assert extra < 1e-9
+                t += extra
+            budget.record(t)
+
+    def test_sends_in_window_counts_only_the_last_window(self) -> None:
+        budget = WindowBudget(5, 1.0)
+        sends = drive(budget, [0.0] * 5)
+        assert budget.sends_in_window(sends[-1]) == 5
+        assert budget.sends_in_window(sends[-1] + 1.0) == 0
+
+    @settings(max_examples=300, deadline=None)
+    @given(
+        limit=st.integers(1, 25),
+        window=st.floats(0.01, 3.0),
+        guard=st.floats(0.0, 0.1),
+        bursts=st.lists(
+            st.tuples(st.floats(0.0, 20.0), st.integers(1, 40)), min_size=1, max_size=15
+        ),
+        lateness=st.lists(
+            st.one_of(st.just(0.0), st.floats(0.0, 0.003), st.floats(0.0, 1.5)),
+            min_size=1,
+            max_size=40,
+        ),
+        throttles=st.lists(st.floats(0.0, 25.0), max_size=12),
+    )
+    def test_no_window_ever_holds_more_than_limit_sends(
+        self,
+        limit: int,
+        window: float,
+        guard: float,
+        bursts: list[tuple[float, int]],
+        lateness: list[float],
+        throttles: list[float],
+    ) -> None:
+        budget = WindowBudget(limit, window, guard=guard)
+        arrivals = sorted(at for at, count in bursts for _ in range(count))
+        late = iter(lateness * (1 + 10 * len(arrivals)))
+        sends = drive(budget, arrivals, lateness=lambda: next(late, 0.0), throttles=throttles)
+        assert len(sends) == len(arrivals)
+        assert all(sent >= arrived for sent, arrived in zip(sends, arrivals, strict=True))
+        assert_window_cap(sends, limit, window)
+        assert max_in_any_window(sends, window) <= limit
+
+
+class TestWindowBudgetBackoff:
+    def test_a_throttle_halves_the_effective_rate(self) -> None:
+        budget = WindowBudget(20, 1.0, guard=0.0)
+        assert budget.effective_rate(0.0) == pytest.approx(20.0)
+        assert budget.on_throttled(0.0)
+        assert budget.effective_rate(0.0) == pytest.approx(10.0)
+
+    def test_a_burst_of_throttles_within_one_window_decreases_only_once(self) -> None:
+        budget = WindowBudget(20, 1.0, guard=0.0)
+        assert budget.on_throttled(0.0)
+        assert [budget.on_throttled(t) for t in (0.01, 0.2, 0.99)] == [False, False, False]
+        assert budget.effective_rate(0.99) == pytest.approx(10.0)
+        # One quiet window has passed: the rate regained one step (+1/s) before halving again.
+        assert budget.on_throttled(1.0)
+        assert budget.effective_rate(1.0) == pytest.approx(5.5)
+
+    def test_the_rate_never_drops_below_the_floor(self) -> None:
+        budget = WindowBudget(20, 1.0, guard=0.0, decrease=0.1)
+        assert budget.on_throttled(0.0)
+        assert budget.effective_rate(0.0) == pytest.approx(2.0)
+        assert budget.on_throttled(1.0)
+        assert budget.effective_rate(1.0) == pytest.approx(1.0)
+
+    def test_the_rate_recovers_additively_per_quiet_window_up_to_the_configured_rate(
+        self,
+    ) -> None:
+        budget = WindowBudget(20, 1.0, guard=0.02)
+        budget.on_throttled(0.0)
+        half = 20 * 0.98 / 2
+        assert budget.effective_rate(0.5) == pytest.approx(half)
+        assert budget.effective_rate(1.0) == pytest.approx(half + 1.0)
+        assert budget.effective_rate(3.5) == pytest.approx(half + 3.0)
+        assert budget.effective_rate(1000.0) == pytest.approx(20 * 0.98)
+
+    def test_after_a_throttle_the_next_send_waits_the_slower_spacing(self) -> None:
+        budget = WindowBudget(20, 1.0, guard=0.0)
+        budget.record(0.0)
+        budget.on_throttled(0.01)
+        assert budget.delay(0.01) == pytest.approx(0.1 - 0.01)
+
+    def test_sending_rate_follows_backoff_and_recovery(self) -> None:
+        budget = WindowBudget(20, 1.0, guard=0.0)
+        sends = drive(budget, [0.0] * 400, throttles=[2.0], until=20.0)
+        per_second = [sum(1 for t in sends if s <= t < s + 1) for s in range(20)]
+        assert per_second[0] == 20
+        assert per_second[2] <= 11
+        assert per_second[3] <= 12
+        assert per_second[15] == 20
+
+
+class RecordingBudget(WindowBudget):
+    """A budget that remembers the exact times the limiter recorded sends at."""
+
+    def __init__(self, limit: int, window: float, **kwargs: float) -> None:
+        super().__init__(limit, window, **kwargs)
+        self.recorded: list[float] = []
+
+    def record(self, now: float) -> None:
+        super().record(now)
+        self.recorded.append(now)
+
+
+class TestAsyncRateLimiter:
+    async def test_concurrent_acquires_never_exceed_the_window_on_real_time(self) -> None:
+        budget = RecordingBudget(10, 0.2)
+        limiter = AsyncRateLimiter(10, 0.2, key="acct@host", budget=budget)
+        waited = await asyncio.gather(*(limiter.acquire() for _ in range(35)))
+        assert len(budget.recorded) == 35
+        assert_window_cap(budget.recorded, 10, 0.2)
+        assert max(waited) > 0.0
+        assert limiter.waiting == 0
+
+    async def test_waiters_are_served_in_arrival_order(self) -> None:
+        limiter = AsyncRateLimiter(10, 0.1)
+        order: list[int] = []
+
+        async def take(i: int) -> None:
+            await limiter.acquire()
+            order.append(i)
+
+        tasks = [asyncio.create_task(take(i)) for i in range(15)]
+        await asyncio.gather(*tasks)
+        assert order == list(range(15))
+
+    async def test_a_cancelled_waiter_consumes_no_slot_and_blocks_nobody(self) -> None:
+        budget = RecordingBudget(1, 0.3)
+        limiter = AsyncRateLimiter(1, 0.3, budget=budget)
+        await limiter.acquire()
+        head = asyncio.create_task(limiter.acquire())
+        second = asyncio.create_task(limiter.acquire())
+        third = asyncio.create_task(limiter.acquire())
+        await asyncio.sleep(0.05)
+        assert limiter.waiting == 3
+        head.cancel()
+        second.cancel()
+        await asyncio.wait_for(third, timeout=10)
+        assert head.cancelled()
+        assert second.cancelled()
+        # Only the two completed acquires were counted; the third took the very next slot.
+        assert len(budget.recorded) == 2
+        assert budget.recorded[1] >= budget.recorded[0] + 0.3
+        assert limiter.waiting == 0
+
+    async def test_throttle_reports_lower_the_effective_rate(self) -> None:
+        limiter = AsyncRateLimiter(20, 1.0, guard=0.0, key="k")
+        assert limiter.effective_rate == pytest.approx(20.0)
+        assert limiter.on_throttled()
+        assert not limiter.on_throttled()
+        assert limiter.effective_rate == pytest.approx(10.0)
+        assert limiter.throttled_total == 2
+        assert (limiter.limit, limiter.window, limiter.key, limiter.guard) == (20, 1.0, "k", 0.0)
+        assert limiter.configured_rate == pytest.approx(20.0)
+
+    async def test_acquire_reports_the_time_it_waited(self) -> None:
+        limiter = AsyncRateLimiter(1, 0.2)
+        assert await limiter.acquire() < 0.1
+        start = time.monotonic()
+        waited = await limiter.acquire()
+        assert waited >= 0.15
+        assert waited <= time.monotonic() - start + 1e-6
+
+    def test_the_async_limiter_satisfies_the_protocol(self) -> None:
+        limiter: RateLimiter = AsyncRateLimiter(1, 1.0, key="x")
+        assert limiter.key == "x"
+        assert "x" in repr(limiter)
+
+    def test_a_budget_with_other_figures_is_refused(self) -> None:
+        with pytest.raises(ValueError, match="differ"):
+            AsyncRateLimiter(2, 1.0, budget=WindowBudget(1, 1.0))
