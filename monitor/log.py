@@ -176,6 +176,12 @@ def configure_logging(
         root.removeHandler(old)
     root.addHandler(handler)
     root.setLevel(LEVELS[level.lower()])
+    # These log every job run and every request at info; the daemon logs what matters itself.
+    for chatty in QUIET_LOGGERS:
+        logging.getLogger(chatty).setLevel(max(logging.WARNING, LEVELS[level.lower()]))
+
+
+QUIET_LOGGERS = ("apscheduler", "aiohttp.access")
 
 
 def get_logger(name: str | None = None) -> structlog.stdlib.BoundLogger:

@@ -1,0 +1,319 @@
+"""`trtc-monitor` command line (SPEC section 3).
+
+Exit codes: 0 ok, 1 runtime failure, 2 usage or configuration error. User errors print one
+line each and no traceback. Heavy imports happen inside the commands that need them, and the
+run path never imports the simulator.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from monitor import __version__
+
+DEFAULT_CONFIG = "config/monitor.yaml"
+DEFAULT_URL = "http://127.0.0.1:9877"
+EXIT_OK, EXIT_FAILURE, EXIT_USAGE = 0, 1, 2
+
+
+class UserError(Exception):
+    """A problem the user can fix; printed as one line, exit code attached."""
+
+    def __init__(self, message: str, code: int = EXIT_USAGE) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+def _config_path(arg: str | None) -> Path:
+    return Path(arg or os.environ.get("TRTC_MONITOR_CONFIG") or DEFAULT_CONFIG)
+
+
+def _print_errors(errors: Sequence[str]) -> None:
+    for line in errors:
+        print(f"error: {line}", file=sys.stderr)
+
+
+# ---------------------------------------------------------------------------- commands
+
+
+def cmd_version(args: argparse.Namespace) -> int:
+    print(f"trtc-monitor {__version__}")
+    return EXIT_OK
+
+
+def cmd_check_config(args: argparse.Namespace) -> int:
+    from monitor.config import check_config
+
+    code, text = check_config(_config_path(args.config))
+    print(text, file=sys.stdout if code == 0 else sys.stderr)
+    return code
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from monitor.config import ConfigError, load_config, resolve_secrets
+    from monitor.log import configure_logging
+
+    path = _config_path(args.config)
+    try:
+        config = load_config(path)
+        secrets = resolve_secrets(config)
+    except ConfigError as exc:
+        _print_errors(exc.errors)
+        return EXIT_USAGE
+    configure_logging(config.logging.format, config.logging.level, secrets.values())
+    if config.storage.backend != "sqlite":
+        raise UserError("storage.backend: only 'sqlite' is available in this version")
+    return asyncio.run(_run(config, path))
+
+
+async def _run(config: Any, path: Path) -> int:
+    import structlog
+
+    from monitor.daemon import Daemon
+    from monitor.http.server import start_server
+
+    log = structlog.get_logger("monitor")
+    daemon = Daemon(config, path)
+    stop = asyncio.Event()
+    try:
+        await daemon.start()
+        runner, url = await start_server(daemon, config.server.listen)
+    except OSError as exc:
+        log.error("startup_failed", error=str(exc))
+        await daemon.stop()
+        return EXIT_FAILURE
+    daemon.install_signal_handlers(stop)
+    log.info("listening", url=url, metrics=f"{url}/metrics")
+    await stop.wait()
+    log.info("stopping")
+    try:
+        await asyncio.wait_for(runner.cleanup(), timeout=3)
+    except TimeoutError:
+        log.warning("http_shutdown_timeout")
+    await daemon.stop()
+    return EXIT_OK
+
+
+def cmd_describe(args: argparse.Namespace) -> int:
+    return asyncio.run(_describe(args))
+
+
+async def _describe(args: argparse.Namespace) -> int:
+    from monitor.config import Config, ConfigError, load_config, resolve_secrets
+    from monitor.models import REGIONS
+    from monitor.trtc.client import Endpoint, TrtcClient, new_session
+
+    if args.region not in REGIONS:
+        raise UserError(f"--region must be one of {', '.join(REGIONS)}")
+    path = _config_path(args.config)
+    try:
+        config = load_config(path) if args.config or path.exists() else Config()
+        secrets = resolve_secrets(config)
+    except ConfigError as exc:
+        _print_errors(exc.errors)
+        return EXIT_USAGE
+    if args.account not in config.accounts:
+        raise UserError(f"--account: no account named {args.account!r} in {path}")
+    account = config.accounts[args.account]
+    async with new_session() as session:
+        client = TrtcClient(
+            session, timeout=config.polling.timeout, ended_codes=config.polling.ended_codes
+        )
+        result = await client.describe_cloud_recording(
+            endpoint=Endpoint.parse(account.endpoint),
+            credentials=secrets.accounts[args.account],
+            region=args.region,
+            sdk_app_id=args.sdk_app_id,
+            task_id=args.task_id,
+            language=account.language,
+        )
+    if result.ok:
+        print(json.dumps({"Response": result.response}, indent=2, ensure_ascii=False))
+        return EXIT_OK
+    print(
+        f"error: DescribeCloudRecording failed: {result.code} ({result.outcome.value}): "
+        f"{result.message} [RequestId: {result.request_id or '-'}]",
+        file=sys.stderr,
+    )
+    return EXIT_FAILURE
+
+
+def cmd_simulate(args: argparse.Namespace) -> int:
+    from monitor.simulator import serve
+
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(serve(args.listen, Path(args.scenario) if args.scenario else None))
+    return EXIT_OK
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from monitor.demo import run_demo
+
+    try:
+        return asyncio.run(run_demo(args))
+    except KeyboardInterrupt:
+        return EXIT_OK
+
+
+def cmd_tasks(args: argparse.Namespace) -> int:
+    return asyncio.run(_tasks(args))
+
+
+async def _tasks(args: argparse.Namespace) -> int:
+    import aiohttp
+
+    base = args.url.rstrip("/")
+    token = os.environ.get("TRTC_MONITOR_API_TOKEN")
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    method, path, body = "GET", "/api/v1/tasks", None
+    if args.tasks_command == "add":
+        labels = dict(_label(item) for item in args.label)
+        body = {"sdk_app_id": args.sdk_app_id, "task_id": args.task_id, "region": args.region}
+        if args.account:
+            body["account"] = args.account
+        if labels:
+            body["labels"] = labels
+        if args.interval:
+            body["interval"] = args.interval
+        method = "POST"
+    elif args.tasks_command == "list":
+        query = []
+        for name in ("status", "region", "account"):
+            if getattr(args, name):
+                query.append((name, getattr(args, name)))
+        query += [("label", item) for item in args.label]
+        path += "?" + "&".join(f"{k}={v}" for k, v in query) if query else ""
+    elif args.tasks_command == "show":
+        path = f"/api/v1/tasks/{args.sdk_app_id}/{args.task_id}"
+    elif args.tasks_command == "remove":
+        method, path = "DELETE", f"/api/v1/tasks/{args.sdk_app_id}/{args.task_id}"
+    try:
+        async with (
+            aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10)) as session,
+            session.request(method, base + path, json=body, headers=headers) as answer,
+        ):
+            text = await answer.text()
+            status = answer.status
+    except (aiohttp.ClientError, OSError, TimeoutError) as exc:
+        raise UserError(
+            f"cannot reach the daemon at {base} ({type(exc).__name__}); is it running? set --url",
+            EXIT_FAILURE,
+        ) from None
+    try:
+        data = json.loads(text)
+    except ValueError:
+        data = {"raw": text}
+    if status >= 400:
+        message = data.get("error", {}).get("message", text) if isinstance(data, dict) else text
+        raise UserError(f"HTTP {status}: {message}", EXIT_FAILURE)
+    if args.tasks_command == "list" and not args.json:
+        _print_task_table(data.get("tasks", []))
+    else:
+        print(json.dumps(data, indent=2, ensure_ascii=False))
+    return EXIT_OK
+
+
+def _label(item: str) -> tuple[str, str]:
+    name, sep, value = item.partition("=")
+    if not sep:
+        name, sep, value = item.partition(":")
+    if not sep or not name:
+        raise UserError(f"--label {item!r}: use name=value")
+    return name, value
+
+
+def _print_task_table(tasks: list[dict[str, Any]]) -> None:
+    print(f"{'SDKAPPID':<12} {'TASK ID':<36} {'REGION':<13} {'STATUS':<11} ERRORS")
+    for t in tasks:
+        print(
+            f"{t['sdk_app_id']:<12} {t['task_id'][:36]:<36} {t['region']:<13} "
+            f"{t['status']:<11} {t['health']['consecutive_errors']}"
+        )
+
+
+# ---------------------------------------------------------------------------- parser
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="trtc-monitor", description="Monitor Tencent TRTC on-cloud recording tasks."
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    p = sub.add_parser("run", help="run the daemon")
+    p.add_argument("-c", "--config", help=f"config file (default {DEFAULT_CONFIG})")
+    p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("check-config", help="validate a config file")
+    p.add_argument("-c", "--config", help=f"config file (default {DEFAULT_CONFIG})")
+    p.set_defaults(func=cmd_check_config)
+
+    p = sub.add_parser("demo", help="daemon + built-in simulator, zero set-up")
+    p.add_argument("--duration", help="stop after this long, e.g. 60s (default: until Ctrl-C)")
+    p.add_argument("--port", type=int, default=9877, help="daemon port (default 9877; 0 = any)")
+    p.add_argument("--config", help="demo config (default config/demo.yaml)")
+    p.set_defaults(func=cmd_demo)
+
+    p = sub.add_parser("simulate", help="run only the TRTC API simulator")
+    p.add_argument("--listen", default="127.0.0.1:18080", help="host:port (default %(default)s)")
+    p.add_argument("--scenario", help="scenario YAML file")
+    p.set_defaults(func=cmd_simulate)
+
+    p = sub.add_parser("describe", help="one DescribeCloudRecording call")
+    p.add_argument("--sdk-app-id", type=int, required=True)
+    p.add_argument("--task-id", required=True)
+    p.add_argument("--region", required=True)
+    p.add_argument("-c", "--config")
+    p.add_argument("--account", default="default")
+    p.set_defaults(func=cmd_describe)
+
+    p = sub.add_parser("tasks", help="manage tasks through the daemon's API")
+    p.add_argument(
+        "--url",
+        default=os.environ.get("TRTC_MONITOR_URL", DEFAULT_URL),
+        help="daemon URL (default %(default)s; env TRTC_MONITOR_URL)",
+    )
+    tsub = p.add_subparsers(dest="tasks_command", metavar="ACTION", required=True)
+    a = tsub.add_parser("add", help="register a task")
+    a.add_argument("--sdk-app-id", type=int, required=True)
+    a.add_argument("--task-id", required=True)
+    a.add_argument("--region", required=True)
+    a.add_argument("--account")
+    a.add_argument("--label", action="append", default=[], help="name=value (repeatable)")
+    a.add_argument("--interval", help="poll interval, e.g. 10s")
+    a = tsub.add_parser("list", help="list tasks")
+    a.add_argument("--status")
+    a.add_argument("--region")
+    a.add_argument("--account")
+    a.add_argument("--label", action="append", default=[], help="name:value (repeatable)")
+    a.add_argument("--json", action="store_true", help="print JSON")
+    for name, text in (("show", "show one task"), ("remove", "deregister a task")):
+        a = tsub.add_parser(name, help=text)
+        a.add_argument("--sdk-app-id", type=int, required=True)
+        a.add_argument("--task-id", required=True)
+    p.set_defaults(func=cmd_tasks)
+
+    p = sub.add_parser("version", help="print the version")
+    p.set_defaults(func=cmd_version)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        code: int = args.func(args)
+    except UserError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return exc.code
+    except KeyboardInterrupt:
+        return EXIT_FAILURE
+    return code

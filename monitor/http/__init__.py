@@ -1,0 +1,1 @@
+"""The daemon's one HTTP port: metrics, health, the task API and callbacks."""

@@ -1,0 +1,211 @@
+"""REST API for tasks (SPEC section 10)."""
+
+from __future__ import annotations
+
+import datetime as dt
+import hmac
+import json
+from typing import Any
+
+from aiohttp import web
+
+from monitor.daemon import Daemon
+from monitor.http.errors import ApiError
+from monitor.models import REGIONS, Status, Task, TaskKey, Transition
+from monitor.registry import (
+    LABEL_NAME,
+    TaskFilter,
+    ValidationError,
+    validate_sdk_app_id,
+    validate_spec,
+    validate_task_id,
+)
+
+DAEMON: web.AppKey[Daemon] = web.AppKey("daemon", Daemon)
+DEFAULT_PAGE = 100
+MAX_PAGE = 1000
+RECENT_TRANSITIONS = 20
+
+
+def iso(ts: float | None) -> str | None:
+    if ts is None:
+        return None
+    return dt.datetime.fromtimestamp(ts, dt.UTC).isoformat(timespec="milliseconds")
+
+
+def task_json(task: Task, *, full: bool = False) -> dict[str, Any]:
+    body: dict[str, Any] = {
+        "sdk_app_id": task.sdk_app_id,
+        "task_id": task.task_id,
+        "region": task.region,
+        "account": task.account,
+        "labels": task.labels,
+        "interval_seconds": task.interval,
+        "registered_at": iso(task.registered_at),
+        "status": task.status.value,
+        "status_since": iso(task.status_since),
+        "health": {
+            "consecutive_errors": task.consecutive_errors,
+            "last_error_code": task.last_error_code,
+            "last_error_at": iso(task.last_error_at),
+            "last_success_at": iso(task.last_success_at),
+            "last_request_id": task.last_request_id,
+        },
+        "storage_files": task.storage_files,
+    }
+    if full:
+        body["last_response"] = task.last_response
+        body["extra"] = task.extra
+    return body
+
+
+def transition_json(t: Transition) -> dict[str, Any]:
+    return {
+        "seq": t.seq,
+        "from": t.from_status.value,
+        "to": t.to_status.value,
+        "at": iso(t.at),
+        "source": t.source.value,
+        "request_id": t.request_id,
+        "detail": t.detail,
+    }
+
+
+def require_token(request: web.Request) -> None:
+    """Bearer token, compared in constant time; mutating calls need one configured."""
+    expected = request.app[DAEMON].api_token
+    if not expected:
+        raise ApiError(
+            403,
+            "mutating calls are disabled: set server.api_token_file or server.api_token_env "
+            "in the configuration",
+        )
+    header = request.headers.get("Authorization", "")
+    scheme, _, given = header.partition(" ")
+    if scheme.lower() != "bearer" or not hmac.compare_digest(
+        given.strip().encode("utf-8", "surrogateescape"), expected.encode("utf-8")
+    ):
+        raise ApiError(401, "missing or wrong bearer token")
+
+
+def task_key(request: web.Request) -> TaskKey:
+    raw_app = request.match_info["sdk_app_id"]
+    try:
+        sdk_app_id = validate_sdk_app_id(int(raw_app)) if raw_app.isdigit() else None
+        task_id = validate_task_id(request.match_info["task_id"])
+    except ValidationError as exc:
+        raise ApiError(400, str(exc)) from None
+    if sdk_app_id is None:
+        raise ApiError(400, "sdk_app_id: must be a positive integer")
+    return TaskKey(sdk_app_id, task_id)
+
+
+def existing_task(request: web.Request) -> Task:
+    task = request.app[DAEMON].get(task_key(request))
+    if task is None:
+        raise ApiError(404, "no such task is registered")
+    return task
+
+
+async def read_json(request: web.Request) -> Any:
+    ctype = request.content_type
+    if ctype not in ("application/json", "application/octet-stream", ""):
+        raise ApiError(415, "send a JSON body with Content-Type: application/json")
+    raw = await request.read()
+    try:
+        return json.loads(raw)
+    except (ValueError, UnicodeDecodeError):
+        raise ApiError(400, "body is not valid JSON", "malformed_json") from None
+
+
+def _int_param(request: web.Request, name: str, default: int, maximum: int) -> int:
+    raw = request.query.get(name)
+    if raw is None:
+        return default
+    if not raw.isdigit() or not 0 <= int(raw) <= maximum:
+        raise ApiError(400, f"{name}: must be an integer from 0 to {maximum}")
+    return int(raw)
+
+
+def parse_filter(request: web.Request) -> TaskFilter:
+    status: Status | None = None
+    if "status" in request.query:
+        try:
+            status = Status(request.query["status"])
+        except ValueError:
+            raise ApiError(
+                400, f"status: must be one of {', '.join(s.value for s in Status)}"
+            ) from None
+    region = request.query.get("region")
+    if region is not None and region not in REGIONS:
+        raise ApiError(400, f"region: must be one of {', '.join(REGIONS)}")
+    labels: dict[str, str] = {}
+    for item in request.query.getall("label", []):
+        name, sep, value = item.partition(":")
+        if not sep or not LABEL_NAME.fullmatch(name):
+            raise ApiError(400, "label: use label=name:value with a valid label name")
+        labels[name] = value
+    return TaskFilter(status, region, request.query.get("account"), labels)
+
+
+async def list_tasks(request: web.Request) -> web.Response:
+    flt = parse_filter(request)
+    limit = _int_param(request, "limit", DEFAULT_PAGE, MAX_PAGE)
+    offset = _int_param(request, "offset", 0, 10**9)
+    matched = request.app[DAEMON].find(flt)
+    page = matched[offset : offset + limit]
+    next_offset = offset + limit if offset + limit < len(matched) else None
+    return web.json_response(
+        {"tasks": [task_json(t) for t in page], "total": len(matched), "next_offset": next_offset}
+    )
+
+
+async def create_task(request: web.Request) -> web.Response:
+    require_token(request)
+    body = await read_json(request)
+    if not isinstance(body, dict):
+        raise ApiError(400, "body must be a JSON object")
+    daemon = request.app[DAEMON]
+    try:
+        spec = validate_spec(body, daemon.accounts)
+    except ValidationError as exc:
+        raise ApiError(422, str(exc), "invalid") from None
+    task, created = await daemon.register(spec)
+    return web.json_response(task_json(task, full=True), status=201 if created else 200)
+
+
+async def get_task(request: web.Request) -> web.Response:
+    task = existing_task(request)
+    body = task_json(task, full=True)
+    recent = await request.app[DAEMON].transitions(task.key, limit=RECENT_TRANSITIONS)
+    body["recent_transitions"] = [transition_json(t) for t in recent]
+    return web.json_response(body)
+
+
+async def delete_task(request: web.Request) -> web.Response:
+    require_token(request)
+    key = task_key(request)
+    task = await request.app[DAEMON].remove(key)
+    if task is None:
+        raise ApiError(404, "no such task is registered")
+    return web.json_response(task_json(task))
+
+
+async def task_transitions(request: web.Request) -> web.Response:
+    task = existing_task(request)
+    history = await request.app[DAEMON].transitions(task.key)
+    return web.json_response(
+        {
+            "sdk_app_id": task.sdk_app_id,
+            "task_id": task.task_id,
+            "transitions": [transition_json(t) for t in history],
+        }
+    )
+
+
+def add_routes(app: web.Application) -> None:
+    app.router.add_get("/api/v1/tasks", list_tasks)
+    app.router.add_post("/api/v1/tasks", create_task)
+    app.router.add_get("/api/v1/tasks/{sdk_app_id}/{task_id}", get_task)
+    app.router.add_delete("/api/v1/tasks/{sdk_app_id}/{task_id}", delete_task)
+    app.router.add_get("/api/v1/tasks/{sdk_app_id}/{task_id}/transitions", task_transitions)

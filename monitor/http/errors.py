@@ -1,0 +1,60 @@
+"""JSON errors and the middleware that guarantees no request ever gets a 500 page."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+
+import structlog
+from aiohttp import web
+
+log = structlog.get_logger("monitor.http")
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+_CODES = {
+    400: "bad_request",
+    401: "unauthorized",
+    403: "forbidden",
+    404: "not_found",
+    405: "method_not_allowed",
+    409: "conflict",
+    413: "payload_too_large",
+    415: "unsupported_media_type",
+    422: "invalid",
+    503: "unavailable",
+}
+
+
+def error_response(status: int, message: str, code: str | None = None) -> web.Response:
+    return web.json_response(
+        {"error": {"code": code or _CODES.get(status, "error"), "message": message}},
+        status=status,
+    )
+
+
+class ApiError(Exception):
+    """Raised by handlers; becomes a JSON error with this status."""
+
+    def __init__(self, status: int, message: str, code: str | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.code = code
+
+
+@web.middleware
+async def json_errors(request: web.Request, handler: Handler) -> web.StreamResponse:
+    try:
+        return await handler(request)
+    except ApiError as exc:
+        return error_response(exc.status, exc.message, exc.code)
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        if exc.status == 413:
+            return error_response(413, "request body is too large")
+        return error_response(exc.status, exc.reason)
+    except Exception:
+        # Never a 500 page with details: log it (without locals) and answer plainly.
+        log.exception("http_handler_failed", path=request.path, method=request.method)
+        return error_response(500, "internal error; see the daemon's log", "internal")
