@@ -9,10 +9,12 @@ Two mechanisms, one arithmetic core (:class:`WindowBudget`, pure: time is an arg
 * a virtual schedule in the style of GCRA: slots ``T = window / (limit * (1 - guard))`` apart.
   The next slot follows the previous *slot*, not the actual send, so timer lateness below ``T/2``
   does not accumulate (otherwise the sustained rate would sag below the limit by the mean
-  lateness); it never falls further behind than ``T/2`` of the last send, so an idle spell
-  earns no credit for a burst afterwards;
-* a log of the last ``limit`` actual send times, the hard cap: no window of length ``window``
-  ever holds more than ``limit`` sends, whatever the schedule, lateness or backoff did.
+  lateness); after an idle spell or a longer stall the schedule restarts from the send, so
+  idleness earns no credit for a burst afterwards;
+* a log of the last ``limit`` actual send times, the hard cap: no window of length
+  ``window * (1 + guard / 2)`` ever holds more than ``limit`` sends, whatever the schedule,
+  lateness or backoff did. The margin beyond ``window`` is room for network jitter between
+  sending and arriving, which is what the server counts.
 
 On a throttled answer (other clients share the account) the rate halves, at most once per window
 because the answers to requests already in flight arrive in a burst, and then climbs back by a
@@ -77,6 +79,7 @@ class WindowBudget:
 
     __slots__ = (
         "_base_rate",
+        "_cap_window",
         "_configured_rate",
         "_decrease",
         "_decreased_at",
@@ -114,6 +117,12 @@ class WindowBudget:
         self._guard = guard
         self._decrease = decrease
         self._configured_rate = limit * (1.0 - guard) / self._window
+        # The hard cap keeps half the guard: at most ``limit`` sends in any
+        # ``window * (1 + guard / 2)``. Without it, catching up after a late wake-up may pack
+        # sends right up to ``limit`` per ``window``, and the server, counting arrivals, would
+        # count any network jitter as an excess. The other half is room for wake-up lateness,
+        # which would otherwise make the cap bind and cost sustained rate.
+        self._cap_window = max(self._window, self._window / (1.0 - guard) * (1.0 - 1e-9))
         # The floor keeps a trickle of requests going, so recovery is observed at all.
         self._min_rate = min(self._configured_rate, max(1.0, min_fraction * limit) / self._window)
         self._step = recovery_fraction * limit / self._window  # req/s regained per quiet window
@@ -154,23 +163,26 @@ class WindowBudget:
         """Seconds until a send is allowed; 0.0 when it is allowed at ``now``."""
         wait = self._next_slot - now
         if len(self._sends) == self._limit:
-            # The comparison ``now >= oldest + window`` is written the same way in ``record``
+            # The comparison ``now >= oldest + cap window`` is written the same way in ``record``
             # so that waiting exactly ``delay`` seconds always passes it.
-            cap = self._sends[0] + self._window - now
+            cap = self._sends[0] + self._cap_window - now
             wait = max(wait, cap)
         return wait if wait > 0.0 else 0.0
 
     def record(self, now: float) -> None:
         """Record a send at ``now``; raises ``ValueError`` if it was not allowed."""
         if now < self._next_slot or (
-            len(self._sends) == self._limit and now < self._sends[0] + self._window
+            len(self._sends) == self._limit and now < self._sends[0] + self._cap_window
         ):
             raise ValueError("send recorded before the budget allowed it")
         self._sends.append(now)
         spacing = self.spacing(now)
-        # Follow the slot, not the send, so lateness under T/2 does not accumulate; but never
-        # stay more than T/2 behind the send, so idle time earns no burst.
-        self._next_slot = max(self._next_slot + spacing, now + spacing / 2.0)
+        if now - self._next_slot <= spacing / 2.0:
+            # Follow the slot, not the send, so lateness under T/2 does not accumulate.
+            self._next_slot += spacing
+        else:
+            # After idle time (or a long stall) the schedule restarts: idle earns no burst.
+            self._next_slot = now + spacing
 
     def on_throttled(self, now: float) -> bool:
         """Halve the rate (to the floor at worst), at most once per window.

@@ -12,7 +12,7 @@ import sys
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -174,3 +174,21 @@ def alertmanager(tmp: Path, config_text: str | None = None) -> Iterator[Proc]:
 
 
 PYTHON = sys.executable
+
+
+async def wait_for_async(
+    probe: Callable[[], Awaitable[T | None]],
+    timeout: float = 15.0,
+    interval: float = 0.1,
+    what: str = "",
+) -> T:
+    """``wait_for`` for coroutine probes, without blocking the event loop."""
+    import asyncio
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = await probe()
+        if value is not None and value is not False:
+            return value
+        await asyncio.sleep(interval)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what or probe}")
