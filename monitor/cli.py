@@ -147,11 +147,28 @@ async def _describe(args: argparse.Namespace) -> int:
 
 
 def cmd_simulate(args: argparse.Namespace) -> int:
+    from monitor.simulator import ScenarioError
+
+    try:
+        asyncio.run(_simulate(args.listen, Path(args.scenario) if args.scenario else None))
+    except (ScenarioError, ValueError, OSError) as exc:
+        raise UserError(f"simulate: {exc}") from None
+    except KeyboardInterrupt:
+        pass
+    return EXIT_OK
+
+
+async def _simulate(listen: str, scenario: Path | None) -> None:
+    import signal
+
     from monitor.simulator import serve
 
-    with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(serve(args.listen, Path(args.scenario) if args.scenario else None))
-    return EXIT_OK
+    server = asyncio.ensure_future(serve(listen, scenario))
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, server.cancel)
+    with contextlib.suppress(asyncio.CancelledError):
+        await server
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
