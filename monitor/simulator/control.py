@@ -361,10 +361,21 @@ class SimulatorControl:
     async def faults(self) -> dict[str, Any]:
         return cast(dict[str, Any], await self._call("GET", "/faults"))
 
-    async def stats(self, window: float = 1.0, secret_id: str | None = None) -> dict[str, Any]:
+    async def stats(
+        self,
+        window: float = 1.0,
+        secret_id: str | None = None,
+        since: float | None = None,
+        until: float | None = None,
+    ) -> dict[str, Any]:
+        """Arrival statistics; ``since``/``until`` bound them in wall-clock seconds."""
         params = {"window": str(window)}
         if secret_id is not None:
             params["secret_id"] = secret_id
+        if since is not None:
+            params["since"] = repr(since)
+        if until is not None:
+            params["until"] = repr(until)
         return cast(dict[str, Any], await self._call("GET", "/stats", params=params))
 
     async def reset_stats(self) -> None:

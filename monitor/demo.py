@@ -1,0 +1,313 @@
+"""`trtc-monitor demo`: the daemon against the built-in simulator, in one process.
+
+Nothing is asked of the user: the demo makes its credentials, API token and callback key,
+keeps its data in a fresh temporary folder, writes the daemon's log there and prints a live
+summary of transitions and alerts instead.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import os
+import secrets
+import socket
+import string
+import sys
+import tempfile
+import time
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TextIO
+
+import yaml
+
+from monitor.config import Config, ConfigError, load_config, parse_config
+from monitor.durations import parse_duration
+from monitor.log import configure_logging
+from monitor.models import Status, Task, Transition
+from monitor.simulator import (
+    DEFAULT_SECRET_ID,
+    DEFAULT_SECRET_KEY,
+    CallbackSettings,
+    Fault,
+    FaultKind,
+    Life,
+    Simulator,
+)
+
+SDK_APP_ID = 1400000001
+SUMMARY_EVERY = 15.0
+
+
+@dataclass(frozen=True, slots=True)
+class Story:
+    """One simulated recording and what the demo wants it to show."""
+
+    room: str
+    life: Life
+    shows: str
+    fault: Fault | None = None
+    fault_at: float = 0.0  # seconds into the demo, so the task is first seen healthy
+    max_idle_time: float | None = None
+
+
+def stories() -> list[Story]:
+    return [
+        Story("steady", Life(idle=2, in_progress=None), "records all along"),
+        Story(
+            "normal-stop",
+            Life(idle=2, in_progress=20, exited=2, leave_code=0),
+            "stopped through the API (leave code 0): an expected exit, no alert",
+        ),
+        Story(
+            "kicked",
+            Life(idle=2, in_progress=12, exited=2, leave_code=3),
+            "recorder kicked by the server (leave code 3): exit alert at once via callback",
+        ),
+        Story(
+            "idle-hang",
+            Life(idle=1, hang_idle=True),
+            "stays Idle: RecordingTaskIdle after idle.after",
+        ),
+        Story(
+            "api-errors",
+            Life(idle=2, in_progress=None),
+            "from 12s, InternalError on 4 polls in a row: RecordingTaskError, then recovery",
+            fault=Fault(FaultKind.INTERNAL_ERROR, count=4),
+            fault_at=12.0,
+        ),
+        Story(
+            "flaky-network",
+            Life(idle=2, in_progress=None),
+            "from 20s, requests time out for a while: RecordingTaskStale, then recovery",
+            fault=Fault(FaultKind.TIMEOUT, count=4, hold=30.0),
+            fault_at=20.0,
+        ),
+        Story(
+            "nobody-came",
+            Life(idle=3600, in_progress=None),
+            "nobody publishes: Idle until MaxIdleTime (25s), then exits with leave code 99",
+            max_idle_time=25,
+        ),
+    ]
+
+
+def _port_free(port: int) -> bool:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+        return True
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+def _demo_config_path(arg: str | None) -> Path:
+    if arg:
+        return Path(arg)
+    for candidate in (
+        Path("config/demo.yaml"),
+        Path(__file__).resolve().parent.parent / "config" / "demo.yaml",
+    ):
+        if candidate.exists():
+            return candidate
+    raise FileNotFoundError("config/demo.yaml not found; pass --config")
+
+
+def build_config(path: Path, sim_url: str, port: int, data_dir: Path) -> Config:
+    """The demo file with what the demo owns filled in: simulator, port, data folder."""
+    load_config(path)  # report the user's own file's errors with their line numbers
+    raw: dict[str, Any] = yaml.safe_load(path.read_text(encoding="utf-8"))
+    raw.setdefault("server", {})["listen"] = f"127.0.0.1:{port}"
+    raw.setdefault("storage", {})["path"] = str(data_dir / "demo.db")
+    for account in raw.get("accounts", {}).values():
+        account["endpoint"] = sim_url
+    return parse_config(yaml.safe_dump(raw), source=str(path))
+
+
+class Narrator:
+    """Prints what happens, one line per event, for a person watching."""
+
+    def __init__(self, out: TextIO, started: float) -> None:
+        self.out = out
+        self.started = started
+        self.rooms: dict[str, str] = {}
+        self.transitions = 0
+        self.alerts_fired = 0
+        self.alerts_resolved = 0
+
+    def elapsed(self) -> float:
+        return time.time() - self.started
+
+    def stamp(self) -> str:
+        return f"{self.elapsed():6.1f}s"
+
+    def line(self, text: str) -> None:
+        print(f"{self.stamp()}  {text}", file=self.out, flush=True)
+
+    def name(self, task: Task) -> str:
+        return task.labels.get("room") or self.rooms.get(task.task_id) or task.task_id[:12]
+
+    def on_transition(self, task: Task, t: Transition) -> None:
+        self.transitions += 1
+        detail = ""
+        if "leave_code" in t.detail:
+            detail = f" leave code {t.detail['leave_code']}"
+        elif "code" in t.detail:
+            detail = f" {t.detail['code']}"
+        rid = f"  req {t.request_id[:8]}" if t.request_id else ""
+        self.line(
+            f"transition  {self.name(task):<14} {t.from_status.value:>10} -> "
+            f"{t.to_status.value:<10} via {t.source.value:<8}{detail}{rid}"
+        )
+
+    def on_alert(self, state: str, alertname: str, labels: dict[str, str]) -> None:
+        if state == "firing":
+            self.alerts_fired += 1
+        else:
+            self.alerts_resolved += 1
+        who = labels.get("room") or labels.get("task_id", "")[:12] or labels.get("account", "")
+        mark = "FIRING  " if state == "firing" else "resolved"
+        self.line(f"alert       {mark} {alertname:<28} {who}")
+
+
+async def run_demo(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
+    from monitor.daemon import Daemon
+    from monitor.http.server import start_server
+
+    duration = parse_duration(args.duration) if args.duration else None
+    data_dir = Path(tempfile.mkdtemp(prefix="trtc-monitor-demo-"))
+    port = args.port if args.port and _port_free(args.port) else _free_port()
+    if args.port and port != args.port:
+        print(f"port {args.port} is busy; using {port}", file=out)
+
+    token = secrets.token_urlsafe(24)
+    callback_key = "".join(secrets.choice(string.ascii_letters + string.digits) for _ in range(32))
+    os.environ.update(
+        TRTC_DEMO_SECRET_ID=DEFAULT_SECRET_ID,
+        TRTC_DEMO_SECRET_KEY=DEFAULT_SECRET_KEY,
+        TRTC_DEMO_API_TOKEN=token,
+        TRTC_DEMO_CALLBACK_KEY=callback_key,
+    )
+    try:
+        path = _demo_config_path(args.config)
+        sim_port = _free_port()
+        config = build_config(path, f"http://127.0.0.1:{sim_port}", port, data_dir)
+    except (ConfigError, FileNotFoundError) as exc:
+        for line in getattr(exc, "errors", [str(exc)]):
+            print(f"error: {line}", file=sys.stderr)
+        return 2
+
+    log_path = data_dir / "daemon.log"
+    log_file = log_path.open("a", encoding="utf-8")
+    configure_logging(
+        config.logging.format,
+        config.logging.level,
+        [DEFAULT_SECRET_KEY, token, callback_key],
+        stream=log_file,
+    )
+    base = f"http://127.0.0.1:{port}"
+    sim = Simulator(
+        seed=7,
+        callback=CallbackSettings(
+            url=f"{base}{config.callbacks.path}", key=callback_key, retry_interval=2.0
+        ),
+    )
+    await sim.start(port=sim_port)
+    daemon = Daemon(config)
+    narrator = Narrator(out, time.time())
+    daemon.transition_hooks.append(narrator.on_transition)
+    await daemon.start()
+    runner, _ = await start_server(daemon, config.server.listen)
+
+    print(
+        "trtc-monitor demo: the daemon watching recordings in the built-in TRTC simulator\n"
+        f"  metrics      {base}/metrics\n"
+        f"  tasks        {base}/api/v1/tasks\n"
+        f"  alerts       {base}/api/v1/alerts\n"
+        f"  health       {base}/-/ready\n"
+        f"  simulator    {sim.url}  (SecretId {DEFAULT_SECRET_ID})\n"
+        f"  daemon log   {log_path}\n"
+        f"  try          TRTC_MONITOR_API_TOKEN={token} "
+        f"trtc-monitor tasks --url {base} list\n"
+        + (f"Stopping by itself after {args.duration}." if duration else "Ctrl-C stops it.")
+        + "\n\nThe recordings:",
+        file=out,
+        flush=True,
+    )
+    pending_faults: list[tuple[float, Fault, str]] = []
+    for story in stories():
+        task_id = sim.add_task(
+            SDK_APP_ID,
+            life=story.life,
+            room_id=story.room,
+            user_id=f"recorder-{story.room}",
+            max_idle_time=story.max_idle_time,
+        )
+        narrator.rooms[task_id] = story.room
+        if story.fault is not None:
+            pending_faults.append((story.fault_at, _for_task(story.fault, task_id), story.room))
+        print(f"  {story.room:<14} {story.shows}", file=out)
+    print(
+        "Each is registered by its 'recorder started' callback (event 301); exits arrive by "
+        "callback (302) and are confirmed by polling.\n",
+        file=out,
+        flush=True,
+    )
+
+    stop = asyncio.Event()
+    daemon.install_signal_handlers(stop)
+    deadline = time.monotonic() + duration if duration else None
+    next_summary = time.monotonic() + SUMMARY_EVERY
+    try:
+        while not stop.is_set():
+            now = time.monotonic()
+            if deadline is not None and now >= deadline:
+                break
+            for item in [f for f in pending_faults if narrator.elapsed() >= f[0]]:
+                pending_faults.remove(item)
+                sim.faults.add(item[1])
+                narrator.line(f"fault       {item[2]:<14} simulator now answers {item[1].kind}")
+            if now >= next_summary:
+                _summary(narrator, daemon.tasks.values(), sim)
+                next_summary = now + SUMMARY_EVERY
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), timeout=0.5)
+    finally:
+        _summary(narrator, daemon.tasks.values(), sim)
+        await runner.cleanup()
+        await daemon.stop()
+        await sim.stop()
+        log_file.close()
+    print(
+        f"\nDemo over: {narrator.transitions} transitions, {narrator.alerts_fired} alerts fired, "
+        f"{narrator.alerts_resolved} resolved. Data and log kept in {data_dir}",
+        file=out,
+    )
+    return 0
+
+
+def _for_task(fault: Fault, task_id: str) -> Fault:
+    from dataclasses import replace
+
+    return replace(fault, task_ids=frozenset({task_id}))
+
+
+def _summary(narrator: Narrator, tasks: Any, sim: Simulator) -> None:
+    counts = Counter(t.status for t in tasks)
+    shown = ", ".join(f"{s.value} {counts[s]}" for s in Status if counts[s])
+    describe = sim.stats()["actions"].get("DescribeCloudRecording", {})
+    narrator.line(
+        f"summary     tasks: {shown or 'none'} | DescribeCloudRecording calls: "
+        f"{describe.get('arrivals', 0)}, at most {describe.get('max_in_window', 0)} in any "
+        f"second (limit {sim.rate_limit})"
+    )
