@@ -7,8 +7,12 @@ Two kinds of series live here:
   per-task series, fleet counts and limiter/scheduler gauges. Nothing per task is ever a
   ``Gauge.labels()`` child, so a purged task's series vanish with its row.
 
-A scrape takes a cheap snapshot of the task table on the event loop and renders it in a worker
-thread, so a large exposition does not stall polling or the API.
+A scrape takes a cheap snapshot of the task table on the event loop (which tasks exist) and
+renders it in a worker thread, so a large exposition does not stall polling or the API. The
+thread reads each task's fields as they are at that moment (copying them all on the loop would
+cost the loop time per task): a task whose status changes during a render has exactly one
+status series at 1, old or new, though the fleet counts of that scrape may already hold the
+other; the next scrape is exact again.
 """
 
 from __future__ import annotations
@@ -157,6 +161,21 @@ class StateCollector(Collector):
         yield from _fleet_families(self._view)
 
 
+def _without_created(metric: Metric) -> Metric:
+    """The family without its ``_created`` samples.
+
+    prometheus_client adds one per counter and histogram child; the text format turns them into
+    separate gauges that are not part of the metric contract and double the instrumentation
+    series Prometheus stores.
+    """
+    created = f"{metric.name}_created"
+    if not any(sample.name == created for sample in metric.samples):
+        return metric
+    copy = Metric(metric.name, metric.documentation, metric.type, metric.unit)
+    copy.samples = [sample for sample in metric.samples if sample.name != created]
+    return copy
+
+
 class _Exposition(Collector):
     """The instrumentation registry followed by one scrape's state families."""
 
@@ -165,7 +184,8 @@ class _Exposition(Collector):
         self._state = state
 
     def collect(self) -> Iterable[Metric]:
-        yield from self._registry.collect()
+        for metric in self._registry.collect():
+            yield _without_created(metric)
         yield from self._state.collect()
 
 
@@ -242,7 +262,9 @@ class MonitorMetrics:
             registry=r,
         )
         self._build_info.labels(__version__, platform.python_version()).set(1)
+        # The daemon is built from a configuration that was just loaded successfully.
         self.config_reload_ok.set(1)
+        self.config_reload_time.set_to_current_time()
 
     def render(self, view: StateView, accept: str | None) -> tuple[bytes, str]:
         """Encode everything for one scrape; safe to run in a worker thread."""

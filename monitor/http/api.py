@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import hmac
 import json
+import re
 from typing import Any
 
 from aiohttp import web
@@ -24,7 +25,12 @@ from monitor.registry import (
 DAEMON: web.AppKey[Daemon] = web.AppKey("daemon", Daemon)
 DEFAULT_PAGE = 100
 MAX_PAGE = 1000
+MAX_OFFSET = 10**9
 RECENT_TRANSITIONS = 20
+# ASCII digits only: str.isdigit() also accepts "²" and other digits int() refuses, and a
+# bounded length keeps int() away from its 4300-digit limit.
+_UNSIGNED = re.compile(r"[0-9]{1,19}")
+_INT64_MAX = 2**63 - 1
 
 
 def iso(ts: float | None) -> str | None:
@@ -71,6 +77,11 @@ def transition_json(t: Transition) -> dict[str, Any]:
     }
 
 
+def _utf8(text: str) -> bytes:
+    # Header values and environment values may carry undecodable bytes as surrogates.
+    return text.encode("utf-8", "surrogateescape")
+
+
 def require_token(request: web.Request) -> None:
     """Bearer token, compared in constant time; mutating calls need one configured."""
     expected = request.app[DAEMON].api_token
@@ -82,21 +93,23 @@ def require_token(request: web.Request) -> None:
         )
     header = request.headers.get("Authorization", "")
     scheme, _, given = header.partition(" ")
-    if scheme.lower() != "bearer" or not hmac.compare_digest(
-        given.strip().encode("utf-8", "surrogateescape"), expected.encode("utf-8")
-    ):
-        raise ApiError(401, "missing or wrong bearer token")
+    if scheme.lower() != "bearer" or not hmac.compare_digest(_utf8(given.strip()), _utf8(expected)):
+        raise ApiError(
+            401,
+            "missing or wrong bearer token (send Authorization: Bearer <token>)",
+            headers={"WWW-Authenticate": 'Bearer realm="trtc-monitor"'},
+        )
 
 
 def task_key(request: web.Request) -> TaskKey:
     raw_app = request.match_info["sdk_app_id"]
+    if not _UNSIGNED.fullmatch(raw_app):
+        raise ApiError(400, "sdk_app_id: must be a positive integer")
     try:
-        sdk_app_id = validate_sdk_app_id(int(raw_app)) if raw_app.isdigit() else None
+        sdk_app_id = validate_sdk_app_id(int(raw_app))
         task_id = validate_task_id(request.match_info["task_id"])
     except ValidationError as exc:
         raise ApiError(400, str(exc)) from None
-    if sdk_app_id is None:
-        raise ApiError(400, "sdk_app_id: must be a positive integer")
     return TaskKey(sdk_app_id, task_id)
 
 
@@ -107,23 +120,40 @@ def existing_task(request: web.Request) -> Task:
     return task
 
 
+def _json_int(literal: str) -> int | float:
+    """Integers beyond 64 bits fit no field: read them as floats, which validation refuses
+    by field name, instead of handing giant ints to arithmetic that may overflow."""
+    digits = literal.lstrip("-")
+    if len(digits) <= 19:
+        value = int(literal)
+        if -_INT64_MAX - 1 <= value <= _INT64_MAX:
+            return value
+    return float(literal)
+
+
+def _json_constant(name: str) -> float:
+    raise ValueError(f"{name} is not JSON")
+
+
 async def read_json(request: web.Request) -> Any:
     ctype = request.content_type
+    # aiohttp reports a missing Content-Type as application/octet-stream.
     if ctype not in ("application/json", "application/octet-stream", ""):
         raise ApiError(415, "send a JSON body with Content-Type: application/json")
     raw = await request.read()
     try:
-        return json.loads(raw)
-    except (ValueError, UnicodeDecodeError):
+        return json.loads(raw, parse_int=_json_int, parse_constant=_json_constant)
+    except (ValueError, RecursionError):
+        # RecursionError: nesting deeper than the parser's stack (e.g. "[[[[..." * 100000).
         raise ApiError(400, "body is not valid JSON", "malformed_json") from None
 
 
-def _int_param(request: web.Request, name: str, default: int, maximum: int) -> int:
+def _int_param(request: web.Request, name: str, default: int, minimum: int, maximum: int) -> int:
     raw = request.query.get(name)
     if raw is None:
         return default
-    if not raw.isdigit() or not 0 <= int(raw) <= maximum:
-        raise ApiError(400, f"{name}: must be an integer from 0 to {maximum}")
+    if not _UNSIGNED.fullmatch(raw) or not minimum <= int(raw) <= maximum:
+        raise ApiError(400, f"{name}: must be an integer from {minimum} to {maximum}")
     return int(raw)
 
 
@@ -150,8 +180,9 @@ def parse_filter(request: web.Request) -> TaskFilter:
 
 async def list_tasks(request: web.Request) -> web.Response:
     flt = parse_filter(request)
-    limit = _int_param(request, "limit", DEFAULT_PAGE, MAX_PAGE)
-    offset = _int_param(request, "offset", 0, 10**9)
+    # limit 0 would answer next_offset == offset forever: a client paging on would never stop.
+    limit = _int_param(request, "limit", DEFAULT_PAGE, 1, MAX_PAGE)
+    offset = _int_param(request, "offset", 0, 0, MAX_OFFSET)
     matched = request.app[DAEMON].find(flt)
     page = matched[offset : offset + limit]
     next_offset = offset + limit if offset + limit < len(matched) else None

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 
 import structlog
 from aiohttp import web
@@ -24,22 +24,38 @@ _CODES = {
     503: "unavailable",
 }
 
+# Headers of aiohttp's own errors that a client needs to act on (405 says what is allowed).
+_KEPT_HEADERS = ("Allow",)
 
-def error_response(status: int, message: str, code: str | None = None) -> web.Response:
+
+def error_response(
+    status: int,
+    message: str,
+    code: str | None = None,
+    headers: Mapping[str, str] | None = None,
+) -> web.Response:
     return web.json_response(
         {"error": {"code": code or _CODES.get(status, "error"), "message": message}},
         status=status,
+        headers=headers,
     )
 
 
 class ApiError(Exception):
     """Raised by handlers; becomes a JSON error with this status."""
 
-    def __init__(self, status: int, message: str, code: str | None = None) -> None:
+    def __init__(
+        self,
+        status: int,
+        message: str,
+        code: str | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> None:
         super().__init__(message)
         self.status = status
         self.message = message
         self.code = code
+        self.headers = dict(headers or {})
 
 
 @web.middleware
@@ -47,13 +63,16 @@ async def json_errors(request: web.Request, handler: Handler) -> web.StreamRespo
     try:
         return await handler(request)
     except ApiError as exc:
-        return error_response(exc.status, exc.message, exc.code)
+        return error_response(exc.status, exc.message, exc.code, exc.headers)
     except web.HTTPException as exc:
         if exc.status < 400:
             raise
+        kept = {name: exc.headers[name] for name in _KEPT_HEADERS if name in exc.headers}
         if exc.status == 413:
-            return error_response(413, "request body is too large")
-        return error_response(exc.status, exc.reason)
+            return error_response(
+                413, f"request body is larger than {request.client_max_size} bytes", headers=kept
+            )
+        return error_response(exc.status, exc.reason, headers=kept)
     except Exception:
         # Never a 500 page with details: log it (without locals) and answer plainly.
         log.exception("http_handler_failed", path=request.path, method=request.method)

@@ -5,81 +5,241 @@ from __future__ import annotations
 from typing import Any
 
 from monitor import __version__
-from monitor.models import REGIONS, Status
+from monitor.http.api import DEFAULT_PAGE, MAX_OFFSET, MAX_PAGE
+from monitor.models import REGIONS, Source, Status
+from monitor.registry import MAX_LABEL_VALUE, MAX_LABELS, TASK_ID
 
 _ERROR = {"$ref": "#/components/responses/Error"}
+_TASK = {"$ref": "#/components/schemas/Task"}
+_TRANSITION = {"$ref": "#/components/schemas/Transition"}
+_STATUSES = [s.value for s in Status]
+_TASK_ID_PATTERN = f"^{TASK_ID.pattern}$"
 _TASK_PATH_PARAMS = [
-    {"name": "sdk_app_id", "in": "path", "required": True, "schema": {"type": "integer"}},
-    {"name": "task_id", "in": "path", "required": True, "schema": {"type": "string"}},
+    {
+        "name": "sdk_app_id",
+        "in": "path",
+        "required": True,
+        "schema": {"type": "integer", "format": "int64", "minimum": 1},
+    },
+    {
+        "name": "task_id",
+        "in": "path",
+        "required": True,
+        "schema": {"type": "string", "pattern": _TASK_ID_PATTERN},
+    },
 ]
+_SECURED: list[dict[str, list[str]]] = [{"bearer": []}]
 
 
 def _json(schema: dict[str, Any], description: str) -> dict[str, Any]:
     return {"description": description, "content": {"application/json": {"schema": schema}}}
 
 
-def openapi_document() -> dict[str, Any]:
-    ref = {
-        "Task": {"$ref": "#/components/schemas/Task"},
-        "Transition": {"$ref": "#/components/schemas/Transition"},
+def _errors(*statuses: int) -> dict[str, Any]:
+    return {str(status): _ERROR for status in statuses}
+
+
+def _timestamp(description: str, *, nullable: bool = False) -> dict[str, Any]:
+    schema: dict[str, Any] = {"type": "string", "format": "date-time", "description": description}
+    if nullable:
+        schema["nullable"] = True
+    return schema
+
+
+def _schemas() -> dict[str, Any]:
+    return {
+        "Registration": {
+            "type": "object",
+            "additionalProperties": False,
+            "required": ["sdk_app_id", "task_id", "region"],
+            "properties": {
+                "sdk_app_id": {"type": "integer", "format": "int64", "minimum": 1},
+                "task_id": {
+                    "type": "string",
+                    "minLength": 1,
+                    "maxLength": 256,
+                    "pattern": _TASK_ID_PATTERN,
+                },
+                "region": {"type": "string", "enum": list(REGIONS)},
+                "account": {
+                    "type": "string",
+                    "description": "A configured account; default: default",
+                },
+                "labels": {
+                    "type": "object",
+                    "description": "Prometheus label names; account, region, sdk_app_id, "
+                    "task_id, status, alertname and severity are reserved",
+                    "maxProperties": MAX_LABELS,
+                    "additionalProperties": {"type": "string", "maxLength": MAX_LABEL_VALUE},
+                },
+                "interval": {
+                    "oneOf": [{"type": "string"}, {"type": "number"}],
+                    "description": "Polling interval: a duration such as 10s, or seconds; "
+                    "from 1s to 24h",
+                },
+            },
+        },
+        "Health": {
+            "type": "object",
+            "required": [
+                "consecutive_errors",
+                "last_error_code",
+                "last_error_at",
+                "last_success_at",
+                "last_request_id",
+            ],
+            "properties": {
+                "consecutive_errors": {"type": "integer", "minimum": 0},
+                "last_error_code": {"type": "string", "nullable": True},
+                "last_error_at": _timestamp("Last failed poll", nullable=True),
+                "last_success_at": _timestamp("Last successful observation", nullable=True),
+                "last_request_id": {"type": "string", "nullable": True},
+            },
+        },
+        "Task": {
+            "type": "object",
+            "required": [
+                "sdk_app_id",
+                "task_id",
+                "region",
+                "account",
+                "labels",
+                "interval_seconds",
+                "registered_at",
+                "status",
+                "status_since",
+                "health",
+                "storage_files",
+            ],
+            "properties": {
+                "sdk_app_id": {"type": "integer", "format": "int64"},
+                "task_id": {"type": "string"},
+                "region": {"type": "string", "enum": list(REGIONS)},
+                "account": {"type": "string"},
+                "labels": {"type": "object", "additionalProperties": {"type": "string"}},
+                "interval_seconds": {
+                    "type": "number",
+                    "nullable": True,
+                    "description": "The task's own interval; null: by status, else the default",
+                },
+                "registered_at": _timestamp("When the task was registered"),
+                "status": {"type": "string", "enum": _STATUSES},
+                "status_since": _timestamp("When the current status began"),
+                "health": {"$ref": "#/components/schemas/Health"},
+                "storage_files": {
+                    "type": "integer",
+                    "nullable": True,
+                    "description": "Entries in StorageFileList at the last observation",
+                },
+                "last_response": {
+                    "type": "object",
+                    "nullable": True,
+                    "description": "The last DescribeCloudRecording answer (single task only)",
+                },
+                "extra": {
+                    "type": "object",
+                    "description": "Facts learnt from callbacks (single task only)",
+                },
+                "recent_transitions": {
+                    "type": "array",
+                    "items": _TRANSITION,
+                    "description": "Newest first (GET of a single task only)",
+                },
+            },
+        },
+        "TaskPage": {
+            "type": "object",
+            "required": ["tasks", "total", "next_offset"],
+            "properties": {
+                "tasks": {"type": "array", "items": _TASK},
+                "total": {"type": "integer", "minimum": 0},
+                "next_offset": {
+                    "type": "integer",
+                    "nullable": True,
+                    "description": "Offset of the next page; null on the last page",
+                },
+            },
+        },
+        "Transition": {
+            "type": "object",
+            "required": ["seq", "from", "to", "at", "source", "request_id", "detail"],
+            "properties": {
+                "seq": {"type": "integer"},
+                "from": {"type": "string", "enum": _STATUSES},
+                "to": {"type": "string", "enum": _STATUSES},
+                "at": _timestamp("When the change was observed"),
+                "source": {"type": "string", "enum": [s.value for s in Source]},
+                "request_id": {"type": "string", "nullable": True},
+                "detail": {"type": "object"},
+            },
+        },
+        "History": {
+            "type": "object",
+            "required": ["sdk_app_id", "task_id", "transitions"],
+            "properties": {
+                "sdk_app_id": {"type": "integer", "format": "int64"},
+                "task_id": {"type": "string"},
+                "transitions": {"type": "array", "items": _TRANSITION},
+            },
+        },
     }
-    secured: list[dict[str, list[str]]] = [{"bearer": []}]
+
+
+def _list_parameters() -> list[dict[str, Any]]:
+    return [
+        {"name": "status", "in": "query", "schema": {"type": "string", "enum": _STATUSES}},
+        {"name": "region", "in": "query", "schema": {"type": "string", "enum": list(REGIONS)}},
+        {"name": "account", "in": "query", "schema": {"type": "string"}},
+        {
+            "name": "label",
+            "in": "query",
+            "description": "name:value; repeatable, every one must match",
+            "schema": {"type": "array", "items": {"type": "string"}},
+            "style": "form",
+            "explode": True,
+        },
+        {
+            "name": "limit",
+            "in": "query",
+            "schema": {
+                "type": "integer",
+                "minimum": 1,
+                "maximum": MAX_PAGE,
+                "default": DEFAULT_PAGE,
+            },
+        },
+        {
+            "name": "offset",
+            "in": "query",
+            "schema": {"type": "integer", "minimum": 0, "maximum": MAX_OFFSET, "default": 0},
+        },
+    ]
+
+
+def openapi_document() -> dict[str, Any]:
     return {
         "openapi": "3.0.3",
         "info": {
             "title": "trtc-recording-monitor",
             "version": __version__,
-            "description": "Register TRTC on-cloud recording tasks and read their state.",
+            "description": "Register TRTC on-cloud recording tasks and read their state. "
+            'Errors are {"error": {"code": ..., "message": ...}}.',
         },
         "paths": {
             "/api/v1/tasks": {
                 "get": {
-                    "summary": "List tasks",
-                    "parameters": [
-                        {
-                            "name": "status",
-                            "in": "query",
-                            "schema": {"type": "string", "enum": [s.value for s in Status]},
-                        },
-                        {
-                            "name": "region",
-                            "in": "query",
-                            "schema": {"type": "string", "enum": list(REGIONS)},
-                        },
-                        {"name": "account", "in": "query", "schema": {"type": "string"}},
-                        {
-                            "name": "label",
-                            "in": "query",
-                            "description": "name:value; repeatable",
-                            "schema": {"type": "array", "items": {"type": "string"}},
-                            "style": "form",
-                            "explode": True,
-                        },
-                        {
-                            "name": "limit",
-                            "in": "query",
-                            "schema": {"type": "integer", "minimum": 0, "maximum": 1000},
-                        },
-                        {"name": "offset", "in": "query", "schema": {"type": "integer"}},
-                    ],
+                    "operationId": "listTasks",
+                    "summary": "List tasks, sorted by sdk_app_id and task_id",
+                    "parameters": _list_parameters(),
                     "responses": {
-                        "200": _json(
-                            {
-                                "type": "object",
-                                "properties": {
-                                    "tasks": {"type": "array", "items": ref["Task"]},
-                                    "total": {"type": "integer"},
-                                    "next_offset": {"type": "integer", "nullable": True},
-                                },
-                            },
-                            "A page of tasks",
-                        ),
-                        "400": _ERROR,
+                        "200": _json({"$ref": "#/components/schemas/TaskPage"}, "A page of tasks"),
+                        **_errors(400),
                     },
                 },
                 "post": {
+                    "operationId": "registerTask",
                     "summary": "Register a task (idempotent)",
-                    "security": secured,
+                    "security": _SECURED,
                     "requestBody": {
                         "required": True,
                         "content": {
@@ -89,54 +249,50 @@ def openapi_document() -> dict[str, Any]:
                         },
                     },
                     "responses": {
-                        "201": _json(ref["Task"], "Registered"),
-                        "200": _json(ref["Task"], "Already registered"),
-                        "400": _ERROR,
-                        "401": _ERROR,
-                        "403": _ERROR,
-                        "413": _ERROR,
-                        "415": _ERROR,
-                        "422": _ERROR,
+                        "201": _json(_TASK, "Registered"),
+                        "200": _json(_TASK, "Already registered; the registered task"),
+                        **_errors(400, 401, 403, 413, 415, 422),
                     },
                 },
             },
             "/api/v1/tasks/{sdk_app_id}/{task_id}": {
                 "parameters": _TASK_PATH_PARAMS,
                 "get": {
-                    "summary": "One task with its recent transitions",
-                    "responses": {
-                        "200": _json(ref["Task"], "The task"),
-                        "400": _ERROR,
-                        "404": _ERROR,
-                    },
+                    "operationId": "getTask",
+                    "summary": "One task with its status, health, last response and recent "
+                    "transitions",
+                    "responses": {"200": _json(_TASK, "The task"), **_errors(400, 404)},
                 },
                 "delete": {
+                    "operationId": "removeTask",
                     "summary": "Deregister a task (an expected stop: no exit alert)",
-                    "security": secured,
+                    "security": _SECURED,
                     "responses": {
-                        "200": _json(ref["Task"], "Removed"),
-                        "400": _ERROR,
-                        "401": _ERROR,
-                        "403": _ERROR,
-                        "404": _ERROR,
+                        "200": _json(_TASK, "Removed"),
+                        **_errors(400, 401, 403, 404),
                     },
                 },
             },
             "/api/v1/tasks/{sdk_app_id}/{task_id}/transitions": {
                 "parameters": _TASK_PATH_PARAMS,
                 "get": {
-                    "summary": "Full transition history",
+                    "operationId": "getTransitions",
+                    "summary": "Full transition history, newest first",
                     "responses": {
-                        "200": _json(
-                            {
-                                "type": "object",
-                                "properties": {
-                                    "transitions": {"type": "array", "items": ref["Transition"]}
-                                },
-                            },
-                            "History, newest first",
-                        ),
-                        "404": _ERROR,
+                        "200": _json({"$ref": "#/components/schemas/History"}, "The history"),
+                        **_errors(400, 404),
+                    },
+                },
+            },
+            "/api/v1/openapi.json": {
+                "get": {
+                    "operationId": "getOpenApi",
+                    "summary": "This document",
+                    "responses": {
+                        "200": {
+                            "description": "The OpenAPI document",
+                            "content": {"application/json": {"schema": {"type": "object"}}},
+                        }
                     },
                 },
             },
@@ -147,6 +303,7 @@ def openapi_document() -> dict[str, Any]:
                 "Error": _json(
                     {
                         "type": "object",
+                        "required": ["error"],
                         "properties": {
                             "error": {
                                 "type": "object",
@@ -161,54 +318,6 @@ def openapi_document() -> dict[str, Any]:
                     "An error",
                 )
             },
-            "schemas": {
-                "Registration": {
-                    "type": "object",
-                    "additionalProperties": False,
-                    "required": ["sdk_app_id", "task_id", "region"],
-                    "properties": {
-                        "sdk_app_id": {"type": "integer", "minimum": 1},
-                        "task_id": {"type": "string", "minLength": 1, "maxLength": 256},
-                        "region": {"type": "string", "enum": list(REGIONS)},
-                        "account": {"type": "string"},
-                        "labels": {
-                            "type": "object",
-                            "additionalProperties": {"type": "string", "maxLength": 256},
-                        },
-                        "interval": {
-                            "oneOf": [{"type": "string"}, {"type": "number"}],
-                            "description": "Duration such as 10s, or seconds",
-                        },
-                    },
-                },
-                "Task": {
-                    "type": "object",
-                    "properties": {
-                        "sdk_app_id": {"type": "integer"},
-                        "task_id": {"type": "string"},
-                        "region": {"type": "string"},
-                        "account": {"type": "string"},
-                        "labels": {"type": "object", "additionalProperties": {"type": "string"}},
-                        "status": {"type": "string", "enum": [s.value for s in Status]},
-                        "status_since": {"type": "string", "format": "date-time"},
-                        "registered_at": {"type": "string", "format": "date-time"},
-                        "health": {"type": "object"},
-                        "storage_files": {"type": "integer", "nullable": True},
-                        "recent_transitions": {"type": "array", "items": ref["Transition"]},
-                    },
-                },
-                "Transition": {
-                    "type": "object",
-                    "properties": {
-                        "seq": {"type": "integer"},
-                        "from": {"type": "string"},
-                        "to": {"type": "string"},
-                        "at": {"type": "string", "format": "date-time"},
-                        "source": {"type": "string", "enum": ["poll", "callback", "api"]},
-                        "request_id": {"type": "string", "nullable": True},
-                        "detail": {"type": "object"},
-                    },
-                },
-            },
+            "schemas": _schemas(),
         },
     }

@@ -1,0 +1,425 @@
+"""Metrics (SPEC section 10b): the state collector, the exposition, and real consumers of it."""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+import threading
+import time
+import urllib.parse
+from collections import defaultdict
+from contextlib import AbstractContextManager
+from pathlib import Path
+from typing import Any
+
+import pytest
+from prometheus_client.metrics_core import Metric
+from prometheus_client.openmetrics import parser as openmetrics_parser
+from prometheus_client.parser import text_string_to_metric_families
+from prometheus_client.samples import Sample
+
+from monitor.metrics import BucketGauge, MonitorMetrics, StateView
+from monitor.models import REGIONS, Status, Task, TaskKey
+from monitor.simulator import DEFAULT_SECRET_KEY, Life, Simulator
+from tests.conftest import API_TOKEN, DaemonFactory, RunningDaemon
+from tests.support import Proc, prometheus, promql, require_binary, wait_for, wait_for_async
+
+APP = 1400000001
+TASK_FAMILIES = (
+    "trtc_recording_task_status",
+    "trtc_recording_task_info",
+    "trtc_recording_task_status_since_timestamp_seconds",
+    "trtc_recording_task_last_success_timestamp_seconds",
+    "trtc_recording_task_consecutive_errors",
+    "trtc_recording_task_storage_files",
+)
+OPENMETRICS = "application/openmetrics-text; version=1.0.0"
+
+
+def make_task(task_id: str, status: Status = Status.IN_PROGRESS, **fields: Any) -> Task:
+    fields.setdefault("region", "ap-guangzhou")
+    fields.setdefault("account", "default")
+    return Task(
+        sdk_app_id=APP,
+        task_id=task_id,
+        status=status,
+        status_since=1_700_000_000.0,
+        registered_at=1_700_000_000.0,
+        **fields,
+    )
+
+
+def render(view: StateView, accept: str | None = None) -> tuple[str, str]:
+    body, content_type = MonitorMetrics().render(view, accept)
+    return body.decode(), content_type
+
+
+def openmetrics_families(text: str) -> list[Metric]:
+    parsed: list[Metric] = list(
+        openmetrics_parser.text_string_to_metric_families(text)  # type: ignore[no-untyped-call]
+    )
+    return parsed
+
+
+def families(text: str) -> dict[str, Metric]:
+    return {family.name: family for family in text_string_to_metric_families(text)}
+
+
+def samples(text: str, name: str) -> list[Sample]:
+    return [
+        s
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+        if s.name == name
+    ]
+
+
+def by_task(found: list[Sample]) -> dict[str, list[Sample]]:
+    grouped: dict[str, list[Sample]] = defaultdict(list)
+    for sample in found:
+        grouped[sample.labels["task_id"]].append(sample)
+    return grouped
+
+
+async def scrape(running: RunningDaemon, accept: str | None = None) -> str:
+    headers = {"Accept": accept} if accept else {}
+    async with running.session.get(f"{running.url}/metrics", headers=headers) as response:
+        assert response.status == 200
+        return await response.text()
+
+
+async def register(running: RunningDaemon, task_id: str, **fields: Any) -> None:
+    response = await running.register(APP, task_id, **fields)
+    async with response:
+        assert response.status == 201, await response.text()
+
+
+async def wait_status(running: RunningDaemon, task_id: str, status: Status) -> None:
+    async def reached() -> bool:
+        task = running.daemon.get(TaskKey(APP, task_id))
+        return task is not None and task.status is status
+
+    await wait_for_async(reached, timeout=10, what=f"{task_id} to be {status}")
+
+
+# ---------------------------------------------------------------------------------------------
+# the collector, on its own
+
+
+class TestTaskSeries:
+    def test_every_task_has_all_seven_statuses_with_exactly_one_set(self) -> None:
+        tasks = [make_task(f"t-{s.value}", s) for s in Status]
+        text, _ = render(StateView(tasks=tasks))
+        grouped = by_task(samples(text, "trtc_recording_task_status"))
+        assert set(grouped) == {t.task_id for t in tasks}
+        for task in tasks:
+            series = {s.labels["status"]: s.value for s in grouped[task.task_id]}
+            assert series == {s.value: float(s is task.status) for s in Status}
+            for sample in grouped[task.task_id]:
+                assert sample.labels["account"] == "default"
+                assert sample.labels["region"] == "ap-guangzhou"
+                assert sample.labels["sdk_app_id"] == str(APP)
+
+    def test_info_series_carry_the_labels_named_in_metrics_labels_and_no_others(self) -> None:
+        tasks = [
+            make_task("a", labels={"room": "r-1", "customer": "acme", "private": "x"}),
+            make_task("b", labels={"customer": "zeta"}),
+        ]
+        text, _ = render(StateView(tasks=tasks, info_labels=["room", "customer", "room"]))
+        info = by_task(samples(text, "trtc_recording_task_info"))
+        assert len(info["a"]) == len(info["b"]) == 1
+        assert info["a"][0].value == 1.0
+        assert info["a"][0].labels == {
+            "account": "default",
+            "region": "ap-guangzhou",
+            "sdk_app_id": str(APP),
+            "task_id": "a",
+            "room": "r-1",
+            "customer": "acme",
+        }
+        # A missing label is empty, which Prometheus treats as absent.
+        assert info["b"][0].labels["room"] == ""
+        assert info["b"][0].labels["customer"] == "zeta"
+        assert text.count('customer="acme"') == 1  # user labels only on the info series
+
+    def test_label_values_with_quotes_backslashes_and_newlines_survive(self) -> None:
+        odd = 'a "quoted" \\ back\nslash'
+        text, _ = render(
+            StateView(tasks=[make_task("odd", labels={"room": odd})], info_labels=["room"])
+        )
+        (info,) = samples(text, "trtc_recording_task_info")
+        assert info.labels["room"] == odd
+
+    def test_health_series_follow_the_task_and_unknowns_are_absent(self) -> None:
+        known = make_task("known", last_success_at=1_700_000_100.0, storage_files=3)
+        known.consecutive_errors = 2
+        fresh = make_task("fresh", Status.PENDING)
+        text, _ = render(StateView(tasks=[known, fresh]))
+        value = {
+            name: {s.labels["task_id"]: s.value for s in samples(text, name)}
+            for name in TASK_FAMILIES[2:]
+        }
+        assert value["trtc_recording_task_status_since_timestamp_seconds"] == {
+            "known": 1_700_000_000.0,
+            "fresh": 1_700_000_000.0,
+        }
+        assert value["trtc_recording_task_last_success_timestamp_seconds"] == {
+            "known": 1_700_000_100.0
+        }
+        assert value["trtc_recording_task_consecutive_errors"] == {"known": 2.0, "fresh": 0.0}
+        assert value["trtc_recording_task_storage_files"] == {"known": 3.0}
+
+    def test_without_per_task_series_the_fleet_series_remain(self) -> None:
+        tasks = [make_task("a"), make_task("b", Status.IDLE, region="ap-mumbai")]
+        view = StateView(tasks=tasks, per_task=False, info_labels=["room"])
+        text, _ = render(view)
+        found = families(text)
+        assert not any(name in found for name in TASK_FAMILIES)
+        assert "task_id" not in text
+        counts = {
+            (s.labels["region"], s.labels["status"]): s.value
+            for s in samples(text, "trtc_recording_tasks")
+        }
+        assert counts[("ap-guangzhou", "InProgress")] == 1.0
+        assert counts[("ap-mumbai", "Idle")] == 1.0
+        with_tasks, _ = render(StateView(tasks=tasks))
+        assert all(name in families(with_tasks) for name in TASK_FAMILIES)
+
+
+class TestFleetSeries:
+    def test_task_counts_cover_every_status_of_every_account_and_region_in_use(self) -> None:
+        tasks = [
+            make_task("a", Status.IDLE),
+            make_task("b", Status.IDLE),
+            make_task("c", Status.EXITED, region="ap-singapore", account="other"),
+        ]
+        text, _ = render(StateView(tasks=tasks))
+        counts = {
+            (s.labels["account"], s.labels["region"], s.labels["status"]): s.value
+            for s in samples(text, "trtc_recording_tasks")
+        }
+        expected = {
+            (account, region, s.value): 0.0
+            for account, region in (("default", "ap-guangzhou"), ("other", "ap-singapore"))
+            for s in Status
+        }
+        expected[("default", "ap-guangzhou", "Idle")] = 2.0
+        expected[("other", "ap-singapore", "Exited")] = 1.0
+        assert counts == expected
+
+    def test_limiter_and_budget_gauges_come_from_the_view(self) -> None:
+        view = StateView(
+            buckets=[BucketGauge("default", "trtc.tencentcloudapi.com", 20.0, 17.5)],
+            required_rate={"default": 133.3, "spare": 0.0},
+        )
+        text, _ = render(view)
+        (limit,) = samples(text, "trtc_monitor_ratelimit_limit")
+        (effective,) = samples(text, "trtc_monitor_ratelimit_effective_rate")
+        assert limit.labels == {"account": "default", "endpoint": "trtc.tencentcloudapi.com"}
+        assert (limit.value, effective.value) == (20.0, 17.5)
+        required = {
+            s.labels["account"]: s.value for s in samples(text, "trtc_monitor_poll_required_rate")
+        }
+        assert required == {"default": 133.3, "spare": 0.0}
+
+
+class TestExposition:
+    def test_no_sample_carries_a_timestamp_in_either_format(self) -> None:
+        metrics = MonitorMetrics()
+        metrics.transitions.labels("default", "ap-guangzhou", "Idle", "InProgress").inc()
+        metrics.api_duration.labels("default").observe(0.2)
+        view = StateView(tasks=[make_task("a", last_success_at=1_700_000_100.0)])
+        text = metrics.render(view, None)[0].decode()
+        parsed = list(text_string_to_metric_families(text))
+        assert parsed
+        assert all(s.timestamp is None for f in parsed for s in f.samples)
+        # The text format puts a timestamp as a third field on the sample line.
+        for line in text.splitlines():
+            if line and not line.startswith("#"):
+                assert len(line.rsplit("} ", 1)[-1].split()) <= 2, line
+        om = metrics.render(view, OPENMETRICS)[0].decode()
+        assert all(s.timestamp is None for f in openmetrics_families(om) for s in f.samples)
+
+    def test_openmetrics_is_served_when_asked_for_via_accept(self) -> None:
+        view = StateView(tasks=[make_task("a")])
+        text, plain_type = render(view, None)
+        assert plain_type.startswith("text/plain; version=0.0.4")
+        assert "# EOF" not in text
+        om, om_type = render(view, f"{OPENMETRICS}; q=0.9, text/plain; q=0.5")
+        assert om_type.startswith("application/openmetrics-text")
+        assert om.endswith("# EOF\n")
+        names = {f.name for f in openmetrics_families(om)}
+        assert {"trtc_recording_task_status", "trtc_monitor_build_info"} <= names
+
+    def test_instrumentation_exposes_the_contract_series_without_created_samples(self) -> None:
+        metrics = MonitorMetrics()
+        metrics.transitions.labels("default", "ap-guangzhou", "Idle", "InProgress").inc()
+        metrics.api_requests.labels("default", "ap-guangzhou", "ok", "").inc()
+        metrics.api_duration.labels("default").observe(0.2)
+        metrics.notifications.labels("am", "ok").inc()
+        for accept in (None, OPENMETRICS):
+            text = metrics.render(StateView(), accept)[0].decode()
+            assert "_created" not in text
+        text = metrics.render(StateView(), None)[0].decode()
+        (transitions,) = samples(text, "trtc_recording_transitions_total")
+        assert transitions.value == 1.0
+        assert samples(text, "trtc_monitor_api_request_duration_seconds_count")[0].value == 1.0
+        (build,) = samples(text, "trtc_monitor_build_info")
+        assert build.value == 1.0
+        assert set(build.labels) == {"version", "python_version"}
+
+    def test_the_configuration_load_counts_as_the_last_successful_reload(self) -> None:
+        before = time.time()
+        text = MonitorMetrics().render(StateView(), None)[0].decode()
+        (ok,) = samples(text, "trtc_monitor_config_last_reload_successful")
+        (at,) = samples(text, "trtc_monitor_config_last_reload_success_timestamp_seconds")
+        assert ok.value == 1.0
+        assert before <= at.value <= time.time()
+
+
+# ---------------------------------------------------------------------------------------------
+# a running daemon
+
+
+class TestLiveDaemon:
+    async def test_a_purged_task_and_its_series_disappear(
+        self, simulator: Simulator, make_daemon: DaemonFactory
+    ) -> None:
+        running = await make_daemon(simulator.url)
+        simulator.add_task(APP, "kept", life=Life(idle=600))
+        simulator.add_task(APP, "purged", life=Life(idle=600))
+        await register(running, "kept")
+        await register(running, "purged", region="ap-mumbai")
+        await wait_status(running, "purged", Status.IDLE)
+        await wait_status(running, "kept", Status.IDLE)
+        assert 'task_id="purged"' in await scrape(running)
+
+        async with running.session.delete(
+            f"{running.url}/api/v1/tasks/{APP}/purged", headers=running.auth()
+        ) as response:
+            assert response.status == 200
+        text = await scrape(running)
+        status = {
+            s.labels["status"]: s.value
+            for s in by_task(samples(text, "trtc_recording_task_status"))["purged"]
+        }
+        assert status["Removed"] == 1.0
+        # Nothing is purged within the retention ...
+        assert await running.daemon.purge() == []
+        # ... and everything ended is once it has passed.
+        real_clock = running.daemon.clock
+        retention = running.daemon.config.storage.retention
+        running.daemon.clock = lambda: real_clock() + retention + 60.0
+        try:
+            assert await running.daemon.purge() == [TaskKey(APP, "purged")]
+        finally:
+            running.daemon.clock = real_clock
+        text = await scrape(running)
+        assert 'task_id="purged"' not in text
+        assert 'task_id="kept"' in text
+        # Its region had no other task: its fleet counts go too.
+        assert 'region="ap-mumbai"' not in "\n".join(
+            line for line in text.splitlines() if line.startswith("trtc_recording_tasks{")
+        )
+
+    async def test_promtool_finds_nothing_wrong_with_a_live_scrape(
+        self, simulator: Simulator, make_daemon: DaemonFactory
+    ) -> None:
+        promtool = require_binary("promtool")
+        running = await make_daemon(simulator.url, "metrics:\n  labels: [room, customer]\n")
+        simulator.add_task(APP, "idle", life=Life(idle=600))
+        simulator.add_task(APP, "recording", life=Life(idle=0.0))
+        await register(running, "idle", labels={"room": 'r "1"\\', "customer": "acme"})
+        await register(running, "recording", region="ap-singapore", labels={"room": "r-2"})
+        await register(running, "unknown", region="ap-beijing")
+        await register(running, "removed")
+        async with running.session.delete(
+            f"{running.url}/api/v1/tasks/{APP}/removed", headers=running.auth()
+        ) as response:
+            assert response.status == 200
+        await wait_status(running, "idle", Status.IDLE)
+        await wait_status(running, "recording", Status.IN_PROGRESS)
+        await wait_status(running, "unknown", Status.ENDED)
+        text = await scrape(running)
+        assert "trtc_monitor_api_request_duration_seconds_bucket" in text
+        assert API_TOKEN not in text
+        assert DEFAULT_SECRET_KEY not in text
+        check = subprocess.run(
+            [promtool, "check", "metrics"],
+            input=text,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        assert (check.returncode, check.stdout, check.stderr) == (0, "", "")
+
+    async def test_a_real_prometheus_scrapes_the_daemon_and_answers_promql(
+        self, simulator: Simulator, make_daemon: DaemonFactory, tmp_path: Path
+    ) -> None:
+        require_binary("prometheus")
+        running = await make_daemon(simulator.url)
+        simulator.add_task(APP, "rec-1", life=Life(idle=0.0))
+        simulator.add_task(APP, "idle-1", life=Life(idle=600))
+        await register(running, "rec-1", region="ap-shanghai")
+        await register(running, "idle-1")
+        await wait_status(running, "rec-1", Status.IN_PROGRESS)
+        await wait_status(running, "idle-1", Status.IDLE)
+        target = urllib.parse.urlsplit(running.url).netloc
+        # Prometheus is driven from a thread: the daemon shares this event loop and must keep
+        # answering scrapes while the test waits.
+        context: AbstractContextManager[Proc] = prometheus(tmp_path, target)
+        server = await asyncio.to_thread(context.__enter__)
+        try:
+            query = 'trtc_recording_task_status{status="InProgress"} == 1'
+
+            def answered() -> list[dict[str, Any]] | None:
+                return promql(server.url, query) or None
+
+            result = await asyncio.to_thread(wait_for, answered, 30, 0.5, query)
+        finally:
+            await asyncio.to_thread(context.__exit__, None, None, None)
+        assert len(result) == 1
+        labels = result[0]["metric"]
+        assert labels["task_id"] == "rec-1"
+        assert labels["sdk_app_id"] == str(APP)
+        assert labels["region"] == "ap-shanghai"
+        assert labels["account"] == "default"
+        assert labels["job"] == "trtc-monitor"
+
+    async def test_a_large_scrape_renders_while_the_event_loop_keeps_running(
+        self, simulator: Simulator, make_daemon: DaemonFactory, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        running = await make_daemon(simulator.url)
+        daemon = running.daemon
+        for i in range(10_000):
+            task = make_task(f"bulk-{i:05d}", list(Status)[i % 7], region=REGIONS[i % 5])
+            daemon.tasks[task.key] = task
+
+        ticks = 0
+        during: list[tuple[int, int, str]] = []
+        real_render = daemon.metrics.render
+
+        def observed_render(view: StateView, accept: str | None) -> tuple[bytes, str]:
+            start = ticks
+            result = real_render(view, accept)
+            during.append((start, ticks, threading.current_thread().name))
+            return result
+
+        monkeypatch.setattr(daemon.metrics, "render", observed_render)
+
+        async def ticker() -> None:
+            nonlocal ticks
+            while True:
+                ticks += 1
+                await asyncio.sleep(0.001)
+
+        ticking = asyncio.create_task(ticker())
+        try:
+            text = await scrape(running)
+        finally:
+            ticking.cancel()
+        ((start, end, thread),) = during
+        assert thread != threading.main_thread().name
+        assert end > start, "the event loop did not run while the exposition was rendered"
+        assert text.count("trtc_recording_task_status{") == 7 * 10_000
