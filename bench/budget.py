@@ -125,13 +125,14 @@ polling: {{interval: {int(args.interval * 1000)}ms, jitter: 10%}}
                 print(f"  {elapsed:5.0f}s  oldest observation {oldest:6.1f}s", flush=True)
         ended = time.time()
         cpu1 = resource.getrusage(resource.RUSAGE_SELF)
-        polls = sum(
-            int(s.value)
-            for m in daemon.metrics.registry.collect()
-            if m.name == "trtc_monitor_api_requests"
-            for s in m.samples
-            if s.name.endswith("_total")
-        )
+        outcomes: dict[str, int] = {}
+        for m in daemon.metrics.registry.collect():
+            if m.name == "trtc_monitor_api_requests":
+                for sample in m.samples:
+                    if sample.name.endswith("_total"):
+                        key = f"{sample.labels['outcome']} {sample.labels['code']}".strip()
+                        outcomes[key] = outcomes.get(key, 0) + int(sample.value)
+        polls = sum(outcomes.values())
         await daemon.stop()
         async with SimulatorControl(sim_url) as control:
             measured = await control.stats(since=started + warmup, until=ended)
@@ -154,6 +155,8 @@ polling: {{interval: {int(args.interval * 1000)}ms, jitter: 10%}}
         f"oldest observation {oldest:.1f}s vs tasks/rate = {args.tasks / 20:.1f}s: "
         f"{oldest / (args.tasks / 20):.3f}x (bar <= 1.15x = {bound:.1f}s)\n"
         f"daemon CPU        {cpu:.1f}s for {polls} polls = {cpu / max(polls, 1) * 1e3:.2f} ms/poll"
+        " (registration included)\n"
+        f"answers           {dict(sorted(outcomes.items()))}"
     )
 
 

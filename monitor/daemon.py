@@ -18,6 +18,7 @@ from typing import Any
 import structlog
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
+from monitor.alerts.engine import AlertEngine
 from monitor.config import Config, ConfigError, load_config, resolve_secrets
 from monitor.log import set_secrets
 from monitor.metrics import BucketGauge, MonitorMetrics, StateView
@@ -25,7 +26,7 @@ from monitor.models import Outcome, Source, Status, Task, TaskKey, Transition
 from monitor.ratelimit import AsyncRateLimiter
 from monitor.registry import TaskFilter, TaskSpec
 from monitor.scheduler import Dispatch, PollScheduler
-from monitor.secrets import Credentials
+from monitor.secrets import Credentials, Secret
 from monitor.store.base import Store
 from monitor.store.sqlite import SqliteStore
 from monitor.tracker import HealthChange, apply_callback_exit, apply_poll, apply_removal
@@ -35,6 +36,8 @@ log = structlog.get_logger("monitor.daemon")
 
 HEALTH_FLUSH_SECONDS = 1.0
 PURGE_EVERY_SECONDS = 60.0
+# Time-based alert conditions (stale, idle, budget) are checked this often.
+ALERT_SWEEP_SECONDS = 5.0
 # A throttled poll goes back into the queue this soon; the limiter has already slowed down.
 THROTTLED_RETRY_SECONDS = 1.0
 
@@ -72,10 +75,12 @@ class Daemon:
         self.limiters: dict[str, AsyncRateLimiter] = {}
         self.api_token: str | None = None
         self.callback_key: str | None = None
+        self.webhook_headers: dict[str, dict[str, Secret]] = {}
         self.ready = False
         self.transition_hooks: list[TransitionHook] = []
         self._dirty: set[TaskKey] = set()
         self._store: Store | None = None
+        self._alerts: AlertEngine | None = None
         self._client: TrtcClient | None = None
         self._session: Any = None
         self._scheduler: PollScheduler[TaskKey] | None = None
@@ -88,6 +93,11 @@ class Daemon:
     def store(self) -> Store:
         assert self._store is not None, "daemon not started"
         return self._store
+
+    @property
+    def alerts(self) -> AlertEngine:
+        assert self._alerts is not None, "daemon not started"
+        return self._alerts
 
     @property
     def scheduler(self) -> PollScheduler[TaskKey]:
@@ -106,6 +116,17 @@ class Daemon:
             timeout=self.config.polling.timeout,
             ended_codes=self.config.polling.ended_codes,
         )
+        self._alerts = AlertEngine(
+            self.config.alerts,
+            self._store,
+            self.metrics,
+            interval_of=self._interval,
+            clock=self.clock,
+            session=self._session,
+            external_url=f"http://{self.config.server.listen}",
+            webhook_headers=self.webhook_headers,
+        )
+        await self._alerts.start()
         self._scheduler = PollScheduler(
             self._poll,
             limiter_for=self.limiter,
@@ -120,24 +141,18 @@ class Daemon:
                 # unobserved first.
                 last = task.last_success_at or task.registered_at
                 self._schedule(task, due_in=last + self._interval(task) - now)
-        for static in self.config.tasks:
-            await self.register(
-                TaskSpec(
-                    sdk_app_id=static.sdk_app_id,
-                    task_id=static.task_id,
-                    region=static.region,
-                    account=static.account,
-                    labels=dict(static.labels),
-                    interval=static.interval,
-                ),
-                source=Source.API,
-            )
+        await self._register_static(self.config)
+        # Alerts whatever was stored but not yet alerted when the last life ended.
+        await self._alerts.sweep(list(self.tasks.values()))
         self._scheduler.start()
         self._jobs = AsyncIOScheduler()
         self._jobs.add_job(
             self._flush_health, "interval", seconds=HEALTH_FLUSH_SECONDS, max_instances=1
         )
         self._jobs.add_job(self.purge, "interval", seconds=PURGE_EVERY_SECONDS, max_instances=1)
+        self._jobs.add_job(
+            self.sweep_alerts, "interval", seconds=ALERT_SWEEP_SECONDS, max_instances=1
+        )
         self._jobs.start()
         self.ready = True
         log.info(
@@ -154,6 +169,8 @@ class Daemon:
             self._jobs = None
         if self._scheduler is not None:
             await self._scheduler.stop()
+        if self._alerts is not None:
+            await self._alerts.stop()
         if self._store is not None:
             await self._flush_health()
             await self._store.close()
@@ -179,6 +196,7 @@ class Daemon:
         self.accounts = accounts
         self.api_token = secrets.api_token.get() if secrets.api_token else None
         self.callback_key = secrets.callback_key.get() if secrets.callback_key else None
+        self.webhook_headers = secrets.webhook_headers
         # A changed rate means a new limiter; unchanged buckets keep their history.
         for key in list(self.limiters):
             account = key.split("@", 1)[0]
@@ -206,7 +224,10 @@ class Daemon:
             self.metrics.config_reload_ok.set(0)
             log.error("config_reload_failed", errors=exc.errors)
             return False
+        for gone in set(self.config.accounts) - set(config.accounts):
+            self.alerts.forget_account(gone)
         self.config = config
+        self.alerts.configure(config.alerts, self.webhook_headers)
         assert self._client is not None
         self._client.configure(
             timeout=config.polling.timeout, ended_codes=config.polling.ended_codes
@@ -215,22 +236,24 @@ class Daemon:
         for task in self.tasks.values():
             if not task.final:
                 self.scheduler.update_interval(task.key, self._interval(task))
-        for static in config.tasks:
-            await self.register(
-                TaskSpec(
-                    static.sdk_app_id,
-                    static.task_id,
-                    static.region,
-                    static.account,
-                    dict(static.labels),
-                    static.interval,
-                ),
-                Source.API,
-            )
+        await self._register_static(config)
         self.metrics.config_reload_ok.set(1)
         self.metrics.config_reload_time.set(time.time())
         log.info("config_reloaded", path=str(self.config_path))
         return True
+
+    async def _register_static(self, config: Config) -> None:
+        """The file's task list; tasks already registered stay as they are."""
+        for static in config.tasks:
+            spec = TaskSpec(
+                sdk_app_id=static.sdk_app_id,
+                task_id=static.task_id,
+                region=static.region,
+                account=static.account,
+                labels=dict(static.labels),
+                interval=static.interval,
+            )
+            await self.register(spec, Source.API)
 
     def install_signal_handlers(self, stop: asyncio.Event) -> None:
         loop = asyncio.get_running_loop()
@@ -300,7 +323,10 @@ class Daemon:
             task.extra["leave_code"] = leave_code
         transition = apply_callback_exit(task, self.clock(), leave_code, detail)
         if transition is None:
-            self._dirty.add(key)
+            # Already Exited by a poll: the leave code must still be kept, and may turn the
+            # exit into an expected one.
+            await self.store.save_task(task)
+            await self.alerts.evaluate_task(task)
             return None
         await self._record(task, transition)
         self.scheduler.update_interval(key, self._interval(task))
@@ -322,6 +348,11 @@ class Daemon:
     async def purge(self) -> list[TaskKey]:
         """Forget ended and removed tasks older than the retention, with their series."""
         before = self.clock() - self.config.storage.retention
+        leaving = [
+            t.key for t in self.tasks.values() if t.ended_at is not None and t.ended_at < before
+        ]
+        # Resolve first, so the resolutions are on their way before the records go.
+        await self.alerts.on_purged(leaving)
         purged = await self.store.purge(before)
         for key in purged:
             self.tasks.pop(key, None)
@@ -383,6 +414,7 @@ class Daemon:
             task.account, task.region, result.outcome.value, result.code
         ).inc()
         self.metrics.api_duration.labels(task.account).observe(result.duration)
+        self.alerts.on_api_outcome(task.account, result.outcome, self.clock(), result.code)
         if result.outcome is Outcome.THROTTLED:
             self.limiter(self.bucket_of(task)).on_throttled()
             self.scheduler.reschedule(key, due_in=THROTTLED_RETRY_SECONDS)
@@ -417,6 +449,7 @@ class Daemon:
                 self.scheduler.update_interval(key, self._interval(task))
         else:
             self._dirty.add(key)
+            await self.alerts.evaluate_task(task)
 
     async def _record(self, task: Task, transition: Transition) -> Transition:
         """Persist first; only then count, log and let alerting act."""
@@ -439,7 +472,24 @@ class Daemon:
         )
         for hook in self.transition_hooks:
             hook(task, stored)
+        await self.alerts.evaluate_task(task, stored)
         return stored
+
+    def budget_by_account(self) -> dict[str, tuple[float, float]]:
+        """(required, budget) requests/second per account; the budget is the configured
+        capacity of its buckets, not the rate after backoff, so the alert does not flap."""
+        out: dict[str, tuple[float, float]] = {}
+        for name, runtime in self.accounts.items():
+            buckets = [k for k in self.limiters if k.split("@", 1)[0] == name]
+            capacity = runtime.rate_limit / runtime.rate_window * (1.0 - runtime.rate_guard)
+            required = sum(self.scheduler.required_rate(k) for k in buckets)
+            out[name] = (required, capacity * max(1, len(buckets)))
+        return out
+
+    async def sweep_alerts(self) -> None:
+        for account, (required, budget) in self.budget_by_account().items():
+            self.alerts.set_budget(account, required, budget)
+        await self.alerts.sweep(list(self.tasks.values()))
 
     async def _flush_health(self) -> None:
         if not self._dirty or self._store is None:
@@ -460,10 +510,7 @@ class Daemon:
             )
             for key, lim in sorted(self.limiters.items())
         ]
-        required: dict[str, float] = dict.fromkeys(self.accounts, 0.0)
-        for key in self.limiters:
-            account = key.split("@", 1)[0]
-            required[account] = required.get(account, 0.0) + self.scheduler.required_rate(key)
+        required = {name: pair[0] for name, pair in self.budget_by_account().items()}
         return StateView(
             tasks=list(self.tasks.values()),
             per_task=self.config.metrics.per_task,

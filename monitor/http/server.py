@@ -54,6 +54,25 @@ async def reload(request: web.Request) -> web.Response:
     return web.json_response({"status": "reloaded"})
 
 
+async def alerts(request: web.Request) -> web.Response:
+    records = request.app[api.DAEMON].alerts.firing()
+    return web.json_response(
+        {
+            "alerts": [
+                {
+                    "alertname": r.alertname,
+                    "state": r.state,
+                    "labels": r.labels,
+                    "annotations": r.annotations,
+                    "starts_at": api.iso(r.starts_at),
+                    "fingerprint": r.fingerprint,
+                }
+                for r in sorted(records, key=lambda r: (r.starts_at, r.fingerprint))
+            ]
+        }
+    )
+
+
 async def openapi(request: web.Request) -> web.Response:
     return web.json_response(openapi_document())
 
@@ -68,6 +87,7 @@ def build_app(daemon: Daemon) -> web.Application:
     app.router.add_get("/-/ready", ready)
     app.router.add_post("/-/reload", reload)
     app.router.add_get("/api/v1/openapi.json", openapi)
+    app.router.add_get("/api/v1/alerts", alerts)
     api.add_routes(app)
     if daemon.config.callbacks.enabled:
         callbacks.add_routes(app, daemon.config.callbacks.path)
