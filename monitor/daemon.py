@@ -38,8 +38,6 @@ HEALTH_FLUSH_SECONDS = 1.0
 PURGE_EVERY_SECONDS = 60.0
 # Time-based alert conditions (stale, idle, budget) are checked this often.
 ALERT_SWEEP_SECONDS = 5.0
-# A throttled poll goes back into the queue this soon; the limiter has already slowed down.
-THROTTLED_RETRY_SECONDS = 1.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -288,8 +286,16 @@ class Daemon:
             status=Status.PENDING,
             status_since=now,
         )
-        await self.store.save_task(task)
+        # In the table before the first await, so concurrent registrations of one task see it.
         self.tasks[key] = task
+        try:
+            await self.store.save_task(task)
+        except BaseException:
+            if existing is None:
+                del self.tasks[key]
+            else:
+                self.tasks[key] = existing
+            raise
         self._schedule(task, due_in=0.0)
         log.info(
             "task_registered",
@@ -417,7 +423,8 @@ class Daemon:
         self.alerts.on_api_outcome(task.account, result.outcome, self.clock(), result.code)
         if result.outcome is Outcome.THROTTLED:
             self.limiter(self.bucket_of(task)).on_throttled()
-            self.scheduler.reschedule(key, due_in=THROTTLED_RETRY_SECONDS)
+            # Keep its place in the queue; the limiter has already slowed down.
+            self.scheduler.retry(key)
             log.warning(
                 "api_throttled",
                 account=task.account,

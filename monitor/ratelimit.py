@@ -12,13 +12,15 @@ Two mechanisms, one arithmetic core (:class:`WindowBudget`, pure: time is an arg
   lateness); after an idle spell or a longer stall the schedule restarts from the send, so
   idleness earns no credit for a burst afterwards;
 * a log of the last ``limit`` actual send times, the hard cap: no window of length
-  ``window * (1 + guard / 2)`` ever holds more than ``limit`` sends, whatever the schedule,
-  lateness or backoff did. The margin beyond ``window`` is room for network jitter between
-  sending and arriving, which is what the server counts.
+  ``window / (1 - guard)`` ever holds more than ``limit`` sends, whatever the schedule,
+  lateness or backoff did. The margin beyond ``window`` is room for jitter between sending and
+  arriving, which is what the server counts.
 
-On a throttled answer (other clients share the account) the rate halves, at most once per window
-because the answers to requests already in flight arrive in a burst, and then climbs back by a
-few percent of the limit per window (AIMD).
+On a throttled answer (other clients share the account) the rate drops by a fifth, at most once
+per window because the answers to requests already in flight arrive in a burst, and then climbs
+back by a few percent of the limit per window (AIMD). A fifth rather than half: a lone throttle
+caused by arrival jitter should cost little, and a neighbour taking half the quota is still
+matched within a few windows.
 
 :class:`AsyncRateLimiter` wraps the core for asyncio: FIFO among waiters, and a cancelled waiter
 consumes no slot and blocks nobody. :class:`RateLimiter` is the interface the scheduler and the
@@ -98,7 +100,7 @@ class WindowBudget:
         window: float,
         *,
         guard: float = 0.02,
-        decrease: float = 0.5,
+        decrease: float = 0.8,
         min_fraction: float = 0.05,
         recovery_fraction: float = 0.05,
     ) -> None:
@@ -117,11 +119,12 @@ class WindowBudget:
         self._guard = guard
         self._decrease = decrease
         self._configured_rate = limit * (1.0 - guard) / self._window
-        # The hard cap keeps half the guard: at most ``limit`` sends in any
-        # ``window * (1 + guard / 2)``. Without it, catching up after a late wake-up may pack
-        # sends right up to ``limit`` per ``window``, and the server, counting arrivals, would
-        # count any network jitter as an excess. The other half is room for wake-up lateness,
-        # which would otherwise make the cap bind and cost sustained rate.
+        # The hard cap keeps the guard too: at most ``limit`` sends in any
+        # ``window / (1 - guard)``, a hair less than ``limit`` spacings so that it never lands on
+        # the very instant of a scheduled slot. Without it, catching up after a late wake-up
+        # may pack sends right up to ``limit`` per ``window``, and the server, counting
+        # arrivals, would count any jitter between sending and arriving as an excess. At the
+        # default 2% and 20/s this leaves 20 ms of such jitter room.
         self._cap_window = max(self._window, self._window / (1.0 - guard) * (1.0 - 1e-9))
         # The floor keeps a trickle of requests going, so recovery is observed at all.
         self._min_rate = min(self._configured_rate, max(1.0, min_fraction * limit) / self._window)

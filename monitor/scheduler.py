@@ -65,6 +65,7 @@ class _Flight:
     """A poll in flight; allocated per poll so that idle entries stay small."""
 
     bucket: str  # whose dispatcher started it: its in-flight count is released on return
+    due: float = 0.0  # the due time it was dispatched for: a retry goes back to it
     pending: float | None = None  # earliest due asked for meanwhile
     removed: bool = False  # removed meanwhile: dropped when the poll returns
 
@@ -217,6 +218,19 @@ class DeadlineQueue(Generic[K]):
             self._push(entry, state, due)
         return True
 
+    def retry(self, key: K) -> bool:
+        """Asked during the task's poll: queue it again at the due time that poll had.
+
+        A throttled poll was no fault of the task; sent to the back of the queue it would wait
+        a whole rotation when the budget is short. False when no poll of it is in flight.
+        """
+        entry = self._live(key)
+        if entry is None or entry.flight is None:
+            return False
+        flight = entry.flight
+        flight.pending = flight.due if flight.pending is None else min(flight.pending, flight.due)
+        return True
+
     # -- dispatching -----------------------------------------------------------------------
 
     def next_due(self, bucket: str) -> float | None:
@@ -236,7 +250,7 @@ class DeadlineQueue(Generic[K]):
         state = self._buckets[bucket]
         _, _, entry = heapq.heappop(state.heap)
         entry.seq = -1
-        entry.flight = _Flight(bucket)
+        entry.flight = _Flight(bucket, due)
         state.in_flight += 1
         return entry.key, due
 
@@ -485,6 +499,11 @@ class PollScheduler(Generic[K]):
         self._queue.reschedule(key, self._clock() + due_in)
         self._nudge(bucket, before)
         return True
+
+    def retry(self, key: K) -> bool:
+        """Called from within the task's own poll: poll it again in the place it had (its old
+        due time) instead of after a full interval, e.g. after a throttled answer."""
+        return self._queue.retry(key)
 
     def __contains__(self, key: object) -> bool:
         return key in self._queue

@@ -211,9 +211,14 @@ class TestWindowBudgetCap:
 
 
 class TestWindowBudgetBackoff:
-    def test_a_throttle_halves_the_effective_rate(self) -> None:
+    def test_a_throttle_cuts_the_effective_rate_by_a_fifth(self) -> None:
         budget = WindowBudget(20, 1.0, guard=0.0)
         assert budget.effective_rate(0.0) == pytest.approx(20.0)
+        assert budget.on_throttled(0.0)
+        assert budget.effective_rate(0.0) == pytest.approx(16.0)
+
+    def test_the_decrease_factor_is_configurable(self) -> None:
+        budget = WindowBudget(20, 1.0, guard=0.0, decrease=0.5)
         assert budget.on_throttled(0.0)
         assert budget.effective_rate(0.0) == pytest.approx(10.0)
 
@@ -221,10 +226,10 @@ class TestWindowBudgetBackoff:
         budget = WindowBudget(20, 1.0, guard=0.0)
         assert budget.on_throttled(0.0)
         assert [budget.on_throttled(t) for t in (0.01, 0.2, 0.99)] == [False, False, False]
-        assert budget.effective_rate(0.99) == pytest.approx(10.0)
-        # One quiet window has passed: the rate regained one step (+1/s) before halving again.
+        assert budget.effective_rate(0.99) == pytest.approx(16.0)
+        # One quiet window has passed: the rate regained one step (+1/s) before the next cut.
         assert budget.on_throttled(1.0)
-        assert budget.effective_rate(1.0) == pytest.approx(5.5)
+        assert budget.effective_rate(1.0) == pytest.approx(17.0 * 0.8)
 
     def test_the_rate_never_drops_below_the_floor(self) -> None:
         budget = WindowBudget(20, 1.0, guard=0.0, decrease=0.1)
@@ -238,25 +243,25 @@ class TestWindowBudgetBackoff:
     ) -> None:
         budget = WindowBudget(20, 1.0, guard=0.02)
         budget.on_throttled(0.0)
-        half = 20 * 0.98 / 2
-        assert budget.effective_rate(0.5) == pytest.approx(half)
-        assert budget.effective_rate(1.0) == pytest.approx(half + 1.0)
-        assert budget.effective_rate(3.5) == pytest.approx(half + 3.0)
+        cut = 20 * 0.98 * 0.8
+        assert budget.effective_rate(0.5) == pytest.approx(cut)
+        assert budget.effective_rate(1.0) == pytest.approx(cut + 1.0)
+        assert budget.effective_rate(3.5) == pytest.approx(cut + 3.0)
         assert budget.effective_rate(1000.0) == pytest.approx(20 * 0.98)
 
     def test_after_a_throttle_the_next_send_waits_the_slower_spacing(self) -> None:
         budget = WindowBudget(20, 1.0, guard=0.0)
         budget.record(0.0)
         budget.on_throttled(0.01)
-        assert budget.delay(0.01) == pytest.approx(0.1 - 0.01)
+        assert budget.delay(0.01) == pytest.approx(1 / 16 - 0.01)
 
     def test_sending_rate_follows_backoff_and_recovery(self) -> None:
         budget = WindowBudget(20, 1.0, guard=0.0)
         sends = drive(budget, [0.0] * 400, throttles=[2.0], until=20.0)
         per_second = [sum(1 for t in sends if s <= t < s + 1) for s in range(20)]
         assert per_second[0] == 20
-        assert per_second[2] <= 11
-        assert per_second[3] <= 12
+        assert per_second[2] <= 17
+        assert per_second[3] <= 18
         assert per_second[15] == 20
 
 
@@ -318,7 +323,7 @@ class TestAsyncRateLimiter:
         assert limiter.effective_rate == pytest.approx(20.0)
         assert limiter.on_throttled()
         assert not limiter.on_throttled()
-        assert limiter.effective_rate == pytest.approx(10.0)
+        assert limiter.effective_rate == pytest.approx(16.0)
         assert limiter.throttled_total == 2
         assert (limiter.limit, limiter.window, limiter.key, limiter.guard) == (20, 1.0, "k", 0.0)
         assert limiter.configured_rate == pytest.approx(20.0)

@@ -164,6 +164,23 @@ class TestDeadlineQueueChanges:
         q.finish("x", 2.0)
         assert q.due_of("x") == 1.0
 
+    def test_a_retried_poll_goes_back_to_the_place_it_had(self) -> None:
+        q = queue(jitter=0.0)
+        for i, key in enumerate(["x", "y", "z"]):
+            q.add(key, "a", 100.0, float(i))
+        assert q.pop_due("a", 50.0) == ("x", 0.0)  # all three are long overdue
+        assert q.retry("x")  # e.g. throttled: no fault of the task
+        q.finish("x", 50.1)
+        # Without the retry it would be due at 150.1, after every other overdue task.
+        assert q.due_of("x") == 0.0
+        assert drain(q, 50.2) == ["x", "y", "z"]
+
+    def test_retry_needs_a_poll_in_flight(self) -> None:
+        q = queue()
+        q.add("x", "a", 10.0, 0.0)
+        assert not q.retry("x")
+        assert not q.retry("unknown")
+
     def test_a_removed_task_is_never_popped(self) -> None:
         q = queue()
         q.add("x", "a", 10.0, 1.0)
