@@ -266,6 +266,7 @@ async def run_demo(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
 
     stop = asyncio.Event()
     daemon.install_signal_handlers(stop)
+    firing: dict[str, tuple[str, dict[str, str]]] = {}
     deadline = time.monotonic() + duration if duration else None
     next_summary = time.monotonic() + SUMMARY_EVERY
     try:
@@ -277,6 +278,7 @@ async def run_demo(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
                 pending_faults.remove(item)
                 sim.faults.add(item[1])
                 narrator.line(f"fault       {item[2]:<14} simulator now answers {item[1].kind}")
+            _narrate_alerts(narrator, daemon, firing)
             if now >= next_summary:
                 _summary(narrator, daemon.tasks.values(), sim)
                 next_summary = now + SUMMARY_EVERY
@@ -294,6 +296,21 @@ async def run_demo(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
         file=out,
     )
     return 0
+
+
+def _narrate_alerts(
+    narrator: Narrator, daemon: Any, shown: dict[str, tuple[str, dict[str, str]]]
+) -> None:
+    """Print alerts that started or stopped firing since the last look."""
+    now = {r.fingerprint: (r.alertname, r.labels) for r in daemon.alerts.firing()}
+    for fingerprint, (name, labels) in now.items():
+        if fingerprint not in shown:
+            narrator.on_alert("firing", name, labels)
+    for fingerprint, (name, labels) in shown.items():
+        if fingerprint not in now:
+            narrator.on_alert("resolved", name, labels)
+    shown.clear()
+    shown.update(now)
 
 
 def _for_task(fault: Fault, task_id: str) -> Fault:

@@ -79,7 +79,9 @@ def validate_spec(
         raise ValidationError(
             "account", f"must name a configured account ({', '.join(sorted(account_names))})"
         )
-    labels = data.get("labels") or {}
+    labels = data.get("labels")
+    if labels is None:
+        labels = {}
     if not isinstance(labels, dict):
         raise ValidationError("labels", "must be an object of string values")
     if len(labels) > MAX_LABELS:
@@ -104,7 +106,7 @@ def _interval(value: object) -> float:
         raise ValidationError("interval", "must be a duration such as 15s")
     try:
         seconds = float(value) if isinstance(value, int | float) else parse_duration(str(value))
-    except ValueError:
+    except (ValueError, OverflowError):
         raise ValidationError("interval", "must be a duration such as 15s") from None
     if not MIN_INTERVAL <= seconds <= MAX_INTERVAL:
         raise ValidationError("interval", "must be between 1s and 24h")

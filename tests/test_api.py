@@ -196,11 +196,6 @@ class TestRegistration:
         assert again.json["task_id"] == "t-1"
         assert len(api.running.daemon.tasks) == 1
 
-    @pytest.mark.xfail(
-        strict=True,
-        reason="Daemon.register checks the table before its awaited store write and inserts "
-        "after it, so concurrent registrations of one task all create it (daemon.py)",
-    )
     async def test_concurrent_registrations_of_one_task_create_it_once(self, api: Client) -> None:
         answers = await asyncio.gather(*(api.register("same") for _ in range(5)))
         assert sorted(a.status for a in answers) == [200, 200, 200, 200, 201]

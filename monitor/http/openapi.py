@@ -48,6 +48,18 @@ def _timestamp(description: str, *, nullable: bool = False) -> dict[str, Any]:
 
 def _schemas() -> dict[str, Any]:
     return {
+        "Alert": {
+            "type": "object",
+            "required": ["alertname", "state", "labels", "annotations", "starts_at"],
+            "properties": {
+                "alertname": {"type": "string"},
+                "state": {"type": "string", "enum": ["firing"]},
+                "labels": {"type": "object", "additionalProperties": {"type": "string"}},
+                "annotations": {"type": "object", "additionalProperties": {"type": "string"}},
+                "starts_at": {"type": "string", "format": "date-time"},
+                "fingerprint": {"type": "string"},
+            },
+        },
         "Registration": {
             "type": "object",
             "additionalProperties": False,
@@ -281,6 +293,27 @@ def openapi_document() -> dict[str, Any]:
                     "responses": {
                         "200": _json({"$ref": "#/components/schemas/History"}, "The history"),
                         **_errors(400, 404),
+                    },
+                },
+            },
+            "/api/v1/alerts": {
+                "get": {
+                    "operationId": "listAlerts",
+                    "summary": "Alerts currently firing",
+                    "responses": {
+                        "200": _json(
+                            {
+                                "type": "object",
+                                "required": ["alerts"],
+                                "properties": {
+                                    "alerts": {
+                                        "type": "array",
+                                        "items": {"$ref": "#/components/schemas/Alert"},
+                                    }
+                                },
+                            },
+                            "Firing alerts, oldest first",
+                        )
                     },
                 },
             },
