@@ -143,6 +143,10 @@ class TestCrashAndRestart:
                 await wait_for_async(polled_again, timeout=10, what="polling after restart")
                 second.send_signal(signal.SIGTERM)
                 assert await asyncio.to_thread(second.wait, 10) == 0
+        text = log.read_text()
+        assert "task_transition" in text  # the log is real, and...
+        for secret in (DEFAULT_SECRET_KEY, API_TOKEN):
+            assert secret not in text  # ...no configured secret is in it
 
 
 class TestSignals:
