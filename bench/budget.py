@@ -149,7 +149,8 @@ polling: {{interval: {int(args.interval * 1000)}ms, jitter: 10%}}
     print(
         f"\nsending rate      {rate:.2f} req/s = {rate / 20:.1%} of the limit "
         f"(over {span:.0f}s after warm-up; bar >= 97%)\n"
-        f"throttled         {whole['throttled']} RequestLimitExceeded answers (bar: 0)\n"
+        f"throttled         {whole['throttled']} RequestLimitExceeded answers in the whole run, "
+        f"{describe.get('codes', {}).get('RequestLimitExceeded', 0)} after warm-up (bar: 0)\n"
         f"max in any 1s     {whole['actions'].get(DESCRIBE, {}).get('max_in_window', 0)} "
         f"arrivals (limit 20)\n"
         f"oldest observation {oldest:.1f}s vs tasks/rate = {args.tasks / 20:.1f}s: "

@@ -58,7 +58,6 @@ class StateView:
     info_labels: Sequence[str] = ()
     buckets: Sequence[BucketGauge] = ()
     required_rate: dict[str, float] = field(default_factory=dict)
-    alerts_firing: dict[str, int] = field(default_factory=dict)
 
 
 def _task_families(view: StateView) -> Iterator[Metric]:
