@@ -23,7 +23,7 @@ from monitor.config import Config, ConfigError, load_config, resolve_secrets
 from monitor.log import set_secrets
 from monitor.metrics import BucketGauge, MonitorMetrics, StateView
 from monitor.models import Outcome, Source, Status, Task, TaskKey, Transition
-from monitor.ratelimit import AsyncRateLimiter
+from monitor.ratelimit import AsyncRateLimiter, mark_sent
 from monitor.registry import TaskFilter, TaskSpec
 from monitor.scheduler import Dispatch, PollScheduler
 from monitor.secrets import Credentials, Secret
@@ -113,6 +113,7 @@ class Daemon:
             self._session,
             timeout=self.config.polling.timeout,
             ended_codes=self.config.polling.ended_codes,
+            on_send=mark_sent,
         )
         self._alerts = AlertEngine(
             self.config.alerts,

@@ -30,6 +30,7 @@ client depend on, so a Redis-backed budget shared by replicas can replace it.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import math
 import time
 from collections import deque
@@ -37,6 +38,27 @@ from collections.abc import Callable
 from typing import Protocol
 
 __all__ = ["AsyncRateLimiter", "RateLimiter", "WindowBudget"]
+
+
+# The latest grant of the current context. The scheduler acquires a token and then starts the
+# poll as a task, which copies the context: so each poll knows its own grant and, through
+# ``mark_sent``, can say when its request really left.
+_GRANT: contextvars.ContextVar[tuple[AsyncRateLimiter, float] | None] = contextvars.ContextVar(
+    "rate_limit_grant", default=None
+)
+
+
+def mark_sent() -> None:
+    """Tell the limiter that granted this context's request that it is being written now.
+
+    Called by the client right before it sends; a no-op outside a granted context, and at most
+    once per grant.
+    """
+    grant = _GRANT.get()
+    if grant is not None:
+        _GRANT.set(None)
+        limiter, granted = grant
+        limiter._sent(granted)
 
 
 class RateLimiter(Protocol):
@@ -168,14 +190,14 @@ class WindowBudget:
         if len(self._sends) == self._limit:
             # The comparison ``now >= oldest + cap window`` is written the same way in ``record``
             # so that waiting exactly ``delay`` seconds always passes it.
-            cap = self._sends[0] + self._cap_window - now
+            cap = min(self._sends) + self._cap_window - now
             wait = max(wait, cap)
         return wait if wait > 0.0 else 0.0
 
     def record(self, now: float) -> None:
         """Record a send at ``now``; raises ``ValueError`` if it was not allowed."""
         if now < self._next_slot or (
-            len(self._sends) == self._limit and now < self._sends[0] + self._cap_window
+            len(self._sends) == self._limit and now < min(self._sends) + self._cap_window
         ):
             raise ValueError("send recorded before the budget allowed it")
         self._sends.append(now)
@@ -187,8 +209,21 @@ class WindowBudget:
             # After idle time (or a long stall) the schedule restarts: idle earns no burst.
             self._next_slot = now + spacing
 
+    def sent(self, granted: float, at: float) -> bool:
+        """The send granted at ``granted`` actually left at ``at``: the cap counts that.
+
+        A request may leave a little after its grant (the event loop was busy); the server
+        counts when it arrives. Moving the log entry to the real send time keeps the cap true
+        for sends, not just for grants. False when that grant is no longer in the log.
+        """
+        for i in range(len(self._sends) - 1, -1, -1):
+            if self._sends[i] == granted:
+                self._sends[i] = max(granted, at)
+                return True
+        return False
+
     def on_throttled(self, now: float) -> bool:
-        """Halve the rate (to the floor at worst), at most once per window.
+        """Cut the rate (to the floor at worst), at most once per window.
 
         Returns True when the rate was lowered; False when this answer belongs to a burst
         already accounted for (another decrease within the last window).
@@ -290,6 +325,8 @@ class AsyncRateLimiter:
                         # No await between the check and the record: the slot cannot be lost
                         # to cancellation once taken, nor taken by a cancelled waiter.
                         self._budget.record(now)
+                        # The grant travels with the context into the task that sends it.
+                        _GRANT.set((self, now))
                         return now - start
                     # Timers may fire a little early or late; the loop re-checks either way.
                     await asyncio.sleep(wait)
@@ -299,6 +336,9 @@ class AsyncRateLimiter:
     def on_throttled(self) -> bool:
         self._throttled += 1
         return self._budget.on_throttled(self._clock())
+
+    def _sent(self, granted: float) -> None:
+        self._budget.sent(granted, self._clock())
 
     def __repr__(self) -> str:
         return (

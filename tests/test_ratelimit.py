@@ -14,7 +14,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from monitor.ratelimit import AsyncRateLimiter, RateLimiter, WindowBudget
+from monitor.ratelimit import AsyncRateLimiter, RateLimiter, WindowBudget, mark_sent
 
 
 def drive(
@@ -344,3 +344,52 @@ class TestAsyncRateLimiter:
     def test_a_budget_with_other_figures_is_refused(self) -> None:
         with pytest.raises(ValueError, match="differ"):
             AsyncRateLimiter(2, 1.0, budget=WindowBudget(1, 1.0))
+
+
+class TestSendReceipts:
+    def test_a_late_send_moves_the_cap_to_when_it_really_left(self) -> None:
+        budget = WindowBudget(2, 1.0, guard=0.0)
+        budget.record(0.0)
+        budget.record(0.5)
+        assert budget.delay(1.0) == 0.0  # counted at its grant, the first send is a window old
+        assert budget.sent(0.0, 0.2)
+        assert budget.delay(1.0) == pytest.approx(0.2)  # it left at 0.2: wait until 1.2
+
+    def test_receipts_out_of_order_still_cap_on_the_earliest_send(self) -> None:
+        budget = WindowBudget(2, 1.0, guard=0.0)
+        budget.record(0.0)
+        budget.record(0.5)
+        assert budget.sent(0.0, 0.7)  # left after the second one
+        assert budget.delay(1.0) == pytest.approx(0.5)
+        assert not budget.sent(42.0, 43.0)  # unknown grants change nothing
+
+    @settings(max_examples=200, deadline=None)
+    @given(delays=st.lists(st.floats(0.0, 0.05), min_size=30, max_size=120))
+    def test_with_receipts_the_cap_holds_on_actual_send_times(self, delays: list[float]) -> None:
+        budget = WindowBudget(20, 1.0, guard=0.02)
+        now, sent = 0.0, []
+        for delay in delays:
+            now += budget.delay(now)
+            budget.record(now)
+            budget.sent(now, now + delay)
+            sent.append(now + delay)
+        assert max_in_any_window(sent, 1.0 / 0.98 * (1 - 1e-9)) <= 20
+
+    async def test_the_grant_travels_into_the_task_that_sends(self) -> None:
+        budget = RecordingBudget(5, 1.0, guard=0.0)
+        limiter = AsyncRateLimiter(5, 1.0, budget=budget)
+
+        async def send_later() -> None:
+            await asyncio.sleep(0.05)
+            mark_sent()
+            mark_sent()  # a second receipt for the same grant changes nothing
+
+        await limiter.acquire()
+        granted = budget.recorded[-1]
+        await asyncio.create_task(send_later())
+        # Counted from when it left (50 ms after the grant), not from the grant.
+        assert budget.sends_in_window(granted + 1.04) == 1
+        assert budget.sends_in_window(granted + 1.06) == 0
+
+    def test_mark_sent_outside_a_grant_does_nothing(self) -> None:
+        mark_sent()

@@ -196,3 +196,21 @@ class TestEndpoint:
     def test_bad_endpoints_are_refused(self, text: str) -> None:
         with pytest.raises(ValueError, match="endpoint"):
             Endpoint.parse(text)
+
+
+class TestSendHook:
+    async def test_the_send_hook_runs_once_per_attempt_before_the_request(
+        self, simulator: Simulator, session: aiohttp.ClientSession
+    ) -> None:
+        seen: list[int] = []
+        client = TrtcClient(session, on_send=lambda: seen.append(len(simulator.arrivals)))
+        task_id = simulator.add_task(APP)
+        for _ in range(3):
+            await client.describe_cloud_recording(
+                endpoint=Endpoint.parse(simulator.url),
+                credentials=GOOD,
+                region="ap-beijing",
+                sdk_app_id=APP,
+                task_id=task_id,
+            )
+        assert seen == [0, 1, 2]  # each time, before that request had arrived

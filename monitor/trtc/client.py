@@ -201,8 +201,12 @@ class TrtcClient:
         timeout: float = 6.0,
         ended_codes: Collection[str] = DEFAULT_ENDED_CODES,
         clock: Callable[[], float] = time.time,
+        on_send: Callable[[], None] | None = None,
     ) -> None:
         self._session = session
+        # Told right before each request is written, e.g. so the rate limiter counts the real
+        # send time rather than the moment it granted the request.
+        self._on_send = on_send
         self._timeout = aiohttp.ClientTimeout(total=timeout)
         self._ended_codes = frozenset(ended_codes)
         self._clock = clock
@@ -240,6 +244,8 @@ class TrtcClient:
         if credentials.token:
             headers["X-TC-Token"] = credentials.token
         started = time.monotonic()
+        if self._on_send is not None:
+            self._on_send()
         try:
             async with self._session.post(
                 endpoint.url(region), data=body, headers=headers, timeout=self._timeout
