@@ -44,8 +44,11 @@ typecheck: $(STAMP)
 pytest: $(STAMP)
 	$(BIN)/pytest $(PYTEST_ARGS)
 
+# Figures for bench/RESULTS.md; run on a quiet machine (about 8 minutes).
 bench: $(STAMP)
 	$(BIN)/python bench/budget.py
+	$(BIN)/python bench/detection.py
+	$(BIN)/python bench/scale.py
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis build *.egg-info
