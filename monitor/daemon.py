@@ -8,6 +8,7 @@ live in the modules it calls.
 from __future__ import annotations
 
 import asyncio
+import gc
 import signal
 import time
 from collections.abc import Callable
@@ -108,6 +109,9 @@ class Daemon:
         await self._store.open()
         for task in await self._store.load_tasks():
             self.tasks[task.key] = task
+        # The loaded table lives as long as the daemon: keep it out of every future full
+        # collection, which would otherwise walk all of it again and again.
+        gc.freeze()
         self._session = new_session()
         self._client = TrtcClient(
             self._session,

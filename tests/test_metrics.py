@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gzip
 import subprocess
 import threading
 import time
@@ -21,6 +22,7 @@ from prometheus_client.openmetrics import parser as openmetrics_parser
 from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.samples import Sample
 
+from monitor.http.server import accepts_gzip
 from monitor.metrics import (
     BucketGauge,
     MonitorMetrics,
@@ -624,3 +626,44 @@ class TestLiveDaemon:
         assert thread != threading.main_thread().name
         assert end > start, "the event loop did not run while the exposition was rendered"
         assert text.count("trtc_recording_task_status{") == 7 * 10_000
+
+
+class TestCompression:
+    @pytest.mark.parametrize(
+        ("header", "expected"),
+        [
+            ("gzip", True),
+            ("deflate, gzip;q=1.0, *;q=0.5", True),
+            ("GZIP", True),
+            ("gzip;q=0", False),
+            ("identity", False),
+            ("", False),
+        ],
+    )
+    def test_gzip_is_used_only_when_the_client_accepts_it(
+        self, header: str, expected: bool
+    ) -> None:
+        assert accepts_gzip(header) is expected
+
+    async def test_a_gzip_scrape_decompresses_to_the_plain_one(
+        self, simulator: Simulator, make_daemon: DaemonFactory
+    ) -> None:
+        running = await make_daemon(simulator.url)
+        await running.register(1400000001, simulator.add_task(1400000001))
+        url = f"{running.url}/metrics"
+        async with running.session.get(
+            url, headers={"Accept-Encoding": "gzip"}, auto_decompress=False
+        ) as r:
+            assert r.headers["Content-Encoding"] == "gzip"
+            packed = await r.read()
+        async with running.session.get(url, headers={"Accept-Encoding": "identity"}) as r:
+            assert "Content-Encoding" not in r.headers
+            plain = await r.read()
+        unpacked = gzip.decompress(packed)
+        assert len(packed) < len(plain)
+        # Counters may move between the two scrapes; the task series must not.
+        task_lines = [x for x in unpacked.splitlines() if x.startswith(b"trtc_recording_task_info")]
+        assert task_lines
+        assert task_lines == [
+            x for x in plain.splitlines() if x.startswith(b"trtc_recording_task_info")
+        ]
