@@ -43,6 +43,7 @@ from monitor.secrets import (
     SecretSource,
     parse_headers,
 )
+from monitor.trtc.client import HOST_RE, Endpoint
 from monitor.trtc.errors import DEFAULT_ENDED_CODES
 
 # Names of environment variables, not values.
@@ -60,8 +61,6 @@ LABEL_NAME_RE = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*")
 TASK_ID_RE = re.compile(r"[A-Za-z0-9._~+=:-]{1,256}")
 NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
 ENV_NAME_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
-_DNS_LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?"
-_HOST_RE = re.compile(rf"{_DNS_LABEL}(?:\.{_DNS_LABEL})*")
 # Paths the HTTP server already serves; a callback path there would shadow them.
 _RESERVED_PATH_PREFIXES = ("/metrics", "/-/", "/api/")
 
@@ -249,57 +248,8 @@ class StaleAfter:
         )
 
 
-@dataclass(frozen=True, slots=True)
-class Endpoint:
-    """Where an account's requests go for one region.
-
-    ``host`` is what the Host header carries and the signature covers: the host name, plus
-    ``:port`` when the port is not the scheme's default.
-    """
-
-    scheme: str
-    host: str
-
-    @property
-    def url(self) -> str:
-        return f"{self.scheme}://{self.host}"
-
-
-def parse_endpoint(template: str, region: str = REGIONS[0]) -> Endpoint:
-    """The endpoint for ``region`` from a configured ``endpoint`` value.
-
-    Accepts a bare host, ``https://host``, ``http://host:port``, and ``{region}`` anywhere in
-    the host. Raises ValueError otherwise.
-    """
-    if re.search(r"[{}]", template.replace("{region}", "")):
-        raise ValueError(f'invalid endpoint "{template}" (only {{region}} may appear in braces)')
-    text = template.replace("{region}", region).strip()
-    if "://" not in text:
-        text = "https://" + text
-    parts = urlsplit(text)
-    if parts.scheme not in ("http", "https"):
-        raise ValueError(f'invalid endpoint "{template}" (scheme must be http or https)')
-    if parts.username is not None or parts.password is not None:
-        raise ValueError(f'invalid endpoint "{template}" (credentials are not allowed here)')
-    if parts.path not in ("", "/") or parts.query or parts.fragment:
-        raise ValueError(f'invalid endpoint "{template}" (no path or query: just [scheme://]host)')
-    hostname = parts.hostname or ""
-    bracketed = parts.netloc.rsplit("@", 1)[-1].startswith("[")
-    if not bracketed and not _HOST_RE.fullmatch(hostname):
-        raise ValueError(f'invalid endpoint "{template}" (not a valid host name)')
-    try:
-        port = parts.port
-    except ValueError:
-        raise ValueError(f'invalid endpoint "{template}" (invalid port)') from None
-    host = f"[{hostname}]" if bracketed else hostname
-    default_port = 443 if parts.scheme == "https" else 80
-    if port is not None and port != default_port:
-        host = f"{host}:{port}"
-    return Endpoint(parts.scheme, host)
-
-
 def _check_endpoint(value: str) -> str:
-    parse_endpoint(value)
+    Endpoint.parse(value)  # the very parser the client signs with
     return value
 
 
@@ -310,7 +260,7 @@ def parse_listen(value: str) -> tuple[str, int]:
         host = host[1:-1]
         valid_host = bool(host) and all(c in "0123456789abcdefABCDEF:." for c in host)
     else:
-        valid_host = bool(_HOST_RE.fullmatch(host))
+        valid_host = bool(HOST_RE.fullmatch(host))
     if not sep or not valid_host or not port_text.isdigit() or int(port_text) > 65535:
         raise ValueError(
             f'invalid listen address "{value}" (expected host:port, e.g. 0.0.0.0:9877)'
@@ -440,9 +390,6 @@ class AccountConfig(_Model):
         if problems:
             raise _LocatedErrors(problems)
         return self
-
-    def endpoint_for(self, region: str) -> Endpoint:
-        return parse_endpoint(self.endpoint, region)
 
     def secret_id_source(self, name: str) -> SecretSource:
         key = f"accounts.{name}.secret_id"
@@ -843,7 +790,7 @@ class Config(_Model):
         out.append(f"accounts ({len(self.accounts)}):")
         for name, account in self.accounts.items():
             endpoint = account.endpoint
-            shown = endpoint if "{region}" in endpoint else parse_endpoint(endpoint).url
+            shown = endpoint if "{region}" in endpoint else str(Endpoint.parse(endpoint))
             out.append(
                 f"  {name}: endpoint {shown}, {account.rate_limit} requests per "
                 f"{format_duration(account.rate_window)} (guard {account.rate_guard:.0%}), "

@@ -14,13 +14,11 @@ from monitor.config import (
     AlertmanagerReceiver,
     Config,
     ConfigError,
-    Endpoint,
     StaleAfter,
     WebhookReceiver,
     check_config,
     load_config,
     parse_config,
-    parse_endpoint,
     parse_listen,
     resolve_secrets,
 )
@@ -33,6 +31,7 @@ from monitor.secrets import (
     SecretSource,
     parse_headers,
 )
+from monitor.trtc.client import Endpoint
 from monitor.trtc.errors import DEFAULT_ENDED_CODES
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -524,28 +523,29 @@ class TestValues:
             (
                 "trtc.tencentcloudapi.com",
                 "ap-beijing",
-                Endpoint("https", "trtc.tencentcloudapi.com"),
+                ("https", "trtc.tencentcloudapi.com"),
             ),
             (
                 "https://trtc.intl.tencentcloudapi.com",
                 "ap-beijing",
-                Endpoint("https", "trtc.intl.tencentcloudapi.com"),
+                ("https", "trtc.intl.tencentcloudapi.com"),
             ),
-            ("http://127.0.0.1:8080", "ap-beijing", Endpoint("http", "127.0.0.1:8080")),
-            ("http://localhost:80/", "ap-beijing", Endpoint("http", "localhost")),
-            ("https://sim:443", "ap-beijing", Endpoint("https", "sim")),
+            ("http://127.0.0.1:8080", "ap-beijing", ("http", "127.0.0.1:8080")),
+            ("http://localhost:80/", "ap-beijing", ("http", "localhost")),
+            ("https://sim:443", "ap-beijing", ("https", "sim")),
             (
                 "trtc.{region}.tencentcloudapi.com",
                 "ap-mumbai",
-                Endpoint("https", "trtc.ap-mumbai.tencentcloudapi.com"),
+                ("https", "trtc.ap-mumbai.tencentcloudapi.com"),
             ),
-            ("http://[::1]:18080", "ap-beijing", Endpoint("http", "[::1]:18080")),
+            ("http://[::1]:18080", "ap-beijing", ("http", "[::1]:18080")),
         ],
     )
-    def test_endpoint_forms(self, template: str, region: str, endpoint: Endpoint) -> None:
-        assert parse_endpoint(template, region) == endpoint
+    def test_endpoint_forms(self, template: str, region: str, endpoint: tuple[str, str]) -> None:
+        # The config accepts exactly what the client parses, through the same parser.
         account = parse_config(f'accounts: {{a: {{endpoint: "{template}"}}}}').accounts["a"]
-        assert account.endpoint_for(region) == endpoint
+        parsed = Endpoint.parse(account.endpoint)
+        assert (parsed.scheme, parsed.host(region)) == endpoint
 
     @pytest.mark.parametrize(
         "template",
@@ -562,7 +562,7 @@ class TestValues:
     )
     def test_invalid_endpoints_are_rejected(self, template: str) -> None:
         with pytest.raises(ValueError, match="invalid endpoint"):
-            parse_endpoint(template)
+            Endpoint.parse(template)
         assert len(errors_of(f'accounts: {{a: {{endpoint: "{template}"}}}}')) == 1
 
     @pytest.mark.parametrize(

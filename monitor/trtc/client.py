@@ -8,6 +8,7 @@ limiter, which lives outside. Every answer, including transport failures, is cla
 from __future__ import annotations
 
 import json
+import re
 import time
 from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
@@ -16,11 +17,14 @@ from urllib.parse import urlsplit
 
 import aiohttp
 
-from monitor.models import Outcome, Status
+from monitor.models import REGIONS, Outcome, Status
 from monitor.trtc.errors import DEFAULT_ENDED_CODES, classify_code
 from monitor.trtc.signing import CONTENT_TYPE, authorization
 
 API_VERSION = "2019-07-22"
+_DNS_LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?"
+HOST_RE = re.compile(rf"{_DNS_LABEL}(?:\.{_DNS_LABEL})*")
+_SAMPLE_REGION = REGIONS[0]
 DEFAULT_HOST = "trtc.tencentcloudapi.com"
 
 # Codes for failures that never reached a Tencent answer; they share the `code` label space.
@@ -51,19 +55,42 @@ class Endpoint:
 
     @classmethod
     def parse(cls, text: str) -> Endpoint:
-        """Accepts a bare host (https), ``https://host``, ``http://host:port`` or a template."""
-        text = text.strip()
-        if "://" not in text:
-            text = "https://" + text
-        parts = urlsplit(text.replace("{region}", "REGION"))
+        """Accepts a bare host (https), ``https://host``, ``http://host:port``, and ``{region}``
+        anywhere in the host. Raises ValueError naming what is wrong otherwise.
+
+        A port that is the scheme's default is dropped, so the Host header and the signature
+        carry the host exactly as the SDK would send it.
+        """
+        template = text.strip()
+
+        def invalid(why: str) -> ValueError:
+            return ValueError(f'invalid endpoint "{text}" ({why})')
+
+        if re.search(r"[{}]", template.replace("{region}", "")):
+            raise invalid("only {region} may appear in braces")
+        # Validate with a real region in place; keep the placeholder in what is stored.
+        sample = template.replace("{region}", _SAMPLE_REGION)
+        if "://" not in sample:
+            sample = "https://" + sample
+        parts = urlsplit(sample)
         if parts.scheme not in ("http", "https"):
-            raise ValueError(f"endpoint scheme must be http or https, not {parts.scheme!r}")
-        if not parts.hostname:
-            raise ValueError("endpoint has no host")
+            raise invalid("scheme must be http or https")
+        if parts.username is not None or parts.password is not None:
+            raise invalid("credentials are not allowed here")
         if parts.path not in ("", "/") or parts.query or parts.fragment:
-            raise ValueError("endpoint must be a host (and port), without a path")
-        netloc = parts.netloc.replace("REGION", "{region}")
-        return cls(scheme=parts.scheme, host_template=netloc)
+            raise invalid("no path or query: just [scheme://]host")
+        hostname = parts.hostname or ""
+        bracketed = parts.netloc.rsplit("@", 1)[-1].startswith("[")
+        if not bracketed and not HOST_RE.fullmatch(hostname):
+            raise invalid("not a valid host name")
+        try:
+            port = parts.port
+        except ValueError:
+            raise invalid("invalid port") from None
+        host = f"[{hostname}]" if bracketed else hostname
+        if port is not None and port != (443 if parts.scheme == "https" else 80):
+            host = f"{host}:{port}"
+        return cls(scheme=parts.scheme, host_template=host.replace(_SAMPLE_REGION, "{region}"))
 
     @property
     def per_region(self) -> bool:
