@@ -87,8 +87,13 @@ async def make_daemon(
     started: list[RunningDaemon] = []
     session = aiohttp.ClientSession()
 
-    async def factory(endpoint: str, extra: str = "", db: Path | None = None) -> RunningDaemon:
-        config = parse_config(daemon_config_text(endpoint, db or tmp_path / "monitor.db", extra))
+    async def factory(
+        endpoint: str = "", extra: str = "", db: Path | None = None, *, text: str | None = None
+    ) -> RunningDaemon:
+        """A daemon from the test config for ``endpoint``, or from a whole config ``text``."""
+        if text is None:
+            text = daemon_config_text(endpoint, db or tmp_path / "monitor.db", extra)
+        config = parse_config(text)
         daemon = Daemon(config)
         await daemon.start()
         runner, url = await start_server(daemon, config.server.listen)

@@ -8,7 +8,7 @@ import io
 import json
 import threading
 import urllib.parse
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -120,9 +120,6 @@ class Client:
         return body
 
 
-CustomFactory = Callable[[str], Awaitable[RunningDaemon]]
-
-
 @pytest.fixture
 def answers() -> Iterator[list[Answer]]:
     """Every answer of the test; none may carry the API token or the SecretKey."""
@@ -135,34 +132,6 @@ def answers() -> Iterator[list[Answer]]:
 @pytest.fixture
 async def api(simulator: Simulator, make_daemon: DaemonFactory, answers: list[Answer]) -> Client:
     return Client(await make_daemon(simulator.url), answers)
-
-
-@pytest.fixture
-async def custom_daemon(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> AsyncIterator[CustomFactory]:
-    """Daemons from a whole config text, for shapes the shared fixture cannot append."""
-    monkeypatch.setenv("TEST_SECRET_ID", DEFAULT_SECRET_ID)
-    monkeypatch.setenv("TEST_SECRET_KEY", DEFAULT_SECRET_KEY)
-    monkeypatch.setenv("TEST_API_TOKEN", API_TOKEN)
-    session = aiohttp.ClientSession()
-    started: list[RunningDaemon] = []
-
-    async def factory(text: str) -> RunningDaemon:
-        config = parse_config(text)
-        daemon = Daemon(config)
-        await daemon.start()
-        runner, url = await start_server(daemon, config.server.listen)
-        running = RunningDaemon(daemon, url, runner, session)
-        started.append(running)
-        return running
-
-    try:
-        yield factory
-    finally:
-        for running in started:
-            await running.stop()
-        await session.close()
 
 
 def arrivals_of(simulator: Simulator, task_id: str) -> int:
@@ -287,7 +256,7 @@ class TestRegistration:
 class TestListing:
     async def test_filters_by_status_region_account_and_labels(
         self,
-        custom_daemon: CustomFactory,
+        make_daemon: DaemonFactory,
         simulator: Simulator,
         tmp_path: Path,
         answers: list[Answer],
@@ -302,7 +271,7 @@ class TestListing:
         text = daemon_config_text(simulator.url, tmp_path / "m.db").replace(
             "accounts:\n", second_account, 1
         )
-        api = Client(await custom_daemon(text), answers)
+        api = Client(await make_daemon(text=text), answers)
         idle = simulator.add_task(APP, "idle-1", life=Life(idle=600))
         simulator.add_task(APP, "other-1", life=Life(idle=600))
         await api.register(idle, labels={"room": "a", "customer": "acme"})
@@ -425,14 +394,14 @@ class TestAuthentication:
 
     async def test_without_a_configured_token_mutating_calls_are_403_saying_how_to_set_one(
         self,
-        custom_daemon: CustomFactory,
+        make_daemon: DaemonFactory,
         simulator: Simulator,
         tmp_path: Path,
         answers: list[Answer],
     ) -> None:
         text = daemon_config_text(simulator.url, tmp_path / "m.db")
         assert TOKEN_LINE in text
-        api = Client(await custom_daemon(text.replace(TOKEN_LINE, "")), answers)
+        api = Client(await make_daemon(text=text.replace(TOKEN_LINE, "")), answers)
         assert api.running.daemon.api_token is None
         for token in (API_TOKEN, None):
             answer = await api.call(
