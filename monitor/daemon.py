@@ -84,7 +84,6 @@ class Daemon:
         self._session: Any = None
         self._scheduler: PollScheduler[TaskKey] | None = None
         self._jobs: AsyncIOScheduler | None = None
-        self._stopped = asyncio.Event()
 
     # ------------------------------------------------------------------ life cycle
 
@@ -179,7 +178,6 @@ class Daemon:
             await self._store.close()
         if self._session is not None:
             await self._session.close()
-        self._stopped.set()
         log.info("daemon_stopped")
 
     def _apply_secrets(self, config: Config) -> None:

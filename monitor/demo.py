@@ -18,7 +18,7 @@ import sys
 import tempfile
 import time
 from collections import Counter
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -314,8 +314,6 @@ def _narrate_alerts(
 
 
 def _for_task(fault: Fault, task_id: str) -> Fault:
-    from dataclasses import replace
-
     return replace(fault, task_ids=frozenset({task_id}))
 
 

@@ -10,9 +10,6 @@ from monitor.config import LABEL_NAME_RE, RESERVED_LABELS, TASK_ID_RE
 from monitor.durations import parse_duration
 from monitor.models import REGIONS, Status, Task
 
-# One definition of what a task id and a label name may be, shared with the config file.
-LABEL_NAME = LABEL_NAME_RE
-TASK_ID = TASK_ID_RE
 MAX_LABELS = 32
 MAX_LABEL_VALUE = 256
 MAX_SDK_APP_ID = 2**63 - 1
@@ -50,7 +47,7 @@ def validate_sdk_app_id(value: object) -> int:
 
 
 def validate_task_id(value: object) -> str:
-    if not isinstance(value, str) or not TASK_ID.fullmatch(value):
+    if not isinstance(value, str) or not TASK_ID_RE.fullmatch(value):
         raise ValidationError(
             "task_id", "must be 1 to 256 characters of letters, digits and ._~+=:-"
         )
@@ -87,7 +84,7 @@ def validate_spec(
     if len(labels) > MAX_LABELS:
         raise ValidationError("labels", f"at most {MAX_LABELS} labels")
     for k, v in labels.items():
-        if not isinstance(k, str) or not LABEL_NAME.fullmatch(k) or k.startswith("__"):
+        if not isinstance(k, str) or not LABEL_NAME_RE.fullmatch(k) or k.startswith("__"):
             raise ValidationError(f"labels.{str(k)[:64]}", "is not a valid label name")
         if k in RESERVED_LABELS:
             raise ValidationError(f"labels.{k}", "is reserved for the monitor's own labels")

@@ -10,11 +10,11 @@ from typing import Any
 
 from aiohttp import web
 
+from monitor.config import LABEL_NAME_RE
 from monitor.daemon import Daemon
 from monitor.http.errors import ApiError
 from monitor.models import REGIONS, Status, Task, TaskKey, Transition
 from monitor.registry import (
-    LABEL_NAME,
     TaskFilter,
     ValidationError,
     validate_sdk_app_id,
@@ -172,7 +172,7 @@ def parse_filter(request: web.Request) -> TaskFilter:
     labels: dict[str, str] = {}
     for item in request.query.getall("label", []):
         name, sep, value = item.partition(":")
-        if not sep or not LABEL_NAME.fullmatch(name):
+        if not sep or not LABEL_NAME_RE.fullmatch(name):
             raise ApiError(400, "label: use label=name:value with a valid label name")
         labels[name] = value
     return TaskFilter(status, region, request.query.get("account"), labels)

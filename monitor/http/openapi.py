@@ -5,15 +5,16 @@ from __future__ import annotations
 from typing import Any
 
 from monitor import __version__
+from monitor.config import TASK_ID_RE
 from monitor.http.api import DEFAULT_PAGE, MAX_OFFSET, MAX_PAGE
 from monitor.models import REGIONS, Source, Status
-from monitor.registry import MAX_LABEL_VALUE, MAX_LABELS, TASK_ID
+from monitor.registry import MAX_LABEL_VALUE, MAX_LABELS
 
 _ERROR = {"$ref": "#/components/responses/Error"}
 _TASK = {"$ref": "#/components/schemas/Task"}
 _TRANSITION = {"$ref": "#/components/schemas/Transition"}
 _STATUSES = [s.value for s in Status]
-_TASK_ID_PATTERN = f"^{TASK_ID.pattern}$"
+_TASK_ID_PATTERN = f"^{TASK_ID_RE.pattern}$"
 _TASK_PATH_PARAMS = [
     {
         "name": "sdk_app_id",
