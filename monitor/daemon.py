@@ -24,12 +24,13 @@ from monitor.config import Config, ConfigError, load_config, resolve_secrets
 from monitor.log import set_secrets
 from monitor.metrics import BucketGauge, MonitorMetrics, StateView
 from monitor.models import Outcome, Source, Status, Task, TaskKey, Transition
-from monitor.ratelimit import AsyncRateLimiter, mark_sent
+from monitor.ratelimit import RateLimiter, mark_sent
+from monitor.ratelimit.factory import BucketKey, LimiterSettings, new_limiter
 from monitor.registry import TaskFilter, TaskSpec
 from monitor.scheduler import Dispatch, PollScheduler
 from monitor.secrets import Credentials, Secret
 from monitor.store.base import Store
-from monitor.store.sqlite import SqliteStore
+from monitor.store.factory import new_store
 from monitor.tracker import HealthChange, apply_callback_exit, apply_poll, apply_removal
 from monitor.trtc.client import Endpoint, TrtcClient, new_session
 
@@ -71,7 +72,7 @@ class Daemon:
         self.metrics = MonitorMetrics()
         self.tasks: dict[TaskKey, Task] = {}
         self.accounts: dict[str, AccountRuntime] = {}
-        self.limiters: dict[str, AsyncRateLimiter] = {}
+        self.limiters: dict[str, RateLimiter] = {}
         self.api_token: str | None = None
         self.callback_key: str | None = None
         self.webhook_headers: dict[str, dict[str, Secret]] = {}
@@ -104,7 +105,7 @@ class Daemon:
 
     async def start(self) -> None:
         self._apply_secrets(self.config)
-        self._store = SqliteStore(Path(self.config.storage.path))
+        self._store = new_store(self.config.storage)
         await self._store.open()
         for task in await self._store.load_tasks():
             self.tasks[task.key] = task
@@ -382,15 +383,14 @@ class Daemon:
         runtime = self.accounts[task.account]
         return f"{task.account}@{runtime.endpoint.host(task.region)}"
 
-    def limiter(self, bucket: str) -> AsyncRateLimiter:
+    def limiter(self, bucket: str) -> RateLimiter:
         limiter = self.limiters.get(bucket)
         if limiter is None:
-            runtime = self.accounts[bucket.split("@", 1)[0]]
-            limiter = AsyncRateLimiter(
-                limit=runtime.rate_limit,
-                window=runtime.rate_window,
-                guard=runtime.rate_guard,
-                key=bucket,
+            account, host = bucket.split("@", 1)
+            runtime = self.accounts[account]
+            limiter = new_limiter(
+                BucketKey(account, host),
+                LimiterSettings(runtime.rate_limit, runtime.rate_window, runtime.rate_guard),
             )
             self.limiters[bucket] = limiter
         return limiter

@@ -1,0 +1,161 @@
+"""The limiter's arithmetic (pure: time is an argument), shared by every limiter backend.
+
+See :mod:`monitor.ratelimit` for why sends are spaced evenly and capped on actual send times.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+
+__all__ = ["WindowBudget"]
+
+
+class WindowBudget:
+    """The limiter's arithmetic: evenly spaced slots, a sliding-window cap, AIMD backoff.
+
+    Pure and single-threaded; every method takes the current time. ``delay(now)`` says how long
+    to wait; after waiting, the caller checks ``delay`` again and calls ``record`` at the moment
+    of the send (``record`` refuses a send that ``delay`` would not allow).
+    """
+
+    __slots__ = (
+        "_base_rate",
+        "_cap_window",
+        "_configured_rate",
+        "_decrease",
+        "_decreased_at",
+        "_guard",
+        "_limit",
+        "_min_rate",
+        "_next_slot",
+        "_sends",
+        "_step",
+        "_window",
+    )
+
+    def __init__(
+        self,
+        limit: int,
+        window: float,
+        *,
+        guard: float = 0.02,
+        decrease: float = 0.8,
+        min_fraction: float = 0.05,
+        recovery_fraction: float = 0.05,
+    ) -> None:
+        if limit < 1:
+            raise ValueError(f"limit must be at least 1, got {limit}")
+        if not window > 0:
+            raise ValueError(f"window must be positive, got {window}")
+        if not 0 <= guard < 1:
+            raise ValueError(f"guard must be in [0, 1), got {guard}")
+        if not 0 < decrease < 1:
+            raise ValueError(f"decrease must be in (0, 1), got {decrease}")
+        if not 0 < min_fraction <= 1 or not 0 < recovery_fraction <= 1:
+            raise ValueError("min_fraction and recovery_fraction must be in (0, 1]")
+        self._limit = limit
+        self._window = float(window)
+        self._guard = guard
+        self._decrease = decrease
+        self._configured_rate = limit * (1.0 - guard) / self._window
+        # The hard cap keeps the guard too: at most ``limit`` sends in any
+        # ``window / (1 - guard)``, a hair less than ``limit`` spacings so that it never lands on
+        # the very instant of a scheduled slot. Without it, catching up after a late wake-up
+        # may pack sends right up to ``limit`` per ``window``, and the server, counting
+        # arrivals, would count any jitter between sending and arriving as an excess. At the
+        # default 2% and 20/s this leaves 20 ms of such jitter room.
+        self._cap_window = max(self._window, self._window / (1.0 - guard) * (1.0 - 1e-9))
+        # The floor keeps a trickle of requests going, so recovery is observed at all.
+        self._min_rate = min(self._configured_rate, max(1.0, min_fraction * limit) / self._window)
+        self._step = recovery_fraction * limit / self._window  # req/s regained per quiet window
+        self._sends: deque[float] = deque(maxlen=limit)
+        self._next_slot = -math.inf
+        self._base_rate = self._configured_rate
+        self._decreased_at: float | None = None
+
+    @property
+    def limit(self) -> int:
+        return self._limit
+
+    @property
+    def window(self) -> float:
+        return self._window
+
+    @property
+    def guard(self) -> float:
+        return self._guard
+
+    @property
+    def configured_rate(self) -> float:
+        """Requests per second without backoff: ``limit * (1 - guard) / window``."""
+        return self._configured_rate
+
+    def effective_rate(self, now: float) -> float:
+        """Requests per second allowed at ``now``, after backoff and recovery so far."""
+        if self._decreased_at is None:
+            return self._configured_rate
+        quiet_windows = math.floor(max(0.0, now - self._decreased_at) / self._window)
+        return min(self._configured_rate, self._base_rate + quiet_windows * self._step)
+
+    def spacing(self, now: float) -> float:
+        """Target seconds between sends at ``now``."""
+        return 1.0 / self.effective_rate(now)
+
+    def delay(self, now: float) -> float:
+        """Seconds until a send is allowed; 0.0 when it is allowed at ``now``."""
+        wait = self._next_slot - now
+        if len(self._sends) == self._limit:
+            # The comparison ``now >= oldest + cap window`` is written the same way in ``record``
+            # so that waiting exactly ``delay`` seconds always passes it.
+            cap = min(self._sends) + self._cap_window - now
+            wait = max(wait, cap)
+        return wait if wait > 0.0 else 0.0
+
+    def record(self, now: float) -> None:
+        """Record a send at ``now``; raises ``ValueError`` if it was not allowed."""
+        if now < self._next_slot or (
+            len(self._sends) == self._limit and now < min(self._sends) + self._cap_window
+        ):
+            raise ValueError("send recorded before the budget allowed it")
+        self._sends.append(now)
+        spacing = self.spacing(now)
+        if now - self._next_slot <= spacing / 2.0:
+            # Follow the slot, not the send, so lateness under T/2 does not accumulate.
+            self._next_slot += spacing
+        else:
+            # After idle time (or a long stall) the schedule restarts: idle earns no burst.
+            self._next_slot = now + spacing
+
+    def sent(self, granted: float, at: float) -> bool:
+        """The send granted at ``granted`` actually left at ``at``: the cap counts that.
+
+        A request may leave a little after its grant (the event loop was busy); the server
+        counts when it arrives. Moving the log entry to the real send time keeps the cap true
+        for sends, not just for grants. False when that grant is no longer in the log.
+        """
+        for i in range(len(self._sends) - 1, -1, -1):
+            if self._sends[i] == granted:
+                self._sends[i] = max(granted, at)
+                return True
+        return False
+
+    def on_throttled(self, now: float) -> bool:
+        """Cut the rate (to the floor at worst), at most once per window.
+
+        Returns True when the rate was lowered; False when this answer belongs to a burst
+        already accounted for (another decrease within the last window).
+        """
+        if self._decreased_at is not None and now - self._decreased_at < self._window:
+            return False
+        current = self.effective_rate(now)
+        self._base_rate = max(self._min_rate, current * self._decrease)
+        self._decreased_at = now
+        if self._sends:
+            # Apply the slower spacing to the very next send, not only after it.
+            self._next_slot = max(self._next_slot, self._sends[-1] + 1.0 / self._base_rate)
+        return True
+
+    def sends_in_window(self, now: float) -> int:
+        """Sends recorded in the window ``(now - window, now]``."""
+        return sum(1 for t in self._sends if t > now - self._window)
