@@ -120,9 +120,12 @@ def facts_of(notice: Notice, external_url: str = "") -> Facts:
 
 # --- markup ------------------------------------------------------------------------------------
 
-# Characters with a meaning in the markdown of WeCom and DingTalk robots (CommonMark-like, with
-# a little HTML): escaped with a backslash; < and > become entities so no tag can be formed.
-_MD_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+\-.!|~])")
+# Characters that mark text up anywhere in a line in the markdown of WeCom and DingTalk robots
+# (CommonMark-like, with a little HTML): escaped with a backslash. Without "[" no link or image
+# can form, so "(", ")" and "!" stay as they are; "<" and ">" become entities so no tag can.
+_MD_INLINE = re.compile(r"([\\`*_\[\]~|])")
+# These mark text up only at the start of a line (headings, quotes, lists, rules).
+_MD_LINE_START = re.compile(r"^([#>+=-]|\d+\.)")
 
 
 def _one_line(text: str) -> str:
@@ -131,7 +134,7 @@ def _one_line(text: str) -> str:
 
 
 def markdown_escape(text: str) -> str:
-    text = _MD_SPECIAL.sub(r"\\\1", _one_line(text))
+    text = _MD_LINE_START.sub(r"\\\1", _MD_INLINE.sub(r"\\\1", _one_line(text)))
     return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 

@@ -12,6 +12,11 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Final
+
+# Refilling by float arithmetic lands a hair below a whole token; that hair is not worth a wait
+# (and waiting for it can be shorter than the clock's resolution: the waiter would spin).
+_EPSILON: Final = 1e-9
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,14 +63,14 @@ class TokenBucket:
     def wait(self, now: float) -> float:
         """Seconds until a token is available (0 if one is)."""
         self._fill(now)
-        return 0.0 if self._tokens >= 1 else (1 - self._tokens) / self.refill
+        return 0.0 if self._tokens >= 1 - _EPSILON else (1 - self._tokens) / self.refill
 
     def take(self, now: float) -> bool:
         """Spend a token if one is available."""
         self._fill(now)
-        if self._tokens < 1:
+        if self._tokens < 1 - _EPSILON:
             return False
-        self._tokens -= 1
+        self._tokens = max(0.0, self._tokens - 1)
         return True
 
     def empty(self, now: float) -> None:
