@@ -106,9 +106,8 @@ class StandIn:
         return answer
 
     def _errcode(self, code: int, message: str) -> tuple[web.Response, str]:
-        return web.json_response({"errcode": code, "errmsg": message}), "" if not code else str(
-            code
-        )
+        refused = str(code) if code else ""
+        return web.json_response({"errcode": code, "errmsg": message}), refused
 
     def _wecom(
         self, path: str, query: dict[str, str], body: Any, size: int, now: float
@@ -156,9 +155,8 @@ class StandIn:
         self, path: str, query: dict[str, str], body: Any, size: int, now: float
     ) -> tuple[web.Response, str]:
         def answer(code: int, msg: str) -> tuple[web.Response, str]:
-            return web.json_response({"code": code, "data": {}, "msg": msg}), (
-                str(code) if code else ""
-            )
+            refused = str(code) if code else ""
+            return web.json_response({"code": code, "data": {}, "msg": msg}), refused
 
         if path != f"/open-apis/bot/v2/hook/{FEISHU_HOOK}":
             return answer(19001, "param invalid: incoming webhook access token invalid")
