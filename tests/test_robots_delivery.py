@@ -366,3 +366,35 @@ class TestThroughTheEngine:
             assert "<at>" not in content
         assert TaskKey(1400000001, "t-1") == task.key
         assert WECOM_KEY not in repr(engine)
+
+    async def test_reload_keeps_a_robot_unless_its_url_or_secret_changed(
+        self, tmp_path: Path, session: aiohttp.ClientSession
+    ) -> None:
+        config = AlertsConfig.model_validate(
+            {"receivers": [{"type": "dingtalk", "name": "dt", "url_env": "X"}]}
+        )
+        first = {"dt": RobotSecrets(Secret("http://127.0.0.1:9/robot/send?access_token=a"))}
+        async with SqliteStore(tmp_path / "monitor.db") as store:
+            engine = AlertEngine(
+                config,
+                store,
+                MonitorMetrics(),
+                interval_of=lambda task: 15.0,
+                session=session,
+                robot_secrets=first,
+            )
+            await engine.start()
+            try:
+                worker = engine.receivers["dt"]
+                engine.configure(config, robot_secrets=dict(first), external_url="https://m")
+                assert engine.receivers["dt"] is worker
+                assert worker.external_url == "https://m"
+                signed = {"dt": RobotSecrets(first["dt"].url, Secret("SEC-new"))}
+                engine.configure(config, robot_secrets=signed)
+                assert engine.receivers["dt"] is not worker
+                with capture_logs() as logs:
+                    engine.configure(config, robot_secrets={})
+                assert "dt" not in engine.receivers
+                assert [e["event"] for e in logs] == ["receiver_not_started"]
+            finally:
+                await engine.stop()

@@ -228,9 +228,11 @@ class AlertEngine:
         config: AlertsConfig,
         webhook_headers: WebhookHeaders | None = None,
         robot_secrets: Mapping[str, RobotSecrets] | None = None,
+        external_url: str | None = None,
     ) -> None:
-        """Apply a reloaded configuration. ``webhook_headers`` or ``robot_secrets`` None keeps
-        the current ones (a robot whose URL or secret changed gets a new worker).
+        """Apply a reloaded configuration. ``webhook_headers``, ``robot_secrets`` or
+        ``external_url`` None keeps the current ones (a robot whose URL or secret changed gets
+        a new worker).
 
         Rule changes act at the next evaluation (a disabled alert resolves); a receiver whose
         destination or queue size changed gets a new worker, the others keep their queue.
@@ -240,6 +242,10 @@ class AlertEngine:
             self._headers = _plain_headers(webhook_headers)
         if robot_secrets is not None:
             self._robots = dict(robot_secrets)
+        if external_url is not None:
+            self._external_url = external_url
+            for worker in self._workers.values():
+                worker.external_url = external_url
         wanted = {r.name: r for r in config.receivers}
         for name, worker in list(self._workers.items()):
             receiver = wanted.get(name)
