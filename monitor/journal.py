@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import structlog
 
-from monitor.events import EventBus, HealthChanged, TransitionRecorded
+from monitor.events import EventBus, HealthChanged, TaskRegistered, TransitionRecorded
 
 __all__ = ["subscribe"]
 
@@ -16,8 +16,21 @@ log = structlog.get_logger("monitor.tracker")
 
 
 def subscribe(bus: EventBus) -> None:
+    bus.subscribe(TaskRegistered, _registered)
     bus.subscribe(TransitionRecorded, _transition)
     bus.subscribe(HealthChanged, _health)
+
+
+def _registered(event: TaskRegistered) -> None:
+    task = event.task
+    log.info(
+        "task_registered",
+        sdk_app_id=task.sdk_app_id,
+        task_id=task.task_id,
+        region=task.region,
+        account=task.account,
+        source=task.source.value,
+    )
 
 
 def _transition(event: TransitionRecorded) -> None:

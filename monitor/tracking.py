@@ -64,7 +64,6 @@ class PendingRegistrations:
 
     answers: list[tuple[Task, bool]]
     tasks: list[Task]
-    source: Source
 
 
 class _KeyedLocks:
@@ -129,7 +128,7 @@ class Tracker:
             task = self._new_task(spec, source, self._clock())
             await self._store.save_task(task)
             self._registry.put(task)
-        await self._announce_registered([task], source)
+        await self._announce_registered([task])
         return task, True
 
     async def register_many(
@@ -164,7 +163,7 @@ class Tracker:
             answers.append((task, True))
         if new:
             await self._store.save_tasks(list(new.values()))
-        return PendingRegistrations(answers, list(new.values()), source)
+        return PendingRegistrations(answers, list(new.values()))
 
     async def apply_registrations(self, pending: PendingRegistrations) -> None:
         """The second half of :meth:`register_many`: apply and announce what was stored."""
@@ -176,7 +175,7 @@ class Tracker:
             if current is None or current.status is Status.REMOVED:
                 self._registry.put(task)
                 applied.append(task)
-        await self._announce_registered(applied, pending.source)
+        await self._announce_registered(applied)
 
     @staticmethod
     def _new_task(spec: TaskSpec, source: Source, now: float) -> Task:
@@ -193,16 +192,8 @@ class Tracker:
             status_since=now,
         )
 
-    async def _announce_registered(self, tasks: Sequence[Task], source: Source) -> None:
+    async def _announce_registered(self, tasks: Sequence[Task]) -> None:
         for task in tasks:
-            log.info(
-                "task_registered",
-                sdk_app_id=task.sdk_app_id,
-                task_id=task.task_id,
-                region=task.region,
-                account=task.account,
-                source=source.value,
-            )
             await self._bus.publish(TaskRegistered(task))
 
     async def remove(self, key: TaskKey) -> Task | None:

@@ -44,7 +44,7 @@ from monitor.tracking import Tracker
 from monitor.trtc.client import CallResult
 from tests.conftest import API_TOKEN, DaemonFactory, RunningDaemon, daemon_config_text
 from tests.support import free_port, wait_for_async
-from tests.test_alerts_e2e import alerts_yaml, notices, webhook
+from tests.test_alerts_e2e import alerts_yaml, notices, register, task_of, webhook
 from tests.test_process import daemon_env, daemon_process, until_ready, write_config
 from tests.test_receivers import Sink, serving
 
@@ -103,17 +103,6 @@ def flaky(monkeypatch: pytest.MonkeyPatch) -> list[FlakyStore]:
 async def sink() -> AsyncIterator[Sink]:
     async with serving(Sink()) as s:
         yield s
-
-
-async def register(running: RunningDaemon, task_id: str, **extra: object) -> None:
-    answer = await running.register(APP, task_id, "ap-guangzhou", **extra)
-    assert answer.status == 201, await answer.text()
-
-
-def task_of(running: RunningDaemon, task_id: str) -> Task:
-    task = running.daemon.registry.get(TaskKey(APP, task_id))
-    assert task is not None
-    return task
 
 
 async def stored_task(store: FlakyStore, task_id: str) -> Task:
@@ -396,7 +385,7 @@ class TestAnOlderAnswerNeverOverridesANewerObservation:
         simulator.faults.add(Fault(FaultKind.INTERNAL_ERROR, task_ids=frozenset({task_id})))
 
         async def held_answer_back() -> bool:
-            return task_of(running, task_id).consecutive_errors >= 1
+            return bool(task_of(running, task_id).consecutive_errors >= 1)
 
         await wait_for_async(held_answer_back, timeout=15, what="the held answer and a later poll")
         assert task_of(running, task_id).status is Status.EXITED
