@@ -28,8 +28,8 @@ from monitor.config import parse_config
 from monitor.daemon import Daemon
 from monitor.log import configure_logging
 from monitor.models import REGIONS
-from monitor.registry import TaskSpec
 from monitor.simulator import DEFAULT_SECRET_ID, DEFAULT_SECRET_KEY, SimulatorControl
+from monitor.taskspec import TaskSpec
 
 APP = 1400000001
 DESCRIBE = "DescribeCloudRecording"
@@ -102,7 +102,9 @@ polling: {{interval: {int(args.interval * 1000)}ms, jitter: 10%}}
         started = time.time()
         cpu0 = resource.getrusage(resource.RUSAGE_SELF)
         for i, task_id in enumerate(ids):
-            await daemon.register(TaskSpec(APP, task_id, REGIONS[i % len(REGIONS)]))
+            await daemon.tracker.register(
+                TaskSpec(sdk_app_id=APP, task_id=task_id, region=REGIONS[i % len(REGIONS)])
+            )
         rate_target = 20 * (1 - config.accounts["default"].rate_guard)
         rotation = args.tasks / rate_target
         warmup = min(rotation * 1.1, args.duration / 2)
@@ -118,7 +120,7 @@ polling: {{interval: {int(args.interval * 1000)}ms, jitter: 10%}}
             now = time.time()
             if elapsed >= warmup:
                 age = max(
-                    now - (t.last_success_at or t.registered_at) for t in daemon.tasks.values()
+                    now - (t.last_success_at or t.registered_at) for t in daemon.registry.tasks()
                 )
                 oldest = max(oldest, age)
             if int(elapsed) % 30 == 0:

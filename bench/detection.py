@@ -22,10 +22,10 @@ from pathlib import Path
 
 from monitor.config import parse_config
 from monitor.daemon import Daemon
+from monitor.events import TransitionRecorded
 from monitor.http.server import start_server
 from monitor.log import configure_logging
-from monitor.models import REGIONS, Status, Task, Transition
-from monitor.registry import TaskSpec
+from monitor.models import REGIONS, Status
 from monitor.simulator import (
     DEFAULT_SECRET_ID,
     DEFAULT_SECRET_KEY,
@@ -33,6 +33,7 @@ from monitor.simulator import (
     Life,
     Simulator,
 )
+from monitor.taskspec import TaskSpec
 
 APP = 1400000001
 KEY = "benchcallbackkey0123456789abcdef"
@@ -75,18 +76,21 @@ polling: {{interval: {int(args.interval * 1000)}ms, interval_by_status: {{}}, ji
     daemon = Daemon(config)
     seen: dict[str, float] = {}
 
-    def on_transition(task: Task, t: Transition) -> None:
+    def on_transition(event: TransitionRecorded) -> None:
+        task, t = event.task, event.transition
         # Exited, or straight to Ended when the short Exited phase fell between two polls.
         if t.to_status in (Status.EXITED, Status.ENDED, Status.EXPIRED):
             seen.setdefault(task.task_id, time.monotonic())
 
-    daemon.transition_hooks.append(on_transition)
+    daemon.bus.subscribe(TransitionRecorded, on_transition)
     await daemon.start()
     runner, _ = await start_server(daemon, config.server.listen)
     try:
         ids = [sim.add_task(APP, life=Life(idle=0.5, in_progress=None)) for _ in range(args.tasks)]
         for i, task_id in enumerate(ids):
-            await daemon.register(TaskSpec(APP, task_id, REGIONS[i % len(REGIONS)]))
+            await daemon.tracker.register(
+                TaskSpec(sdk_app_id=APP, task_id=task_id, region=REGIONS[i % len(REGIONS)])
+            )
         await asyncio.sleep(args.interval * 1.5)  # every task observed in progress
         rng = random.Random(5)
         made: dict[str, float] = {}

@@ -192,7 +192,7 @@ polling: {{interval: 15s}}
     await daemon.start()
     ready = time.perf_counter() - started
     rss_ready = rss_bytes()
-    tasks = len(daemon.tasks)
+    tasks = len(daemon.registry)
     firing = len(daemon.alerts.firing())
     started = time.perf_counter()
     await daemon.stop()

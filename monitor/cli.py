@@ -77,14 +77,26 @@ def cmd_run(args: argparse.Namespace) -> int:
 async def _run(config: Any, path: Path) -> int:
     import structlog
 
+    from monitor.config import ConfigError
     from monitor.daemon import Daemon
     from monitor.http.server import start_server
+    from monitor.store.base import StoreError
 
     log = structlog.get_logger("monitor")
     daemon = Daemon(config, path)
     stop = asyncio.Event()
     try:
         await daemon.start()
+    except StoreError as exc:
+        # An unusable store is a configuration problem (storage.path): one line, exit 2.
+        await daemon.stop()
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except ConfigError as exc:
+        await daemon.stop()
+        _print_errors(exc.errors)
+        return EXIT_USAGE
+    try:
         runner, url = await start_server(daemon, config.server.listen)
     except OSError as exc:
         log.error("startup_failed", error=str(exc))
@@ -192,14 +204,7 @@ async def _tasks(args: argparse.Namespace) -> int:
     headers = {"Authorization": f"Bearer {token}"} if token else {}
     method, path, body = "GET", "/api/v1/tasks", None
     if args.tasks_command == "add":
-        labels = dict(_label(item) for item in args.label)
-        body = {"sdk_app_id": args.sdk_app_id, "task_id": args.task_id, "region": args.region}
-        if args.account:
-            body["account"] = args.account
-        if labels:
-            body["labels"] = labels
-        if args.interval:
-            body["interval"] = args.interval
+        body = _specs_from_file(Path(args.file)) if args.file else _spec_from_args(args)
         method = "POST"
     elif args.tasks_command == "list":
         query = []
@@ -236,6 +241,63 @@ async def _tasks(args: argparse.Namespace) -> int:
     else:
         print(json.dumps(data, indent=2, ensure_ascii=False))
     return EXIT_OK
+
+
+def _spec_from_args(args: argparse.Namespace) -> dict[str, Any]:
+    from monitor.taskspec import ValidationError, validate_spec
+
+    for name in ("sdk_app_id", "task_id", "region"):
+        if getattr(args, name) is None:
+            raise UserError(f"tasks add: --{name.replace('_', '-')} is required (or --file)")
+    body: dict[str, Any] = {
+        "sdk_app_id": args.sdk_app_id,
+        "task_id": args.task_id,
+        "region": args.region,
+    }
+    if args.account:
+        body["account"] = args.account
+    labels = dict(_label(item) for item in args.label)
+    if labels:
+        body["labels"] = labels
+    if args.interval:
+        body["interval"] = args.interval
+    try:
+        # The daemon's own validator (accounts are the daemon's to check): bad input is told
+        # here, by the same words, without a round trip.
+        validate_spec(body, None)
+    except ValidationError as exc:
+        raise UserError(f"tasks add: {exc}") from None
+    return body
+
+
+def _specs_from_file(path: Path) -> list[dict[str, Any]]:
+    """A JSON or YAML list of task specs (the API's bulk shape), checked item by item."""
+    import yaml
+
+    from monitor.taskspec import MAX_BULK, ValidationError, validate_spec
+
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError) as exc:
+        raise UserError(f"tasks add --file {path}: cannot read it ({exc})") from None
+    except yaml.YAMLError:
+        raise UserError(f"tasks add --file {path}: neither JSON nor YAML") from None
+    if not isinstance(data, list) or not data:
+        raise UserError(f"tasks add --file {path}: expected a non-empty list of tasks")
+    if len(data) > MAX_BULK:
+        raise UserError(f"tasks add --file {path}: at most {MAX_BULK} tasks per request")
+    problems = []
+    for index, item in enumerate(data):
+        try:
+            if not isinstance(item, dict):
+                raise ValidationError(f"[{index}]", "must be a mapping")
+            validate_spec(item, None)
+        except ValidationError as exc:
+            problems.append(f"tasks add --file {path}: [{index}] {exc}")
+    if problems:
+        _print_errors(problems)
+        raise UserError(f"tasks add --file {path}: {len(problems)} invalid task(s), none sent")
+    return data
 
 
 def _label(item: str) -> tuple[str, str]:
@@ -299,10 +361,15 @@ def build_parser() -> argparse.ArgumentParser:
         help="daemon URL (default %(default)s; env TRTC_MONITOR_URL)",
     )
     tsub = p.add_subparsers(dest="tasks_command", metavar="ACTION", required=True)
-    a = tsub.add_parser("add", help="register a task")
-    a.add_argument("--sdk-app-id", type=int, required=True)
-    a.add_argument("--task-id", required=True)
-    a.add_argument("--region", required=True)
+    a = tsub.add_parser("add", help="register a task, or many from a file")
+    a.add_argument("--sdk-app-id", type=int)
+    a.add_argument("--task-id")
+    a.add_argument("--region")
+    a.add_argument(
+        "--file",
+        help="a JSON or YAML list of tasks ({sdk_app_id, task_id, region, ...} each), "
+        "registered in one request (at most 1000)",
+    )
     a.add_argument("--account")
     a.add_argument("--label", action="append", default=[], help="name=value (repeatable)")
     a.add_argument("--interval", help="poll interval, e.g. 10s")

@@ -42,7 +42,16 @@ from monitor.secrets import (
     Secret,
     SecretError,
     SecretSource,
+    looks_like_secret,
     parse_headers,
+    shown_ref,
+)
+from monitor.taskspec import (
+    LABEL_NAME_RE,
+    RESERVED_LABELS,
+    LabelError,
+    TaskSpec,
+    unknown_account,
 )
 from monitor.trtc.client import HOST_RE, Endpoint
 from monitor.trtc.errors import DEFAULT_ENDED_CODES
@@ -53,13 +62,6 @@ DEFAULT_SECRET_KEY_ENV = "TENCENTCLOUD_SECRET_KEY"  # noqa: S105
 DEFAULT_TOKEN_ENV = "TENCENTCLOUD_SESSION_TOKEN"  # noqa: S105
 DEFAULT_ENDPOINT = "trtc.tencentcloudapi.com"
 
-# Labels the daemon itself puts on task series and alerts; user labels may not shadow them.
-RESERVED_LABELS: frozenset[str] = frozenset(
-    {"account", "region", "sdk_app_id", "task_id", "status", "alertname", "severity"}
-)
-LABEL_NAME_RE = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*")
-# TaskIds are URL-safe tokens; "/" is excluded because the task id is a path segment of the API.
-TASK_ID_RE = re.compile(r"[A-Za-z0-9._~+=:-]{1,256}")
 NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
 ENV_NAME_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 # Paths the HTTP server already serves; a callback path there would shadow them.
@@ -122,7 +124,7 @@ Fraction = Annotated[float, BeforeValidator(_fraction)]
 
 def _check_env_name(value: str) -> str:
     if not ENV_NAME_RE.fullmatch(value):
-        raise ValueError(f'invalid environment variable name "{value}"')
+        raise ValueError(f'invalid environment variable name "{shown_ref(value)}"')
     return value
 
 
@@ -155,16 +157,6 @@ def _check_label_name(value: str) -> str:
 
 
 LabelName = Annotated[str, AfterValidator(_check_label_name)]
-
-
-def _label_value(value: object) -> object:
-    # YAML turns `room: 42` into an int; a label value is text whatever it looks like.
-    if isinstance(value, int | float) and not isinstance(value, bool):
-        return str(value)
-    return value
-
-
-LabelValue = Annotated[str, BeforeValidator(_label_value)]
 
 
 def _check_severity(value: str) -> str:
@@ -460,36 +452,7 @@ class PollingConfig(_Model):
         return self.interval_by_status.get(status, self.interval)
 
 
-class TaskConfig(_Model):
-    sdk_app_id: PositiveInt
-    task_id: str
-    region: Region
-    account: str = "default"
-    labels: dict[LabelName, LabelValue] = Field(default_factory=dict)
-    interval: Duration | None = None
-
-    @field_validator("task_id")
-    @classmethod
-    def _task_id_charset(cls, value: str) -> str:
-        if not TASK_ID_RE.fullmatch(value):
-            raise ValueError("invalid task_id (1 to 256 characters from A-Z a-z 0-9 . _ ~ + = : -)")
-        return value
-
-    @field_validator("account")
-    @classmethod
-    def _account_known(cls, value: str, info: ValidationInfo) -> str:
-        accounts = info.context.get("accounts") if isinstance(info.context, dict) else None
-        if accounts is not None and value not in accounts:
-            raise ValueError(_unknown_account(value, accounts))
-        return value
-
-    @property
-    def key(self) -> TaskKey:
-        return TaskKey(self.sdk_app_id, self.task_id)
-
-
-def _unknown_account(name: str, accounts: Iterable[str]) -> str:
-    return f'unknown account "{name}" (configured: {", ".join(sorted(accounts)) or "none"})'
+_unknown_account = unknown_account
 
 
 class CallbacksConfig(_Model):
@@ -500,6 +463,8 @@ class CallbacksConfig(_Model):
     auto_register: bool = True
     account: str = "default"
     region: Region = "ap-guangzhou"
+    # A signed callback sent longer ago than this is a replay (the signature covers no time).
+    max_age: Duration = 600.0
 
     @field_validator("path")
     @classmethod
@@ -650,6 +615,17 @@ class RobotReceiver(_Model):
     # Replaces the text of each alert in a message ($alertname, $status, ...).
     template: Annotated[str, AfterValidator(_check_template)] | None = None
 
+    @field_validator("url_env", "url_file", "secret_env", "secret_file", mode="before")
+    @classmethod
+    def _a_name_not_a_url(cls, value: object, info: ValidationInfo) -> object:
+        # The commonest slip is pasting the robot URL itself here; an error that quoted it
+        # would print the robot's key.
+        if isinstance(value, str) and "://" in value:
+            field = info.field_name or ""
+            holder = "an environment variable" if field.endswith("_env") else "a file"
+            raise ValueError(f"takes the name of {holder} holding the value, not the URL")
+        return value
+
     @model_validator(mode="after")
     def _sources(self) -> Self:
         _one_source(self, "url")
@@ -765,7 +741,7 @@ class Config(_Model):
         default_factory=_default_accounts
     )
     polling: PollingConfig = PollingConfig()
-    tasks: tuple[TaskConfig, ...] = ()
+    tasks: tuple[TaskSpec, ...] = ()
     callbacks: CallbacksConfig = CallbacksConfig()
     alerts: AlertsConfig = AlertsConfig()
     metrics: MetricsConfig = MetricsConfig()
@@ -873,17 +849,30 @@ class Config(_Model):
         return specs
 
     def warnings(self) -> list[str]:
-        """Problems that do not make the file invalid: literal secrets in the file."""
-        return [
-            self._format(
-                spec.line_loc,
-                f"{spec.source.key}: literal secret in the configuration file; "
-                f"prefer {spec.source.key.rsplit('.', 1)[-1]}_env or "
-                f"{spec.source.key.rsplit('.', 1)[-1]}_file",
-            )
-            for spec in self.secret_specs()
-            if spec.source.kind == "literal"
-        ]
+        """Problems that do not make the file invalid: literal secrets in the file, and
+        ``*_env``/``*_file`` keys whose value looks like a secret rather than a name."""
+        out: list[str] = []
+        for spec in self.secret_specs():
+            source = spec.source
+            name = source.key.rsplit(".", 1)[-1]
+            if source.kind == "literal":
+                out.append(
+                    self._format(
+                        spec.line_loc,
+                        f"{source.key}: literal secret in the configuration file; "
+                        f"prefer {name}_env or {name}_file",
+                    )
+                )
+            elif looks_like_secret(str(source.ref)):
+                holder = "an environment variable" if source.kind == "env" else "a file"
+                out.append(
+                    self._format(
+                        spec.line_loc,
+                        f"{source.key}_{source.kind}: {shown_ref(str(source.ref))}; it takes "
+                        f"the name of {holder} holding the secret",
+                    )
+                )
+        return out
 
     def _format(self, loc: tuple[str | int, ...], message: str) -> str:
         line = _locate(loc, self._lines)[1]
@@ -1031,7 +1020,8 @@ def parse_config(text: str, source: str = "<string>") -> Config:
     # Tasks check their account against the accounts section while it is validated, so an
     # unknown account is reported together with every other problem.
     accounts = data.get("accounts")
-    context: dict[str, Any] = {}
+    # YAML types scalars by their look: a label written `room: 42` is text all the same.
+    context: dict[str, Any] = {"yaml": True}
     if accounts is None:
         context["accounts"] = {"default"}
     elif isinstance(accounts, dict):
@@ -1101,7 +1091,7 @@ def _display(loc: tuple[str | int, ...]) -> str:
     return out
 
 
-_RECEIVER_TYPES = frozenset({"alertmanager", "webhook"})
+_RECEIVER_TYPES = frozenset({"alertmanager", "webhook", *ROBOT_TYPES})
 
 
 def _locate(
@@ -1147,6 +1137,9 @@ def _flatten(exc: ValidationError) -> Iterator[tuple[tuple[str | int, ...], str]
         if isinstance(cause, _LocatedErrors):
             for sub, message in cause.problems:
                 yield (*loc, *sub), message
+            continue
+        if isinstance(cause, LabelError):
+            yield (*loc, cause.name), str(cause)
             continue
         yield loc, _message(error, loc)
 

@@ -26,8 +26,9 @@ import yaml
 
 from monitor.config import Config, ConfigError, load_config, parse_config
 from monitor.durations import parse_duration
+from monitor.events import TransitionRecorded
 from monitor.log import configure_logging
-from monitor.models import Status, Task, Transition
+from monitor.models import Status, Task
 from monitor.simulator import (
     DEFAULT_SECRET_ID,
     DEFAULT_SECRET_KEY,
@@ -157,7 +158,8 @@ class Narrator:
     def name(self, task: Task) -> str:
         return task.labels.get("room") or self.rooms.get(task.task_id) or task.task_id[:12]
 
-    def on_transition(self, task: Task, t: Transition) -> None:
+    def on_transition(self, event: TransitionRecorded) -> None:
+        task, t = event.task, event.transition
         self.transitions += 1
         detail = ""
         if "leave_code" in t.detail:
@@ -225,7 +227,7 @@ async def run_demo(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
     await sim.start(port=sim_port)
     daemon = Daemon(config)
     narrator = Narrator(out, time.time())
-    daemon.transition_hooks.append(narrator.on_transition)
+    daemon.bus.subscribe(TransitionRecorded, narrator.on_transition)
     await daemon.start()
     runner, _ = await start_server(daemon, config.server.listen)
 
@@ -280,12 +282,12 @@ async def run_demo(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
                 narrator.line(f"fault       {item[2]:<14} simulator now answers {item[1].kind}")
             _narrate_alerts(narrator, daemon, firing)
             if now >= next_summary:
-                _summary(narrator, daemon.tasks.values(), sim)
+                _summary(narrator, daemon.registry.tasks(), sim)
                 next_summary = now + SUMMARY_EVERY
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), timeout=0.5)
     finally:
-        _summary(narrator, daemon.tasks.values(), sim)
+        _summary(narrator, daemon.registry.tasks(), sim)
         await runner.cleanup()
         await daemon.stop()
         await sim.stop()

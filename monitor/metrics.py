@@ -43,6 +43,7 @@ from prometheus_client.registry import Collector
 from prometheus_client.utils import floatToGoString
 
 from monitor import __version__
+from monitor.events import ApiAnswered, EventBus, TransitionRecorded
 from monitor.models import Status, Task
 
 TASK_LABELS = ("account", "region", "sdk_app_id", "task_id")
@@ -455,6 +456,24 @@ class MonitorMetrics:
         # The daemon is built from a configuration that was just loaded successfully.
         self.config_reload_ok.set(1)
         self.config_reload_time.set_to_current_time()
+
+    def subscribe(self, bus: EventBus) -> None:
+        """Count what happens: stored transitions and every API answer."""
+        bus.subscribe(TransitionRecorded, self._on_transition)
+        bus.subscribe(ApiAnswered, self._on_answer)
+
+    def _on_transition(self, event: TransitionRecorded) -> None:
+        task, t = event.task, event.transition
+        self.transitions.labels(
+            task.account, task.region, t.from_status.value, t.to_status.value
+        ).inc()
+
+    def _on_answer(self, event: ApiAnswered) -> None:
+        result = event.result
+        self.api_requests.labels(
+            event.account, event.region, result.outcome.value, result.code
+        ).inc()
+        self.api_duration.labels(event.account).observe(result.duration)
 
     def render(self, view: StateView, accept: str | None) -> tuple[bytes, str]:
         """Encode everything for one scrape; safe to run in a worker thread.

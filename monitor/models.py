@@ -98,6 +98,9 @@ class Task:
     # facts learnt from callbacks (files, VOD ids, leave code)
     extra: dict[str, Any] = field(default_factory=dict)
     ended_at: float | None = None  # when it entered a final status; drives retention
+    # When the newest recorded observation of the status was made: a poll's send time or a
+    # callback's event time. Not stored: after a restart no answer from before is in flight.
+    observed_at: float = 0.0
 
     @property
     def key(self) -> TaskKey:

@@ -32,19 +32,27 @@ arguments); :class:`PollScheduler` is the asyncio shell around it.
 from __future__ import annotations
 
 import asyncio
+import enum
 import heapq
 import math
 import random
 import time
 from collections.abc import Awaitable, Callable, Hashable
 from dataclasses import dataclass, field
-from typing import Generic, TypeVar, cast
+from typing import Any, Generic, TypeVar, cast
 
 import structlog
 
 from monitor.ratelimit import RateLimiter
 
-__all__ = ["DeadlineQueue", "Dispatch", "PollScheduler", "jittered"]
+__all__ = [
+    "DeadlineQueue",
+    "Dispatch",
+    "PollAction",
+    "PollOutcome",
+    "PollScheduler",
+    "jittered",
+]
 
 log = structlog.get_logger(__name__)
 
@@ -64,7 +72,7 @@ def jittered(interval: float, jitter: float, u: float) -> float:
 class _Flight:
     """A poll in flight; allocated per poll so that idle entries stay small."""
 
-    bucket: str  # whose dispatcher started it: its in-flight count is released on return
+    bucket: Hashable  # whose dispatcher started it: its in-flight count is released on return
     due: float = 0.0  # the due time it was dispatched for: a retry goes back to it
     pending: float | None = None  # earliest due asked for meanwhile
     removed: bool = False  # removed meanwhile: dropped when the poll returns
@@ -73,7 +81,7 @@ class _Flight:
 @dataclass(slots=True, eq=False)
 class _Entry(Generic[K]):
     key: K
-    bucket: str
+    bucket: Hashable
     interval: float
     due: float = 0.0  # shares the float object of the heap tuple
     seq: int = -1  # seq of the live heap tuple; -1 while not queued
@@ -102,7 +110,7 @@ class DeadlineQueue(Generic[K]):
         self._jitter = jitter
         self._rng = rng if rng is not None else random.Random()
         self._entries: dict[K, _Entry[K]] = {}
-        self._buckets: dict[str, _BucketState[K]] = {}
+        self._buckets: dict[Hashable, _BucketState[K]] = {}
         self._seq = 0
 
     @property
@@ -116,11 +124,11 @@ class DeadlineQueue(Generic[K]):
 
     # -- buckets ---------------------------------------------------------------------------
 
-    def add_bucket(self, bucket: str) -> None:
+    def add_bucket(self, bucket: Hashable) -> None:
         self._buckets.setdefault(bucket, _BucketState())
 
     @property
-    def buckets(self) -> tuple[str, ...]:
+    def buckets(self) -> tuple[Hashable, ...]:
         return tuple(self._buckets)
 
     # -- tasks -----------------------------------------------------------------------------
@@ -132,7 +140,7 @@ class DeadlineQueue(Generic[K]):
         entry = self._entries.get(cast("K", key))
         return entry is not None and not _removed(entry)
 
-    def bucket_of(self, key: K) -> str | None:
+    def bucket_of(self, key: K) -> Hashable | None:
         entry = self._live(key)
         return None if entry is None else entry.bucket
 
@@ -149,7 +157,7 @@ class DeadlineQueue(Generic[K]):
         entry = self._entries.get(key)
         return entry is not None and entry.flight is not None
 
-    def add(self, key: K, bucket: str, interval: float, due: float) -> bool:
+    def add(self, key: K, bucket: Hashable, interval: float, due: float) -> bool:
         """Schedule a new task, due at ``due``; False (and no change) if already scheduled."""
         _check_interval(interval)
         state = self._bucket(bucket)
@@ -233,7 +241,7 @@ class DeadlineQueue(Generic[K]):
 
     # -- dispatching -----------------------------------------------------------------------
 
-    def next_due(self, bucket: str) -> float | None:
+    def next_due(self, bucket: Hashable) -> float | None:
         """The earliest due time in the bucket, or None when nothing is queued."""
         state = self._bucket(bucket)
         heap = state.heap
@@ -242,7 +250,7 @@ class DeadlineQueue(Generic[K]):
             state.stale -= 1
         return heap[0][0] if heap else None
 
-    def pop_due(self, bucket: str, now: float) -> tuple[K, float] | None:
+    def pop_due(self, bucket: Hashable, now: float) -> tuple[K, float] | None:
         """Take the most overdue task (key, due) if one is due at ``now``; mark it in flight."""
         due = self.next_due(bucket)
         if due is None or due > now:
@@ -254,7 +262,7 @@ class DeadlineQueue(Generic[K]):
         state.in_flight += 1
         return entry.key, due
 
-    def finish(self, key: K, now: float) -> str | None:
+    def finish(self, key: K, now: float) -> Hashable | None:
         """The poll of ``key`` returned at ``now``: queue its next poll.
 
         Next due is ``now + interval * (1 ± jitter)``, or earlier if a reschedule asked for it.
@@ -277,18 +285,18 @@ class DeadlineQueue(Generic[K]):
 
     # -- figures ---------------------------------------------------------------------------
 
-    def required_rate(self, bucket: str) -> float:
+    def required_rate(self, bucket: Hashable) -> float:
         """Polls per second the bucket's tasks need: the sum of 1/interval."""
         intervals = self._bucket(bucket).intervals
         return math.fsum(count / interval for interval, count in intervals.items())
 
-    def task_count(self, bucket: str) -> int:
+    def task_count(self, bucket: Hashable) -> int:
         return self._bucket(bucket).tasks
 
-    def in_flight(self, bucket: str) -> int:
+    def in_flight(self, bucket: Hashable) -> int:
         return self._bucket(bucket).in_flight
 
-    def due_count(self, bucket: str, now: float) -> int:
+    def due_count(self, bucket: Hashable, now: float) -> int:
         """Tasks due at ``now`` and waiting; O(number due), not O(tasks)."""
         heap = self._bucket(bucket).heap
         count = 0
@@ -305,7 +313,7 @@ class DeadlineQueue(Generic[K]):
 
     # -- internals -------------------------------------------------------------------------
 
-    def _bucket(self, bucket: str) -> _BucketState[K]:
+    def _bucket(self, bucket: Hashable) -> _BucketState[K]:
         try:
             return self._buckets[bucket]
         except KeyError:
@@ -355,11 +363,27 @@ def _check_interval(interval: float) -> None:
         raise ValueError(f"interval must be a positive number of seconds, got {interval}")
 
 
+class PollAction(enum.Enum):
+    """What the scheduler does with a task once its poll returns."""
+
+    NEXT = "next"  # due again one interval after this poll
+    RETRY = "retry"  # due again at the time this poll was due for (a throttled answer)
+    STOP = "stop"  # no longer polled (the task ended)
+
+
+@dataclass(frozen=True, slots=True)
+class PollOutcome:
+    """A poll's answer to the scheduler: the poll never calls the scheduler itself."""
+
+    action: PollAction = PollAction.NEXT
+    interval: float | None = None  # the task's interval from now on, when it changed
+
+
 @dataclass(frozen=True, slots=True)
 class Dispatch(Generic[K]):
     """One poll started: what the daemon feeds the poll-delay and limiter-wait histograms."""
 
-    bucket: str
+    bucket: Hashable
     key: K
     due: float
     at: float
@@ -375,7 +399,7 @@ class Dispatch(Generic[K]):
 class _Lane:
     """A bucket's asyncio side: its limiter, in-flight bound and dispatcher."""
 
-    name: str
+    name: Hashable
     limiter: RateLimiter
     max_in_flight: int
     waiter: asyncio.Future[None] | None = None
@@ -385,18 +409,20 @@ class _Lane:
 class PollScheduler(Generic[K]):
     """Polls every task at its interval through its bucket's limiter, most overdue first.
 
-    ``poll(key)`` performs one poll (API call and recording the result); it may raise, which is
-    logged. A bucket is declared with :meth:`add_bucket`, or made on first use with the limiter
-    ``limiter_for(bucket)`` returns. ``on_dispatch`` is called synchronously for every poll
-    started. ``clock`` must tick with the event loop's clock (the default, ``time.monotonic``,
-    does); callers speak in delays (``due_in``), so they never need that clock themselves.
+    ``poll(key)`` performs one poll (API call and recording the result) and returns a
+    :class:`PollOutcome` (or None: next due one interval later); it may raise, which is logged
+    and treated as ``NEXT``. A bucket is declared with :meth:`add_bucket`, or made on first
+    use with the limiter ``limiter_for(bucket)`` returns. ``on_dispatch`` is called
+    synchronously for every poll started. ``clock`` must tick with the event loop's clock
+    (the default, ``time.monotonic``, does); callers speak in delays (``due_in``), so they
+    never need that clock themselves.
     """
 
     def __init__(
         self,
-        poll: Callable[[K], Awaitable[None]],
+        poll: Callable[[K], Awaitable[PollOutcome | None]],
         *,
-        limiter_for: Callable[[str], RateLimiter] | None = None,
+        limiter_for: Callable[[Any], RateLimiter] | None = None,
         max_in_flight: int = 32,
         jitter: float = 0.1,
         clock: Callable[[], float] = time.monotonic,
@@ -415,7 +441,7 @@ class PollScheduler(Generic[K]):
         self._on_dispatch = on_dispatch
         self._stop_timeout = stop_timeout
         self._error_pause = error_pause
-        self._lanes: dict[str, _Lane] = {}
+        self._lanes: dict[Hashable, _Lane] = {}
         self._polls: set[asyncio.Task[None]] = set()
         self._running = False
         self._stopped: asyncio.Event | None = None
@@ -423,7 +449,7 @@ class PollScheduler(Generic[K]):
     # -- configuration ---------------------------------------------------------------------
 
     def add_bucket(
-        self, bucket: str, limiter: RateLimiter, *, max_in_flight: int | None = None
+        self, bucket: Hashable, limiter: RateLimiter, *, max_in_flight: int | None = None
     ) -> None:
         """Declare a bucket, or replace its limiter and in-flight bound (e.g. on reload)."""
         if max_in_flight is None:
@@ -442,10 +468,10 @@ class PollScheduler(Generic[K]):
             self._wake(lane)
 
     @property
-    def buckets(self) -> tuple[str, ...]:
+    def buckets(self) -> tuple[Hashable, ...]:
         return tuple(self._lanes)
 
-    def limiter(self, bucket: str) -> RateLimiter:
+    def limiter(self, bucket: Hashable) -> RateLimiter:
         return self._lanes[bucket].limiter
 
     @property
@@ -459,7 +485,7 @@ class PollScheduler(Generic[K]):
 
     # -- tasks -----------------------------------------------------------------------------
 
-    def add(self, key: K, bucket: str, interval: float, *, due_in: float = 0.0) -> bool:
+    def add(self, key: K, bucket: Hashable, interval: float, *, due_in: float = 0.0) -> bool:
         """Schedule a task, due in ``due_in`` seconds (default: now, polled as soon as the budget
         allows). A negative ``due_in`` means overdue for that long, so on a restart the longest
         unobserved tasks can be put first. Returns False, changing nothing, when the task is
@@ -520,18 +546,18 @@ class PollScheduler(Generic[K]):
 
     # -- figures ---------------------------------------------------------------------------
 
-    def required_rate(self, bucket: str) -> float:
+    def required_rate(self, bucket: Hashable) -> float:
         """Requests per second the bucket's tasks need (sum of 1/interval)."""
         return self._queue.required_rate(bucket)
 
-    def task_count(self, bucket: str) -> int:
+    def task_count(self, bucket: Hashable) -> int:
         return self._queue.task_count(bucket)
 
-    def due_count(self, bucket: str) -> int:
+    def due_count(self, bucket: Hashable) -> int:
         """Tasks due now and waiting for the budget or an in-flight slot."""
         return self._queue.due_count(bucket, self._clock())
 
-    def in_flight(self, bucket: str) -> int:
+    def in_flight(self, bucket: Hashable) -> int:
         return self._queue.in_flight(bucket)
 
     # -- running ---------------------------------------------------------------------------
@@ -589,7 +615,7 @@ class PollScheduler(Generic[K]):
             self._dispatch(lane), name=f"poll-dispatcher:{lane.name}"
         )
 
-    def _nudge(self, bucket: str, before: float | None) -> None:
+    def _nudge(self, bucket: Hashable, before: float | None) -> None:
         # Only an earlier head changes what the dispatcher is sleeping for.
         after = self._queue.next_due(bucket)
         if after is not None and (before is None or after < before):
@@ -622,7 +648,7 @@ class PollScheduler(Generic[K]):
             except Exception:
                 # A failing limiter must not end polling for the bucket; pause so a persistent
                 # fault does not spin the loop.
-                log.exception("dispatcher_failed", bucket=lane.name)
+                log.exception("dispatcher_failed", bucket=str(lane.name))
                 await asyncio.sleep(self._error_pause)
 
     async def _dispatch_next(self, lane: _Lane) -> None:
@@ -650,21 +676,34 @@ class PollScheduler(Generic[K]):
             try:
                 self._on_dispatch(Dispatch(lane.name, key, due, now, waited))
             except Exception:
-                log.exception("dispatch_hook_failed", bucket=lane.name)
+                log.exception("dispatch_hook_failed", bucket=str(lane.name))
         task = asyncio.get_running_loop().create_task(self._poll_one(lane, key))
         self._polls.add(task)
         task.add_done_callback(self._polls.discard)
 
     async def _poll_one(self, lane: _Lane, key: K) -> None:
+        outcome: PollOutcome | None = None
         try:
-            await self._poll(key)
+            outcome = await self._poll(key)
         except Exception:
-            log.exception("poll_failed", bucket=lane.name, key=str(key))
+            log.exception("poll_failed", bucket=str(lane.name), key=str(key))
         finally:
+            if outcome is not None:
+                self._act_on(key, outcome)
             bucket = self._queue.finish(key, self._clock())
             self._wake(lane)  # an in-flight slot is free, and the task may be due again
             if bucket is not None and bucket != lane.name:
                 self._wake(self._lanes[bucket])
+
+    def _act_on(self, key: K, outcome: PollOutcome) -> None:
+        """Apply a poll's outcome while the task is still in flight (before ``finish``)."""
+        if outcome.action is PollAction.STOP:
+            self._queue.remove(key)
+            return
+        if outcome.interval is not None:
+            self._queue.update_interval(key, outcome.interval, self._clock())
+        if outcome.action is PollAction.RETRY:
+            self._queue.retry(key)
 
 
 def _resolve(waiter: asyncio.Future[None]) -> None:

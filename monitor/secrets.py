@@ -93,6 +93,34 @@ class _Absent(Exception):
     """The source does not hold a value (variable unset, file missing)."""
 
 
+def looks_like_secret(ref: str) -> bool:
+    """Whether the name of a variable or file looks like a secret value typed in its place.
+
+    Variable names are words (``TENCENTCLOUD_SECRET_KEY``) and paths have separators or
+    extensions; a key or token is a long run of mixed letters and digits. Such a value must
+    not be echoed in an error, since the mistake itself put a secret where names go.
+    """
+    if len(ref) < 16 or "/" in ref:
+        return False
+    classes = sum(
+        (
+            any(c.islower() for c in ref),
+            any(c.isupper() for c in ref),
+            any(c.isdigit() for c in ref),
+        )
+    )
+    separators = sum(ref.count(c) for c in "_.-")
+    mixed = classes == 3 and separators <= 1
+    return mixed or (len(ref) >= 24 and classes >= 2 and not separators)
+
+
+def shown_ref(ref: str) -> str:
+    """``ref`` for a message: in full, or its first four characters if it looks like a secret."""
+    if not looks_like_secret(ref):
+        return ref
+    return f"{ref[:4]}... ({len(ref)} characters; this looks like a secret value, not a name)"
+
+
 @dataclass(frozen=True, slots=True)
 class SecretSource:
     """One place to read a secret from.
@@ -121,9 +149,9 @@ class SecretSource:
     def describe(self) -> str:
         """Where the value is read from, e.g. ``environment variable TENCENTCLOUD_SECRET_KEY``."""
         if self.kind == "env":
-            return f"environment variable {self.ref}"
+            return f"environment variable {shown_ref(str(self.ref))}"
         if self.kind == "file":
-            return f"file {self.ref}"
+            return f"file {shown_ref(str(self.ref))}"
         return "literal value in the configuration file"
 
     def resolve(self, environ: Mapping[str, str] | None = None) -> str | None:
@@ -157,29 +185,30 @@ class SecretSource:
             )
             return self.ref.get()
         ref = str(self.ref)
+        shown = shown_ref(ref)
         if self.kind == "env":
             env = os.environ if environ is None else environ
             if ref not in env:
-                raise _Absent(f"environment variable {ref} is not set")
+                raise _Absent(f"environment variable {shown} is not set")
             if not env[ref]:
-                raise _Absent(f"environment variable {ref} is empty")
+                raise _Absent(f"environment variable {shown} is empty")
             return env[ref]
         path = Path(ref)
         try:
             raw = path.read_bytes()
         except FileNotFoundError:
-            raise _Absent(f"file {ref} does not exist") from None
+            raise _Absent(f"file {shown} does not exist") from None
         except OSError as exc:
             # strerror only: the OSError text is safe but chaining it adds nothing.
             raise SecretError(
-                self._message(f"file {ref} cannot be read ({exc.strerror})")
+                self._message(f"file {shown} cannot be read ({exc.strerror})")
             ) from None
         try:
             value = raw.decode("utf-8").rstrip("\r\n")
         except UnicodeDecodeError:
-            raise SecretError(self._message(f"file {ref} is not valid UTF-8")) from None
+            raise SecretError(self._message(f"file {shown} is not valid UTF-8")) from None
         if not value:
-            raise SecretError(self._message(f"file {ref} is empty"))
+            raise SecretError(self._message(f"file {shown} is empty"))
         return value
 
 

@@ -116,7 +116,7 @@ async def register(
 
 
 def task_of(running: RunningDaemon, task_id: str) -> Any:
-    task = running.daemon.get(TaskKey(APP, task_id))
+    task = running.daemon.registry.get(TaskKey(APP, task_id))
     assert task is not None
     return task
 
@@ -201,7 +201,7 @@ class TestAlertmanager:
                 "task_id": task_id,
                 "room": "r-42",
             }
-            [last] = await running.daemon.transitions(TaskKey(APP, task_id), limit=1)
+            [last] = await running.daemon.tracker.transitions(TaskKey(APP, task_id), limit=1)
             assert (last.to_status, last.source) == (Status.EXITED, Source.POLL)
             assert last.from_status in (Status.IDLE, Status.IN_PROGRESS)
             annotations = alert["annotations"]
@@ -304,16 +304,15 @@ class TestExpectedStops:
         before = polls(simulator, stopped)
         posted_at = time.time()
         await recorder_left(stopped, 0)
-        task = task_of(running, stopped)
-        assert task.status is Status.EXITED
+        assert task_of(running, stopped).status is Status.EXITED
 
         async def confirmed_by_a_poll() -> bool:
-            last = task.last_success_at
+            last = task_of(running, stopped).last_success_at
             return polls(simulator, stopped) > before and last is not None and last > posted_at
 
         await wait_for_async(confirmed_by_a_poll, timeout=15, what="the confirming poll")
         await running.daemon.sweep_alerts()
-        assert task.status is Status.EXITED
+        assert task_of(running, stopped).status is Status.EXITED
         assert firing(running, TASK_EXITED, stopped) == []
         assert [r.labels["task_id"] for r in firing(running, TASK_EXITED)] == [kicked]
 
@@ -378,6 +377,7 @@ class TestTaskConditions:
             return firing(running, TASK_STALE, task_id) or None
 
         [alert] = await wait_for_async(fired, timeout=20, what="the stale alert")
+        task = task_of(running, task_id)  # records are replaced on every change, not edited
         last_success = task.last_success_at
         assert last_success is not None
         assert alert.starts_at - last_success > 3.0  # not before stale.after
@@ -391,6 +391,7 @@ class TestTaskConditions:
             return not firing(running, TASK_STALE, task_id)
 
         await wait_for_async(resolved, timeout=15, what="the stale alert to resolve")
+        task = task_of(running, task_id)
         assert task.last_success_at is not None
         assert task.last_success_at > last_success
 
@@ -419,7 +420,7 @@ class TestTaskConditions:
             )
 
         await wait_for_async(moved_on, timeout=15, what="idle resolved, exit firing")
-        assert task.status is Status.EXITED
+        assert task_of(running, task_id).status is Status.EXITED
 
 
 # ------------------------------------------------------------------------------ monitor alerts
@@ -506,7 +507,7 @@ class TestRobustness:
             for task_id in ids:
                 await register(running, task_id)
             await reach(running, ids, Status.IN_PROGRESS)
-            history = {t: await running.daemon.transitions(TaskKey(APP, t)) for t in ids}
+            history = {t: await running.daemon.tracker.transitions(TaskKey(APP, t)) for t in ids}
 
             # The first rule that fires decides a request, so the later ones get higher odds:
             # each kind answers about 15% of the polls and a quarter still succeed.
@@ -536,7 +537,10 @@ class TestRobustness:
 
             for task_id in ids:
                 assert task_of(running, task_id).status is Status.IN_PROGRESS
-                assert await running.daemon.transitions(TaskKey(APP, task_id)) == history[task_id]
+                assert (
+                    await running.daemon.tracker.transitions(TaskKey(APP, task_id))
+                    == history[task_id]
+                )
             assert firing(running, TASK_EXITED) == []
             assert notices(sink, TASK_EXITED) == []
             # The storm was felt: the health alerts did their job meanwhile.

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
@@ -12,22 +13,19 @@ from hypothesis import strategies as st
 from prometheus_client.parser import text_string_to_metric_families
 from structlog.testing import capture_logs
 
-from monitor.http.callbacks import (
-    MAX_BODY_BYTES,
+from monitor.callbacks.dedupe import DeliveryCache
+from monitor.callbacks.effects import exit_detail, task_facts, task_labels
+from monitor.callbacks.parse import (
     MAX_FILES,
     Callback,
     CallbackInvalid,
-    DeliveryCache,
     Kind,
     delivery_key,
     event_label,
-    exit_detail,
     parse_callback,
-    sign_body,
-    task_facts,
-    task_labels,
-    verify_signature,
 )
+from monitor.callbacks.signature import sign_body, verify_signature
+from monitor.http.callbacks import MAX_BODY_BYTES
 from monitor.models import Source, Status, TaskKey
 from monitor.simulator import CallbackSettings, Life, Simulator, sign
 from monitor.simulator.callbacks import build_body
@@ -63,10 +61,13 @@ def body(
     *,
     room_id: str | int = "room-1",
     user_id: str = "recorder_1",
-    at: float = 1_700_000_000.0,
+    at: float | None = None,
     sent: float | None = None,
 ) -> bytes:
-    """A callback body exactly as the simulator (and TRTC) builds it."""
+    """A callback body exactly as the simulator (and TRTC) builds it; sent just now unless
+    ``at`` says when the event was (a daemon refuses messages older than its max_age)."""
+    if at is None:
+        at = time.time()
     return build_body(
         event_type,
         room_id=room_id,
@@ -411,7 +412,7 @@ async def task_api(running: RunningDaemon, task_id: str) -> dict[str, Any]:
 
 
 async def callback_transitions(running: RunningDaemon, task_id: str) -> list[Any]:
-    history = await running.daemon.transitions(TaskKey(APP, task_id))
+    history = await running.daemon.tracker.transitions(TaskKey(APP, task_id))
     return [t for t in history if t.source is Source.CALLBACK]
 
 
@@ -431,8 +432,8 @@ class TestAuthentication:
         for status, answer in answers:
             assert status == 401
             assert answer["error"]["code"] == "unauthorized"
-        assert running.daemon.tasks == {}
-        assert await running.daemon.transitions(TaskKey(APP, "t-auth")) == []
+        assert len(running.daemon.registry) == 0
+        assert await running.daemon.tracker.transitions(TaskKey(APP, "t-auth")) == []
         counts = await callback_counts(running)
         assert counts[("none", "unauthorized")] == 3
         assert not any(outcome == "accepted" for _, outcome in counts)
@@ -449,14 +450,14 @@ class TestAuthentication:
     async def test_without_a_configured_key_everything_is_refused_with_one_warning(
         self, running: RunningDaemon
     ) -> None:
-        running.daemon.callback_key = None  # as after a reload that lost the key
+        running.daemon._callback_key = None  # as after a reload that lost the key
         raw = body(301, "t-nokey", {"Status": 0})
         with capture_logs() as logs:
             first = await post(running, raw)
             second = await post(running, raw)
         assert first[0] == second[0] == 401
         assert [e["event"] for e in logs].count("callback_key_missing") == 1
-        assert running.daemon.tasks == {}
+        assert len(running.daemon.registry) == 0
         assert (await callback_counts(running))[("none", "unauthorized")] == 2
 
     async def test_an_oversized_body_gets_413_before_anything_else(
@@ -487,7 +488,7 @@ class TestEvents:
             {
                 "EventGroupId": 3,
                 "EventType": 301,
-                "CallbackTs": 1664209748188,
+                "CallbackTs": int(time.time() * 1000),
                 "EventInfo": {
                     "RoomId": 8489,
                     "EventTs": "1664209748",
@@ -499,7 +500,7 @@ class TestEvents:
             }
         ).encode()
         assert await post(running, raw) == (200, {"status": "ok"})
-        task = running.daemon.get(TaskKey(APP, "t-301"))
+        task = running.daemon.registry.get(TaskKey(APP, "t-301"))
         assert task is not None
         assert (task.account, task.region, task.source) == (
             "default",
@@ -514,7 +515,7 @@ class TestEvents:
     ) -> None:
         with capture_logs() as logs:
             assert (await post(running, body(301, "t-fail", {"Status": 1})))[0] == 200
-        assert running.daemon.get(TaskKey(APP, "t-fail")) is None
+        assert running.daemon.registry.get(TaskKey(APP, "t-fail")) is None
         assert (await callback_counts(running))[("301", "accepted")] == 1
         [line] = [e for e in logs if e["event"] == "recording_callback"]
         assert (line["log_level"], line["effect"], line["status"]) == ("warning", "start_failed", 1)
@@ -523,7 +524,7 @@ class TestEvents:
         self, running: RunningDaemon
     ) -> None:
         assert (await post(running, body(302, "t-late", {"LeaveCode": 4})))[0] == 200
-        task = running.daemon.get(TaskKey(APP, "t-late"))
+        task = running.daemon.registry.get(TaskKey(APP, "t-late"))
         assert task is not None
         assert task.source is Source.CALLBACK
         [exit_] = await callback_transitions(running, "t-late")
@@ -540,7 +541,7 @@ class TestEvents:
             assert r.status == 200
         for raw in (body(302, "t-gone", {"LeaveCode": 0}), body(301, "t-gone", {"Status": 0})):
             assert (await post(running, raw))[0] == 200
-        task = running.daemon.get(TaskKey(APP, "t-gone"))
+        task = running.daemon.registry.get(TaskKey(APP, "t-gone"))
         assert task is not None
         assert task.status is Status.REMOVED
         assert await callback_transitions(running, "t-gone") == []
@@ -548,11 +549,12 @@ class TestEvents:
     async def test_the_same_302_delivered_three_times_gives_one_transition(
         self, running: RunningDaemon
     ) -> None:
-        raw = body(302, "t-dup", {"LeaveCode": 3})
+        at = time.time()
+        raw = body(302, "t-dup", {"LeaveCode": 3}, at=at)
         for _ in range(3):
             assert await post(running, raw) == (200, {"status": "ok"})
         # A retry sent ten seconds later carries another CallbackTs: still the same message.
-        later = body(302, "t-dup", {"LeaveCode": 3}, sent=1_700_000_010.0)
+        later = body(302, "t-dup", {"LeaveCode": 3}, at=at, sent=at + 10.0)
         assert later != raw
         assert await post(running, later) == (200, {"status": "ok"})
         assert len(await callback_transitions(running, "t-dup")) == 1
@@ -588,7 +590,7 @@ class TestEvents:
         counts = await callback_counts(running)
         assert counts[("other", "unknown")] == 1
         assert counts[("other", "ignored")] == 1
-        assert running.daemon.tasks == {}
+        assert len(running.daemon.registry) == 0
 
     async def test_auto_register_off_leaves_unknown_tasks_alone(
         self, simulator: Simulator, make_daemon: DaemonFactory, monkeypatch: pytest.MonkeyPatch
@@ -599,7 +601,7 @@ class TestEvents:
         )
         assert (await post(running, body(301, "t-off", {"Status": 0})))[0] == 200
         assert (await post(running, body(302, "t-off", {"LeaveCode": 3})))[0] == 200
-        assert running.daemon.tasks == {}
+        assert len(running.daemon.registry) == 0
         counts = await callback_counts(running)
         assert counts[("301", "accepted")] == counts[("302", "accepted")] == 1
 
@@ -622,7 +624,7 @@ VALID_CALLBACK = st.builds(
     lambda event_type, task_id, room: {
         "EventGroupId": 3,
         "EventType": event_type,
-        "CallbackTs": 1664209748188,
+        "CallbackTs": int(time.time() * 1000),
         "SdkAppId": APP,
         "EventInfo": {
             "RoomId": room,
@@ -789,11 +791,11 @@ class TestWithTheSimulator:
         key = TaskKey(APP, task_id)
 
         async def polled() -> bool:
-            task = running.daemon.get(key)
+            task = running.daemon.registry.get(key)
             return task is not None and task.status is not Status.PENDING
 
         await wait_for_async(polled, timeout=10, what="the task to be registered and polled")
-        task = running.daemon.get(key)
+        task = running.daemon.registry.get(key)
         assert task is not None
         assert task.status is Status.IDLE
         assert task.source is Source.CALLBACK
@@ -813,7 +815,7 @@ class TestWithTheSimulator:
         key = TaskKey(APP, task_id)
 
         async def observed() -> bool:
-            task = running.daemon.get(key)
+            task = running.daemon.registry.get(key)
             return task is not None and task.status is Status.IDLE
 
         await wait_for_async(observed, timeout=10, what="the first poll")
@@ -821,7 +823,7 @@ class TestWithTheSimulator:
         assert sim.exit_task(APP, task_id, leave_code=leave_code)
 
         async def exited() -> bool:
-            task = running.daemon.get(key)
+            task = running.daemon.registry.get(key)
             return task is not None and task.status is Status.EXITED
 
         await wait_for_async(exited, timeout=10, what="the callback's exit")
@@ -839,7 +841,7 @@ class TestWithTheSimulator:
         # next regular poll was a minute away.
         assert exit_.at <= walls[1]
         assert walls[1] - walls[0] < 60.0
-        task = running.daemon.get(key)
+        task = running.daemon.registry.get(key)
         assert task is not None
         assert task.status is Status.EXITED  # the poll confirms: no further transition
         assert task.extra["leave_code"] == leave_code

@@ -110,7 +110,7 @@ class TestLifecycle:
 
 
 async def _status_is(running: RunningDaemon, task_id: str, status: Status) -> bool:
-    task = running.daemon.get(TaskKey(APP, task_id))
+    task = running.daemon.registry.get(TaskKey(APP, task_id))
     return task is not None and task.status is status
 
 
@@ -133,11 +133,12 @@ class TestFaults:
         ]
         for fault in kinds:
             simulator.faults.add(fault)
-        task = running.daemon.get(TaskKey(APP, task_id))
-        assert task is not None
         seen_codes: set[str] = set()
 
         async def all_faults_seen() -> bool:
+            # Records are replaced on every change: read the current one each time.
+            task = running.daemon.registry.get(TaskKey(APP, task_id))
+            assert task is not None
             if task.last_error_code:
                 seen_codes.add(task.last_error_code)
             assert task.status is Status.IN_PROGRESS  # never moved by a fault
@@ -151,7 +152,7 @@ class TestFaults:
             "Transport.ConnectionError",
             "Transport.Timeout",
         }
-        history = await running.daemon.transitions(TaskKey(APP, task_id))
+        history = await running.daemon.tracker.transitions(TaskKey(APP, task_id))
         assert [t.to_status for t in history] == [Status.IN_PROGRESS, Status.IDLE]
         await wait_for_async(
             lambda: _healthy(running, task_id), timeout=10, what="recovery after the faults"
@@ -159,5 +160,5 @@ class TestFaults:
 
 
 async def _healthy(running: RunningDaemon, task_id: str) -> bool:
-    task = running.daemon.get(TaskKey(APP, task_id))
+    task = running.daemon.registry.get(TaskKey(APP, task_id))
     return task is not None and task.consecutive_errors == 0 and task.last_success_at is not None

@@ -109,7 +109,7 @@ async def register(running: RunningDaemon, task_id: str, **fields: Any) -> None:
 
 async def wait_status(running: RunningDaemon, task_id: str, status: Status) -> None:
     async def reached() -> bool:
-        task = running.daemon.get(TaskKey(APP, task_id))
+        task = running.daemon.registry.get(TaskKey(APP, task_id))
         return task is not None and task.status is status
 
     await wait_for_async(reached, timeout=10, what=f"{task_id} to be {status}")
@@ -597,7 +597,7 @@ class TestLiveDaemon:
         daemon = running.daemon
         for i in range(10_000):
             task = make_task(f"bulk-{i:05d}", list(Status)[i % 7], region=REGIONS[i % 5])
-            daemon.tasks[task.key] = task
+            daemon.registry.put(task)
 
         ticks = 0
         during: list[tuple[int, int, str]] = []

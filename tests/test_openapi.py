@@ -3,15 +3,16 @@
 from __future__ import annotations
 
 import re
+import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import pytest
 
 from monitor.config import parse_config
-from monitor.daemon import Daemon
 from monitor.http.openapi import openapi_document
+from monitor.http.ports import HttpContext
 from monitor.http.server import build_app
 from monitor.simulator import Life, Simulator
 from tests.conftest import API_TOKEN, DaemonFactory, daemon_config_text
@@ -88,7 +89,19 @@ def app_routes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> set[tuple[str
     """(path, method) of every route the HTTP app serves under /api/v1; HEAD comes with GET."""
     monkeypatch.setenv("TEST_API_TOKEN", API_TOKEN)
     config = parse_config(daemon_config_text("http://127.0.0.1:9", tmp_path / "m.db"))
-    app = build_app(Daemon(config))
+    # Only the routes are read: a context whose parts are never called.
+    unused = cast("Any", None)
+    context = HttpContext(
+        tasks=unused,
+        writer=unused,
+        alerts=unused,
+        control=unused,
+        metrics=unused,
+        callbacks=unused,
+        clock=time.time,
+        max_body_bytes=config.server.max_body_bytes,
+    )
+    app = build_app(context, config.callbacks.path if config.callbacks.enabled else None)
     return {
         (route.resource.canonical, route.method.lower())
         for route in app.router.routes()

@@ -441,6 +441,16 @@ class TestConfig:
             robots_config(f"    - {entry}\n")
         assert message in "\n".join(info.value.errors)
 
+    @pytest.mark.parametrize("key", ["url_env", "url_file"])
+    def test_a_url_pasted_where_a_name_goes_is_refused_without_showing_it(self, key: str) -> None:
+        url = "https://qyapi.weixin.qq.com/cgi-bin/webhook/send?key=693a91f6-s3cr3t"
+        with pytest.raises(ConfigError) as info:
+            robots_config(f"    - {{type: wecom, {key}: '{url}'}}\n")
+        [error] = info.value.errors
+        assert f"alerts.receivers[0].{key}: takes the name of" in error
+        assert "s3cr3t" not in error
+        assert "qyapi" not in error
+
     def test_external_url_is_checked(self) -> None:
         config = robots_config("    []\n", "server: {external_url: 'https://mon.example'}\n")
         assert config.server.external_url == "https://mon.example"

@@ -94,6 +94,7 @@ def full_task() -> Task:
         },
         extra={"leave_code": 2, "files": ["x.mp4"], "vod": {"FileId": "5285890781763144364"}},
         ended_at=1_700_000_100.5,
+        observed_at=1_700_000_100.25,
     )
 
 
@@ -755,3 +756,29 @@ class TestCrashDurability:
             newest[t.task_id] = t.to_status.value
         for task_id, task in tasks.items():
             assert task.status.value == newest.get(task_id, Status.PENDING.value)
+
+
+class TestUpgrade:
+    async def test_a_version_1_file_is_upgraded_in_place_keeping_its_tasks(
+        self, tmp_path: Path
+    ) -> None:
+        from monitor.store.sqlite import _MIGRATIONS
+
+        path = tmp_path / "v1.db"
+        side = sqlite3.connect(path)
+        side.executescript(_MIGRATIONS[0])
+        side.execute(
+            "INSERT INTO tasks VALUES (?, 't-1', 'ap-beijing', 'default', '{}', NULL, 1.0, "
+            "'api', 'InProgress', 2.0, 0, NULL, NULL, 3.0, NULL, NULL, NULL, '{}', NULL)",
+            (APP,),
+        )
+        side.execute("PRAGMA user_version = 1")
+        side.commit()
+        side.close()
+        async with SqliteStore(path) as store:
+            [task] = await store.load_tasks()
+        assert (task.task_id, task.status, task.last_success_at) == ("t-1", Status.IN_PROGRESS, 3.0)
+        assert task.observed_at == 0.0
+        side = sqlite3.connect(path)
+        assert side.execute("PRAGMA user_version").fetchone() == (SCHEMA_VERSION,)
+        side.close()

@@ -5,9 +5,10 @@ the engine compares that with its records and acts on the difference only. A res
 records and compares again, so an exit stored just before a crash is alerted exactly once, and
 an alert already delivered is not delivered again before its resend is due.
 
-Order of effects for every change: memory first (synchronously, so concurrent evaluations
-never see half a decision), then the store, then the receivers' queues. A record is therefore
-durable before any notification about it can leave.
+Order of effects for every change: the decision in memory first (synchronously, so concurrent
+evaluations never see half a decision), then the store, then the receivers' queues. A
+notification is queued only about a record the store holds: when saving fails, nothing is
+sent, and the periodic sweep sends it once a later save succeeds.
 """
 
 from __future__ import annotations
@@ -59,6 +60,7 @@ from monitor.alerts.rules import (
     throttled_firing,
 )
 from monitor.config import AlertsConfig, RobotReceiver, RobotSecrets
+from monitor.events import ApiAnswered, EventBus, TaskObserved, TasksPurged, TransitionRecorded
 from monitor.metrics import MonitorMetrics
 from monitor.models import Outcome, Task, TaskKey, Transition
 from monitor.secrets import Secret
@@ -289,6 +291,26 @@ class AlertEngine:
         worker.start()
 
     # ------------------------------------------------------------------ inputs
+
+    def subscribe(self, bus: EventBus) -> None:
+        """Follow the task table: evaluate after every stored change, resolve on purges."""
+
+        async def transition(event: TransitionRecorded) -> None:
+            await self.evaluate_task(event.task, event.transition)
+
+        async def observed(event: TaskObserved) -> None:
+            await self.evaluate_task(event.task)
+
+        async def purged(event: TasksPurged) -> None:
+            await self.on_purged(event.keys)
+
+        def answered(event: ApiAnswered) -> None:
+            self.on_api_outcome(event.account, event.result.outcome, event.at, event.result.code)
+
+        bus.subscribe(TransitionRecorded, transition)
+        bus.subscribe(TaskObserved, observed)
+        bus.subscribe(TasksPurged, purged)
+        bus.subscribe(ApiAnswered, answered)
 
     async def evaluate_task(self, task: Task, transition: Transition | None = None) -> None:
         """Bring the task's alerts up to date: after each poll of it and after each of its
@@ -611,6 +633,8 @@ class AlertEngine:
         workers = list(self._workers.values())
         for rec in list(self._records.values()):
             fp = rec.fingerprint
+            if fp in self._dirty:
+                continue  # not in the store yet: nothing may be sent about it
             if rec.state == FIRING:
                 notice: Notice | None = None
                 for w in workers:
@@ -658,7 +682,10 @@ class AlertEngine:
         for rec in changes.resolved:
             if rec.state == RESOLVED and self._resolve_done(rec, now):
                 self._forget(rec)
-        await self._persist()
+        if not await self._persist():
+            # Not durable, so not sent: the sweep queues these once a save succeeds.
+            self._update_gauge()
+            return
         workers = list(self._workers.values())
         for rec in changes.fired:
             if rec.state == FIRING and self._records.get(rec.fingerprint) is rec:
@@ -676,10 +703,11 @@ class AlertEngine:
                     w.enqueue(notice)
         self._update_gauge()
 
-    async def _persist(self) -> None:
+    async def _persist(self) -> bool:
+        """Save what changed; False (and everything kept for the next try) when that fails."""
         async with self._persist_lock:
             if not self._dirty and not self._gone:
-                return
+                return True
             dirty = list(self._dirty.values())
             self._dirty = {}
             gone: list[str] = []
@@ -696,6 +724,8 @@ class AlertEngine:
                     if self._records.get(rec.fingerprint) is rec:
                         self._dirty.setdefault(rec.fingerprint, rec)
                 self._gone.update(fp for fp in gone if fp not in self._records)
+                return False
+            return True
 
     async def _delivered(
         self, worker: ReceiverWorker, delivered: list[Notice], failed: list[Notice]

@@ -13,9 +13,10 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Final
 
-from monitor.config import LABEL_NAME_RE, AlertsConfig, StaleAfter
+from monitor.config import AlertsConfig, StaleAfter
 from monitor.durations import format_duration
 from monitor.models import Outcome, Status, Task, TaskKey, Transition
+from monitor.taskspec import LABEL_NAME_RE
 
 TASK_EXITED: Final = "RecordingTaskExited"
 TASK_ERROR: Final = "RecordingTaskError"

@@ -10,20 +10,23 @@ from typing import Any
 
 from aiohttp import web
 
-from monitor.config import LABEL_NAME_RE
-from monitor.daemon import Daemon
 from monitor.http.errors import ApiError
-from monitor.models import REGIONS, Status, Task, TaskKey, Transition
-from monitor.registry import (
-    TaskFilter,
+from monitor.http.ports import HttpContext
+from monitor.models import REGIONS, Source, Status, Task, TaskKey, Transition
+from monitor.registry import TaskFilter
+from monitor.taskspec import (
+    LABEL_NAME_RE,
+    MAX_BULK,
+    TaskSpec,
     ValidationError,
     validate_sdk_app_id,
     validate_spec,
     validate_task_id,
 )
 
-DAEMON: web.AppKey[Daemon] = web.AppKey("daemon", Daemon)
+CONTEXT: web.AppKey[HttpContext] = web.AppKey("context", HttpContext)
 DEFAULT_PAGE = 100
+
 MAX_PAGE = 1000
 MAX_OFFSET = 10**9
 RECENT_TRANSITIONS = 20
@@ -84,7 +87,7 @@ def _utf8(text: str) -> bytes:
 
 def require_token(request: web.Request) -> None:
     """Bearer token, compared in constant time; mutating calls need one configured."""
-    expected = request.app[DAEMON].api_token
+    expected = request.app[CONTEXT].control.api_token()
     if not expected:
         raise ApiError(
             403,
@@ -114,7 +117,7 @@ def task_key(request: web.Request) -> TaskKey:
 
 
 def existing_task(request: web.Request) -> Task:
-    task = request.app[DAEMON].get(task_key(request))
+    task = request.app[CONTEXT].tasks.get(task_key(request))
     if task is None:
         raise ApiError(404, "no such task is registered")
     return task
@@ -183,7 +186,7 @@ async def list_tasks(request: web.Request) -> web.Response:
     # limit 0 would answer next_offset == offset forever: a client paging on would never stop.
     limit = _int_param(request, "limit", DEFAULT_PAGE, 1, MAX_PAGE)
     offset = _int_param(request, "offset", 0, 0, MAX_OFFSET)
-    matched = request.app[DAEMON].find(flt)
+    matched = request.app[CONTEXT].tasks.find(flt)
     page = matched[offset : offset + limit]
     next_offset = offset + limit if offset + limit < len(matched) else None
     return web.json_response(
@@ -194,21 +197,60 @@ async def list_tasks(request: web.Request) -> web.Response:
 async def create_task(request: web.Request) -> web.Response:
     require_token(request)
     body = await read_json(request)
+    if isinstance(body, list):
+        return await _create_many(request, body)
     if not isinstance(body, dict):
-        raise ApiError(400, "body must be a JSON object")
-    daemon = request.app[DAEMON]
+        raise ApiError(400, "body must be a JSON object, or an array of them")
+    context = request.app[CONTEXT]
     try:
-        spec = validate_spec(body, daemon.accounts)
+        spec = validate_spec(body, context.control.account_names())
     except ValidationError as exc:
         raise ApiError(422, str(exc), "invalid") from None
-    task, created = await daemon.register(spec)
+    task, created = await context.writer.register(spec, Source.API)
     return web.json_response(task_json(task, full=True), status=201 if created else 200)
+
+
+async def _create_many(request: web.Request, items: list[Any]) -> web.Response:
+    """Up to ``MAX_BULK`` specs: the valid ones registered in one transaction, every item
+    answered by its index (201 new, 200 already registered, 422 invalid)."""
+    if not items:
+        raise ApiError(400, "the array of tasks is empty")
+    if len(items) > MAX_BULK:
+        raise ApiError(413, f"at most {MAX_BULK} tasks in one request, got {len(items)}")
+    context = request.app[CONTEXT]
+    accounts = context.control.account_names()
+    results: list[dict[str, Any]] = [{} for _ in items]
+    specs: list[TaskSpec] = []
+    where: list[int] = []
+    for index, item in enumerate(items):
+        try:
+            if not isinstance(item, dict):
+                raise ValidationError(f"[{index}]", "must be a JSON object")
+            specs.append(validate_spec(item, accounts))
+            where.append(index)
+        except ValidationError as exc:
+            results[index] = {
+                "index": index,
+                "status": 422,
+                "error": {"code": "invalid", "message": str(exc)},
+            }
+    answers = await context.writer.register_many(specs, Source.API) if specs else []
+    for index, (task, created) in zip(where, answers, strict=True):
+        results[index] = {
+            "index": index,
+            "status": 201 if created else 200,
+            "task": task_json(task),
+        }
+    counts = {"created": 0, "existing": 0, "invalid": 0}
+    for result in results:
+        counts[{201: "created", 200: "existing"}.get(result["status"], "invalid")] += 1
+    return web.json_response({"results": results, **counts})
 
 
 async def get_task(request: web.Request) -> web.Response:
     task = existing_task(request)
     body = task_json(task, full=True)
-    recent = await request.app[DAEMON].transitions(task.key, limit=RECENT_TRANSITIONS)
+    recent = await request.app[CONTEXT].writer.transitions(task.key, limit=RECENT_TRANSITIONS)
     body["recent_transitions"] = [transition_json(t) for t in recent]
     return web.json_response(body)
 
@@ -216,7 +258,7 @@ async def get_task(request: web.Request) -> web.Response:
 async def delete_task(request: web.Request) -> web.Response:
     require_token(request)
     key = task_key(request)
-    task = await request.app[DAEMON].remove(key)
+    task = await request.app[CONTEXT].writer.remove(key)
     if task is None:
         raise ApiError(404, "no such task is registered")
     return web.json_response(task_json(task))
@@ -224,7 +266,7 @@ async def delete_task(request: web.Request) -> web.Response:
 
 async def task_transitions(request: web.Request) -> web.Response:
     task = existing_task(request)
-    history = await request.app[DAEMON].transitions(task.key)
+    history = await request.app[CONTEXT].writer.transitions(task.key)
     return web.json_response(
         {
             "sdk_app_id": task.sdk_app_id,

@@ -7,6 +7,8 @@ from collections.abc import Awaitable, Callable, Mapping
 import structlog
 from aiohttp import web
 
+from monitor.store.base import StoreError
+
 log = structlog.get_logger("monitor.http")
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
@@ -73,6 +75,16 @@ async def json_errors(request: web.Request, handler: Handler) -> web.StreamRespo
                 413, f"request body is larger than {request.client_max_size} bytes", headers=kept
             )
         return error_response(exc.status, exc.reason, headers=kept)
+    except StoreError as exc:
+        # Nothing changed (the store is written first): the caller may simply retry, and TRTC
+        # re-delivers a callback that was not acknowledged.
+        log.error("store_unavailable", path=request.path, method=request.method, error=str(exc))
+        return error_response(
+            503,
+            "the monitor cannot write its store right now; nothing was changed, retry later",
+            "store_unavailable",
+            {"Retry-After": "5"},
+        )
     except Exception:
         # Never a 500 page with details: log it (without locals) and answer plainly.
         log.exception("http_handler_failed", path=request.path, method=request.method)

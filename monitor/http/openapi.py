@@ -5,10 +5,9 @@ from __future__ import annotations
 from typing import Any
 
 from monitor import __version__
-from monitor.config import TASK_ID_RE
 from monitor.http.api import DEFAULT_PAGE, MAX_OFFSET, MAX_PAGE
 from monitor.models import REGIONS, Source, Status
-from monitor.registry import MAX_LABEL_VALUE, MAX_LABELS
+from monitor.taskspec import MAX_BULK, MAX_LABEL_VALUE, MAX_LABELS, TASK_ID_RE
 
 _ERROR = {"$ref": "#/components/responses/Error"}
 _TASK = {"$ref": "#/components/schemas/Task"}
@@ -186,6 +185,33 @@ def _schemas() -> dict[str, Any]:
                 "detail": {"type": "object"},
             },
         },
+        "BulkResult": {
+            "type": "object",
+            "required": ["results", "created", "existing", "invalid"],
+            "properties": {
+                "results": {
+                    "type": "array",
+                    "items": {
+                        "type": "object",
+                        "required": ["index", "status"],
+                        "properties": {
+                            "index": {"type": "integer", "minimum": 0},
+                            "status": {
+                                "type": "integer",
+                                "enum": [200, 201, 422],
+                                "description": "201 registered, 200 already registered, "
+                                "422 invalid (see error)",
+                            },
+                            "task": _TASK,
+                            "error": {"type": "object"},
+                        },
+                    },
+                },
+                "created": {"type": "integer", "minimum": 0},
+                "existing": {"type": "integer", "minimum": 0},
+                "invalid": {"type": "integer", "minimum": 0},
+            },
+        },
         "History": {
             "type": "object",
             "required": ["sdk_app_id", "task_id", "transitions"],
@@ -251,20 +277,35 @@ def openapi_document() -> dict[str, Any]:
                 },
                 "post": {
                     "operationId": "registerTask",
-                    "summary": "Register a task (idempotent)",
+                    "summary": "Register a task (idempotent), or up to "
+                    f"{MAX_BULK} tasks in one transaction",
                     "security": _SECURED,
                     "requestBody": {
                         "required": True,
                         "content": {
                             "application/json": {
-                                "schema": {"$ref": "#/components/schemas/Registration"}
+                                "schema": {
+                                    "oneOf": [
+                                        {"$ref": "#/components/schemas/Registration"},
+                                        {
+                                            "type": "array",
+                                            "minItems": 1,
+                                            "maxItems": MAX_BULK,
+                                            "items": {"$ref": "#/components/schemas/Registration"},
+                                        },
+                                    ]
+                                }
                             }
                         },
                     },
                     "responses": {
                         "201": _json(_TASK, "Registered"),
-                        "200": _json(_TASK, "Already registered; the registered task"),
-                        **_errors(400, 401, 403, 413, 415, 422),
+                        "200": _json(
+                            {"oneOf": [_TASK, {"$ref": "#/components/schemas/BulkResult"}]},
+                            "Already registered: the registered task; or, for an array, "
+                            "one result per item by index",
+                        ),
+                        **_errors(400, 401, 403, 413, 415, 422, 503),
                     },
                 },
             },
@@ -282,7 +323,7 @@ def openapi_document() -> dict[str, Any]:
                     "security": _SECURED,
                     "responses": {
                         "200": _json(_TASK, "Removed"),
-                        **_errors(400, 401, 403, 404),
+                        **_errors(400, 401, 403, 404, 503),
                     },
                 },
             },

@@ -4,15 +4,16 @@ from __future__ import annotations
 
 import asyncio
 import gzip
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from typing import Protocol
 
 from aiohttp import web
 
-from monitor.daemon import Daemon
 from monitor.http import api, callbacks
 from monitor.http.errors import json_errors
 from monitor.http.openapi import openapi_document
-from monitor.metrics import StateView
+from monitor.http.ports import HttpContext
 
 # One thread renders expositions: scrapes never run on the event loop, nor pile up threads.
 _RENDER_POOL = ThreadPoolExecutor(max_workers=1, thread_name_prefix="metrics-render")
@@ -27,20 +28,18 @@ def accepts_gzip(accept_encoding: str) -> bool:
     return False
 
 
-def _render(
-    daemon: Daemon, view: StateView, accept: str | None, gzipped: bool
-) -> tuple[bytes, str]:
-    body, content_type = daemon.metrics.render(view, accept)
+def _render(render: Callable[[], tuple[bytes, str]], gzipped: bool) -> tuple[bytes, str]:
+    body, content_type = render()
     # Level 1: a large exposition shrinks about sevenfold for little CPU.
     return (gzip.compress(body, compresslevel=1) if gzipped else body), content_type
 
 
 async def metrics(request: web.Request) -> web.Response:
-    daemon = request.app[api.DAEMON]
-    view = daemon.state_view()  # a cheap snapshot, taken on the loop
+    # A cheap snapshot, taken on the loop; rendered in the worker thread.
+    render = request.app[api.CONTEXT].metrics.render(request.headers.get("Accept"))
     gzipped = accepts_gzip(request.headers.get("Accept-Encoding", ""))
     body, content_type = await asyncio.get_running_loop().run_in_executor(
-        _RENDER_POOL, _render, daemon, view, request.headers.get("Accept"), gzipped
+        _RENDER_POOL, _render, render, gzipped
     )
     response = web.Response(body=body)
     response.headers["Content-Type"] = content_type
@@ -55,30 +54,32 @@ async def healthy(request: web.Request) -> web.Response:
 
 
 async def ready(request: web.Request) -> web.Response:
-    if not request.app[api.DAEMON].ready:
+    if not request.app[api.CONTEXT].control.ready:
         return web.Response(status=503, text="starting\n")
     return web.Response(text="ready\n")
 
 
 async def reload(request: web.Request) -> web.Response:
     api.require_token(request)
-    ok = await request.app[api.DAEMON].reload()
-    if not ok:
+    result = await request.app[api.CONTEXT].control.reload()
+    if not result.ok:
         return web.json_response(
             {
                 "error": {
                     "code": "reload_failed",
-                    "message": "the configuration was rejected; the old one keeps running "
-                    "(see the daemon's log)",
+                    "message": "the configuration was rejected; the old one keeps running",
+                    "errors": list(result.errors),
                 }
             },
             status=422,
         )
-    return web.json_response({"status": "reloaded"})
+    return web.json_response(
+        {"status": "reloaded", "restart_required": list(result.restart_required)}
+    )
 
 
 async def alerts(request: web.Request) -> web.Response:
-    records = request.app[api.DAEMON].alerts.firing()
+    records = request.app[api.CONTEXT].alerts.firing()
     return web.json_response(
         {
             "alerts": [
@@ -100,11 +101,10 @@ async def openapi(request: web.Request) -> web.Response:
     return web.json_response(openapi_document())
 
 
-def build_app(daemon: Daemon) -> web.Application:
-    app = web.Application(
-        middlewares=[json_errors], client_max_size=daemon.config.server.max_body_bytes
-    )
-    app[api.DAEMON] = daemon
+def build_app(context: HttpContext, callback_path: str | None) -> web.Application:
+    """The application; ``callback_path`` None leaves the callback endpoint out."""
+    app = web.Application(middlewares=[json_errors], client_max_size=context.max_body_bytes)
+    app[api.CONTEXT] = context
     app.router.add_get("/metrics", metrics)
     app.router.add_get("/-/healthy", healthy)
     app.router.add_get("/-/ready", ready)
@@ -112,8 +112,8 @@ def build_app(daemon: Daemon) -> web.Application:
     app.router.add_get("/api/v1/openapi.json", openapi)
     app.router.add_get("/api/v1/alerts", alerts)
     api.add_routes(app)
-    if daemon.config.callbacks.enabled:
-        callbacks.add_routes(app, daemon.config.callbacks.path)
+    if callback_path is not None:
+        callbacks.add_routes(app, callback_path, context)
     return app
 
 
@@ -122,10 +122,20 @@ def split_listen(listen: str) -> tuple[str, int]:
     return host.strip("[]") or "0.0.0.0", int(port)
 
 
-async def start_server(daemon: Daemon, listen: str) -> tuple[web.AppRunner, str]:
+class Served(Protocol):
+    """What a server is started for: its context and where the callback endpoint goes."""
+
+    def http_context(self) -> HttpContext: ...
+
+    @property
+    def callback_path(self) -> str | None: ...
+
+
+async def start_server(served: Served, listen: str) -> tuple[web.AppRunner, str]:
     """Start serving; returns the runner and the base URL actually bound (port 0 allowed)."""
     host, port = split_listen(listen)
-    runner = web.AppRunner(build_app(daemon), access_log=None, handle_signals=False)
+    app = build_app(served.http_context(), served.callback_path)
+    runner = web.AppRunner(app, access_log=None, handle_signals=False)
     await runner.setup()
     site = web.TCPSite(runner, host, port, reuse_address=True)
     await site.start()

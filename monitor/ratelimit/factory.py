@@ -35,9 +35,10 @@ class LimiterSettings:
         return self.limit / self.window * (1.0 - self.guard)
 
 
-def new_limiter(key: BucketKey, settings: LimiterSettings, backend: str = "local") -> RateLimiter:
-    """A limiter for ``key``; ``backend`` names the implementation the configuration chose."""
-    if backend == "local":
+def new_limiter(key: BucketKey, settings: LimiterSettings, backend: str = "sqlite") -> RateLimiter:
+    """A limiter for ``key``. ``backend`` is the configured ``storage.backend``: a daemon with
+    its own store keeps its budget in process; replicas sharing a store share the budget."""
+    if backend == "sqlite":
         return AsyncRateLimiter(
             limit=settings.limit, window=settings.window, guard=settings.guard, key=str(key)
         )

@@ -72,9 +72,9 @@ class Store(Protocol):
     async def save_health(self, tasks: Sequence[Task]) -> None:
         """Write only the health fields of tasks already stored (unknown tasks are skipped).
 
-        Health changes on every poll; the daemon flushes it in batches rather than per poll.
+        Health changes on every poll; the tracker writes it before it applies a poll's answer.
         Health fields: consecutive_errors, last_error_code, last_error_at, last_success_at,
-        last_request_id, storage_files, last_response.
+        last_request_id, storage_files, last_response, observed_at.
         """
         ...
 

@@ -6,6 +6,9 @@ on the event loop at call time, in chunks that yield to the loop, under a lock t
 submission order equal to the call order: a transition recorded while a large batch is being
 read can never be overwritten by an older copy of its task.
 
+One daemon per file: the store holds an exclusive lock on ``<file>.lock`` while it is open, so
+a second daemon pointed at the same file is refused instead of interleaving its writes.
+
 Durability: WAL with ``synchronous=NORMAL`` makes every committed transaction survive a crash
 of the process (``kill -9``); only an operating system crash or power loss can take back the
 last commits, which is the guarantee SPEC section 6 asks for.
@@ -15,7 +18,9 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import fcntl
 import json
+import os
 import sqlite3
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -28,7 +33,7 @@ from monitor.store.base import AlertRecord, AlertState, StoreError
 
 T = TypeVar("T")
 
-SCHEMA_VERSION: Final = 1
+SCHEMA_VERSION: Final = 2
 
 # Rows converted on the event loop between two yields: small enough to keep each step to a
 # few milliseconds, large enough that yielding costs nothing measurable.
@@ -103,6 +108,10 @@ _MIGRATIONS: Final[tuple[str, ...]] = (
     CREATE INDEX IF NOT EXISTS alerts_by_task ON alerts (sdk_app_id, task_id)
         WHERE task_id IS NOT NULL;
     """,
+    # 2: when the newest recorded observation of each task's status was made.
+    """
+    ALTER TABLE tasks ADD COLUMN observed_at REAL NOT NULL DEFAULT 0;
+    """,
 )
 assert len(_MIGRATIONS) == SCHEMA_VERSION
 
@@ -112,8 +121,9 @@ _UPSERT_TASK: Final = """
     INSERT INTO tasks (
         sdk_app_id, task_id, region, account, labels, interval, registered_at, source,
         status, status_since, consecutive_errors, last_error_code, last_error_at,
-        last_success_at, last_request_id, storage_files, last_response, extra, ended_at
-    ) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+        last_success_at, last_request_id, storage_files, last_response, extra, ended_at,
+        observed_at
+    ) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
     ON CONFLICT (sdk_app_id, task_id) DO UPDATE SET
         region = excluded.region, account = excluded.account, labels = excluded.labels,
         interval = excluded.interval, registered_at = excluded.registered_at,
@@ -122,19 +132,20 @@ _UPSERT_TASK: Final = """
         last_error_code = excluded.last_error_code, last_error_at = excluded.last_error_at,
         last_success_at = excluded.last_success_at, last_request_id = excluded.last_request_id,
         storage_files = excluded.storage_files, last_response = excluded.last_response,
-        extra = excluded.extra, ended_at = excluded.ended_at
+        extra = excluded.extra, ended_at = excluded.ended_at,
+        observed_at = excluded.observed_at
 """
 _UPDATE_HEALTH: Final = """
     UPDATE tasks SET
         consecutive_errors = ?, last_error_code = ?, last_error_at = ?, last_success_at = ?,
-        last_request_id = ?, storage_files = ?, last_response = ?
+        last_request_id = ?, storage_files = ?, last_response = ?, observed_at = ?
     WHERE sdk_app_id = ? AND task_id = ?
 """
 _SELECT_TASKS: Final = """
     SELECT
         sdk_app_id, task_id, region, account, labels, interval, registered_at, source,
         status, status_since, consecutive_errors, last_error_code, last_error_at,
-        last_success_at, last_request_id, storage_files, last_response, extra, ended_at
+        last_success_at, last_request_id, storage_files, last_response, extra, ended_at, observed_at
     FROM tasks ORDER BY sdk_app_id, task_id
 """
 _DELETE_TASK_ALERTS: Final = "DELETE FROM alerts WHERE sdk_app_id = ? AND task_id = ?"
@@ -235,6 +246,7 @@ def _task_row(task: Task) -> tuple[Any, ...]:
         None if task.last_response is None else _dumps(task.last_response),
         _dumps(task.extra),
         task.ended_at,
+        task.observed_at,
     )
 
 
@@ -247,6 +259,7 @@ def _health_row(task: Task) -> tuple[Any, ...]:
         task.last_request_id,
         task.storage_files,
         None if task.last_response is None else _dumps(task.last_response),
+        task.observed_at,
         task.sdk_app_id,
         task.task_id,
     )
@@ -273,6 +286,7 @@ def _task_from_row(row: tuple[Any, ...]) -> Task:
         last_response,
         extra,
         ended_at,
+        observed_at,
     ) = row
     return Task(
         sdk_app_id=sdk_app_id,
@@ -294,6 +308,7 @@ def _task_from_row(row: tuple[Any, ...]) -> Task:
         last_response=None if last_response is None else _loads_dict(last_response),
         extra=_loads_dict(extra),
         ended_at=ended_at,
+        observed_at=observed_at,
     )
 
 
@@ -405,6 +420,7 @@ class SqliteStore:
         self._order: asyncio.Lock | None = None
         # Touched only on the worker thread.
         self._conn: sqlite3.Connection | None = None
+        self._lock_fd: int | None = None
 
     def __repr__(self) -> str:
         state = "open" if self._executor is not None else "closed"
@@ -448,17 +464,52 @@ class SqliteStore:
             executor.shutdown(wait=True)
 
     def _open_sync(self) -> None:
+        if self.path.is_dir():
+            raise StoreError(f"store {self.path} is a directory; storage.path must name a file")
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
-            raise StoreError(f"store {self.path}: cannot create its directory ({exc})") from exc
-        conn = sqlite3.connect(self.path, timeout=_BUSY_TIMEOUT_MS / 1000, isolation_level=None)
+            raise StoreError(
+                f"store {self.path}: cannot create its directory ({exc.strerror})"
+            ) from None
+        self._take_lock()
         try:
-            self._prepare(conn)
+            conn = sqlite3.connect(self.path, timeout=_BUSY_TIMEOUT_MS / 1000, isolation_level=None)
+            try:
+                self._prepare(conn)
+            except BaseException:
+                conn.close()
+                raise
         except BaseException:
-            conn.close()
+            self._release_lock()
             raise
         self._conn = conn
+
+    @property
+    def lock_path(self) -> Path:
+        return self.path.with_name(self.path.name + ".lock")
+
+    def _take_lock(self) -> None:
+        try:
+            fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT, 0o600)
+        except OSError as exc:
+            raise StoreError(
+                f"store {self.path}: cannot create its lock file {self.lock_path} ({exc.strerror})"
+            ) from None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            os.close(fd)
+            raise StoreError(
+                f"store {self.path} is in use by another running monitor "
+                f"(it holds the lock {self.lock_path})"
+            ) from None
+        self._lock_fd = fd
+
+    def _release_lock(self) -> None:
+        fd, self._lock_fd = self._lock_fd, None
+        if fd is not None:
+            os.close(fd)  # closing the descriptor releases the lock
 
     def _prepare(self, conn: sqlite3.Connection) -> None:
         try:
@@ -496,6 +547,7 @@ class SqliteStore:
     def _close_sync(self) -> None:
         conn, self._conn = self._conn, None
         if conn is None:
+            self._release_lock()
             return
         try:
             conn.execute("PRAGMA optimize")
@@ -503,6 +555,7 @@ class SqliteStore:
             conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
         finally:
             conn.close()
+            self._release_lock()
 
     # --- plumbing ------------------------------------------------------------------------------
 

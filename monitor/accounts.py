@@ -1,0 +1,40 @@
+"""Accounts as the daemon uses them: endpoint, credentials, language and budget per account.
+
+Built whole from a configuration and its resolved secrets before anything is swapped, so a
+reload that fails half-way changes nothing (SPEC section 4, "Reload").
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from monitor.config import Config, ResolvedSecrets
+from monitor.ratelimit.factory import LimiterSettings
+from monitor.secrets import Credentials
+from monitor.trtc.client import Endpoint
+
+__all__ = ["AccountRuntime", "build_accounts"]
+
+
+@dataclass(frozen=True, slots=True)
+class AccountRuntime:
+    name: str
+    endpoint: Endpoint
+    credentials: Credentials
+    language: str
+    limiter: LimiterSettings
+
+
+def build_accounts(config: Config, secrets: ResolvedSecrets) -> Mapping[str, AccountRuntime]:
+    """Every configured account; raises ValueError for an endpoint that cannot be used."""
+    accounts: dict[str, AccountRuntime] = {}
+    for name, acc in config.accounts.items():
+        accounts[name] = AccountRuntime(
+            name=name,
+            endpoint=Endpoint.parse(acc.endpoint),
+            credentials=secrets.accounts[name],
+            language=acc.language,
+            limiter=LimiterSettings(acc.rate_limit, acc.rate_window, acc.rate_guard),
+        )
+    return accounts

@@ -1,0 +1,91 @@
+"""The API budget: one limiter per (account, access host), and what the tasks require of it.
+
+With the default single access host every region of an account shares one limiter (SPEC
+section 6). A limiter is made when its bucket is first used and replaced when its account's
+limit, window or guard changes; unchanged buckets keep their history across reloads.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+
+from monitor.accounts import AccountRuntime
+from monitor.metrics import BucketGauge
+from monitor.models import Task
+from monitor.ratelimit import RateLimiter
+from monitor.ratelimit.factory import BucketKey, LimiterSettings, new_limiter
+
+__all__ = ["Budget"]
+
+# A task whose account left the configuration is still scheduled (its polls report the
+# missing account as an error, sending nothing); its lane needs some limiter.
+_ORPHAN_HOST = "-"
+_ORPHAN_SETTINGS = LimiterSettings(20, 1.0, 0.02)
+
+LimiterFactory = Callable[[BucketKey, LimiterSettings], RateLimiter]
+
+
+class Budget:
+    """Limiters by typed bucket key; the accounts they are sized by."""
+
+    def __init__(
+        self, accounts: Mapping[str, AccountRuntime], factory: LimiterFactory = new_limiter
+    ) -> None:
+        self._accounts = dict(accounts)
+        self._factory = factory
+        self._limiters: dict[BucketKey, tuple[LimiterSettings, RateLimiter]] = {}
+
+    @property
+    def accounts(self) -> Mapping[str, AccountRuntime]:
+        return self._accounts
+
+    def configure(self, accounts: Mapping[str, AccountRuntime]) -> list[BucketKey]:
+        """New account settings; returns the buckets whose limiter was replaced."""
+        self._accounts = dict(accounts)
+        replaced: list[BucketKey] = []
+        for bucket, (settings, _) in list(self._limiters.items()):
+            account = self._accounts.get(bucket.account)
+            if account is None or account.limiter == settings:
+                continue  # a vanished account's tasks keep their lane until they go
+            self._limiters[bucket] = (account.limiter, self._factory(bucket, account.limiter))
+            replaced.append(bucket)
+        return replaced
+
+    def bucket_of(self, task: Task) -> BucketKey:
+        account = self._accounts.get(task.account)
+        if account is None:
+            return BucketKey(task.account, _ORPHAN_HOST)
+        return BucketKey(task.account, account.endpoint.host(task.region))
+
+    def limiter(self, bucket: BucketKey) -> RateLimiter:
+        entry = self._limiters.get(bucket)
+        if entry is None:
+            account = self._accounts.get(bucket.account)
+            settings = _ORPHAN_SETTINGS if account is None else account.limiter
+            entry = self._limiters[bucket] = (settings, self._factory(bucket, settings))
+        return entry[1]
+
+    def buckets(self) -> list[BucketKey]:
+        return sorted(self._limiters)
+
+    def by_account(self, required: Callable[[BucketKey], float]) -> dict[str, tuple[float, float]]:
+        """(required, budget) requests/second per account; the budget is the configured
+        capacity of its buckets, not the rate after backoff, so the alert does not flap."""
+        out: dict[str, tuple[float, float]] = {}
+        for name, account in self._accounts.items():
+            buckets = [b for b in self._limiters if b.account == name]
+            total = sum(required(b) for b in buckets)
+            out[name] = (total, account.limiter.capacity * max(1, len(buckets)))
+        return out
+
+    def gauges(self) -> list[BucketGauge]:
+        return [
+            BucketGauge(
+                account=bucket.account,
+                endpoint=bucket.host,
+                limit=float(limiter.limit),
+                effective_rate=limiter.effective_rate,
+            )
+            for bucket, (_, limiter) in sorted(self._limiters.items())
+            if bucket.host != _ORPHAN_HOST
+        ]

@@ -1,0 +1,112 @@
+"""What happened to tasks, announced once it is stored and applied (SPEC section 6).
+
+The tracker publishes; metrics, the log, alerting, scheduling and hooks subscribe. A subscriber
+reacts and never calls back into whoever published, so an observation flows one way: store,
+then memory, then everyone who cares. A failing subscriber is logged and does not keep the
+others from hearing the event: the change it announces has already happened.
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+import structlog
+
+from monitor.models import Task, TaskKey, Transition
+from monitor.trtc.client import CallResult
+
+__all__ = [
+    "ApiAnswered",
+    "Event",
+    "EventBus",
+    "HealthChanged",
+    "TaskObserved",
+    "TaskRegistered",
+    "TasksPurged",
+    "TransitionRecorded",
+]
+
+log = structlog.get_logger("monitor.events")
+
+
+@dataclass(frozen=True, slots=True)
+class TaskRegistered:
+    task: Task
+
+
+@dataclass(frozen=True, slots=True)
+class TransitionRecorded:
+    """A status change, stored (``transition.seq`` is set) and applied to ``task``."""
+
+    task: Task
+    transition: Transition
+
+
+@dataclass(frozen=True, slots=True)
+class HealthChanged:
+    """The task's polls went from succeeding to failing (``failing``) or back."""
+
+    task: Task
+    failing: bool
+    code: str | None = None
+    message: str | None = None
+    request_id: str | None = None
+    outcome: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class TaskObserved:
+    """Anything else learnt about a task and stored: a poll's health, callback facts."""
+
+    task: Task
+
+
+@dataclass(frozen=True, slots=True)
+class TasksPurged:
+    keys: Sequence[TaskKey]
+
+
+@dataclass(frozen=True, slots=True)
+class ApiAnswered:
+    """One DescribeCloudRecording attempt came back (whatever its outcome)."""
+
+    account: str
+    region: str
+    result: CallResult
+    at: float
+
+
+Event = (
+    TaskRegistered | TransitionRecorded | HealthChanged | TaskObserved | TasksPurged | ApiAnswered
+)
+E = TypeVar("E", bound=Event)
+Handler = Callable[[Any], Awaitable[None] | None]
+
+
+class EventBus:
+    """Synchronous fan-out in subscription order; coroutine handlers are awaited in turn."""
+
+    __slots__ = ("_handlers",)
+
+    def __init__(self) -> None:
+        self._handlers: dict[type[Any], list[Handler]] = {}
+
+    def subscribe(self, kind: type[E], handler: Callable[[E], Awaitable[None] | None]) -> None:
+        self._handlers.setdefault(kind, []).append(handler)
+
+    def unsubscribe(self, kind: type[E], handler: Callable[[E], Awaitable[None] | None]) -> None:
+        handlers = self._handlers.get(kind, [])
+        if handler in handlers:
+            handlers.remove(handler)
+
+    async def publish(self, event: Event) -> None:
+        for handler in tuple(self._handlers.get(type(event), ())):
+            try:
+                result = handler(event)
+                if inspect.isawaitable(result):
+                    await result
+            except Exception:
+                log.exception("event_handler_failed", event=type(event).__name__)

@@ -1,0 +1,65 @@
+"""The log of what happens to tasks: one structured line per transition and per health flip.
+
+Log on change, not on every poll: a task whose polls keep failing logs once when they start
+failing and once when they recover; counters say the rest.
+"""
+
+from __future__ import annotations
+
+import structlog
+
+from monitor.events import EventBus, HealthChanged, TaskRegistered, TransitionRecorded
+
+__all__ = ["subscribe"]
+
+log = structlog.get_logger("monitor.tracker")
+
+
+def subscribe(bus: EventBus) -> None:
+    bus.subscribe(TaskRegistered, _registered)
+    bus.subscribe(TransitionRecorded, _transition)
+    bus.subscribe(HealthChanged, _health)
+
+
+def _registered(event: TaskRegistered) -> None:
+    task = event.task
+    log.info(
+        "task_registered",
+        sdk_app_id=task.sdk_app_id,
+        task_id=task.task_id,
+        region=task.region,
+        account=task.account,
+        source=task.source.value,
+    )
+
+
+def _transition(event: TransitionRecorded) -> None:
+    task, t = event.task, event.transition
+    log.info(
+        "task_transition",
+        sdk_app_id=task.sdk_app_id,
+        task_id=task.task_id,
+        account=task.account,
+        region=task.region,
+        from_status=t.from_status.value,
+        to_status=t.to_status.value,
+        source=t.source.value,
+        request_id=t.request_id,
+        **{k: v for k, v in t.detail.items() if isinstance(v, str | int | float)},
+    )
+
+
+def _health(event: HealthChanged) -> None:
+    task = event.task
+    if event.failing:
+        log.warning(
+            "task_polls_failing",
+            sdk_app_id=task.sdk_app_id,
+            task_id=task.task_id,
+            outcome=event.outcome,
+            code=event.code,
+            message=event.message,
+            request_id=event.request_id,
+        )
+    else:
+        log.info("task_polls_recovered", sdk_app_id=task.sdk_app_id, task_id=task.task_id)

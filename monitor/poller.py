@@ -1,0 +1,192 @@
+"""Polling: the poll step, and keeping the scheduler in step with the task table.
+
+One poll, top to bottom: read the task, call ``DescribeCloudRecording`` through the client
+(the scheduler has already waited for the budget), announce the answer (metrics and the
+monitor's own alerts count it), hand it to the tracker, and return to the scheduler what to do
+next with the task. The poll step never calls the scheduler; the scheduler acts on the outcome.
+
+Other changes reach the scheduler as events: a registration is polled at once, a removal or
+an end stops polling, and an exit learnt from a callback is confirmed by a poll right away.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable
+
+import structlog
+
+from monitor.budget import Budget
+from monitor.config import PollingConfig
+from monitor.events import ApiAnswered, EventBus, TaskRegistered, TransitionRecorded
+from monitor.metrics import MonitorMetrics
+from monitor.models import Outcome, Source, Task, TaskKey
+from monitor.ratelimit.factory import BucketKey
+from monitor.registry import TaskRegistry
+from monitor.scheduler import Dispatch, PollAction, PollOutcome, PollScheduler
+from monitor.store.base import StoreError
+from monitor.tracking import Tracker
+from monitor.trtc.client import CallResult, TrtcClient
+
+__all__ = ["ACCOUNT_GONE", "IntervalPolicy", "Poller"]
+
+log = structlog.get_logger("monitor.poller")
+
+# The code a task's polls report while its account is missing from the configuration: a task
+# error (it alerts after ``alerts.error.consecutive`` polls), not silence.
+ACCOUNT_GONE = "MonitorAccountNotConfigured"
+
+NEXT = PollOutcome()
+RETRY = PollOutcome(PollAction.RETRY)
+STOP = PollOutcome(PollAction.STOP)
+
+
+class IntervalPolicy:
+    """Seconds between polls of a task: its own interval, else by status, else the default."""
+
+    __slots__ = ("polling",)
+
+    def __init__(self, polling: PollingConfig) -> None:
+        self.polling = polling
+
+    def of(self, task: Task) -> float:
+        return self.polling.interval_for(task.status, task.interval)
+
+
+class Poller:
+    """Owns the scheduler: polls tasks, and follows the table's changes."""
+
+    def __init__(
+        self,
+        *,
+        registry: TaskRegistry,
+        tracker: Tracker,
+        budget: Budget,
+        client: TrtcClient,
+        bus: EventBus,
+        metrics: MonitorMetrics,
+        intervals: IntervalPolicy,
+        max_in_flight: int,
+        jitter: float,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._registry = registry
+        self._tracker = tracker
+        self._budget = budget
+        self._client = client
+        self._bus = bus
+        self._metrics = metrics
+        self.intervals = intervals
+        self._clock = clock
+        self.scheduler: PollScheduler[TaskKey] = PollScheduler(
+            self.poll,
+            limiter_for=budget.limiter,
+            max_in_flight=max_in_flight,
+            jitter=jitter,
+            on_dispatch=self._observe_dispatch,
+        )
+        bus.subscribe(TaskRegistered, self._on_registered)
+        bus.subscribe(TransitionRecorded, self._on_transition)
+
+    # -- life cycle -------------------------------------------------------------------------
+
+    def resume(self, tasks: Iterable[Task]) -> None:
+        """Schedule loaded tasks where their last life left off: the longest unobserved first."""
+        now = self._clock()
+        for task in tasks:
+            if not task.final:
+                last = task.last_success_at or task.registered_at
+                self._add(task, due_in=last + self.intervals.of(task) - now)
+
+    def start(self) -> None:
+        self.scheduler.start()
+
+    async def stop(self) -> None:
+        await self.scheduler.stop()
+
+    def configure(self, polling: PollingConfig, replaced: Iterable[BucketKey]) -> None:
+        """A reloaded configuration: intervals, jitter and limiters of changed buckets."""
+        self.intervals = IntervalPolicy(polling)
+        self.scheduler.jitter = polling.jitter
+        for bucket in replaced:
+            self.scheduler.add_bucket(bucket, self._budget.limiter(bucket))
+        for task in self._registry:
+            if not task.final:
+                self.scheduler.update_interval(task.key, self.intervals.of(task))
+
+    def required_rate(self, bucket: BucketKey) -> float:
+        return self.scheduler.required_rate(bucket) if bucket in self.scheduler.buckets else 0.0
+
+    # -- the poll step ----------------------------------------------------------------------
+
+    async def poll(self, key: TaskKey) -> PollOutcome:
+        task = self._registry.get(key)
+        if task is None or task.final:
+            return STOP
+        account = self._budget.accounts.get(task.account)
+        sent_at = self._clock()
+        if account is None:
+            result = CallResult(
+                Outcome.INVALID,
+                ACCOUNT_GONE,
+                f'account "{task.account}" is no longer in the configuration',
+            )
+        else:
+            result = await self._client.describe_cloud_recording(
+                endpoint=account.endpoint,
+                credentials=account.credentials,
+                region=task.region,
+                sdk_app_id=task.sdk_app_id,
+                task_id=task.task_id,
+                language=account.language,
+            )
+            await self._bus.publish(ApiAnswered(task.account, task.region, result, self._clock()))
+        if result.outcome is Outcome.THROTTLED:
+            self._budget.limiter(self._budget.bucket_of(task)).on_throttled()
+            log.warning(
+                "api_throttled",
+                account=task.account,
+                code=result.code,
+                request_id=result.request_id,
+            )
+            return RETRY  # keep its place in the queue; the limiter has already slowed down
+        try:
+            applied = await self._tracker.observe_poll(key, result, sent_at)
+        except StoreError as exc:
+            # Nothing was applied: the next poll, at the usual time, observes it again.
+            log.error(
+                "poll_not_recorded", sdk_app_id=key.sdk_app_id, task_id=key.task_id, error=str(exc)
+            )
+            return NEXT
+        new = applied.task
+        if new is None or new.final:
+            return STOP
+        interval = self.intervals.of(new)
+        return NEXT if interval == self.intervals.of(task) else PollOutcome(interval=interval)
+
+    # -- following the table ----------------------------------------------------------------
+
+    def _add(self, task: Task, due_in: float) -> None:
+        self.scheduler.add(
+            task.key, self._budget.bucket_of(task), self.intervals.of(task), due_in=due_in
+        )
+
+    def _on_registered(self, event: TaskRegistered) -> None:
+        self._add(event.task, due_in=0.0)
+
+    def _on_transition(self, event: TransitionRecorded) -> None:
+        task, transition = event.task, event.transition
+        if transition.source is Source.POLL:
+            return  # the poll's own outcome tells the scheduler
+        if task.final:
+            self.scheduler.remove(task.key)
+            return
+        self.scheduler.update_interval(task.key, self.intervals.of(task))
+        if transition.source is Source.CALLBACK:
+            self.scheduler.reschedule(task.key, due_in=0.0)  # confirm it by polling
+
+    def _observe_dispatch(self, dispatch: Dispatch[TaskKey]) -> None:
+        bucket = dispatch.bucket
+        account = bucket.account if isinstance(bucket, BucketKey) else str(bucket)
+        self._metrics.poll_delay.labels(account).observe(max(0.0, dispatch.delay))
+        self._metrics.ratelimit_wait.labels(account).observe(dispatch.limiter_wait)

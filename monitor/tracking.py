@@ -1,0 +1,309 @@
+"""The tracker: every change to a task goes through here, in one order (SPEC section 6).
+
+For each observation (a poll answer, a callback, an API call):
+
+1. **compute** the task's new record with the pure rules of :mod:`monitor.tracker`, on a copy;
+2. **persist** it (and the transition, if the status changed) through the store;
+3. **apply** it: the copy replaces the record in the registry's table;
+4. **announce** it on the event bus: metrics, the log, alerting and scheduling react.
+
+If the store write raises, nothing after it happens: memory still equals the store, nothing
+is announced, no alert is sent, and the caller retries (a poll at its next due time) or answers
+with an error (an API call or a callback gets a 503; TRTC re-delivers callbacks).
+
+Changes to one task are serialised by a lock per task, so a callback and a poll answer arriving
+together cannot both start from the same old record. An answer to a poll sent before the
+newest recorded observation of the task (a callback's event, a poll sent later) carries older
+news and never overrides it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Callable, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, replace
+from typing import Any
+
+import structlog
+
+from monitor.events import (
+    EventBus,
+    HealthChanged,
+    TaskObserved,
+    TaskRegistered,
+    TasksPurged,
+    TransitionRecorded,
+)
+from monitor.models import ERROR_OUTCOMES, Outcome, Source, Status, Task, TaskKey, Transition
+from monitor.registry import TaskRegistry
+from monitor.store.base import Store
+from monitor.taskspec import TaskSpec
+from monitor.tracker import HealthChange, apply_callback_exit, apply_poll, apply_removal
+from monitor.trtc.client import CallResult
+
+__all__ = ["PendingRegistrations", "PollApplied", "Tracker"]
+
+log = structlog.get_logger("monitor.tracker")
+
+
+@dataclass(frozen=True, slots=True)
+class PollApplied:
+    """What one poll answer did: the task as it now is, and the transition, if any."""
+
+    task: Task | None
+    transition: Transition | None = None
+    # The answer was older than what is already known of the task and was not applied.
+    outdated: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class PendingRegistrations:
+    """Registrations stored but not yet applied (see :meth:`Tracker.store_registrations`)."""
+
+    answers: list[tuple[Task, bool]]
+    tasks: list[Task]
+
+
+class _KeyedLocks:
+    """One asyncio.Lock per key while anyone holds or waits for it; none otherwise."""
+
+    __slots__ = ("_locks",)
+
+    def __init__(self) -> None:
+        self._locks: dict[TaskKey, tuple[asyncio.Lock, int]] = {}
+
+    @asynccontextmanager
+    async def hold(self, key: TaskKey) -> AsyncIterator[None]:
+        lock, users = self._locks.get(key) or (asyncio.Lock(), 0)
+        self._locks[key] = (lock, users + 1)
+        try:
+            async with lock:
+                yield
+        finally:
+            lock, users = self._locks[key]
+            if users == 1:
+                del self._locks[key]
+            else:
+                self._locks[key] = (lock, users - 1)
+
+
+class Tracker:
+    """Applies observations to the task table with the order of effects (module docstring)."""
+
+    def __init__(
+        self,
+        store: Store,
+        registry: TaskRegistry,
+        bus: EventBus,
+        *,
+        resource_expired_hours: Callable[[], float] = lambda: 72.0,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self._store = store
+        self._registry = registry
+        self._bus = bus
+        self._expired_hours = resource_expired_hours
+        self._clock = clock
+        self._locks = _KeyedLocks()
+
+    # -- reads ------------------------------------------------------------------------------
+
+    def get(self, key: TaskKey) -> Task | None:
+        return self._registry.get(key)
+
+    async def transitions(self, key: TaskKey, limit: int | None = None) -> list[Transition]:
+        return await self._store.transitions(key, limit=limit)
+
+    # -- registrations ----------------------------------------------------------------------
+
+    async def register(self, spec: TaskSpec, source: Source = Source.API) -> tuple[Task, bool]:
+        """Register a task; registering it again is a no-op answering the existing task.
+        A removed task registered again starts a new life."""
+        async with self._locks.hold(spec.key):
+            existing = self._registry.get(spec.key)
+            if existing is not None and existing.status is not Status.REMOVED:
+                return existing, False
+            task = self._new_task(spec, source, self._clock())
+            await self._store.save_task(task)
+            self._registry.put(task)
+        await self._announce_registered([task])
+        return task, True
+
+    async def register_many(
+        self, specs: Sequence[TaskSpec], source: Source = Source.API
+    ) -> list[tuple[Task, bool]]:
+        """Register many tasks in one store transaction; answers in the order of ``specs``.
+
+        Specs already registered (or repeated within ``specs``) answer the existing task.
+        """
+        pending = await self.store_registrations(specs, source)
+        await self.apply_registrations(pending)
+        return pending.answers
+
+    async def store_registrations(
+        self, specs: Sequence[TaskSpec], source: Source = Source.API
+    ) -> PendingRegistrations:
+        """The first half of :meth:`register_many`: new tasks stored, not yet applied.
+
+        A reload stores the file's tasks before it swaps the configuration, and applies them
+        after, once their accounts exist.
+        """
+        now = self._clock()
+        answers: list[tuple[Task, bool]] = []
+        new: dict[TaskKey, Task] = {}
+        for spec in specs:
+            known = new.get(spec.key) or self._registry.get(spec.key)
+            if known is not None and known.status is not Status.REMOVED:
+                answers.append((known, False))
+                continue
+            task = self._new_task(spec, source, now)
+            new[spec.key] = task
+            answers.append((task, True))
+        if new:
+            await self._store.save_tasks(list(new.values()))
+        return PendingRegistrations(answers, list(new.values()))
+
+    async def apply_registrations(self, pending: PendingRegistrations) -> None:
+        """The second half of :meth:`register_many`: apply and announce what was stored."""
+        applied = []
+        for task in pending.tasks:
+            # Another registration of the key may have been applied meanwhile: the first one
+            # applied wins, as it would have with one lock per key.
+            current = self._registry.get(task.key)
+            if current is None or current.status is Status.REMOVED:
+                self._registry.put(task)
+                applied.append(task)
+        await self._announce_registered(applied)
+
+    @staticmethod
+    def _new_task(spec: TaskSpec, source: Source, now: float) -> Task:
+        return Task(
+            sdk_app_id=spec.sdk_app_id,
+            task_id=spec.task_id,
+            region=spec.region,
+            account=spec.account,
+            labels=dict(spec.labels),
+            interval=spec.interval,
+            registered_at=now,
+            source=source,
+            status=Status.PENDING,
+            status_since=now,
+        )
+
+    async def _announce_registered(self, tasks: Sequence[Task]) -> None:
+        for task in tasks:
+            await self._bus.publish(TaskRegistered(task))
+
+    async def remove(self, key: TaskKey) -> Task | None:
+        """Deregister: an expected stop, recorded as a transition to ``Removed``."""
+        async with self._locks.hold(key):
+            task = self._registry.get(key)
+            if task is None:
+                return None
+            new = replace(task)
+            transition = apply_removal(new, self._clock())
+            if transition is None:
+                return task
+            stored = await self._store.record_transition(new, transition)
+            self._registry.put(new)
+        await self._bus.publish(TransitionRecorded(new, stored))
+        return new
+
+    # -- observations -----------------------------------------------------------------------
+
+    async def observe_poll(self, key: TaskKey, result: CallResult, sent_at: float) -> PollApplied:
+        """One DescribeCloudRecording answer to a request sent at ``sent_at``."""
+        if result.outcome is Outcome.THROTTLED:
+            # The monitor's own budget problem: nothing about the task was learnt.
+            return PollApplied(self._registry.get(key))
+        async with self._locks.hold(key):
+            task = self._registry.get(key)
+            if task is None or task.final:
+                return PollApplied(task)  # removed or ended while the request was in flight
+            says_status = result.outcome not in ERROR_OUTCOMES
+            if says_status and sent_at < task.observed_at:
+                log.info(
+                    "poll_answer_outdated",
+                    sdk_app_id=task.sdk_app_id,
+                    task_id=task.task_id,
+                    sent_at=sent_at,
+                    newest_observation=task.observed_at,
+                )
+                return PollApplied(task, outdated=True)
+            new = replace(task)
+            effect = apply_poll(new, result, self._clock(), self._expired_hours())
+            if says_status:
+                new.observed_at = max(new.observed_at, sent_at)
+            stored = None
+            if effect.transition is not None:
+                stored = await self._store.record_transition(new, effect.transition)
+            else:
+                await self._store.save_health([new])
+            self._registry.put(new)
+        if effect.health is not None:
+            await self._bus.publish(
+                HealthChanged(
+                    new,
+                    failing=effect.health is HealthChange.FAILING,
+                    code=result.code or None,
+                    message=result.message or None,
+                    request_id=result.request_id,
+                    outcome=result.outcome.value,
+                )
+            )
+        if stored is not None:
+            await self._bus.publish(TransitionRecorded(new, stored))
+        else:
+            await self._bus.publish(TaskObserved(new))
+        return PollApplied(new, stored)
+
+    async def observe_exit(
+        self, key: TaskKey, leave_code: int | None, detail: dict[str, Any], at: float
+    ) -> Transition | None:
+        """A 302 callback: the recorder stopped at ``at`` (its event time)."""
+        async with self._locks.hold(key):
+            task = self._registry.get(key)
+            if task is None:
+                return None
+            new = replace(task, observed_at=max(task.observed_at, at))
+            if leave_code is not None:
+                # Kept on the task (and stored with it) for the alert rules.
+                new.extra = {**task.extra, "leave_code": leave_code}
+            transition = apply_callback_exit(new, self._clock(), leave_code, detail)
+            stored = None
+            if transition is None:
+                # Already Exited by a poll: the leave code must still be kept, and may turn
+                # the exit into an expected one.
+                await self._store.save_task(new)
+            else:
+                stored = await self._store.record_transition(new, transition)
+            self._registry.put(new)
+        if stored is None:
+            await self._bus.publish(TaskObserved(new))
+        else:
+            await self._bus.publish(TransitionRecorded(new, stored))
+        return stored
+
+    async def note_facts(self, key: TaskKey, facts: dict[str, Any]) -> bool:
+        """Facts learnt from callbacks (files, VOD ids), kept on the task for the API."""
+        async with self._locks.hold(key):
+            task = self._registry.get(key)
+            if task is None:
+                return False
+            new = replace(task, extra={**task.extra, **facts})
+            await self._store.save_task(new)
+            self._registry.put(new)
+        await self._bus.publish(TaskObserved(new))
+        return True
+
+    async def purge(self, before: float) -> list[TaskKey]:
+        """Forget tasks that ended before ``before``, with their history and alert records."""
+        purged = await self._store.purge(before)
+        for key in purged:
+            self._registry.drop(key)
+        if purged:
+            log.info("tasks_purged", count=len(purged))
+            await self._bus.publish(TasksPurged(purged))
+        return purged
