@@ -275,6 +275,18 @@ class TestBackOff:
         assert standin.refused_codes() == ["45009"]
         assert bench.delivered() == []
 
+    async def test_a_group_still_gathering_goes_out_when_the_robot_stops(
+        self, bench: Bench
+    ) -> None:
+        async with serving(StandIn("slack")) as standin:
+            worker = bench.worker(standin, group_wait="1h")
+            worker.enqueue(exit_notice())
+            await asyncio.sleep(0.05)
+            assert standin.accepted == []  # still gathering
+            await asyncio.wait_for(worker.stop(grace=5.0), timeout=10)
+        assert len(standin.accepted) == 1
+        assert bench.delivered() == ["fp-t-1"]
+
     async def test_enqueueing_never_waits_for_a_throttled_robot(self, bench: Bench) -> None:
         async with serving(StandIn("wecom")) as standin:
             standin.too_fast_until = time.monotonic() + 3600

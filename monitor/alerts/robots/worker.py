@@ -14,6 +14,7 @@ slows down because a robot is slow, throttled or gone.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, ClassVar, Final
@@ -153,6 +154,8 @@ class RobotWorker(ReceiverWorker):
         self.throttle = throttle or platform.throttle
         self._wall = wall
         self._pacer: Pacer | None = None  # made on first use: it needs the running loop's time
+        # Set when stopping: a group still gathering goes out at once, within the stop's grace.
+        self._flush = asyncio.Event()
         self._count[THROTTLED_OUTCOME] = notifications.labels(name, THROTTLED_OUTCOME)
 
     def __repr__(self) -> str:
@@ -179,11 +182,16 @@ class RobotWorker(ReceiverWorker):
 
     # --- grouping ----------------------------------------------------------------------------
 
+    async def stop(self, grace: float = 2.0) -> None:
+        self._flush.set()
+        await super().stop(grace)
+
     async def _collect(self) -> list[Notice]:
         queue = self._queue
         group = [await queue.get()]
-        if self.group_wait > 0 and not self._closing:
-            await asyncio.sleep(self.group_wait)
+        if self.group_wait > 0 and not self._flush.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._flush.wait(), self.group_wait)
         while len(group) < MAX_GROUP and not queue.empty():
             group.append(queue.get_nowait())
         return group
