@@ -237,6 +237,34 @@ class TestFacts:
         assert facts.meaning == "the credentials were rejected"
         assert facts.request_id == "req-err-1"
 
+    def test_an_error_alert_without_a_code_claims_no_meaning(self) -> None:
+        task = Task(APP, "t-3", "ap-guangzhou", "default", consecutive_errors=3)
+        notice = Notice(
+            "fp",
+            "RecordingTaskError",
+            task_labels("RecordingTaskError", "warning", task),
+            error_annotations(task, 3),
+            True,
+            T0,
+        )
+        assert "last error code unknown." in notice.annotations["description"]
+        assert (facts_of(notice).code, facts_of(notice).meaning) == ("", "")
+
+    def test_a_code_at_the_end_of_a_sentence_keeps_only_its_own_dots(self) -> None:
+        task = Task(APP, "t-4", "ap-guangzhou", "default", last_error_code="InternalError.DB")
+        notice = Notice(
+            "fp",
+            "RecordingTaskError",
+            task_labels("RecordingTaskError", "warning", task),
+            error_annotations(task, 3),
+            True,
+            T0,
+        )
+        assert "last error code InternalError.DB." in notice.annotations["description"]
+        facts = facts_of(notice)
+        assert facts.code == "error code InternalError.DB"
+        assert facts.meaning == "a temporary error on Tencent Cloud's side"
+
     def test_an_undocumented_leave_code_says_so(self) -> None:
         facts = facts_of(exit_notice(leave=77))
         assert (facts.code, facts.meaning) == ("leave code 77", "undocumented leave code")

@@ -88,8 +88,9 @@ def facts_of(notice: Notice, external_url: str = "") -> Facts:
         number = int(m.group(1))
         code = f"leave code {number}"
         meaning = LEAVE_CODES.get(number, "undocumented leave code")
-    if m := _ERROR.search(description):
-        error = m.group(1)
+    # A code may end a sentence: its own dots are inside it ("AuthFailure.SignatureFailure").
+    error = m.group(1).rstrip(".") if (m := _ERROR.search(description)) else ""
+    if error and error != "unknown":
         code = f"{code}, error code {error}" if code else f"error code {error}"
         meaning = meaning or _OUTCOME_MEANING.get(classify_code(error), "")
     m = _REQUEST_ID.search(description)
