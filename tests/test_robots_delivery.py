@@ -156,6 +156,49 @@ class TestSigning:
         assert bench.failed() == ["fp-t-1"]
 
 
+class TestStandIns:
+    @pytest.mark.parametrize(
+        ("platform", "body", "answer"),
+        [
+            (
+                "wecom",
+                {"msgtype": "markdown", "markdown": {"content": "字" * 1366}},  # 4,098 bytes
+                {"errcode": 40058, "errmsg": "markdown.content exceed max length 4096"},
+            ),
+            (
+                "dingtalk",
+                {"msgtype": "markdown", "markdown": {"title": "t", "text": "x" * 20_000}},
+                {"errcode": 460101, "errmsg": "message too long"},
+            ),
+            (
+                "feishu",
+                {"msg_type": "interactive", "card": {"x": "x" * 20_480}},
+                {"code": 19036, "data": {}, "msg": "request body too large"},
+            ),
+        ],
+    )
+    async def test_an_oversized_message_is_refused_with_the_platforms_code(
+        self, session: aiohttp.ClientSession, platform: str, body: Any, answer: Any
+    ) -> None:
+        async with serving(StandIn(platform)) as standin:
+            response = await session.post(standin.robot_url(), json=body)
+            assert await response.json() == answer
+            response.release()
+        assert standin.accepted == []
+
+    async def test_slack_refuses_more_than_fifty_blocks(
+        self, session: aiohttp.ClientSession
+    ) -> None:
+        section = {"type": "section", "text": {"type": "plain_text", "text": "x"}}
+        async with serving(StandIn("slack")) as standin:
+            body = {"text": "t", "blocks": [section] * 51}
+            async with session.post(standin.robot_url(), json=body) as response:
+                assert (response.status, await response.text()) == (400, "invalid_blocks")
+            body = {"text": "t", "blocks": [section] * 50}
+            async with session.post(standin.robot_url(), json=body) as response:
+                assert (response.status, await response.text()) == (200, "ok")
+
+
 class TestPacing:
     async def test_the_wecom_standin_refuses_the_21st_message_within_its_window(
         self, session: aiohttp.ClientSession
