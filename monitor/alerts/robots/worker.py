@@ -58,6 +58,7 @@ PLATFORMS: Final[Mapping[str, Platform]] = {
 THROTTLED_OUTCOME: Final = "throttled"
 # Alerts taken from the queue at once: a group this large is already several messages.
 MAX_GROUP: Final = 200
+MAX_ANSWER: Final = 64 * 1024
 # The title of a part is measured with the widest part number it can get.
 _PART_PLACEHOLDER: Final = " (999/999)"
 
@@ -280,7 +281,8 @@ class RobotWorker(ReceiverWorker):
                 timeout=aiohttp.ClientTimeout(total=self.timeout),
                 allow_redirects=False,
             ) as response:
-                text = await response.text(errors="replace")
+                # Answers are a few bytes of JSON; never hold more than this of a wrong one.
+                text = (await response.content.read(MAX_ANSWER)).decode("utf-8", "replace")
                 return self.platform.answer(response.status, response.headers, text)
         except (aiohttp.ClientError, TimeoutError, OSError) as exc:
             return Answer(RETRY, type(exc).__name__)
