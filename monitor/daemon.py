@@ -248,7 +248,12 @@ class Daemon:
         """Run ``work`` in the background, referenced until done (and cancelled on stop)."""
         task = asyncio.get_running_loop().create_task(work)
         self._background.add(task)
-        task.add_done_callback(self._background.discard)
+        task.add_done_callback(self._finished)
+
+    def _finished(self, task: asyncio.Task[Any]) -> None:
+        self._background.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("background_work_failed", error=repr(task.exception()))
 
     # ------------------------------------------------------------------ reload
 
