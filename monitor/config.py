@@ -10,13 +10,14 @@ from __future__ import annotations
 import difflib
 import math
 import re
+import string
 import types
 import typing
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any, Literal, Self
-from urllib.parse import urlsplit
+from urllib.parse import parse_qsl, urlsplit
 
 import yaml
 from pydantic import (
@@ -28,6 +29,7 @@ from pydantic import (
     GetCoreSchemaHandler,
     PrivateAttr,
     ValidationError,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
@@ -183,6 +185,10 @@ def _check_http_url(value: str) -> str:
 HttpURL = Annotated[str, AfterValidator(_check_http_url)]
 
 
+def _check_external_url(value: str) -> str:
+    return _check_http_url(value) if value else value
+
+
 def _check_region(value: str) -> str:
     if value not in REGIONS:
         raise ValueError(f'unknown region "{value}" (one of {", ".join(REGIONS)})')
@@ -309,6 +315,8 @@ class ServerConfig(_Model):
     api_token_env: EnvName | None = None
     api_token: Secret | None = None
     max_body_bytes: PositiveInt = 1024 * 1024
+    # How people reach this monitor: the base of links in alert messages ("" = no links).
+    external_url: Annotated[str, AfterValidator(_check_external_url)] = ""
 
     @model_validator(mode="after")
     def _single_token_source(self) -> Self:
@@ -539,7 +547,122 @@ class WebhookReceiver(_Model):
         return None
 
 
-Receiver = Annotated[AlertmanagerReceiver | WebhookReceiver, Field(discriminator="type")]
+# --- chat-robot receivers (SPEC section 7): WeCom, DingTalk, Feishu, Slack -----------------
+
+ROBOT_TYPES: tuple[str, ...] = ("wecom", "dingtalk", "feishu", "slack")
+# Only these sign their requests; a secret on another robot would be silently unused.
+SIGNED_ROBOT_TYPES: frozenset[str] = frozenset({"dingtalk", "feishu"})
+# What a message template may name (``$name``); see monitor.alerts.robots.messages.
+TEMPLATE_FIELDS: frozenset[str] = frozenset(
+    {
+        "status",
+        "alertname",
+        "severity",
+        "summary",
+        "description",
+        "task",
+        "room",
+        "from_status",
+        "to_status",
+        "code",
+        "meaning",
+        "request_id",
+        "starts_at",
+        "ends_at",
+        "link",
+    }
+)
+
+
+def _check_template(value: str) -> str:
+    template = string.Template(value)
+    if not template.is_valid():
+        raise ValueError("invalid template (write $name or ${name}; $$ for a dollar sign)")
+    unknown = sorted(set(template.get_identifiers()) - TEMPLATE_FIELDS)
+    if unknown:
+        raise ValueError(
+            f"unknown template field(s) {', '.join(unknown)} "
+            f"(known: {', '.join(sorted(TEMPLATE_FIELDS))})"
+        )
+    if not value.strip():
+        raise ValueError("empty template")
+    return value
+
+
+def _non_negative_seconds(value: object) -> float:
+    return _seconds(value, allow_zero=True)
+
+
+class RobotReceiver(_Model):
+    """A chat robot: the URL (and the signing secret) are secrets, read like any other."""
+
+    type: Literal["wecom", "dingtalk", "feishu", "slack"]
+    name: Name = ""
+    url_env: EnvName | None = None
+    url_file: Path | None = None
+    url: Secret | None = None
+    secret_env: EnvName | None = None
+    secret_file: Path | None = None
+    secret: Secret | None = None
+    # Alerts that change within this window go out in one message.
+    group_wait: Annotated[float, BeforeValidator(_non_negative_seconds)] = 3.0
+    resend: Duration | None = None
+    timeout: Duration = 10.0
+    queue_size: PositiveInt = 1000
+    # Messages per rate_window; unset: the platform's documented limit.
+    rate_limit: PositiveInt | None = None
+    rate_window: Duration = 60.0
+    # Replaces the text of each alert in a message ($alertname, $status, ...).
+    template: Annotated[str, AfterValidator(_check_template)] | None = None
+
+    @field_validator("url_env", "url_file", "secret_env", "secret_file", mode="before")
+    @classmethod
+    def _a_name_not_a_url(cls, value: object, info: ValidationInfo) -> object:
+        # The commonest slip is pasting the robot URL itself here; an error that quoted it
+        # would print the robot's key.
+        if isinstance(value, str) and "://" in value:
+            field = info.field_name or ""
+            holder = "an environment variable" if field.endswith("_env") else "a file"
+            raise ValueError(f"takes the name of {holder} holding the value, not the URL")
+        return value
+
+    @model_validator(mode="after")
+    def _sources(self) -> Self:
+        _one_source(self, "url")
+        _one_source(self, "secret")
+        if all(getattr(self, n) is None for n in ("url_env", "url_file", "url")):
+            raise _LocatedErrors([(("url_env",), "set one of url_env, url_file, url")])
+        if self.type not in SIGNED_ROBOT_TYPES:
+            given = [n for n in ("secret_env", "secret_file", "secret") if getattr(self, n)]
+            if given:
+                raise _LocatedErrors(
+                    [((given[0],), f"{self.type} robots are not signed: remove {given[0]}")]
+                )
+        return self
+
+    def url_source(self, index: int) -> SecretSource:
+        """``index`` is the receiver's place in ``alerts.receivers`` (for messages)."""
+        source = _secret_source(self, "url", f"alerts.receivers[{index}].url")
+        assert source is not None  # checked by _sources
+        return source
+
+    def secret_source(self, index: int) -> SecretSource | None:
+        return _secret_source(self, "secret", f"alerts.receivers[{index}].secret")
+
+
+@dataclass(frozen=True, slots=True)
+class RobotSecrets:
+    """A robot's URL (it carries the robot's key) and its signing secret, when signed."""
+
+    url: Secret
+    secret: Secret | None = None
+
+
+# --- end of chat-robot receivers ---------------------------------------------------------------
+
+Receiver = Annotated[
+    AlertmanagerReceiver | WebhookReceiver | RobotReceiver, Field(discriminator="type")
+]
 
 
 def _name_receivers(value: object) -> object:
@@ -719,6 +842,10 @@ class Config(_Model):
                     "headers",
                     receiver.headers_source(index),
                 )
+            elif isinstance(receiver, RobotReceiver):
+                parent = ("alerts", "receivers", index)
+                add(receiver, parent, "url", receiver.url_source(index))
+                add(receiver, parent, "secret", receiver.secret_source(index))
         return specs
 
     def warnings(self) -> list[str]:
@@ -814,6 +941,11 @@ class Config(_Model):
         for receiver in alerts.receivers:
             if isinstance(receiver, AlertmanagerReceiver):
                 target = ", ".join(_origin(url) for url in receiver.urls)
+            elif isinstance(receiver, RobotReceiver):
+                # The robot URL is a secret: say where it comes from, never what it is.
+                target = f"URL from {receiver.url_source(0).describe()}"
+                if receiver.secret_source(0) is not None:
+                    target += ", signed"
             else:
                 target = _origin(receiver.url)
             out.append(f"  {receiver.name}: {receiver.type} -> {target}")
@@ -959,7 +1091,7 @@ def _display(loc: tuple[str | int, ...]) -> str:
     return out
 
 
-_RECEIVER_TYPES = frozenset({"alertmanager", "webhook"})
+_RECEIVER_TYPES = frozenset({"alertmanager", "webhook", *ROBOT_TYPES})
 
 
 def _locate(
@@ -1098,6 +1230,8 @@ class ResolvedSecrets:
     callback_key: Secret | None = None
     # receiver name -> header name -> value
     webhook_headers: dict[str, dict[str, Secret]] = field(default_factory=dict)
+    # receiver name -> URL and signing secret of a chat robot
+    robots: dict[str, RobotSecrets] = field(default_factory=dict)
 
     def secret_values(self) -> list[str]:
         """The values the log redactor must hide."""
@@ -1109,6 +1243,12 @@ class ResolvedSecrets:
                 values.append(secret.get())
         for headers in self.webhook_headers.values():
             values.extend(value.get() for value in headers.values() if value.get())
+        for robot in self.robots.values():
+            values.append(robot.url.get())
+            # The key inside the URL too: a log line may show the query without the rest.
+            values.extend(_url_tokens(robot.url.get()))
+            if robot.secret is not None:
+                values.append(robot.secret.get())
         return values
 
     def values(self) -> list[str]:
@@ -1145,6 +1285,25 @@ def resolve_secrets(config: Config, environ: Mapping[str, str] | None = None) ->
                 )
                 continue
             headers[receiver.name] = {name: Secret(value) for name, value in parsed.items()}
+    robots: dict[str, RobotSecrets] = {}
+    for index, receiver in enumerate(config.alerts.receivers):
+        if not isinstance(receiver, RobotReceiver):
+            continue
+        parent: tuple[str | int, ...] = ("alerts", "receivers", index)
+        url = values.get((*parent, "url"))
+        if url is None:
+            continue  # its absence is already an error
+        problem = _robot_url_problem(url.get())
+        if problem:
+            where = receiver.url_source(index)
+            errors.append(
+                config._format(
+                    (*parent, _field_used(receiver, "url")),
+                    f"{where.key}: {where.describe()} {problem}",
+                )
+            )
+            continue
+        robots[receiver.name] = RobotSecrets(url, values.get((*parent, "secret")))
     if errors:
         raise ConfigError(errors)
 
@@ -1163,7 +1322,29 @@ def resolve_secrets(config: Config, environ: Mapping[str, str] | None = None) ->
         api_token=values.get(("server", "api_token")),
         callback_key=values.get(("callbacks", "key")),
         webhook_headers=headers,
+        robots=robots,
     )
+
+
+def _robot_url_problem(url: str) -> str:
+    """Why a robot URL cannot be used ("" if it can); never quotes the URL: it is a secret."""
+    try:
+        parts = urlsplit(url)
+        _ = parts.port
+    except ValueError:
+        return "is not a valid URL"
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        return "is not an http(s) URL"
+    return ""
+
+
+def _url_tokens(url: str) -> list[str]:
+    # Robot keys live in the query (WeCom key, DingTalk access_token) or the last path
+    # segment (Feishu hook id, Slack's T/B/secret path): long enough parts are secrets.
+    parts = urlsplit(url)
+    pieces = [v for _, v in parse_qsl(parts.query)]
+    pieces.extend(parts.path.split("/"))
+    return [p for p in pieces if len(p) >= 16]
 
 
 def _optional(value: str | None) -> Secret | None:
@@ -1188,6 +1369,10 @@ def check_config(path: Path | str, environ: Mapping[str, str] | None = None) -> 
             value = spec.source.require(environ)
             if spec.loc[-1] == "headers":
                 parse_headers(value.get(), f"{spec.source.key}: {spec.source.describe()}")
+            elif spec.loc[-1] == "url" and spec.loc[:2] == ("alerts", "receivers"):
+                problem = _robot_url_problem(value.get())
+                if problem:
+                    raise SecretError(f"{spec.source.key}: {spec.source.describe()} {problem}")
         except SecretError as exc:
             warnings.append(config._format(spec.line_loc, str(exc)))
     text = f"{config.source}: valid\n{config.summary()}"

@@ -309,10 +309,10 @@ class TestErrorLocations:
         assert errors[0].startswith("x.yaml:1: storage.backend: the redis backend is not yet")
 
     def test_an_unknown_receiver_type_names_the_known_ones(self) -> None:
-        errors = errors_of("alerts:\n  receivers:\n    - {type: slack, url: 'https://x'}\n")
+        errors = errors_of("alerts:\n  receivers:\n    - {type: teams, url: 'https://x'}\n")
         assert errors == [
-            'x.yaml:3: alerts.receivers[0]: unknown type "slack" '
-            "(one of 'alertmanager', 'webhook')"
+            'x.yaml:3: alerts.receivers[0]: unknown type "teams" '
+            "(one of 'alertmanager', 'webhook', 'wecom', 'dingtalk', 'feishu', 'slack')"
         ]
 
     @pytest.mark.parametrize(

@@ -24,6 +24,7 @@ import structlog
 
 from monitor.alerts.payloads import Notice
 from monitor.alerts.receivers import ReceiverConfig, ReceiverWorker, RetryPolicy, build_worker
+from monitor.alerts.robots.worker import RobotWorker
 from monitor.alerts.rules import (
     ALERT_NAMES,
     EXITED,
@@ -58,7 +59,7 @@ from monitor.alerts.rules import (
     throttled_annotations,
     throttled_firing,
 )
-from monitor.config import AlertsConfig
+from monitor.config import AlertsConfig, RobotReceiver, RobotSecrets
 from monitor.events import ApiAnswered, EventBus, TaskObserved, TasksPurged, TransitionRecorded
 from monitor.metrics import MonitorMetrics
 from monitor.models import Outcome, Task, TaskKey, Transition
@@ -125,6 +126,7 @@ class AlertEngine:
         session: aiohttp.ClientSession | None = None,
         external_url: str = "",
         webhook_headers: WebhookHeaders | None = None,
+        robot_secrets: Mapping[str, RobotSecrets] | None = None,
         retry: RetryPolicy | None = None,
         redeliver_after: float = 60.0,
         stop_grace: float = 2.0,
@@ -137,6 +139,7 @@ class AlertEngine:
         self._own_session = session is None
         self._external_url = external_url
         self._headers = _plain_headers(webhook_headers)
+        self._robots = dict(robot_secrets or {})
         self._retry = retry
         self._redeliver_after = redeliver_after
         self._stop_grace = stop_grace
@@ -223,9 +226,15 @@ class AlertEngine:
         await asyncio.gather(*(w.drain() for w in list(self._workers.values())))
 
     def configure(
-        self, config: AlertsConfig, webhook_headers: WebhookHeaders | None = None
+        self,
+        config: AlertsConfig,
+        webhook_headers: WebhookHeaders | None = None,
+        robot_secrets: Mapping[str, RobotSecrets] | None = None,
+        external_url: str | None = None,
     ) -> None:
-        """Apply a reloaded configuration. ``webhook_headers`` None keeps the current ones.
+        """Apply a reloaded configuration. ``webhook_headers``, ``robot_secrets`` or
+        ``external_url`` None keeps the current ones (a robot whose URL or secret changed gets
+        a new worker).
 
         Rule changes act at the next evaluation (a disabled alert resolves); a receiver whose
         destination or queue size changed gets a new worker, the others keep their queue.
@@ -233,9 +242,17 @@ class AlertEngine:
         self._apply(config)
         if webhook_headers is not None:
             self._headers = _plain_headers(webhook_headers)
+        if robot_secrets is not None:
+            self._robots = dict(robot_secrets)
+        if external_url is not None:
+            self._external_url = external_url
+            for worker in self._workers.values():
+                worker.external_url = external_url
         wanted = {r.name: r for r in config.receivers}
         for name, worker in list(self._workers.items()):
             receiver = wanted.get(name)
+            if isinstance(worker, RobotWorker) and not worker.same_robot(self._robots.get(name)):
+                receiver = None
             if receiver is not None and worker.same_queue(receiver):
                 worker.update(receiver, self._headers.get(name, {}))
                 continue
@@ -250,6 +267,14 @@ class AlertEngine:
 
     def _add_worker(self, receiver: ReceiverConfig) -> None:
         assert self._session is not None
+        robot = self._robots.get(receiver.name)
+        if isinstance(receiver, RobotReceiver) and robot is None:
+            log.error(
+                "receiver_not_started",
+                receiver=receiver.name,
+                hint="its URL was not resolved (pass ResolvedSecrets.robots to the engine)",
+            )
+            return
         worker = build_worker(
             receiver,
             session=self._session,
@@ -260,6 +285,7 @@ class AlertEngine:
             redeliver_after=self._redeliver_after,
             external_url=self._external_url,
             headers=self._headers.get(receiver.name),
+            robot=robot,
         )
         self._workers[receiver.name] = worker
         worker.start()

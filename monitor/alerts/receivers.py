@@ -19,7 +19,7 @@ from prometheus_client import Counter
 
 from monitor import __version__
 from monitor.alerts.payloads import Notice, alertmanager_alerts, webhook_payloads
-from monitor.config import AlertmanagerReceiver, WebhookReceiver
+from monitor.config import AlertmanagerReceiver, RobotReceiver, RobotSecrets, WebhookReceiver
 
 log = structlog.get_logger("monitor.alerts")
 
@@ -34,7 +34,7 @@ HOLD_RESENDS: Final = 4
 MAX_BATCH: Final = 64
 USER_AGENT: Final = f"trtc-recording-monitor/{__version__}"
 
-ReceiverConfig = AlertmanagerReceiver | WebhookReceiver
+ReceiverConfig = AlertmanagerReceiver | WebhookReceiver | RobotReceiver
 
 
 class RetryPolicy:
@@ -203,12 +203,18 @@ class ReceiverWorker:
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)
 
+    async def _collect(self) -> list[Notice]:
+        """The next batch: what is queued, once there is something."""
+        queue = self._queue
+        batch = [await queue.get()]
+        while len(batch) < MAX_BATCH and not queue.empty():
+            batch.append(queue.get_nowait())
+        return batch
+
     async def _run(self) -> None:
         queue = self._queue
         while True:
-            batch = [await queue.get()]
-            while len(batch) < MAX_BATCH and not queue.empty():
-                batch.append(queue.get_nowait())
+            batch = await self._collect()
             try:
                 delivered = await self._send(batch)
             except Exception as exc:  # a worker must outlive any single bad batch
@@ -312,6 +318,8 @@ class WebhookWorker(ReceiverWorker):
 def _destinations(config: ReceiverConfig) -> tuple[str, ...]:
     if isinstance(config, AlertmanagerReceiver):
         return tuple(config.urls)
+    if isinstance(config, RobotReceiver):
+        return ()  # a robot's URL is a secret, handed over separately
     return (config.url,)
 
 
@@ -326,8 +334,27 @@ def build_worker(
     redeliver_after: float = 60.0,
     external_url: str = "",
     headers: Mapping[str, str] | None = None,
+    robot: RobotSecrets | None = None,
 ) -> ReceiverWorker:
-    """The worker for one ``alerts.receivers`` entry."""
+    """The worker for one ``alerts.receivers`` entry; ``robot`` is a chat robot's URL and
+    secret (``ResolvedSecrets.robots``), required for the robot types."""
+    if isinstance(config, RobotReceiver):
+        # Imported here: the robot workers build on this module.
+        from monitor.alerts.robots.worker import build_robot_worker
+
+        if robot is None:
+            raise ValueError(f"receiver {config.name}: the robot URL was not resolved")
+        return build_robot_worker(
+            config,
+            robot,
+            session=session,
+            notifications=notifications,
+            clock=clock,
+            on_result=on_result,
+            retry=retry,
+            redeliver_after=redeliver_after,
+            external_url=external_url,
+        )
     kind = AlertmanagerWorker if isinstance(config, AlertmanagerReceiver) else WebhookWorker
     return kind(
         config.name,
