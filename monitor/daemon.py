@@ -195,8 +195,9 @@ class Daemon:
             interval_of=lambda task: self.poller.intervals.of(task),
             clock=self.clock,
             session=self._session,
-            external_url=f"http://{config.server.listen}",
+            external_url=config.server.external_url,
             webhook_headers=secrets.webhook_headers,
+            robot_secrets=secrets.robots,
         )
         await self._alerts.start()
         self._alerts.subscribe(self.bus)
@@ -309,7 +310,9 @@ class Daemon:
             timeout=config.polling.timeout, ended_codes=config.polling.ended_codes
         )
         self.poller.configure(config.polling, replaced)
-        self.alerts.configure(config.alerts, secrets.webhook_headers)
+        self.alerts.configure(
+            config.alerts, secrets.webhook_headers, secrets.robots, config.server.external_url
+        )
         self.config = config
 
     # ------------------------------------------------------------------ periodic work

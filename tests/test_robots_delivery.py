@@ -8,6 +8,7 @@ seconds while the receiver must still never go past the stand-in's limit.
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -25,10 +26,15 @@ from monitor.config import AlertsConfig, RobotSecrets
 from monitor.metrics import MonitorMetrics
 from monitor.models import Source, Status, Task, TaskKey, Transition
 from monitor.secrets import Secret
+from monitor.simulator import Life, Simulator
 from monitor.store import SqliteStore
 from monitor.tracker import apply_removal
+from tests.conftest import DaemonFactory, daemon_config_text
 from tests.robot_standins import DINGTALK_TOKEN, WECOM_KEY, StandIn, serving
+from tests.support import wait_for_async
 from tests.test_robots import exit_notice
+
+APP = 1400000001
 
 FAST = RetryPolicy(attempts=3, base=0.01, cap=0.02)
 # TRTC TaskIds are long opaque strings; long ones make realistic, large messages.
@@ -453,3 +459,60 @@ class TestThroughTheEngine:
                 assert [e["event"] for e in logs] == ["receiver_not_started"]
             finally:
                 await engine.stop()
+
+
+class TestThroughTheDaemon:
+    async def test_an_exit_reaches_a_signed_dingtalk_robot_once_and_its_resolve_once(
+        self,
+        simulator: Simulator,
+        make_daemon: DaemonFactory,
+        monkeypatch: pytest.MonkeyPatch,
+        tmp_path: Path,
+    ) -> None:
+        async with serving(StandIn("dingtalk", secret="SEC-right-secret")) as standin:
+            monkeypatch.setenv("TEST_ROBOT_URL", standin.robot_url())
+            monkeypatch.setenv("TEST_ROBOT_SECRET", "SEC-right-secret")
+            text = daemon_config_text(simulator.url, tmp_path / "m.db").replace(
+                "server:\n", "server:\n  external_url: http://monitor.example:9877\n", 1
+            )
+            running = await make_daemon(
+                text=text + "alerts:\n  receivers:\n"
+                "    - {type: dingtalk, name: ops, url_env: TEST_ROBOT_URL,"
+                " secret_env: TEST_ROBOT_SECRET, group_wait: 0s}\n",
+            )
+            task_id = simulator.add_task(APP, life=Life(idle=0.0, in_progress=None, exited=30))
+            answer = await running.register(APP, task_id, "ap-guangzhou", labels={"room": "r*1"})
+            assert answer.status == 201
+            key = TaskKey(APP, task_id)
+
+            async def recording() -> bool:
+                task = running.daemon.registry.get(key)
+                return task is not None and task.status is Status.IN_PROGRESS
+
+            await wait_for_async(recording, timeout=15, what="the task recording")
+            assert simulator.exit_task(APP, task_id, leave_code=3)
+
+            async def told() -> bool:
+                return len(standin.accepted) >= 1
+
+            await wait_for_async(told, timeout=15, what="the robot message")
+            [fired] = standin.accepted
+            text = json.dumps(fired.body, ensure_ascii=False)
+            assert "RecordingTaskExited" in text
+            assert task_id in text
+            assert "http://monitor.example:9877" in text
+            async with running.session.delete(
+                f"{running.url}/api/v1/tasks/{APP}/{task_id}", headers=running.auth()
+            ) as r:
+                assert r.status == 200
+
+            async def resolved() -> bool:
+                return len(standin.accepted) >= 2
+
+            await wait_for_async(resolved, timeout=15, what="the resolved message")
+            for _ in range(3):
+                await running.daemon.sweep_alerts()
+            await running.daemon.alerts.drain()
+            assert len(standin.accepted) == 2
+            assert "RESOLVED" in json.dumps(standin.accepted[1].body, ensure_ascii=False).upper()
+            assert standin.refused == []
