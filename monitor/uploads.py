@@ -5,7 +5,7 @@ The upload callbacks (303-312) are the only sign that a recording reached storag
 nothing orders them, so a 305 "all uploaded" may arrive before the 304 that preceded it, and a
 308 upload error may arrive twice. The state is therefore not a sequence of steps but a
 function of *facts* gathered from the events, each fact merged commutatively and idempotently
-(earliest start, latest finish, latest failure by event time, a set of files). Applying the
+(earliest start and stop, latest finish, a set of failures and a set of files). Applying the
 same events in any order, any number of times, gives the same state; that is what the tests
 check over every event type and status.
 
@@ -47,6 +47,7 @@ UPLOAD_EVENTS: Final = frozenset(range(301, 313))
 # Files kept per task: enough for any real recording (one per user and track), bounded
 # against a sender that floods.
 MAX_FILES: Final = 100
+MAX_FAILURES: Final = 20
 MAX_TEXT: Final = 512
 
 # What a failing status of each event means, for the alert's message when TRTC sent none.
@@ -216,7 +217,7 @@ class UploadState:
 
     state: UploadPhase = UploadPhase.NONE
     files: tuple[UploadFile, ...] = ()
-    failure: UploadFailure | None = None
+    failures: tuple[UploadFailure, ...] = ()  # oldest first, the newest MAX_FAILURES
     started_at: float | None = None
     stopped_at: float | None = None
     finished_at: float | None = None  # the latest finish that counts (see ``finish_at``)
@@ -225,11 +226,22 @@ class UploadState:
     vod_committed: bool = False
     vod_commit_failed: bool = False
 
+    @property
+    def failure(self) -> UploadFailure | None:
+        """The failure to name: the first one since the latest finish (the cause, where later
+        ones are often its consequences, e.g. a 308 then a 305 "stranded"), else the latest."""
+        finished = self.finished_at
+        for failure in self.failures:
+            if finished is None or failure.at >= finished:
+                return failure
+        return self.failures[-1] if self.failures else None
+
     def to_json(self) -> dict[str, Any]:
         return {
             "state": self.state.value,
             "files": [f.to_json() for f in self.files],
             "failure": None if self.failure is None else self.failure.to_json(),
+            "failures": [f.to_json() for f in self.failures],
             "started_at": self.started_at,
             "stopped_at": self.stopped_at,
             "finished_at": self.finished_at,
@@ -249,11 +261,10 @@ class UploadState:
             value = data.get(name)
             return None if value is None else float(value)
 
-        failure = data.get("failure")
         return _derive(
             cls(
                 files=tuple(UploadFile.from_json(f) for f in data.get("files") or ()),
-                failure=None if not failure else UploadFailure.from_json(failure),
+                failures=tuple(UploadFailure.from_json(f) for f in data.get("failures") or ()),
                 started_at=opt("started_at"),
                 stopped_at=opt("stopped_at"),
                 hls_finished_at=opt("hls_finished_at"),
@@ -347,8 +358,8 @@ def finish_at(state: UploadState) -> float | None:
 
 def _derive(state: UploadState) -> UploadState:
     finished = finish_at(state)
-    failure = state.failure
-    if failure is not None and (finished is None or failure.at >= finished):
+    latest = state.failures[-1] if state.failures else None
+    if latest is not None and (finished is None or latest.at >= finished):
         phase = UploadPhase.FAILED
     elif finished is not None:
         phase = UploadPhase.DONE
@@ -365,7 +376,7 @@ def apply_upload_event(state: UploadState, event: UploadEvent, received_at: floa
     """The state after ``event``; ``state`` is not changed (records are immutable).
 
     Every fact merges so that order and repetition do not matter: the earliest start and stop,
-    the latest finish, the latest failure (ties broken by its content), the union of files.
+    the latest finish, the union of failures (the newest kept) and of files.
     """
     at = event.at if event.at is not None else received_at
     kind = classify(event)
@@ -380,8 +391,10 @@ def apply_upload_event(state: UploadState, event: UploadEvent, received_at: floa
         new = replace(new, stopped_at=_min(new.stopped_at, at))
     elif kind == "failure":
         failure = failure_of(event, at)
-        if new.failure is None or failure > new.failure:
-            new = replace(new, failure=failure)
+        if failure not in new.failures:
+            failures = tuple(sorted((*new.failures, failure))[-MAX_FAILURES:])
+            if failures != new.failures:
+                new = replace(new, failures=failures)
     elif kind == "finish":
         new = replace(new, hls_finished_at=_max(new.hls_finished_at, at))
     elif kind == "vod_finish":

@@ -235,16 +235,28 @@ class TestWholeSequences:
         assert state.failure is not None
         assert state.failure.event_type == 310
 
-    def test_the_latest_failure_is_the_one_named(self) -> None:
+    def test_the_first_failure_since_the_last_finish_is_the_one_named(self) -> None:
+        # A storage error, then the files stranded because of it: the cause is named.
         state = run(
             (
-                ev(308, None, T0 + 5, code="A", message="first"),
                 ev(308, None, T0 + 9, code="B", message="second"),
-                ev(308, None, T0 + 7, code="C", message="between"),
+                ev(308, None, T0 + 5, code="A", message="first"),
+                ev(305, 1, T0 + 12),
             )
         )
         assert state.failure is not None
-        assert state.failure.code == "B"
+        assert state.failure.code == "A"
+        assert [f.event_type for f in state.failures] == [308, 308, 305]
+        # After a recovery a new failure starts a new episode, and it is the one named.
+        state = run((ev(305, 2, T0 + 20), ev(310, 2, T0 + 30)), state)
+        assert state.state is FAILED
+        assert state.failure is not None
+        assert state.failure.event_type == 310
+
+    def test_failures_kept_are_bounded_to_the_newest(self) -> None:
+        state = run(ev(308, None, T0 + i, code=f"C{i}") for i in range(50))
+        assert len(state.failures) == 20
+        assert state.failures[-1].code == "C49"
 
     def test_the_received_time_stands_in_for_a_missing_event_time(self) -> None:
         result = apply_upload_event(NO_UPLOAD, ev(303, 0, None), received_at=T0 + 5)
