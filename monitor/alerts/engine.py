@@ -28,10 +28,12 @@ from monitor.alerts.robots.worker import RobotWorker
 from monitor.alerts.rules import (
     ALERT_NAMES,
     EXITED,
+    FAILED_UPLOAD,
     IDLE,
     MONITOR_AUTH_FAILURE,
     MONITOR_OVER_BUDGET,
     MONITOR_THROTTLED,
+    OVERDUE_UPLOAD,
     STALE,
     STALE_NEW,
     TASK_BITS,
@@ -39,6 +41,8 @@ from monitor.alerts.rules import (
     TASK_EXITED,
     TASK_IDLE,
     TASK_STALE,
+    UPLOAD_FAILED,
+    UPLOAD_OVERDUE,
     AccountHealth,
     Thresholds,
     account_fingerprint,
@@ -58,6 +62,8 @@ from monitor.alerts.rules import (
     task_labels,
     throttled_annotations,
     throttled_firing,
+    upload_failed_annotations,
+    upload_overdue_annotations,
 )
 from monitor.config import AlertsConfig, RobotReceiver, RobotSecrets
 from monitor.events import ApiAnswered, EventBus, TaskObserved, TasksPurged, TransitionRecorded
@@ -175,6 +181,8 @@ class AlertEngine:
             TASK_ERROR: config.error.severity,
             TASK_STALE: config.stale.severity,
             TASK_IDLE: config.idle.severity,
+            UPLOAD_FAILED: config.upload.severity,
+            UPLOAD_OVERDUE: config.upload.severity,
         }
 
     # ------------------------------------------------------------------ life cycle
@@ -497,6 +505,10 @@ class AlertEngine:
             return stale_annotations(task, now, threshold)
         if bit == IDLE:
             return idle_annotations(task, now, th.idle_after)
+        if bit == FAILED_UPLOAD:
+            return upload_failed_annotations(task)
+        if bit == OVERDUE_UPLOAD:
+            return upload_overdue_annotations(task, now, th.upload_deadline)
         return error_annotations(task, th.consecutive)
 
     def _refresh_exit(self, rec: AlertRecord, task: Task, transition: Transition) -> None:
