@@ -43,9 +43,9 @@ from prometheus_client.registry import Collector
 from prometheus_client.utils import floatToGoString
 
 from monitor import __version__
-from monitor.events import ApiAnswered, EventBus, TransitionRecorded
+from monitor.events import ApiAnswered, EventBus, TransitionRecorded, UploadChanged
 from monitor.models import Status, Task
-from monitor.uploads import UPLOAD_PHASES
+from monitor.uploads import UPLOAD_PHASES, Change
 
 TASK_LABELS = ("account", "region", "sdk_app_id", "task_id")
 ALL_STATUSES: tuple[Status, ...] = tuple(Status)
@@ -482,6 +482,13 @@ class MonitorMetrics:
         """Count what happens: stored transitions and every API answer."""
         bus.subscribe(TransitionRecorded, self._on_transition)
         bus.subscribe(ApiAnswered, self._on_answer)
+        bus.subscribe(UploadChanged, self._on_upload)
+
+    def _on_upload(self, event: UploadChanged) -> None:
+        # Entering done, failed or recovered; "overdue" is counted by the alert engine.
+        change = event.change.change
+        if change is not None and change is not Change.STARTED:
+            self.uploads.labels(event.task.account, event.task.region, change.value).inc()
 
     def _on_transition(self, event: TransitionRecorded) -> None:
         task, t = event.task, event.transition

@@ -66,7 +66,14 @@ from monitor.alerts.rules import (
     upload_overdue_annotations,
 )
 from monitor.config import AlertsConfig, RobotReceiver, RobotSecrets
-from monitor.events import ApiAnswered, EventBus, TaskObserved, TasksPurged, TransitionRecorded
+from monitor.events import (
+    ApiAnswered,
+    EventBus,
+    TaskObserved,
+    TasksPurged,
+    TransitionRecorded,
+    UploadChanged,
+)
 from monitor.metrics import MonitorMetrics
 from monitor.models import Outcome, Task, TaskKey, Transition
 from monitor.secrets import Secret
@@ -309,6 +316,9 @@ class AlertEngine:
         async def observed(event: TaskObserved) -> None:
             await self.evaluate_task(event.task)
 
+        async def uploaded(event: UploadChanged) -> None:
+            await self.evaluate_task(event.task)
+
         async def purged(event: TasksPurged) -> None:
             await self.on_purged(event.keys)
 
@@ -317,6 +327,7 @@ class AlertEngine:
 
         bus.subscribe(TransitionRecorded, transition)
         bus.subscribe(TaskObserved, observed)
+        bus.subscribe(UploadChanged, uploaded)
         bus.subscribe(TasksPurged, purged)
         bus.subscribe(ApiAnswered, answered)
 
@@ -489,6 +500,10 @@ class AlertEngine:
                 )
                 if confirmed is not None:
                     confirmed.add(new.fingerprint)
+                if bit == OVERDUE_UPLOAD:
+                    # trtc_recording_uploads_total{outcome="overdue"}: counted as it fires, so
+                    # once per episode (a restart finds the record and does not fire again).
+                    self._metrics.uploads.labels(task.account, task.region, "overdue").inc()
                 if bit == EXITED and transition is None:
                     changes.lookups.append((new, task))
             elif rec is not None and firing:

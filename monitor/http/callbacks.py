@@ -133,7 +133,11 @@ class CallbackReceiver:
         except BaseException:
             self.deliveries.release(event.delivery)  # let TRTC's retry apply it
             raise
-        self._count(event.label, CallbackOutcome.ACCEPTED)
+        outcome = CallbackOutcome.ACCEPTED
+        if effect == "not_registered" and event.event_type not in (301, 302):
+            # An upload event of a task nobody registered (auto_register off): counted apart.
+            outcome = CallbackOutcome.UNREGISTERED
+        self._count(event.label, outcome)
         log_event(event, effect)
         return _ok()
 

@@ -150,8 +150,8 @@ _SELECT_TASKS: Final = """
     SELECT
         sdk_app_id, task_id, region, account, labels, interval, registered_at, source,
         status, status_since, consecutive_errors, last_error_code, last_error_at,
-        last_success_at, last_request_id, storage_files, last_response, extra, ended_at, observed_at,
-        upload
+        last_success_at, last_request_id, storage_files, last_response, extra, ended_at,
+        observed_at, upload
     FROM tasks ORDER BY sdk_app_id, task_id
 """
 _DELETE_TASK_ALERTS: Final = "DELETE FROM alerts WHERE sdk_app_id = ? AND task_id = ?"
