@@ -353,7 +353,8 @@ class SimTask:
                 status = 2 if fault is UploadFault.MP4_ERROR else 0
                 out.append(PlannedEvent("310", 310, end, {"Status": status, **self._mp4(end)}))
         if up.recover_after is not None and fault is not UploadFault.NONE:
-            later = end + up.recover_after
+            # At least a millisecond later: EventMsTs must tell the recovery after the failure.
+            later = end + max(up.recover_after, 0.001)
             out.append(PlannedEvent("305-recovered", 305, later, {"Status": 2}))
         return sorted(out, key=lambda e: e.at)  # stable: same-time events keep their order
 
