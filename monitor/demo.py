@@ -323,7 +323,7 @@ async def run_demo(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
                 pending_faults.remove(item)
                 sim.faults.add(item[1])
                 narrator.line(f"fault       {item[2]:<14} simulator now answers {item[1].kind}")
-            for task in daemon.tasks.values():
+            for task in daemon.registry.tasks():
                 narrator.on_upload(task)
             _narrate_alerts(narrator, daemon, firing)
             if now >= next_summary:

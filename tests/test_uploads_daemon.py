@@ -17,9 +17,10 @@ from monitor.cli import main as cli_main
 from monitor.config import parse_config
 from monitor.daemon import Daemon
 from monitor.http.server import start_server
-from monitor.models import TaskKey
-from monitor.simulator import Simulator, sign
+from monitor.models import Outcome, Status, TaskKey
+from monitor.simulator import Life, Simulator, sign
 from monitor.simulator.callbacks import build_body
+from monitor.trtc.client import CallResult
 from monitor.uploads import FileKind, UploadFile, UploadPhase
 from tests.conftest import DaemonFactory, RunningDaemon, daemon_config_text
 
@@ -284,6 +285,42 @@ class TestOnTheDaemon:
         assert before["state"] == "failed"
         await again.daemon.sweep_alerts()
         assert firing(again, UPLOAD_FAILED, "t-keep")
+
+    async def test_a_poll_answer_arriving_during_an_upload_write_keeps_both(
+        self, running: RunningDaemon, simulator: Simulator, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        # Recording in the simulator, so the daemon's own polls keep the task alive.
+        simulator.add_task(APP, "t-race", Life(idle=0))
+        await send(running, "t-race", (303, {"Status": 0}))
+        key = TaskKey(APP, "t-race")
+        tracker, store = running.daemon.tracker, running.daemon.store
+        original = store.save_task
+        polls: list[asyncio.Future[Any]] = []
+        exited = CallResult(
+            Outcome.OK,
+            "",
+            request_id="req-race",
+            response={"TaskId": "t-race", "Status": "Exited", "RequestId": "req-race"},
+        )
+
+        async def save_task(task: Any) -> None:
+            if task.upload.state is UploadPhase.FAILED and not polls:
+                # A poll answer comes back while the upload change is being stored.
+                polls.append(asyncio.ensure_future(tracker.observe_poll(key, exited, time.time())))
+                await asyncio.sleep(0.05)
+            await original(task)
+
+        monkeypatch.setattr(store, "save_task", save_task)
+        await send(running, "t-race", (308, {"Code": "E", "Message": "m"}))
+        assert polls
+        applied = await polls[0]
+        assert applied.transition is not None
+        [stored] = [t for t in await store.load_tasks() if t.task_id == "t-race"]
+        assert stored.upload.state is UploadPhase.FAILED
+        assert stored.status is Status.EXITED
+        live = running.daemon.registry.get(key)
+        assert live is not None
+        assert (live.upload, live.status) == (stored.upload, stored.status)
 
     async def test_the_cli_shows_the_upload_state_and_files(
         self, running: RunningDaemon, capsys: pytest.CaptureFixture[str]

@@ -94,7 +94,7 @@ class TestUploadsEndToEnd:
                 )
                 assert "within 2s" in overdue["annotations"]["description"]
 
-                ok = running.daemon.get(TaskKey(APP, "vod-ok"))
+                ok = running.daemon.registry.get(TaskKey(APP, "vod-ok"))
                 assert ok is not None
                 assert ok.upload.state is UploadPhase.DONE
                 assert [f.kind.value for f in ok.upload.files] == ["vod"]
@@ -125,7 +125,7 @@ class TestUploadsEndToEnd:
 
                 await wait_for_async(both_resolved, timeout=30, what="both resolves")
                 for task_id in ("vod-fail", "cos-stuck"):
-                    task = running.daemon.get(TaskKey(APP, task_id))
+                    task = running.daemon.registry.get(TaskKey(APP, task_id))
                     assert task is not None
                     assert task.upload.state is UploadPhase.DONE
                 assert not [
