@@ -43,11 +43,14 @@ from monitor.store.base import Store
 from monitor.taskspec import TaskSpec
 from monitor.tracker import HealthChange, apply_callback_exit, apply_poll, apply_removal
 from monitor.trtc.client import CallResult
-from monitor.uploads import UploadChange, UploadEvent, apply_upload_event
+from monitor.uploads import UploadChange, UploadEvent, UploadPhase, apply_upload_event, note_stopped
 
 __all__ = ["PendingRegistrations", "PollApplied", "Tracker"]
 
 log = structlog.get_logger("monitor.tracker")
+
+_STOPPED = frozenset({Status.EXITED, Status.ENDED, Status.EXPIRED})
+_UPLOADING = UploadPhase.UPLOADING
 
 
 @dataclass(frozen=True, slots=True)
@@ -236,6 +239,11 @@ class Tracker:
                 return PollApplied(task, outdated=True)
             new = replace(task)
             effect = apply_poll(new, result, self._clock(), self._expired_hours())
+            t = effect.transition
+            if t is not None and t.to_status in _STOPPED and new.upload.state is _UPLOADING:
+                # A poll saw the stop (no 302 came): RecordingUploadOverdue counts from here,
+                # not from a later Exited -> Ended.
+                new.upload = note_stopped(new.upload, t.at)
             if says_status:
                 new.observed_at = max(new.observed_at, sent_at)
             stored = None
