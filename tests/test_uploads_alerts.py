@@ -236,6 +236,27 @@ class TestEngine:
         finally:
             await engine.stop()
 
+    async def test_a_later_failure_of_the_same_episode_is_added_to_the_firing_alert(
+        self, store: SqliteStore, sink: Sink
+    ) -> None:
+        clock = Clock()
+        engine = await start(store, clock, sink.url)
+        try:
+            task = make_task(Status.IN_PROGRESS, FAILED)
+            await engine.evaluate_task(task)
+            task.upload = apply_upload_event(
+                task.upload, UploadEvent(305, 1, at=T0 + 70), T0 + 70
+            ).state
+            await engine.evaluate_task(task)
+            [record] = engine.firing()
+            assert record.starts_at == T0  # the same alert
+            assert "code InvalidParameter" in record.annotations["description"]
+            assert "Since then: event 305" in record.annotations["description"]
+            [saved] = [r for r in await store.load_alerts() if r.alertname == record.alertname]
+            assert saved.annotations == record.annotations
+        finally:
+            await engine.stop()
+
     async def test_overdue_fires_after_the_deadline_and_survives_a_restart(
         self, store: SqliteStore, sink: Sink
     ) -> None:

@@ -486,6 +486,8 @@ class AlertEngine:
                         confirmed.add(rec.fingerprint)
                     if bit == EXITED and transition is not None:
                         self._refresh_exit(rec, task, transition)
+                    elif bit == FAILED_UPLOAD:
+                        self._refresh(rec, upload_failed_annotations(task))
                     continue
                 if bit == STALE and not bits & STALE_NEW:
                     continue
@@ -525,6 +527,13 @@ class AlertEngine:
         if bit == OVERDUE_UPLOAD:
             return upload_overdue_annotations(task, now, th.upload_deadline)
         return error_annotations(task, th.consecutive)
+
+    def _refresh(self, rec: AlertRecord, annotations: dict[str, str]) -> None:
+        # Later failures of the same upload episode are added to what the alert says; it is
+        # sent with its next resend.
+        if annotations != rec.annotations:
+            rec.annotations = annotations  # replaced, never mutated: queued notices share it
+            self._dirty[rec.fingerprint] = rec
 
     def _refresh_exit(self, rec: AlertRecord, task: Task, transition: Transition) -> None:
         # Exited -> Ended stays one alert; its description follows the newest transition.
