@@ -205,8 +205,8 @@ class Narrator:
         if upload.state is UploadPhase.FAILED and upload.failure is not None:
             detail = f"  {upload.failure.describe()}"
         self.line(
-            f"upload      {self.name(task):<14} {before.value:>10} -> {upload.state.value:<10}"
-            f"{detail}"
+            f"upload      {self.name(task):<14} {before.value:>10} -> "
+            f"{upload.state.value:<10}{detail}".rstrip()
         )
 
     def on_alert(self, state: str, alertname: str, labels: dict[str, str]) -> None:
