@@ -249,6 +249,24 @@ class TestOnTheDaemon:
         outcomes = await upload_outcomes(running)
         assert (outcomes["failed"], outcomes["recovered"]) == (1, 1)
 
+    async def test_removing_the_task_resolves_its_upload_alert_and_a_late_event_keeps_it_so(
+        self, running: RunningDaemon
+    ) -> None:
+        await send(running, "t-gone", (303, {"Status": 0}), (305, {"Status": 1}))
+        assert firing(running, UPLOAD_FAILED, "t-gone")
+        async with running.session.delete(
+            f"{running.url}/api/v1/tasks/{APP}/t-gone", headers=running.auth()
+        ) as r:
+            assert r.status == 200
+        assert not firing(running, UPLOAD_FAILED, "t-gone")
+        # Another failure of a removed task is recorded but pages nobody.
+        await send(running, "t-gone", (308, {"Code": "E", "Message": "m"}))
+        task = running.daemon.registry.get(TaskKey(APP, "t-gone"))
+        assert task is not None
+        assert len(task.upload.failures) == 2
+        await running.daemon.sweep_alerts()
+        assert not firing(running, UPLOAD_FAILED, "t-gone")
+
     async def test_repeated_and_reordered_events_change_nothing_twice(
         self, running: RunningDaemon
     ) -> None:
