@@ -42,8 +42,6 @@ MP4_STOPPED: Final = 310
 VOD_COMMIT: Final = 311
 VOD_STOPPED: Final = 312
 
-UPLOAD_EVENTS: Final = frozenset(range(301, 313))
-
 # Files kept per task: enough for any real recording (one per user and track), bounded
 # against a sender that floods.
 MAX_FILES: Final = 100
@@ -427,15 +425,10 @@ def change_between(old: UploadPhase, new: UploadPhase) -> Change | None:
     return None
 
 
-def upload_overdue(state: UploadState, now: float, deadline: float) -> bool:
-    """The task stopped, its upload had started, and nothing finished (or failed) within
-    ``deadline`` seconds of the stop."""
-    stopped = state.stopped_at
+def upload_overdue(
+    state: UploadState, now: float, deadline: float, stopped_at: float | None = None
+) -> bool:
+    """The task stopped (at ``stopped_at``, by default the stop the events reported), its
+    upload had started, and nothing finished (or failed) within ``deadline`` seconds."""
+    stopped = state.stopped_at if stopped_at is None else stopped_at
     return state.state is UploadPhase.UPLOADING and stopped is not None and now - stopped > deadline
-
-
-def overdue_at(state: UploadState, deadline: float) -> float | None:
-    """When ``upload_overdue`` becomes true if nothing else arrives (None: it will not)."""
-    if state.state is not UploadPhase.UPLOADING or state.stopped_at is None:
-        return None
-    return state.stopped_at + deadline

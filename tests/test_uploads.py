@@ -22,7 +22,6 @@ from monitor.uploads import (
     classify,
     merge_files,
     note_stopped,
-    overdue_at,
     upload_overdue,
 )
 
@@ -374,12 +373,10 @@ class TestOverdue:
         state = self.stopped_uploading()
         assert not upload_overdue(state, T0 + 100 + self.DEADLINE, self.DEADLINE)
         assert upload_overdue(state, T0 + 100 + self.DEADLINE + 1, self.DEADLINE)
-        assert overdue_at(state, self.DEADLINE) == T0 + 100 + self.DEADLINE
 
     def test_a_finish_ends_the_overdue_condition(self) -> None:
         state = run((ev(305, 0, T0 + 5000),), self.stopped_uploading())
         assert not upload_overdue(state, T0 + 10_000, self.DEADLINE)
-        assert overdue_at(state, self.DEADLINE) is None
 
     def test_a_running_recording_is_never_overdue(self) -> None:
         state = run((ev(303, 0, T0),))
@@ -393,6 +390,14 @@ class TestOverdue:
     def test_a_failed_upload_is_failed_not_overdue(self) -> None:
         state = run((ev(308, None, T0 + 200, code="X"),), self.stopped_uploading())
         assert not upload_overdue(state, T0 + 10 * self.DEADLINE, self.DEADLINE)
+
+    def test_a_stop_given_from_elsewhere_starts_the_clock_when_the_events_had_none(self) -> None:
+        state = run((ev(303, 0, T0),))
+        assert not upload_overdue(state, T0 + 10 * self.DEADLINE, self.DEADLINE)
+        assert upload_overdue(state, T0 + 501 + self.DEADLINE, self.DEADLINE, stopped_at=T0 + 500)
+        assert not upload_overdue(
+            state, T0 + 500 + self.DEADLINE, self.DEADLINE, stopped_at=T0 + 500
+        )
 
     def test_a_poll_noticing_the_stop_starts_the_clock_and_the_earliest_stop_counts(
         self,

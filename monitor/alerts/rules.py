@@ -17,7 +17,7 @@ from monitor.config import AlertsConfig, StaleAfter
 from monitor.durations import format_duration
 from monitor.models import Outcome, Status, Task, TaskKey, Transition
 from monitor.taskspec import LABEL_NAME_RE
-from monitor.uploads import UploadPhase
+from monitor.uploads import UploadPhase, upload_overdue
 
 TASK_EXITED: Final = "RecordingTaskExited"
 TASK_ERROR: Final = "RecordingTaskError"
@@ -198,10 +198,9 @@ def stopped_at(task: Task) -> float | None:
 def upload_overdue_firing(task: Task, now: float, deadline: float) -> bool:
     """Stopped, the upload had started, and neither a finish nor a failure came within
     ``deadline`` seconds of the stop."""
-    if task.upload.state is not _UPLOADING or task.status is _REMOVED:
+    if task.status is _REMOVED:
         return False
-    at = stopped_at(task)
-    return at is not None and now - at > deadline
+    return upload_overdue(task.upload, now, deadline, stopped_at(task))
 
 
 def stale_threshold(task: Task, after: StaleAfter, interval_of: Callable[[Task], float]) -> float:
