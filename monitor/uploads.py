@@ -1,6 +1,6 @@
 """Where a recording's files went: the upload state of a task (SPEC section 8, "uploads").
 
-The upload callbacks (303-312) are the only sign that a recording reached storage:
+The recording callbacks (301-312) are the only sign that a recording reached storage:
 ``StorageFileList`` stays empty while files go to VOD. TRTC retries deliveries for a minute and
 nothing orders them, so a 305 "all uploaded" may arrive before the 304 that preceded it, and a
 308 upload error may arrive twice. The state is therefore not a sequence of steps but a
@@ -219,7 +219,7 @@ class UploadState:
     started_at: float | None = None
     stopped_at: float | None = None
     finished_at: float | None = None  # the latest finish that counts (see ``finish_at``)
-    hls_finished_at: float | None = None  # 305 with 0 or 2, 310 with 0
+    cos_finished_at: float | None = None  # COS: 305 with 0 or 2 (HLS), 310 with 0 (MP4)
     vod_stopped_at: float | None = None
     vod_committed: bool = False
     vod_commit_failed: bool = False
@@ -243,7 +243,7 @@ class UploadState:
             "started_at": self.started_at,
             "stopped_at": self.stopped_at,
             "finished_at": self.finished_at,
-            "hls_finished_at": self.hls_finished_at,
+            "cos_finished_at": self.cos_finished_at,
             "vod_stopped_at": self.vod_stopped_at,
             "vod_committed": self.vod_committed,
             "vod_commit_failed": self.vod_commit_failed,
@@ -265,7 +265,7 @@ class UploadState:
                 failures=tuple(UploadFailure.from_json(f) for f in data.get("failures") or ()),
                 started_at=opt("started_at"),
                 stopped_at=opt("stopped_at"),
-                hls_finished_at=opt("hls_finished_at"),
+                cos_finished_at=opt("cos_finished_at"),
                 vod_stopped_at=opt("vod_stopped_at"),
                 vod_committed=bool(data.get("vod_committed")),
                 vod_commit_failed=bool(data.get("vod_commit_failed")),
@@ -350,7 +350,7 @@ def finish_at(state: UploadState) -> float | None:
     vod = state.vod_stopped_at
     if vod is not None and not (state.vod_committed and not state.vod_commit_failed):
         vod = None
-    times = [t for t in (state.hls_finished_at, vod) if t is not None]
+    times = [t for t in (state.cos_finished_at, vod) if t is not None]
     return max(times) if times else None
 
 
@@ -394,7 +394,7 @@ def apply_upload_event(state: UploadState, event: UploadEvent, received_at: floa
             if failures != new.failures:
                 new = replace(new, failures=failures)
     elif kind == "finish":
-        new = replace(new, hls_finished_at=_max(new.hls_finished_at, at))
+        new = replace(new, cos_finished_at=_max(new.cos_finished_at, at))
     elif kind == "vod_finish":
         new = replace(new, vod_stopped_at=_max(new.vod_stopped_at, at))
     if event.event_type == VOD_COMMIT:
