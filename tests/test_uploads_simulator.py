@@ -215,11 +215,38 @@ class TestFailures:
         )
         assert final_state(task).state is UploadPhase.DONE
 
+    def test_a_recorder_that_failed_to_start_sends_301_status_1_and_no_upload(self) -> None:
+        task = sim_task(fault=UploadFault.START_FAILED)
+        assert [(e.event_type, e.payload) for e in task.timeline() if e.at < INF] == [
+            (301, {"Status": 1}),
+            (302, {"LeaveCode": 3}),
+        ]
+        state = final_state(task)
+        assert state.state is UploadPhase.FAILED
+        assert state.failure is not None
+        assert state.failure.event_type == 301
+
+    def test_an_upload_that_could_not_start_sends_303_status_1_then_stranded(self) -> None:
+        task = sim_task(fault=UploadFault.UPLOAD_START_FAILED)
+        assert types(task) == [301, 303, 302, 305]
+        assert task.timeline()[1].payload == {"Status": 1}
+        state = final_state(task)
+        assert state.state is UploadPhase.FAILED
+        assert state.failure is not None
+        assert state.failure.event_type == 303  # the cause is named, not the stranded files
+
+    def test_stranded_mp4_files_send_310_status_1(self) -> None:
+        task = sim_task(mp4=True, fault=UploadFault.STRANDED)
+        (mp4,) = [e for e in task.timeline() if e.event_type == 310]
+        assert mp4.payload["Status"] == 1
+
     def test_impossible_plans_are_refused(self) -> None:
         with pytest.raises(ValueError, match="VOD"):
             sim_task(vod=False, fault=UploadFault.VOD_COMMIT_ERROR)
         with pytest.raises(ValueError, match="MP4"):
             sim_task(vod=True, mp4=True)
+        with pytest.raises(ValueError, match="COS"):
+            sim_task(vod=True, fault=UploadFault.UPLOAD_START_FAILED)
 
 
 class TestScenarioKeys:
@@ -245,7 +272,10 @@ class TestScenarioKeys:
         )
 
     def test_an_unknown_failure_names_the_key_and_the_choices(self) -> None:
-        with pytest.raises(ScenarioError, match=r"upload_failure: must be one of none, stranded"):
+        with pytest.raises(
+            ScenarioError,
+            match=r"upload_failure: must be one of none, start_failed, upload_start_failed",
+        ):
             parse_task({"sdk_app_id": APP, "upload_failure": "boom"})
 
     def test_a_vod_commit_error_on_a_cos_task_is_refused_with_its_key(self) -> None:

@@ -69,7 +69,9 @@ class UploadFault(enum.StrEnum):
     """How a recording's upload goes wrong (SPEC section 8, "uploads")."""
 
     NONE = "none"
-    STRANDED = "stranded"  # files left on the recording server: 305 (COS) / 311 (VOD) Status 1
+    START_FAILED = "start_failed"  # 301 Status 1: the recorder never started, nothing uploads
+    UPLOAD_START_FAILED = "upload_start_failed"  # COS: 303 Status 1, then the files stranded
+    STRANDED = "stranded"  # files left on the recording server: 305 / 310 / 311 Status 1
     UPLOAD_ERROR = "upload_error"  # a 308 with the storage's Code and Message, then stranded
     VOD_COMMIT_ERROR = "vod_commit_error"  # 311 Status 2 with an Errmsg, then 312 Status 1
     MP4_ERROR = "mp4_error"  # 310 Status 2 (the MP4 step could not read the HLS files)
@@ -183,6 +185,8 @@ def check_upload(upload: UploadPlan, vod: bool) -> None:
     """Refuse a plan that cannot happen with the task's storage."""
     if upload.fault is UploadFault.VOD_COMMIT_ERROR and not vod:
         raise ValueError("upload_failure vod_commit_error needs a VOD task (vod: true)")
+    if upload.fault is UploadFault.UPLOAD_START_FAILED and vod:
+        raise ValueError("upload_failure upload_start_failed is a COS failure (vod: false)")
     if (upload.mp4 or upload.fault is UploadFault.MP4_ERROR) and vod:
         raise ValueError("MP4 files are made from COS recordings: not with vod: true")
 
@@ -313,11 +317,17 @@ class SimTask:
         up = self.upload
         fault = up.fault
         start, stop, end = self.in_progress_at, self.exited_at, self.gone_at
-        out = [PlannedEvent("301", 301, self.created, {"Status": 0})]
+        failed_to_start = fault is UploadFault.START_FAILED
+        if failed_to_start:
+            start = INF  # the recorder failed: nothing is recorded, nothing uploads
+        out = [PlannedEvent("301", 301, self.created, {"Status": 1 if failed_to_start else 0})]
         if start < INF and not self.vod:
-            out.append(PlannedEvent("303", 303, start, {"Status": 0}))
-            out.append(PlannedEvent("307", 307, start, self._slice(start)))
-            out.append(PlannedEvent("304", 304, start, {"Status": 0}))
+            if fault is UploadFault.UPLOAD_START_FAILED:
+                out.append(PlannedEvent("303", 303, start, {"Status": 1}))
+            else:
+                out.append(PlannedEvent("303", 303, start, {"Status": 0}))
+                out.append(PlannedEvent("307", 307, start, self._slice(start)))
+                out.append(PlannedEvent("304", 304, start, {"Status": 0}))
         if start < INF and fault is UploadFault.IMAGE_ERROR:
             url = "https://images.example.com/watermark.png"
             out.append(PlannedEvent("309", 309, start, {"Url": url}))
@@ -327,7 +337,11 @@ class SimTask:
         if fault is UploadFault.UPLOAD_ERROR:
             error = {"Code": up.error_code, "Message": up.error_message}
             out.append(PlannedEvent("308", 308, stop, error))
-        stranded = fault in (UploadFault.STRANDED, UploadFault.UPLOAD_ERROR)
+        stranded = fault in (
+            UploadFault.STRANDED,
+            UploadFault.UPLOAD_ERROR,
+            UploadFault.UPLOAD_START_FAILED,
+        )
         if self.vod:
             if fault is UploadFault.VOD_COMMIT_ERROR or stranded:
                 errmsg = (
@@ -350,7 +364,7 @@ class SimTask:
         elif up.finish:
             out.append(PlannedEvent("305", 305, end, {"Status": 1 if stranded else 0}))
             if up.mp4 or fault is UploadFault.MP4_ERROR:
-                status = 2 if fault is UploadFault.MP4_ERROR else 0
+                status = 2 if fault is UploadFault.MP4_ERROR else 1 if stranded else 0
                 out.append(PlannedEvent("310", 310, end, {"Status": status, **self._mp4(end)}))
         if up.recover_after is not None and fault is not UploadFault.NONE:
             # At least a millisecond later: EventMsTs must tell the recovery after the failure.
