@@ -512,6 +512,14 @@ class IdleAlertConfig(_Model):
     after: Duration = 300.0
 
 
+class UploadAlertConfig(_Model):
+    """RecordingUploadFailed and RecordingUploadOverdue (SPEC section 8, "uploads")."""
+
+    enabled: bool = True
+    severity: Severity = "critical"
+    deadline: Duration = 1800.0  # from the stop to "upload finished"
+
+
 class AlertmanagerReceiver(_Model):
     type: Literal["alertmanager"]
     name: Name = ""
@@ -683,6 +691,7 @@ class AlertsConfig(_Model):
     error: ErrorAlertConfig = ErrorAlertConfig()
     stale: StaleAlertConfig = StaleAlertConfig()
     idle: IdleAlertConfig = IdleAlertConfig()
+    upload: UploadAlertConfig = UploadAlertConfig()
     receivers: tuple[Receiver, ...] = ()
 
     _name_defaults = model_validator(mode="before")(_name_receivers)
@@ -932,6 +941,10 @@ class Config(_Model):
             else None,
             f"idle after {format_duration(alerts.idle.after)} ({alerts.idle.severity})"
             if alerts.idle.enabled
+            else None,
+            f"upload failed or overdue after {format_duration(alerts.upload.deadline)} "
+            f"({alerts.upload.severity})"
+            if alerts.upload.enabled
             else None,
         ]
         out.append("alerts: " + (", ".join(r for r in rules if r) or "all off"))

@@ -43,8 +43,9 @@ from prometheus_client.registry import Collector
 from prometheus_client.utils import floatToGoString
 
 from monitor import __version__
-from monitor.events import ApiAnswered, EventBus, TransitionRecorded
+from monitor.events import ApiAnswered, EventBus, TransitionRecorded, UploadChanged
 from monitor.models import Status, Task
+from monitor.uploads import UPLOAD_PHASES, Change
 
 TASK_LABELS = ("account", "region", "sdk_app_id", "task_id")
 ALL_STATUSES: tuple[Status, ...] = tuple(Status)
@@ -82,6 +83,7 @@ SINCE_FAMILY = "trtc_recording_task_status_since_timestamp_seconds"
 SUCCESS_FAMILY = "trtc_recording_task_last_success_timestamp_seconds"
 ERRORS_FAMILY = "trtc_recording_task_consecutive_errors"
 FILES_FAMILY = "trtc_recording_task_storage_files"
+UPLOAD_FAMILY = "trtc_recording_task_upload_state"
 COUNT_FAMILY = "trtc_recording_tasks"
 
 # One table for both writers, so the fast text and the reference families cannot drift apart.
@@ -92,6 +94,7 @@ HELP: dict[str, str] = {
     SUCCESS_FAMILY: "When the task was last observed successfully.",
     ERRORS_FAMILY: "Failed polls in a row.",
     FILES_FAMILY: "Entries in StorageFileList at the last observation.",
+    UPLOAD_FAMILY: "1 for the task's current upload state, 0 for the others.",
     COUNT_FAMILY: "Registered tasks by last known status.",
 }
 
@@ -113,6 +116,7 @@ def _task_families(view: StateView) -> Iterator[Metric]:
     success = GaugeMetricFamily(SUCCESS_FAMILY, HELP[SUCCESS_FAMILY], labels=TASK_LABELS)
     errors = GaugeMetricFamily(ERRORS_FAMILY, HELP[ERRORS_FAMILY], labels=TASK_LABELS)
     files = GaugeMetricFamily(FILES_FAMILY, HELP[FILES_FAMILY], labels=TASK_LABELS)
+    upload = GaugeMetricFamily(UPLOAD_FAMILY, HELP[UPLOAD_FAMILY], labels=(*TASK_LABELS, "state"))
     for task in view.tasks:
         ids = [task.account, task.region, str(task.sdk_app_id), task.task_id]
         current = task.status
@@ -125,7 +129,10 @@ def _task_families(view: StateView) -> Iterator[Metric]:
         errors.add_metric(ids, float(task.consecutive_errors))
         if task.storage_files is not None:
             files.add_metric(ids, float(task.storage_files))
-    yield from (status, info, since, success, errors, files)
+        phase = task.upload.state
+        for p in UPLOAD_PHASES:
+            upload.add_metric([*ids, p.value], 1.0 if p is phase else 0.0)
+    yield from (status, info, since, success, errors, files, upload)
 
 
 def _count_family(view: StateView) -> Metric:
@@ -268,8 +275,8 @@ def task_series_text(view: StateView, syntax: Syntax) -> str:
 def _write_task_series(view: StateView, syntax: Syntax, out: list[str]) -> None:
     esc = escape_label_value
     go = _go_float
-    account, region, app, status, task_id = map(
-        syntax.label, ("account", "region", "sdk_app_id", "status", "task_id")
+    account, region, app, status, state, task_id = map(
+        syntax.label, ("account", "region", "sdk_app_id", "status", "state", "task_id")
     )
     status_open = STATUS_FAMILY + "{"
     info_open = INFO_FAMILY + "{"
@@ -277,7 +284,9 @@ def _write_task_series(view: StateView, syntax: Syntax, out: list[str]) -> None:
     success_open = SUCCESS_FAMILY + "{"
     errors_open = ERRORS_FAMILY + "{"
     files_open = FILES_FAMILY + "{"
+    upload_open = UPLOAD_FAMILY + "{"
     status_mids = [(s, f',{status}="{esc(s.value)}",') for s in ALL_STATUSES]
+    upload_mids = [(p, f',{state}="{esc(p.value)}",') for p in UPLOAD_PHASES]
     info_names = _info_names(view)
     # The encoders sort label names: the user's fall between the task's own. An int slot is an
     # index into the task's own escaped values, a str slot a user label name.
@@ -292,6 +301,7 @@ def _write_task_series(view: StateView, syntax: Syntax, out: list[str]) -> None:
     success: list[str] = []
     errors: list[str] = []
     files: list[str] = []
+    uploads: list[str] = []
     for task in view.tasks:
         own = (esc(task.account), esc(task.region), esc(str(task.sdk_app_id)), esc(task.task_id))
         head = f'{account}="{own[0]}",{region}="{own[1]}",{app}="{own[2]}"'
@@ -315,6 +325,9 @@ def _write_task_series(view: StateView, syntax: Syntax, out: list[str]) -> None:
         errors.append(f"{errors_open}{ids}{_count_text(task.consecutive_errors)}\n")
         if task.storage_files is not None:
             files.append(f"{files_open}{ids}{_count_text(task.storage_files)}\n")
+        phase = task.upload.state
+        for p, mid in upload_mids:
+            uploads.append(f"{upload_open}{head}{mid}{tail}{_ONE if p is phase else _ZERO}\n")
 
     for family, lines in (
         (STATUS_FAMILY, statuses),
@@ -323,6 +336,7 @@ def _write_task_series(view: StateView, syntax: Syntax, out: list[str]) -> None:
         (SUCCESS_FAMILY, success),
         (ERRORS_FAMILY, errors),
         (FILES_FAMILY, files),
+        (UPLOAD_FAMILY, uploads),
     ):
         out.append(syntax.header(family))
         out.append("".join(lines))
@@ -430,6 +444,13 @@ class MonitorMetrics:
             ("receiver", "outcome"),
             registry=r,
         )
+        self.uploads = Counter(
+            "trtc_recording_uploads",
+            "Task uploads entering an outcome (done, failed, recovered, overdue); repeated "
+            "deliveries count once.",
+            ("account", "region", "outcome"),
+            registry=r,
+        )
         self.callbacks = Counter(
             "trtc_monitor_callbacks",
             "TRTC recording callbacks received, by event type and outcome.",
@@ -461,6 +482,13 @@ class MonitorMetrics:
         """Count what happens: stored transitions and every API answer."""
         bus.subscribe(TransitionRecorded, self._on_transition)
         bus.subscribe(ApiAnswered, self._on_answer)
+        bus.subscribe(UploadChanged, self._on_upload)
+
+    def _on_upload(self, event: UploadChanged) -> None:
+        # Entering done, failed or recovered; "overdue" is counted by the alert engine.
+        change = event.change.change
+        if change is not None and change is not Change.STARTED:
+            self.uploads.labels(event.task.account, event.task.region, change.value).inc()
 
     def _on_transition(self, event: TransitionRecorded) -> None:
         task, t = event.task, event.transition

@@ -11,6 +11,8 @@ import enum
 from dataclasses import dataclass, field
 from typing import Any
 
+from monitor.uploads import NO_UPLOAD, UploadState
+
 REGIONS: tuple[str, ...] = (
     "ap-beijing",
     "ap-guangzhou",
@@ -97,6 +99,8 @@ class Task:
     last_response: dict[str, Any] | None = None
     # facts learnt from callbacks (files, VOD ids, leave code)
     extra: dict[str, Any] = field(default_factory=dict)
+    # where its files went (upload callbacks 301-312); immutable, replaced on every change
+    upload: UploadState = NO_UPLOAD
     ended_at: float | None = None  # when it entered a final status; drives retention
     # When the newest recorded observation of the status was made: a poll's send time or a
     # callback's event time. Not stored: after a restart no answer from before is in flight.

@@ -20,6 +20,7 @@ from hypothesis import strategies as st
 
 from monitor.models import Source, Status, Task, TaskKey, Transition
 from monitor.store import SCHEMA_VERSION, AlertRecord, SqliteStore, Store, StoreError
+from monitor.uploads import NO_UPLOAD, FileKind, UploadEvent, UploadFile, apply_upload_event
 
 APP = 1400000001
 
@@ -95,6 +96,17 @@ def full_task() -> Task:
         extra={"leave_code": 2, "files": ["x.mp4"], "vod": {"FileId": "5285890781763144364"}},
         ended_at=1_700_000_100.5,
         observed_at=1_700_000_100.25,
+        upload=apply_upload_event(
+            NO_UPLOAD,
+            UploadEvent(
+                308,
+                code="InvalidParameter",
+                message="密钥 invalid",
+                files=(UploadFile(FileKind.COS, "文件.m3u8", begin_ms=1),),
+                at=1_700_000_050.25,
+            ),
+            1_700_000_051.0,
+        ).state,
     )
 
 
