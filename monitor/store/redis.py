@@ -146,6 +146,16 @@ class RedisKeys:
     def meta(self) -> bytes:
         return self._k("meta")
 
+    @property
+    def members(self) -> bytes:
+        """Live replicas: a sorted set of replica ids by their last heartbeat (Redis's clock)."""
+        return self._k("members")
+
+    @property
+    def changes(self) -> bytes:
+        """The pub/sub channel of the change feed between replicas."""
+        return self._k("changes")
+
     def limiter(self, bucket: str) -> bytes:
         """The shared limiter state of one (account, access host) budget."""
         return self._k("ratelimit:") + _text(bucket)
