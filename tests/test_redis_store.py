@@ -5,6 +5,7 @@ The behaviour both backends share is tested once for both in ``tests/test_store.
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
 import pytest
@@ -153,3 +154,67 @@ class TestFactory:
     def test_redis_store_satisfies_the_store_protocol(self) -> None:
         store: Store = RedisStore("redis://127.0.0.1:6379/0")  # checked by mypy
         assert "127.0.0.1:6379/0" in repr(store)
+
+
+class TestReplicasShareOneStore:
+    async def test_concurrent_replicas_never_share_a_seq_and_lose_no_transition(
+        self, redis_server: RedisServer
+    ) -> None:
+        stores = [RedisStore(redis_server.url, "shared:") for _ in range(3)]
+        for store in stores:
+            await store.open()
+        try:
+
+            async def writer(store: Store, name: str) -> list[int]:
+                seqs = []
+                for i in range(40):
+                    t = task(f"{name}-{i}", Status.IDLE)
+                    t.status = Status.IN_PROGRESS
+                    recorded = await store.record_transition(
+                        t,
+                        Transition(
+                            APP, t.task_id, Status.IDLE, Status.IN_PROGRESS, 1.0, Source.POLL
+                        ),
+                    )
+                    assert recorded.seq is not None
+                    seqs.append(recorded.seq)
+                return seqs
+
+            results = await asyncio.gather(
+                *(writer(s, n) for s, n in zip(stores, "abc", strict=True))
+            )
+            every = [seq for seqs in results for seq in seqs]
+            assert len(set(every)) == 120
+            for seqs in results:
+                assert seqs == sorted(seqs)
+            recent = await stores[0].recent_transitions(1000)
+            assert sorted(t.seq or 0 for t in recent) == sorted(every)
+            assert len(await stores[1].load_tasks()) == 120
+        finally:
+            for store in stores:
+                await store.close()
+
+    async def test_a_lost_counter_does_not_reuse_a_seq(self, redis_server: RedisServer) -> None:
+        async with RedisStore(redis_server.url, "p:") as store:
+            first = await exercise(store, "t-1")
+            client = redis.Redis.from_url(redis_server.url)
+            try:
+                client.delete("p:seq")
+            finally:
+                client.close()
+            second = await exercise(store, "t-2")
+            assert first.seq is not None
+            assert second.seq is not None
+            assert second.seq > first.seq
+            assert [t.task_id for t in await store.recent_transitions(10)] == ["t-2", "t-1"]
+
+    async def test_ping_says_whether_redis_answers(self, tmp_path: Path) -> None:
+        with running_redis(tmp_path / "r") as server:
+            store = RedisStore(server.url)
+            assert await store.ping() is False  # not open
+            async with store:
+                assert await store.ping() is True
+                server.stop()
+                assert await store.ping() is False
+                server.start()
+                assert await store.ping() is True

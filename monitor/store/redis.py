@@ -211,6 +211,12 @@ if seq_value and not tonumber(seq_value) then
 end
 local field = ARGV[1]
 local seq = redis.call('INCR', KEYS[4])
+-- Never hand a seq out twice, even if the counter was lost while the history was not.
+local top = redis.call('ZREVRANGE', KEYS[6], 0, 0)[1]
+if top and seq <= tonumber(top) then
+    seq = tonumber(top) + 1
+    redis.call('SET', KEYS[4], seq)
+end
 redis.call('HSET', KEYS[1], field, ARGV[2])
 redis.call('HSET', KEYS[2], field, ARGV[3])
 if ARGV[4] == '' then
@@ -650,6 +656,16 @@ class RedisStore:
             client, self._client = self._client, None
             self._order = None
             await client.aclose()
+
+    async def ping(self) -> bool:
+        """Whether Redis answers now (readiness, ``trtc_monitor_store_up``); never raises."""
+        client = self._client
+        if client is None:
+            return False
+        try:
+            return bool(await client.ping())
+        except RedisError:
+            return False
 
     # --- plumbing ------------------------------------------------------------------------------
 
