@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import redis.asyncio as aredis
 
-from monitor.ratelimit import AsyncRateLimiter
+from monitor.ratelimit import AsyncRateLimiter, RateLimiter
 from monitor.ratelimit.budget import BudgetShape
 from monitor.ratelimit.factory import BucketKey, LimiterSettings, new_limiter
 from monitor.ratelimit.redis import RedisRateLimiter
@@ -105,6 +105,29 @@ class TestSharedBudget:
             await stuck
         await asyncio.wait_for(limiter.acquire(), timeout=5)
         assert len(grants) == 3
+
+    async def test_a_waiter_cancelled_at_any_moment_ends(self, redis_server: RedisServer) -> None:
+        # A stopping daemon cancels its dispatchers: a cancellation lost inside a Redis call
+        # (as through asyncio.wait_for on Python 3.11) would make it wait forever. The
+        # limiter runs on the store's connection pool, as the factory builds it.
+        async with RedisStore(redis_server.url, "c:") as store:
+            key = BucketKey("default", "host")
+            limiter = new_limiter(key, LimiterSettings(1000, 0.001, 0.02), None, store=store)
+            await self._cancel_often(limiter)
+
+    async def _cancel_often(self, limiter: RateLimiter) -> None:
+        for i in range(300):
+
+            async def busy() -> None:
+                while True:
+                    await limiter.acquire()
+
+            task = asyncio.create_task(busy())
+            await asyncio.sleep(0.0002 * (i % 11))
+            task.cancel()
+            done, _ = await asyncio.wait({task}, timeout=5)
+            assert done, f"cancellation lost at attempt {i}"
+            assert task.cancelled()
 
 
 class TestSharedBackoff:

@@ -218,3 +218,24 @@ class TestReplicasShareOneStore:
                 assert await store.ping() is False
                 server.start()
                 assert await store.ping() is True
+
+
+class TestCancellation:
+    async def test_a_cancelled_call_ends_whenever_the_cancel_lands(
+        self, redis_server: RedisServer
+    ) -> None:
+        # Some client library versions (redis-py 8.0, 8.1) drop a cancellation that lands
+        # inside a command: a stopping daemon would then wait forever on its pollers.
+        async with RedisStore(redis_server.url, "c:") as store:
+            for i in range(300):
+
+                async def busy() -> None:
+                    while True:
+                        await store.meta_get("k")
+
+                task = asyncio.create_task(busy())
+                await asyncio.sleep(0.0002 * (i % 11))
+                task.cancel()
+                done, _ = await asyncio.wait({task}, timeout=5)
+                assert done, f"cancellation lost at attempt {i}"
+                assert task.cancelled()

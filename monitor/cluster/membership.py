@@ -97,12 +97,14 @@ class Membership:
         return self.replica_id in self._members
 
     async def beat(self) -> tuple[str, ...]:
-        """One heartbeat now; returns the live set (raises RedisError when Redis fails)."""
+        """One heartbeat now; returns the live set (RedisError or TimeoutError on failure)."""
         return await self._exchange(join=True)
 
     async def _exchange(self, *, join: bool) -> tuple[str, ...]:
         args = [self.replica_id, repr(self.member_timeout), "1" if join else "0"]
-        answer = await self._script(keys=[self._key], args=args)
+        # A heartbeat that takes half the timeout is as good as missed.
+        async with asyncio.timeout(self.member_timeout / 2):
+            answer = await self._script(keys=[self._key], args=args)
         members = tuple(sorted(m.decode() if isinstance(m, bytes) else str(m) for m in answer))
         if join:
             self._last_ok = self._clock()
@@ -130,7 +132,7 @@ class Membership:
             await asyncio.sleep(self.heartbeat)
             try:
                 await self.beat()
-            except RedisError as exc:
+            except (RedisError, TimeoutError) as exc:
                 self._missed(exc)
 
     def _missed(self, exc: BaseException) -> None:
@@ -154,5 +156,5 @@ class Membership:
                 await task
         if leave:
             # On failure the entry times out as a crashed replica's would.
-            with contextlib.suppress(RedisError):
+            with contextlib.suppress(RedisError, TimeoutError):
                 await self._exchange(join=False)

@@ -38,10 +38,8 @@ import redis.asyncio as aredis
 from redis.exceptions import RedisError
 
 from monitor.log import get_logger
-from monitor.ratelimit.budget import (
-    DEFAULT_GUARD,
-    BudgetShape,
-)
+from monitor.ratelimit.budget import DEFAULT_GUARD, BudgetShape
+from monitor.store.redis import COMMAND_TIMEOUT
 
 __all__ = ["RedisRateLimiter"]
 
@@ -247,8 +245,10 @@ class RedisRateLimiter:
         """Run a script until Redis answers; waits (does not fail) through an outage."""
         while True:
             try:
-                answer: list[Any] = await script(keys=self._keys, args=self._args)
-            except RedisError as exc:
+                # Bounded here, not by a socket timeout (see monitor.store.redis.COMMAND_TIMEOUT).
+                async with asyncio.timeout(COMMAND_TIMEOUT):
+                    answer: list[Any] = await script(keys=self._keys, args=self._args)
+            except (RedisError, TimeoutError) as exc:
                 if self._available:
                     self._available = False
                     log.warning(

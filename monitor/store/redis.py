@@ -32,9 +32,10 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import inspect
 import json
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, Final, TypeVar
 from urllib.parse import urlsplit
 
@@ -56,7 +57,11 @@ REDIS_SCHEMA_VERSION: Final = 1
 
 _CHUNK: Final = 500  # records encoded or decoded between two yields to the event loop
 _CONNECT_TIMEOUT: Final = 5.0
-_SOCKET_TIMEOUT: Final = 10.0
+# Every call's answer is awaited this long at most. The limit is kept here, around the call,
+# rather than as redis-py's socket_timeout: on Python 3.11 that one goes through
+# asyncio.wait_for, which can swallow a cancellation that lands as the write completes, and
+# a daemon that is stopping would then wait forever on its pollers.
+COMMAND_TIMEOUT: Final = 10.0
 
 _STATUSES: Final = {s.value: s for s in Status}
 _SOURCES: Final = {s.value: s for s in Source}
@@ -74,11 +79,6 @@ def _text(value: str) -> bytes:
 
 def _untext(value: bytes) -> str:
     return value.decode("utf-8", "surrogatepass")
-
-
-def _b(value: bytes | str) -> bytes:
-    # The client answers bytes (decode_responses=False); its types allow str too.
-    return value if isinstance(value, bytes) else _text(value)
 
 
 def task_field(key: TaskKey) -> bytes:
@@ -340,6 +340,56 @@ return 0
 """
 
 
+# Reads and small writes are scripts too: one way to talk to Redis, typed alike in every
+# supported redis-py version.
+# KEYS: tasks, health. Both hashes in one atomic read: a consistent snapshot.
+_LUA_LOAD_TASKS: Final = """
+return {redis.call('HGETALL', KEYS[1]), redis.call('HGETALL', KEYS[2])}
+"""
+
+# KEYS: any hash. Returns it flat (field, value, field, value...).
+_LUA_HGETALL: Final = """
+return redis.call('HGETALL', KEYS[1])
+"""
+
+# KEYS: meta. ARGV: field.
+_LUA_META_GET: Final = """
+return redis.call('HGET', KEYS[1], ARGV[1])
+"""
+
+# KEYS: meta. ARGV: field, value.
+_LUA_META_SET: Final = """
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+return 0
+"""
+
+# KEYS: meta. ARGV: this layout's version. Records it on first use; returns what is recorded.
+_LUA_SCHEMA: Final = """
+redis.call('HSETNX', KEYS[1], 'schema_version', ARGV[1])
+return redis.call('HGET', KEYS[1], 'schema_version')
+"""
+
+_SCRIPTS: Final = {
+    "save_tasks": _LUA_SAVE_TASKS,
+    "save_health": _LUA_SAVE_HEALTH,
+    "record_transition": _LUA_RECORD_TRANSITION,
+    "delete_task": _LUA_DELETE_TASK,
+    "purge": _LUA_PURGE,
+    "task_transitions": _LUA_TASK_TRANSITIONS,
+    "recent_transitions": _LUA_RECENT_TRANSITIONS,
+    "save_alerts": _LUA_SAVE_ALERTS,
+    "delete_alert": _LUA_DELETE_ALERT,
+    "load_tasks": _LUA_LOAD_TASKS,
+    "hgetall": _LUA_HGETALL,
+    "meta_get": _LUA_META_GET,
+    "meta_set": _LUA_META_SET,
+}
+
+
+def _pairs(flat: list[Any]) -> dict[bytes, bytes]:
+    return {flat[i]: flat[i + 1] for i in range(0, len(flat), 2)}
+
+
 # --- records <-> values (pure) -----------------------------------------------------------------
 
 
@@ -530,6 +580,12 @@ def _alert_from(fingerprint: bytes, value: bytes) -> AlertRecord:
     )
 
 
+def _awaitable(value: Awaitable[T] | T) -> Awaitable[T]:
+    """A command's result on the asyncio client (redis-py types both clients at once)."""
+    assert inspect.isawaitable(value)
+    return value
+
+
 async def _chunked(items: Sequence[T], convert: Callable[[T], list[bytes]]) -> list[bytes]:
     """Flatten converted items on the event loop, yielding between chunks."""
     out: list[bytes] = []
@@ -598,7 +654,7 @@ class RedisStore:
                 self._url,
                 decode_responses=False,
                 socket_connect_timeout=_CONNECT_TIMEOUT,
-                socket_timeout=_SOCKET_TIMEOUT,
+                socket_keepalive=True,
                 retry=Retry(NoBackoff(), 0),
                 client_name="trtc-monitor",
             )
@@ -608,35 +664,27 @@ class RedisStore:
                 "(redis://[:password@]host:6379/0, rediss:// or unix://)"
             ) from None
         try:
-            await client.ping()
-            await self._check_schema(client)
+            async with asyncio.timeout(COMMAND_TIMEOUT):
+                await _awaitable(client.ping())
+                await self._check_schema(client)
         except RedisError as exc:
             await client.aclose()
             raise self._error("cannot open", exc) from None
+        except TimeoutError:
+            await client.aclose()
+            raise StoreError(
+                f"{self.name}: cannot open: no answer within {COMMAND_TIMEOUT:g} s"
+            ) from None
         except BaseException:
             await client.aclose()
             raise
-        self._scripts = {
-            name: client.register_script(lua)
-            for name, lua in (
-                ("save_tasks", _LUA_SAVE_TASKS),
-                ("save_health", _LUA_SAVE_HEALTH),
-                ("record_transition", _LUA_RECORD_TRANSITION),
-                ("delete_task", _LUA_DELETE_TASK),
-                ("purge", _LUA_PURGE),
-                ("task_transitions", _LUA_TASK_TRANSITIONS),
-                ("recent_transitions", _LUA_RECENT_TRANSITIONS),
-                ("save_alerts", _LUA_SAVE_ALERTS),
-                ("delete_alert", _LUA_DELETE_ALERT),
-            )
-        }
+        self._scripts = {name: client.register_script(lua) for name, lua in _SCRIPTS.items()}
         self._client = client
         self._order = asyncio.Lock()
 
     async def _check_schema(self, client: aredis.Redis) -> None:
-        meta = self.keys.meta
-        await client.hsetnx(meta, "schema_version", str(REDIS_SCHEMA_VERSION))
-        raw = await client.hget(meta, "schema_version")
+        check = client.register_script(_LUA_SCHEMA)
+        raw = await check(keys=[self.keys.meta], args=[str(REDIS_SCHEMA_VERSION)])
         try:
             version = int(raw or b"0")
         except ValueError:
@@ -663,8 +711,9 @@ class RedisStore:
         if client is None:
             return False
         try:
-            return bool(await client.ping())
-        except RedisError:
+            async with asyncio.timeout(COMMAND_TIMEOUT):
+                return bool(await _awaitable(client.ping()))
+        except (RedisError, TimeoutError):
             return False
 
     # --- plumbing ------------------------------------------------------------------------------
@@ -685,10 +734,16 @@ class RedisStore:
 
     async def _script(self, name: str, keys: list[bytes], args: list[bytes]) -> Any:
         # Called with the lock held, so the store is open.
+        what = f"{name.replace('_', ' ')} failed"
         try:
-            return await self._scripts[name](keys=keys, args=args)
+            async with asyncio.timeout(COMMAND_TIMEOUT):
+                return await self._scripts[name](keys=keys, args=args)
         except RedisError as exc:
-            raise self._error(f"{name.replace('_', ' ')} failed", exc) from None
+            raise self._error(what, exc) from None
+        except TimeoutError:
+            raise StoreError(
+                f"{self.name}: {what}: no answer within {COMMAND_TIMEOUT:g} s"
+            ) from None
 
     async def _run(self, name: str, keys: list[bytes], args: list[bytes]) -> Any:
         async with self._lock():
@@ -697,14 +752,10 @@ class RedisStore:
     # --- tasks ---------------------------------------------------------------------------------
 
     async def load_tasks(self) -> list[Task]:
-        async with self._lock():
-            try:
-                async with self.client.pipeline(transaction=True) as pipe:
-                    pipe.hgetall(self.keys.tasks)
-                    pipe.hgetall(self.keys.health)
-                    specs, healths = await pipe.execute()
-            except RedisError as exc:
-                raise self._error("load tasks failed", exc) from None
+        flat_specs, flat_healths = await self._run(
+            "load_tasks", [self.keys.tasks, self.keys.health], []
+        )
+        specs, healths = _pairs(flat_specs), _pairs(flat_healths)
         tasks: list[Task] = []
         for i, (field, spec) in enumerate(specs.items()):
             if i and i % _CHUNK == 0:
@@ -800,12 +851,8 @@ class RedisStore:
             await self._script("save_alerts", [self.keys.alerts, self.keys.alert_tasks], args)
 
     async def load_alerts(self) -> list[AlertRecord]:
-        async with self._lock():
-            try:
-                raw = await self.client.hgetall(self.keys.alerts)
-            except RedisError as exc:
-                raise self._error("load alerts failed", exc) from None
-        records = [_alert_from(_b(fp), _b(value)) for fp, value in raw.items()]
+        flat = await self._run("hgetall", [self.keys.alerts], [])
+        records = [_alert_from(fp, value) for fp, value in _pairs(flat).items()]
         records.sort(key=lambda r: r.fingerprint)
         return records
 
@@ -816,16 +863,8 @@ class RedisStore:
     # --- meta ----------------------------------------------------------------------------------
 
     async def meta_get(self, key: str) -> str | None:
-        async with self._lock():
-            try:
-                value = await self.client.hget(self.keys.meta, _text(key))
-            except RedisError as exc:
-                raise self._error("read meta failed", exc) from None
-        return None if value is None else _untext(_b(value))
+        value = await self._run("meta_get", [self.keys.meta], [_text(key)])
+        return None if value is None else _untext(value)
 
     async def meta_set(self, key: str, value: str) -> None:
-        async with self._lock():
-            try:
-                await self.client.hset(self.keys.meta, _text(key), _text(value))
-            except RedisError as exc:
-                raise self._error("write meta failed", exc) from None
+        await self._run("meta_set", [self.keys.meta], [_text(key), _text(value)])
