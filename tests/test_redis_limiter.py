@@ -112,7 +112,7 @@ class TestSharedBudget:
         # limiter runs on the store's connection pool, as the factory builds it.
         async with RedisStore(redis_server.url, "c:") as store:
             key = BucketKey("default", "host")
-            limiter = new_limiter(key, LimiterSettings(1000, 0.001, 0.02), None, store=store)
+            limiter = new_limiter(key, LimiterSettings(1000, 0.001, 0.02), "redis", store=store)
             await self._cancel_often(limiter)
 
     async def _cancel_often(self, limiter: RateLimiter) -> None:

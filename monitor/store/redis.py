@@ -422,6 +422,7 @@ def _health_value(task: Task) -> bytes:
             task.last_request_id,
             task.storage_files,
             task.last_response,
+            task.observed_at,
         ]
     ).encode()
 
@@ -444,7 +445,7 @@ def _task_args(task: Task) -> list[bytes]:
     return [task_field(task.key), _spec_value(task), _health_value(task), _ended_value(task)]
 
 
-_NO_HEALTH: Final[list[Any]] = [0, None, None, None, None, None, None]
+_NO_HEALTH: Final[list[Any]] = [0, None, None, None, None, None, None, 0.0]
 
 
 _NO_HEALTH_VALUE: Final = _dumps(_NO_HEALTH).encode()
@@ -475,6 +476,7 @@ def _task_from(spec: bytes, health: bytes | None) -> Task:
         last_request_id,
         storage_files,
         last_response,
+        observed_at,
     ) = both[1]
     return Task(
         sdk_app_id=sdk_app_id,
@@ -496,6 +498,7 @@ def _task_from(spec: bytes, health: bytes | None) -> Task:
         last_response=last_response,
         extra=extra,
         ended_at=ended_at,
+        observed_at=observed_at,
     )
 
 
