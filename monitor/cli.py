@@ -306,10 +306,11 @@ def cmd_store(args: argparse.Namespace) -> int:
 
 async def _store_copy(source_url: str, target_url: str, force: bool) -> int:
     from monitor.store import StoreError
-    from monitor.storecopy import StoreUrlError, copy_store, describe_store_url, open_store_url
+    from monitor.store.factory import StoreUrlError, describe_store_url, store_from_url
+    from monitor.storecopy import copy_store
 
     try:
-        source, target = open_store_url(source_url), open_store_url(target_url)
+        source, target = store_from_url(source_url), store_from_url(target_url)
     except StoreUrlError as exc:
         raise UserError(str(exc)) from None
     if source_url == target_url:

@@ -1,9 +1,8 @@
 """``trtc-monitor store copy``: every task, transition and alert record from one store to
 another (SPEC section 3), e.g. when a single SQLite replica moves to Redis for HA, or back.
 
-Stores are named by URL: ``sqlite:PATH`` or a Redis URL (``redis://``, ``rediss://``,
-``unix://``); a Redis URL may carry ``key_prefix=...`` in its query (default
-``trtc-monitor:``), which is the monitor's and is not passed on to Redis.
+Stores are named by URL (:func:`monitor.store.factory.store_from_url`): ``sqlite:PATH`` or a
+Redis URL with an optional ``key_prefix=...`` in its query.
 
 Transitions are written in their original order (by ``seq``) through ``record_transition``, so
 each task's history and the fleet's newest-first history read back the same; the target hands
@@ -16,22 +15,11 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
-from pathlib import Path
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from monitor.models import Transition
 from monitor.store.base import Store, StoreError
-from monitor.store.redis import RedisStore, redis_location
-from monitor.store.sqlite import SqliteStore
 
-__all__ = ["CopyCounts", "StoreUrlError", "copy_store", "describe_store_url", "open_store_url"]
-
-DEFAULT_KEY_PREFIX = "trtc-monitor:"
-_REDIS_SCHEMES = ("redis", "rediss", "unix")
-
-
-class StoreUrlError(ValueError):
-    """A store URL this tool cannot use; the message never repeats a password."""
+__all__ = ["CopyCounts", "copy_store"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,43 +27,6 @@ class CopyCounts:
     tasks: int
     transitions: int
     alerts: int
-
-
-def _split_prefix(url: str) -> tuple[str, str]:
-    """The Redis URL without our ``key_prefix`` query parameter, and the prefix."""
-    parts = urlsplit(url)
-    query = parse_qsl(parts.query, keep_blank_values=True)
-    prefixes = [value for name, value in query if name == "key_prefix"]
-    rest = [(name, value) for name, value in query if name != "key_prefix"]
-    prefix = prefixes[-1] if prefixes else DEFAULT_KEY_PREFIX
-    return urlunsplit(parts._replace(query=urlencode(rest))), prefix
-
-
-def open_store_url(url: str) -> Store:
-    """The (closed) store a URL names."""
-    if url.startswith("sqlite:"):
-        path = url.removeprefix("sqlite:").removeprefix("//")
-        if not path:
-            raise StoreUrlError("sqlite: URL without a path (use sqlite:PATH)")
-        return SqliteStore(Path(path))
-    scheme = url.split("://", 1)[0] if "://" in url else ""
-    if scheme in _REDIS_SCHEMES:
-        redis_url, prefix = _split_prefix(url)
-        if not prefix:
-            raise StoreUrlError("key_prefix may not be empty")
-        return RedisStore(redis_url, prefix)
-    raise StoreUrlError(
-        "a store URL is sqlite:PATH or redis://[:password@]host:port/db"
-        "[?key_prefix=...] (rediss:// and unix:// too)"
-    )
-
-
-def describe_store_url(url: str) -> str:
-    """How to name a store URL in output: never its password."""
-    if url.startswith("sqlite:"):
-        return url
-    redis_url, prefix = _split_prefix(url)
-    return f"redis {redis_location(redis_url)} (key prefix {prefix!r})"
 
 
 async def _is_empty(store: Store) -> bool:

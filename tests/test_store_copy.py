@@ -11,7 +11,7 @@ import pytest
 from monitor.cli import main
 from monitor.models import Source, Status, Task, Transition
 from monitor.store import AlertRecord, Store
-from monitor.storecopy import describe_store_url, open_store_url
+from monitor.store.factory import describe_store_url, store_from_url
 from tests.redis_server import RedisServer
 from tests.support import free_port
 
@@ -81,7 +81,7 @@ async def fill(store: Store) -> None:
 
 async def snapshot(url: str) -> dict[str, Any]:
     """Everything a store holds, with the store's own sequence numbers left out."""
-    store = open_store_url(url)
+    store = store_from_url(url)
     await store.open()
     try:
         tasks = await store.load_tasks()
@@ -104,7 +104,7 @@ def _unseq(t: Transition) -> Transition:
 
 def with_store(url: str, work: Any) -> None:
     async def run() -> None:
-        store = open_store_url(url)
+        store = store_from_url(url)
         await store.open()
         try:
             await work(store)
