@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -213,3 +214,84 @@ class TestFactory:
         assert isinstance(new_limiter(key, settings), AsyncRateLimiter)
         with pytest.raises(ValueError, match="Redis store"):
             new_limiter(key, settings, "redis")
+
+
+REPLICA = """
+import asyncio
+import sys
+
+import redis.asyncio as aredis
+
+from monitor.ratelimit.redis import RedisRateLimiter
+from monitor.store.redis import RedisKeys
+
+
+async def main() -> None:
+    url, grants = sys.argv[1], int(sys.argv[2])
+    keys = RedisKeys("test-limiter:")
+    client = aredis.Redis.from_url(url)
+    times = []
+    limiter = RedisRateLimiter(
+        client,
+        keys.limiter("default@host"),
+        keys.limiter_sends("default@host"),
+        20,
+        0.5,
+        key="default@host",
+        on_grant=times.append,
+    )
+    print("ready", flush=True)
+    sys.stdin.readline()  # start together
+    await asyncio.gather(*(limiter.acquire() for _ in range(grants)))
+    await client.aclose()
+    print(" ".join(repr(t) for t in times), flush=True)
+
+
+asyncio.run(main())
+"""
+
+
+class TestReplicaProcesses:
+    async def test_three_processes_share_one_budget(
+        self, redis_server: RedisServer, tmp_path: Path
+    ) -> None:
+        script = tmp_path / "replica.py"
+        script.write_text(REPLICA)
+        children = [
+            await asyncio.create_subprocess_exec(
+                sys.executable,
+                str(script),
+                redis_server.url,
+                "25",
+                stdin=asyncio.subprocess.PIPE,
+                stdout=asyncio.subprocess.PIPE,
+                cwd=str(Path(__file__).resolve().parent.parent),
+            )
+            for _ in range(3)
+        ]
+        try:
+            for child in children:
+                assert child.stdout is not None
+                ready = await asyncio.wait_for(child.stdout.readline(), timeout=30)
+                assert ready.strip() == b"ready"
+            for child in children:
+                assert child.stdin is not None
+                child.stdin.write(b"go\n")
+                await child.stdin.drain()
+            outputs = [
+                await asyncio.wait_for(child.communicate(), timeout=60) for child in children
+            ]
+        finally:
+            for child in children:
+                if child.returncode is None:
+                    child.kill()
+                    await child.wait()
+        per_process = [[float(t) for t in out.split()] for out, _ in outputs]
+        assert [len(times) for times in per_process] == [25, 25, 25]
+        times = sorted(t for ts in per_process for t in ts)
+        shape = BudgetShape.of(20, 0.5)
+        for i in range(len(times) - 20):
+            assert times[i + 20] - times[i] >= shape.cap_window, f"cap broken at grant {i}"
+        spacing = 1.0 / shape.configured_rate
+        for i in range(len(times) - 1):
+            assert times[i + 1] - times[i] >= spacing / 2 - 1e-6
