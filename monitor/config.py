@@ -958,6 +958,13 @@ class Config(_Model):
         out.append(
             f"storage: {storage.backend} {where}, retention {format_duration(storage.retention)}"
         )
+        if storage.backend == "redis":
+            cluster = self.cluster
+            out.append(
+                f"cluster: replica {cluster.replica_id or '<host name>-<process id>'}, "
+                f"heartbeat {format_duration(cluster.heartbeat)}, "
+                f"member timeout {format_duration(cluster.member_timeout)}"
+            )
         out.append(f"accounts ({len(self.accounts)}):")
         for name, account in self.accounts.items():
             endpoint = account.endpoint

@@ -98,6 +98,11 @@ class TestCluster:
         assert errors[0].startswith("x.yaml:3: cluster.member_timeout: ")
         assert "twice the heartbeat" in errors[0]
 
+    def test_the_summary_shows_the_cluster_with_redis_only(self) -> None:
+        config = parse_config("storage: {backend: redis}\ncluster: {replica_id: m-1}\n")
+        assert "cluster: replica m-1, heartbeat 2s, member timeout 10s" in config.summary()
+        assert "cluster:" not in parse_config("cluster: {replica_id: m-1}\n").summary()
+
     def test_a_zero_heartbeat_is_refused(self) -> None:
         errors = errors_of("cluster: {heartbeat: 0s}\n")
         assert len(errors) == 1
