@@ -25,7 +25,7 @@ observation is retried by the daemon.
 
 Durability is Redis's: an acknowledged write survives a crash of the monitor, and survives a
 crash of Redis as far as its persistence allows (AOF ``appendfsync everysec`` may lose the last
-second; README, "High availability").
+second or two; README, "High availability").
 """
 
 from __future__ import annotations
@@ -724,7 +724,10 @@ class RedisStore:
     def _error(self, what: str, exc: BaseException) -> StoreError:
         detail = str(exc) or type(exc).__name__
         # redis-py names host and port only; scrub the URL and its password anyway.
-        password = urlsplit(self._url).password if "://" in self._url else None
+        try:
+            password = urlsplit(self._url).password
+        except ValueError:
+            password = None
         for secret in (self._url, password):
             if secret:
                 detail = detail.replace(secret, MASK)
