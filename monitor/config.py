@@ -1320,6 +1320,9 @@ class ResolvedSecrets:
         for secret in (self.api_token, self.callback_key, self.redis_url):
             if secret is not None:
                 values.append(secret.get())
+        if self.redis_url is not None:
+            # The password alone too: a message may show it without the rest of the URL.
+            values.extend(_url_password(self.redis_url.get()))
         for headers in self.webhook_headers.values():
             values.extend(value.get() for value in headers.values() if value.get())
         for robot in self.robots.values():
@@ -1425,6 +1428,14 @@ def _url_tokens(url: str) -> list[str]:
     pieces = [v for _, v in parse_qsl(parts.query)]
     pieces.extend(parts.path.split("/"))
     return [p for p in pieces if len(p) >= 16]
+
+
+def _url_password(url: str) -> list[str]:
+    try:
+        password = urlsplit(url).password
+    except ValueError:
+        return []
+    return [password] if password else []
 
 
 def _optional(value: str | None) -> Secret | None:

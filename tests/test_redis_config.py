@@ -37,6 +37,7 @@ class TestStorageRedis:
         secrets = resolve_secrets(parse_config(text), {**ENV, "MY_REDIS": REDIS_URL})
         assert secrets.redis_url == Secret(REDIS_URL)
         assert REDIS_URL in secrets.secret_values()
+        assert "pw-Hq81xVt0" in secrets.secret_values()  # the password on its own
 
         sqlite = parse_config("storage:\n  redis: {url_env: MY_REDIS}\n")
         assert resolve_secrets(sqlite, ENV).redis_url is None
