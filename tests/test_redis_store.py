@@ -91,6 +91,22 @@ class TestLayout:
             await store.load_tasks()
 
 
+class TestPurgeInBatches:
+    async def test_a_purge_larger_than_a_batch_takes_every_task_and_nothing_else(
+        self, redis_server: RedisServer
+    ) -> None:
+        async with RedisStore(redis_server.url, "b:") as store:
+            store.purge_batch = 3
+            for i in range(7):
+                await exercise(store, f"t-{i}")  # each ends at 5.0, with an alert
+            await store.save_task(task("live"))
+            assert await store.purge(6.0) == sorted(task(f"t-{i}").key for i in range(7))
+            assert [t.task_id for t in await store.load_tasks()] == ["live"]
+            assert await store.recent_transitions(100) == []
+            assert await store.load_alerts() == []
+            assert await store.purge(6.0) == []
+
+
 class TestUnavailable:
     async def test_an_unreachable_redis_is_a_store_error_without_the_password(self) -> None:
         port = free_port()  # nothing listens there

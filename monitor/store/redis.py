@@ -261,11 +261,12 @@ return 0
 """
 )
 
-# ARGV: prefix, exclusive cutoff. The ended index holds final tasks only, by ended_at.
+# ARGV: prefix, exclusive cutoff, at most this many tasks. The ended index holds final tasks
+# only, by ended_at.
 _LUA_PURGE: Final = (
     _LUA_DROP_TASK
     + """
-local fields = redis.call('ZRANGEBYSCORE', KEYS[3], '-inf', '(' .. ARGV[2])
+local fields = redis.call('ZRANGEBYSCORE', KEYS[3], '-inf', '(' .. ARGV[2], 'LIMIT', 0, ARGV[3])
 for _, field in ipairs(fields) do
     drop(ARGV[1], field)
 end
@@ -628,6 +629,7 @@ class RedisStore:
         self._client: aredis.Redis | None = None
         self._order: asyncio.Lock | None = None
         self._scripts: dict[str, Any] = {}
+        self.purge_batch = 500  # tasks per purge script
 
     def __repr__(self) -> str:
         state = "open" if self._client is not None else "closed"
@@ -797,9 +799,18 @@ class RedisStore:
         await self._run("delete_task", [*self._drop_keys(), self.keys.alert_tasks], args)
 
     async def purge(self, before: float) -> list[TaskKey]:
-        args = [self.keys.prefix, _score(before)]
-        fields = await self._run("purge", [*self._drop_keys(), self.keys.alert_tasks], args)
-        return sorted(task_key_of(field) for field in fields)
+        # In batches: Redis runs one script at a time, and a purge of a whole day's ended
+        # tasks in one would stall every replica's limiter and heartbeat meanwhile. Each task
+        # goes with its history and alerts atomically.
+        keys = [*self._drop_keys(), self.keys.alert_tasks]
+        args = [self.keys.prefix, _score(before), str(self.purge_batch).encode()]
+        purged: list[TaskKey] = []
+        async with self._lock():
+            while True:
+                fields = await self._script("purge", keys, args)
+                purged.extend(task_key_of(field) for field in fields)
+                if len(fields) < self.purge_batch:
+                    return sorted(purged)
 
     # --- transitions ---------------------------------------------------------------------------
 
