@@ -26,8 +26,8 @@ from hypothesis import strategies as st
 
 from monitor.models import Source, Status, Task, TaskKey, Transition
 from monitor.store import SCHEMA_VERSION, AlertRecord, SqliteStore, Store, StoreError
-from monitor.uploads import NO_UPLOAD, FileKind, UploadEvent, UploadFile, apply_upload_event
 from monitor.store.redis import REDIS_SCHEMA_VERSION, RedisStore
+from monitor.uploads import NO_UPLOAD, FileKind, UploadEvent, UploadFile, apply_upload_event
 from tests.redis_server import RedisServer
 
 APP = 1400000001

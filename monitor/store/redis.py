@@ -2,7 +2,8 @@
 
 Layout, every key under ``storage.redis.key_prefix`` (built by :class:`RedisKeys` only):
 
-* ``tasks`` hash: task field (``"{sdk_app_id}:{task_id}"``) -> identity and status (JSON);
+* ``tasks`` hash: task field (``"{sdk_app_id}:{task_id}"``) -> identity, status and upload
+  state (JSON);
 * ``health`` hash: task field -> health (JSON), apart so a health flush never rewrites a status;
 * ``ended`` sorted set: task field -> ``ended_at``, for tasks in a final status only (retention);
 * ``seq`` counter, ``transitions`` hash (seq -> JSON) and ``transitions:seq`` sorted set (seq by
@@ -47,6 +48,7 @@ from redis.retry import Retry
 from monitor.models import Source, Status, Task, TaskKey, Transition
 from monitor.secrets import MASK
 from monitor.store.base import AlertRecord, AlertState, StoreError
+from monitor.uploads import NO_UPLOAD, UploadState
 
 __all__ = ["REDIS_SCHEMA_VERSION", "RedisKeys", "RedisStore", "redis_location"]
 
@@ -409,6 +411,7 @@ def _spec_value(task: Task) -> bytes:
             task.status_since,
             task.extra,
             task.ended_at,
+            None if task.upload == NO_UPLOAD else task.upload.to_json(),
         ]
     ).encode()
 
@@ -468,6 +471,7 @@ def _task_from(spec: bytes, health: bytes | None) -> Task:
         status_since,
         extra,
         ended_at,
+        upload,
     ) = both[0]
     (
         consecutive_errors,
@@ -500,6 +504,7 @@ def _task_from(spec: bytes, health: bytes | None) -> Task:
         extra=extra,
         ended_at=ended_at,
         observed_at=observed_at,
+        upload=NO_UPLOAD if upload is None else UploadState.from_json(upload),
     )
 
 
