@@ -69,8 +69,6 @@ def cmd_run(args: argparse.Namespace) -> int:
         _print_errors(exc.errors)
         return EXIT_USAGE
     configure_logging(config.logging.format, config.logging.level, secrets.values())
-    if config.storage.backend != "sqlite":
-        raise UserError("storage.backend: only 'sqlite' is available in this version")
     return asyncio.run(_run(config, path))
 
 

@@ -69,8 +69,11 @@ class Poller:
         max_in_flight: int,
         jitter: float,
         clock: Callable[[], float] = time.time,
+        owns: Callable[[TaskKey], bool] = lambda key: True,
     ) -> None:
         self._registry = registry
+        # With several replicas, the tasks this one polls (SPEC section 13); all of them alone.
+        self.owns = owns
         self._tracker = tracker
         self._budget = budget
         self._client = client
@@ -94,7 +97,7 @@ class Poller:
         """Schedule loaded tasks where their last life left off: the longest unobserved first."""
         now = self._clock()
         for task in tasks:
-            if not task.final:
+            if not task.final and self.owns(task.key):
                 last = task.last_success_at or task.registered_at
                 self._add(task, due_in=last + self.intervals.of(task) - now)
 
@@ -114,6 +117,21 @@ class Poller:
             if not task.final:
                 self.scheduler.update_interval(task.key, self.intervals.of(task))
 
+    def follow(self, task: Task, due_in: float) -> None:
+        """Start polling a task this replica has just come to own (or learnt of)."""
+        if task.final:
+            self.scheduler.remove(task.key)
+        elif task.key in self.scheduler:
+            self.scheduler.update_interval(task.key, self.intervals.of(task))
+            self.scheduler.reschedule(task.key, due_in=max(0.0, due_in))
+        else:
+            self._add(task, due_in=due_in)
+
+    def unfollow(self, keys: Iterable[TaskKey]) -> None:
+        """Stop polling tasks another replica owns now (an in-flight poll still finishes)."""
+        for key in keys:
+            self.scheduler.remove(key)
+
     def required_rate(self, bucket: BucketKey) -> float:
         return self.scheduler.required_rate(bucket) if bucket in self.scheduler.buckets else 0.0
 
@@ -121,7 +139,7 @@ class Poller:
 
     async def poll(self, key: TaskKey) -> PollOutcome:
         task = self._registry.get(key)
-        if task is None or task.final:
+        if task is None or task.final or not self.owns(key):
             return STOP
         account = self._budget.accounts.get(task.account)
         sent_at = self._clock()
@@ -172,7 +190,8 @@ class Poller:
         )
 
     def _on_registered(self, event: TaskRegistered) -> None:
-        self._add(event.task, due_in=0.0)
+        if self.owns(event.task.key):
+            self._add(event.task, due_in=0.0)
 
     def _on_transition(self, event: TransitionRecorded) -> None:
         task, transition = event.task, event.transition

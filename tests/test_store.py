@@ -252,9 +252,7 @@ class TestTasks:
         loaded = await store.load_tasks()
         assert loaded == sorted(tasks, key=lambda t: t.key)
 
-    async def test_one_task_loads_as_stored_with_its_health_and_status(
-        self, store: Store
-    ) -> None:
+    async def test_one_task_loads_as_stored_with_its_health_and_status(self, store: Store) -> None:
         other = make_task("t-2")
         task = full_task()
         await store.save_tasks([task, other])
@@ -267,7 +265,8 @@ class TestTasks:
         stored = await store.record_transition(moved, move(moved, Status.IN_PROGRESS, 2001.0))
         loaded = await store.load_task(other.key)
         assert loaded == moved
-        assert loaded is not None and loaded.status is Status.IN_PROGRESS
+        assert loaded is not None
+        assert loaded.status is Status.IN_PROGRESS
         assert stored.seq is not None
 
         await store.delete_task(other.key)
