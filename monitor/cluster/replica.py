@@ -283,6 +283,7 @@ class Replica:
             on_lost=self._lost,
             on_change=self._received,
             on_resync=self._feed_back,
+            on_members=lambda live: self._unsettle(),
         )
         self.replica_id = self.coordinator.replica_id
         self._store_up = True
@@ -356,12 +357,10 @@ class Replica:
 
     def _gained(self, due: list[tuple[TaskKey, float]]) -> None:
         keys = [key for key, _ in due]
-        self._unsettle()
         self._enqueue(lambda: self._take(keys))
 
     def _lost(self, keys: list[TaskKey]) -> None:
         self._poller.unfollow(keys)
-        self._unsettle()
 
     def _unsettle(self) -> None:
         self._settled = False
