@@ -28,6 +28,7 @@ from tests.redis_server import RedisServer, running_redis
 from tests.support import free_port, wait_for_async
 from tests.test_alerts_e2e import alerts_yaml, notices, webhook
 from tests.test_core import stop_body
+from tests.test_deploy import require_tool
 from tests.test_process import daemon_env
 from tests.test_receivers import Sink, serving
 
@@ -291,6 +292,18 @@ class TestWorkSplit:
         assert len(fleet) == 1
         per_task = sum(t.count("trtc_recording_task_info{") for t in texts)
         assert per_task == 300
+        for text in texts:
+            lint = subprocess.run(
+                [require_tool("promtool"), "check", "metrics"],
+                input=text,
+                capture_output=True,
+                text=True,
+                timeout=60,
+                check=False,
+            )
+            assert lint.returncode == 0, lint.stdout + lint.stderr
+            assert 'trtc_monitor_replica_info{backend="redis"' in text
+            assert "trtc_monitor_store_up 1.0" in text
 
 
 class TestTakeover:
