@@ -36,8 +36,10 @@ RULES = RULES_DIR / "trtc-recording.rules.yml"
 RULES_TEST = RULES_DIR / "trtc-recording.rules.test.yml"
 UPLOAD_RULES = RULES_DIR / "trtc-recording-uploads.rules.yml"
 UPLOAD_RULES_TEST = RULES_DIR / "trtc-recording-uploads.rules.test.yml"
-RULE_FILES = (RULES, UPLOAD_RULES)
-RULE_TESTS = (RULES_TEST, UPLOAD_RULES_TEST)
+HA_RULES = RULES_DIR / "trtc-recording-ha.rules.yml"
+HA_RULES_TEST = RULES_DIR / "trtc-recording-ha.rules.test.yml"
+RULE_FILES = (RULES, UPLOAD_RULES, HA_RULES)
+RULE_TESTS = (RULES_TEST, UPLOAD_RULES_TEST, HA_RULES_TEST)
 PROMETHEUS_YML = DEPLOY / "prometheus" / "prometheus.yml"
 ALERTMANAGER_YML = DEPLOY / "alertmanager" / "alertmanager.yml"
 DASHBOARD = DEPLOY / "grafana" / "trtc-recording-monitor.json"
@@ -70,6 +72,10 @@ GAUGES_AND_COUNTERS = frozenset(
         "trtc_monitor_build_info",
         "trtc_recording_task_upload_state",
         "trtc_recording_uploads_total",
+        "trtc_monitor_cluster_replicas",
+        "trtc_monitor_owned_tasks",
+        "trtc_monitor_replica_info",
+        "trtc_monitor_store_up",
     }
 )
 HISTOGRAMS = frozenset(
@@ -340,6 +346,9 @@ class TestAlertRules:
             # alerts.upload.severity: critical (a recording that never reaches storage is lost)
             "RecordingUploadFailed",
             "RecordingUploadOverdue",
+            # With several replicas: tasks nobody watches, a replica that polls nothing.
+            "TRTCMonitorTasksUnowned",
+            "TRTCMonitorStoreDown",
         }
         assert {name for name, level in severity.items() if level == "critical"} == critical
 
