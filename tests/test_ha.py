@@ -481,3 +481,37 @@ class TestRedisOutage:
         for task_id, history in seen.items():
             kept = {(t["seq"], t["from"], t["to"]) for t in after[task_id]}
             assert {(t["seq"], t["from"], t["to"]) for t in history} <= kept
+
+
+class TestDemo:
+    def test_the_replica_demo_splits_the_work_and_narrates_the_takeover(
+        self, tmp_path: Path
+    ) -> None:
+        result = subprocess.run(
+            [sys.executable, "-m", "monitor", "demo", "--replicas", "3"],
+            capture_output=True,
+            text=True,
+            timeout=150,
+            check=False,
+            env={**daemon_env(), "TMPDIR": str(tmp_path)},
+        )
+        assert result.returncode == 0, result.stdout + result.stderr
+        out = result.stdout
+        assert "3 replicas joined" in out
+        assert "kill -9 replica-1" in out
+        assert "takeover after" in out
+        assert "recordings were polled again" in out
+        assert "replica-1 is back" in out
+
+    def test_without_redis_server_on_the_path_it_says_so_and_exits_2(self, tmp_path: Path) -> None:
+        result = subprocess.run(
+            [sys.executable, "-m", "monitor", "demo", "--replicas", "3"],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+            env={**daemon_env(), "PATH": str(tmp_path)},
+        )
+        assert result.returncode == 2
+        assert "redis-server" in result.stderr
+        assert "Traceback" not in result.stderr
