@@ -101,7 +101,10 @@ def nasty_source(now: float = T0 + 600) -> FakeSource:
     hostile = make_task(NASTY_ID, labels={"room": NASTY, "team": "a"}, last_error_code="<b>E</b>")
     hostile.extra = {
         "mp4_files": [{"FileName": "<i>x</i>.mp4", "UserId": NASTY}],
-        "vod_files": [{"FileId": "f1", "VideoUrl": "javascript:alert(1)"}],
+        "vod_files": [
+            {"FileId": "f1", "VideoUrl": "javascript:alert(1)"},
+            {"FileId": "f2", "VideoUrl": "https://vod.example.invalid/v.mp4"},
+        ],
         "vod_video_url": "https://vod.example.invalid/v.mp4",
     }
     hostile.status = Status.PENDING
