@@ -42,6 +42,7 @@ from monitor.http.status_page import (
     parse_query,
     render_overview,
     render_task,
+    upload_view,
 )
 from monitor.log import configure_logging
 from monitor.models import REGIONS, Source, Status, Task, Transition
@@ -128,7 +129,9 @@ def render_figures(sizes: Sequence[int], repeat: int) -> None:
             print(f"  {n:>8,}  {label:<28} {took * 1000:>7.1f} ms  {len(str(body)):>8,}")
     task = fleet(1, random.Random(2))[0]
     hist = history(task, 500)
-    took, body = median_time(lambda: render_task(env, task, hist, NOW, 10), repeat)
+    took, body = median_time(
+        lambda: render_task(env, task, hist, upload_view(task), NOW, 10), repeat
+    )
     print(f"  task page, 500 transitions            {took * 1000:>7.1f} ms  {len(str(body)):>8,}")
 
 

@@ -595,6 +595,7 @@ def render_task(
     env: jinja2.Environment,
     task: Task,
     newest_first: Sequence[Transition],
+    upload: UploadView,
     now: float,
     refresh: int,
 ) -> str:
@@ -604,7 +605,7 @@ def render_task(
         task=task,
         line=timeline(task, history, now, truncated),
         history=newest_first,
-        upload=upload_view(task),
+        upload=upload,
         now=now,
         refresh=refresh,
     )
@@ -663,8 +664,10 @@ async def task_page(request: web.Request) -> web.Response:
         body = render_missing(s.env, "No such task is registered.", s.clock(), s.refresh)
         return _html(body, 404 if key is not None else 400)
     newest_first = await s.source.transitions(key, TIMELINE_TRANSITIONS)
+    # On the loop: callbacks change a task's files while the page thread would read them.
+    upload = upload_view(task)
     body = await asyncio.get_running_loop().run_in_executor(
-        _PAGE_POOL, render_task, s.env, task, newest_first, s.clock(), s.refresh
+        _PAGE_POOL, render_task, s.env, task, newest_first, upload, s.clock(), s.refresh
     )
     return _html(body)
 
