@@ -10,6 +10,7 @@ import html
 import re
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -17,7 +18,10 @@ import pytest
 from aiohttp import web
 from multidict import MultiDict
 
+from monitor.config import parse_config
+from monitor.daemon import Daemon
 from monitor.http import status_page
+from monitor.http.server import build_app
 from monitor.http.status_page import (
     CONTENT_SECURITY_POLICY,
     PAGE_SIZE,
@@ -36,7 +40,7 @@ from monitor.models import REGIONS, Source, Status, Task, TaskKey, Transition
 from monitor.registry import TaskFilter
 from monitor.simulator import DEFAULT_SECRET_KEY, Life, Simulator
 from monitor.store.base import AlertRecord
-from tests.conftest import API_TOKEN, DaemonFactory
+from tests.conftest import API_TOKEN, DaemonFactory, daemon_config_text
 from tests.support import wait_for_async
 
 APP = 1400000001
@@ -464,3 +468,22 @@ class TestOnTheDaemon:
         assert ids[0] in whole
         for secret in (API_TOKEN, DEFAULT_SECRET_KEY):
             assert secret not in whole
+
+    async def test_a_daemon_not_started_yet_serves_an_empty_page(
+        self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, unused_tcp_port: int
+    ) -> None:
+        monkeypatch.setenv("TEST_API_TOKEN", API_TOKEN)
+        config = parse_config(daemon_config_text("http://127.0.0.1:9", tmp_path / "m.db"))
+        runner = web.AppRunner(build_app(Daemon(config)), access_log=None)
+        await runner.setup()
+        await web.TCPSite(runner, "127.0.0.1", unused_tcp_port).start()
+        try:
+            async with aiohttp.ClientSession() as session:
+                base = f"http://127.0.0.1:{unused_tcp_port}"
+                async with session.get(base + "/") as answer:
+                    assert answer.status == 200
+                    assert "no tasks registered" in await answer.text()
+                async with session.get(base + "/tasks/1/x") as answer:
+                    assert answer.status == 404
+        finally:
+            await runner.cleanup()

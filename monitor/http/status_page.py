@@ -35,7 +35,7 @@ from multidict import MultiMapping
 
 from monitor import __version__
 from monitor.config import LABEL_NAME_RE
-from monitor.models import FINAL_STATUSES, REGIONS, Source, Status, Task, TaskKey, Transition
+from monitor.models import REGIONS, Status, Task, TaskKey, Transition
 from monitor.registry import TaskFilter
 from monitor.store.base import AlertRecord
 
@@ -550,9 +550,7 @@ def new_environment() -> jinja2.Environment:
         task_href=task_href,
         detail_text=_detail_text,
         statuses=list(Status),
-        sources=list(Source),
         regions=REGIONS,
-        final_statuses=FINAL_STATUSES,
         version=__version__,
         inf=math.inf,
     )

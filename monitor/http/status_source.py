@@ -49,8 +49,15 @@ class DaemonStatusSource:
     def firing_alerts(self) -> Sequence[AlertRecord]:
         return self._daemon.alerts.firing() if self._daemon.ready else []
 
+    # Before the daemon has started (or once it is stopping) there is no store to ask: the
+    # page shows no transitions rather than an error.
+
     async def recent_transitions(self, limit: int) -> Sequence[Transition]:
+        if not self._daemon.ready:
+            return []
         return await self._daemon.store.recent_transitions(limit)
 
     async def transitions(self, key: TaskKey, limit: int) -> Sequence[Transition]:
+        if not self._daemon.ready:
+            return []
         return await self._daemon.store.transitions(key, limit=limit, newest_first=True)
