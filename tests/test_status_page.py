@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import html
 import re
+import urllib.parse
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -487,3 +488,14 @@ class TestOnTheDaemon:
                     assert answer.status == 404
         finally:
             await runner.cleanup()
+
+    async def test_the_form_keeps_every_label_filter_one_per_field(
+        self, page_server: tuple[str, FakeSource, aiohttp.ClientSession]
+    ) -> None:
+        url, _, session = page_server
+        query = urllib.parse.urlencode([("label", "team:a"), ("label", f"room:{NASTY}")])
+        async with session.get(f"{url}/?{query}") as answer:
+            assert answer.status == 200
+            body = await answer.text()
+        fields = re.findall(r'<input type="(?:text|hidden)" name="label"[^>]*value="([^"]*)"', body)
+        assert [html.unescape(f) for f in fields] == ["team:a", f"room:{NASTY}"]
