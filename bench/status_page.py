@@ -7,9 +7,10 @@ Prints, in one run:
   task page with 500 transitions;
 * a real daemon polling 10,000 tasks (by default) against the simulator, over budget so the
   limiter sends all the time: the event loop's longest stall and its 99th percentile, and the
-  simulator's arrival rate, in three phases of equal length: polling alone; polling while a
-  separate process loads ``/`` back to back; polling while the page is rendered on the event
-  loop instead of in the page thread (what the design avoids, for comparison).
+  simulator's arrival rate, in phases of equal length: polling alone; polling while a
+  separate process loads ``/`` once a second, then back to back; polling while the page is
+  rendered on the event loop once a second instead of in the page thread (what the design
+  avoids, for comparison).
 
     python bench/status_page.py [--tasks 10000,100000] [--live-tasks 10000] [--phase 10]
 """
@@ -56,13 +57,14 @@ STATUS_MIX = (Status.IN_PROGRESS,) * 7 + (Status.IDLE, Status.IDLE, Status.PENDI
 # A client in its own process, so its work does not compete with the daemon for the GIL.
 CLIENT = """
 import sys, time, urllib.request
-url, until = sys.argv[1], time.monotonic() + float(sys.argv[2])
+url, until, pause = sys.argv[1], time.monotonic() + float(sys.argv[2]), float(sys.argv[3])
 took = []
 while time.monotonic() < until:
     t = time.perf_counter()
     with urllib.request.urlopen(url, timeout=30) as answer:
         answer.read()
     took.append(time.perf_counter() - t)
+    time.sleep(pause)
 took.sort()
 print(len(took), took[len(took) // 2], took[-1])
 """
@@ -210,9 +212,9 @@ logging: {{format: json, level: warning}}
         print(f"\na real daemon polling {n:,} tasks (required {n / 15:.0f}/s, budget 20/s)")
         print(f"  {'phase (' + str(phase) + ' s each)':<44} {'max stall':>10} {'p99':>8}  polls/s")
 
-        def client() -> str:
+        def client(pause: float) -> str:
             out = subprocess.run(
-                [sys.executable, "-c", CLIENT, base + "/", str(phase)],
+                [sys.executable, "-c", CLIENT, base + "/", str(phase), str(pause)],
                 capture_output=True,
                 text=True,
                 check=True,
@@ -231,15 +233,11 @@ logging: {{format: json, level: warning}}
         await asyncio.sleep(phase)
         line("polling alone", *await watch.stop(), (arrivals(threaded) - before) / phase)
 
-        before = arrivals(threaded)
-        watch.start()
-        served = await asyncio.to_thread(client)
-        line(
-            "a client loading / back to back",
-            *await watch.stop(),
-            (arrivals(threaded) - before) / phase,
-            f"  ({served})",
-        )
+        for label, pause in (("a client loading / once a second", 1.0), ("... back to back", 0.0)):
+            before = arrivals(threaded)
+            watch.start()
+            served = await asyncio.to_thread(client, pause)
+            line(label, *await watch.stop(), (arrivals(threaded) - before) / phase, f"  ({served})")
 
         # For comparison: the same page rendered on the loop, once a second.
         env = new_environment()

@@ -7,6 +7,7 @@ made of, with a source in memory or a real daemon, over real HTTP on loopback.
 from __future__ import annotations
 
 import html
+import random
 import re
 import urllib.parse
 from collections.abc import AsyncIterator, Sequence
@@ -241,6 +242,15 @@ class TestOverview:
                 break
             page += 1
         assert seen == sorted(tasks, key=lambda t: (t.sdk_app_id, t.task_id))
+
+    def test_a_middle_page_of_a_large_table_is_its_slice_of_the_sorted_whole(self) -> None:
+        tasks = [make_task(f"t{i:06d}", sdk_app_id=APP + i % 7) for i in range(20_000)]
+        random.Random(1).shuffle(tasks)
+        whole = sorted(tasks, key=lambda t: (t.sdk_app_id, t.task_id))
+        for page in (150, 200, 251):
+            chosen = select_tasks(tasks, PageQuery(page=page))
+            start = (page - 1) * PAGE_SIZE
+            assert chosen.tasks == whole[start : start + PAGE_SIZE], page
 
     def test_a_page_past_the_end_shows_the_last(self) -> None:
         tasks = [make_task(f"t{i}") for i in range(PAGE_SIZE + 3)]
