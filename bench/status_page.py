@@ -251,7 +251,7 @@ logging: {{format: json, level: warning}}
         mark = begin()
         deadline = time.monotonic() + phase
         while time.monotonic() < deadline:
-            view = Overview(list(daemon.tasks.values()), [], [], [], query, [], time.time(), 10)
+            view = Overview(daemon.registry.tasks(), [], [], [], query, [], time.time(), 10)
             render_overview(env, view)
             await asyncio.sleep(1.0)
         line(

@@ -23,7 +23,6 @@ from multidict import MultiDict
 from monitor.config import parse_config
 from monitor.daemon import Daemon
 from monitor.http import status_page
-from monitor.http.server import build_app
 from monitor.http.status_page import (
     CONTENT_SECURITY_POLICY,
     PAGE_SIZE,
@@ -38,6 +37,7 @@ from monitor.http.status_page import (
     timeline,
     upload_view,
 )
+from monitor.http.status_source import ComponentStatusSource
 from monitor.models import REGIONS, Source, Status, Task, TaskKey, Transition
 from monitor.registry import TaskFilter
 from monitor.simulator import DEFAULT_SECRET_KEY, Life, Simulator
@@ -485,7 +485,9 @@ class TestOnTheDaemon:
     ) -> None:
         monkeypatch.setenv("TEST_API_TOKEN", API_TOKEN)
         config = parse_config(daemon_config_text("http://127.0.0.1:9", tmp_path / "m.db"))
-        runner = web.AppRunner(build_app(Daemon(config)), access_log=None)
+        app = web.Application()
+        status_page.add_routes(app, ComponentStatusSource(Daemon(config)))
+        runner = web.AppRunner(app, access_log=None)
         await runner.setup()
         await web.TCPSite(runner, "127.0.0.1", unused_tcp_port).start()
         try:

@@ -36,10 +36,10 @@ from aiohttp import web
 from multidict import MultiMapping
 
 from monitor import __version__
-from monitor.config import LABEL_NAME_RE
 from monitor.models import REGIONS, Status, Task, TaskKey, Transition
 from monitor.registry import TaskFilter
 from monitor.store.base import AlertRecord
+from monitor.taskspec import LABEL_NAME_RE
 
 PAGE_SIZE: Final = 50
 RECENT_TRANSITIONS: Final = 20

@@ -1,63 +1,95 @@
-"""The status page's ``StatusSource`` over today's ``Daemon``.
+"""The status page's ``StatusSource`` over the daemon's components.
 
-The one place that knows where the page's figures live in the daemon; when the task table,
-the budget and the alert state become components of their own, only this adapter changes.
+The one place that knows where the page's figures live: the task table (``TaskRegistry``),
+the budget (``Budget`` and the poller's required rates), the alert state and the store's
+history. It reads them when a page is asked for, not when the app is built, so the page can be
+served before the components exist (an empty page) and follows a reload's new budget.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Protocol
 
-from monitor.daemon import Daemon
+from monitor.budget import Budget
+from monitor.http.ports import AlertReader
 from monitor.http.status_page import AccountBudget
 from monitor.models import Task, TaskKey, Transition
-from monitor.store.base import AlertRecord
+from monitor.poller import Poller
+from monitor.registry import TaskRegistry
+from monitor.store.base import AlertRecord, Store
 
 
-class DaemonStatusSource:
-    """Reads a running daemon for the status page (see ``status_page.StatusSource``)."""
+class StatusParts(Protocol):
+    """The components the page reads (the daemon has every one of them)."""
 
-    def __init__(self, daemon: Daemon) -> None:
-        self._daemon = daemon
+    @property
+    def ready(self) -> bool: ...
+
+    @property
+    def registry(self) -> TaskRegistry: ...
+
+    @property
+    def budget(self) -> Budget: ...
+
+    @property
+    def poller(self) -> Poller: ...
+
+    @property
+    def alerts(self) -> AlertReader: ...
+
+    @property
+    def store(self) -> Store: ...
+
+
+def account_budgets(budget: Budget, poller: Poller) -> list[AccountBudget]:
+    """Every configured account's budget, summed over its (account, access host) buckets."""
+    required_and_capacity = budget.by_account(poller.required_rate)
+    out: list[AccountBudget] = []
+    for name, account in sorted(budget.accounts.items()):
+        required, capacity = required_and_capacity.get(name, (0.0, account.limiter.capacity))
+        limiters = [budget.limiter(b) for b in budget.buckets() if b.account == name]
+        if limiters:
+            limit = sum(lim.limit / lim.window for lim in limiters)
+            effective = sum(lim.effective_rate for lim in limiters)
+        else:  # no task yet: no limiter made, nothing throttled
+            limit = account.limiter.limit / account.limiter.window
+            effective = capacity
+        out.append(AccountBudget(name, required, capacity, limit, effective))
+    return out
+
+
+class ComponentStatusSource:
+    """Reads the daemon's components for the status page (see ``status_page.StatusSource``).
+
+    Until the components are started (and once they are stopping) the page shows an empty
+    fleet rather than an error.
+    """
+
+    def __init__(self, parts: StatusParts) -> None:
+        self._parts = parts
 
     def tasks(self) -> Sequence[Task]:
-        # A copy of the table's values: iterated in the page thread while polling goes on.
-        return list(self._daemon.tasks.values())
+        # A new list: iterated in the page thread while the registry changes.
+        return self._parts.registry.tasks()
 
     def task(self, key: TaskKey) -> Task | None:
-        return self._daemon.get(key)
+        return self._parts.registry.get(key)
 
     def budgets(self) -> Sequence[AccountBudget]:
-        if not self._daemon.ready:
+        if not self._parts.ready:
             return []
-        required_and_capacity = self._daemon.budget_by_account()
-        out: list[AccountBudget] = []
-        for name, runtime in sorted(self._daemon.accounts.items()):
-            required, capacity = required_and_capacity.get(name, (0.0, 0.0))
-            limiters = [
-                lim for key, lim in self._daemon.limiters.items() if key.split("@", 1)[0] == name
-            ]
-            if limiters:
-                limit = sum(lim.limit / lim.window for lim in limiters)
-                effective = sum(lim.effective_rate for lim in limiters)
-            else:  # no task yet: nothing has been throttled either
-                limit = runtime.rate_limit / runtime.rate_window
-                effective = capacity
-            out.append(AccountBudget(name, required, capacity, limit, effective))
-        return out
+        return account_budgets(self._parts.budget, self._parts.poller)
 
     def firing_alerts(self) -> Sequence[AlertRecord]:
-        return self._daemon.alerts.firing() if self._daemon.ready else []
-
-    # Before the daemon has started (or once it is stopping) there is no store to ask: the
-    # page shows no transitions rather than an error.
+        return self._parts.alerts.firing() if self._parts.ready else []
 
     async def recent_transitions(self, limit: int) -> Sequence[Transition]:
-        if not self._daemon.ready:
+        if not self._parts.ready:
             return []
-        return await self._daemon.store.recent_transitions(limit)
+        return await self._parts.store.recent_transitions(limit)
 
     async def transitions(self, key: TaskKey, limit: int) -> Sequence[Transition]:
-        if not self._daemon.ready:
+        if not self._parts.ready:
             return []
-        return await self._daemon.store.transitions(key, limit=limit, newest_first=True)
+        return await self._parts.store.transitions(key, limit=limit, newest_first=True)
