@@ -8,7 +8,7 @@ every value that comes from a task (ids, labels, error codes, file names) is dat
 The page reads through ``StatusSource``, a narrow protocol, never the daemon. On the event loop
 it only takes a snapshot (a list of the tasks, the budgets, the firing alerts, a few
 transitions); counting, filtering, sorting and rendering run in one worker thread, so the
-loop is never held for a whole page, which takes 30-80 ms of CPU at 100,000 tasks
+loop is never held for a whole page, which takes 30-100 ms of CPU at 100,000 tasks
 (``bench/status_page.py``). Counts and the task table come from the same snapshot, so they
 always agree with each other.
 """
