@@ -30,6 +30,7 @@ from monitor.http.status_page import (
     PageQuery,
     budget_bar,
     count_statuses,
+    fmt_time,
     parse_query,
     parse_task_key,
     select_tasks,
@@ -42,6 +43,14 @@ from monitor.models import REGIONS, Source, Status, Task, TaskKey, Transition
 from monitor.registry import TaskFilter
 from monitor.simulator import DEFAULT_SECRET_KEY, Life, Simulator
 from monitor.store.base import AlertRecord
+from monitor.uploads import (
+    UPLOAD_ERROR,
+    FileKind,
+    UploadFailure,
+    UploadFile,
+    UploadPhase,
+    UploadState,
+)
 from tests.conftest import API_TOKEN, DaemonFactory, daemon_config_text
 from tests.support import wait_for_async
 
@@ -105,14 +114,15 @@ def nasty_source(now: float = T0 + 600) -> FakeSource:
     """Hostile ids and labels, an over-budget account beside a healthy one, a firing alert."""
     source = FakeSource()
     hostile = make_task(NASTY_ID, labels={"room": NASTY, "team": "a"}, last_error_code="<b>E</b>")
-    hostile.extra = {
-        "mp4_files": [{"FileName": "<i>x</i>.mp4", "UserId": NASTY}],
-        "vod_files": [
-            {"FileId": "f1", "VideoUrl": "javascript:alert(1)"},
-            {"FileId": "f2", "VideoUrl": "https://vod.example.invalid/v.mp4"},
-        ],
-        "vod_video_url": "https://vod.example.invalid/v.mp4",
-    }
+    hostile.upload = UploadState(
+        state=UploadPhase.UPLOADING,
+        files=(
+            UploadFile(FileKind.MP4, name="<i>x</i>.mp4", user_id=NASTY),
+            UploadFile(FileKind.VOD, file_id="f1", url="javascript:alert(1)"),
+            UploadFile(FileKind.VOD, file_id="f2", url="https://vod.example.invalid/v.mp4"),
+        ),
+        started_at=T0 + 20,
+    )
     hostile.status = Status.PENDING
     t1 = move(hostile, Status.IDLE, T0 + 10)
     t2 = move(hostile, Status.IN_PROGRESS, T0 + 70, Source.CALLBACK)
@@ -324,35 +334,45 @@ class TestTimeline:
 
 
 class TestUpload:
-    def test_files_and_facts_from_callbacks_are_shown_and_only_web_links_are_links(self) -> None:
+    def test_state_files_and_failure_are_shown_and_only_web_links_are_links(self) -> None:
         task = make_task("t")
-        task.extra = {
-            "mp4_files": [{"FileName": "a.mp4", "UserId": "u1"}],
-            "vod_files": [
-                {"FileId": "f1", "VideoUrl": "https://vod.example.invalid/a.mp4"},
-                {"FileId": "f2", "VideoUrl": "javascript:alert(1)"},
-            ],
-            "vod_file_id": "f1",
-        }
+        task.upload = UploadState(
+            state=UploadPhase.FAILED,
+            files=(
+                UploadFile(FileKind.MP4, name="a.mp4", user_id="u1"),
+                UploadFile(FileKind.VOD, file_id="f1", url="https://vod.example.invalid/a.mp4"),
+                UploadFile(FileKind.VOD, file_id="f2", url="javascript:alert(1)"),
+            ),
+            failures=(UploadFailure(T0 + 5, UPLOAD_ERROR, "InternalError", "disk full"),),
+            started_at=T0,
+        )
         view = upload_view(task)
+        assert view.state == "failed"
         assert [(f.name, f.url) for f in view.files] == [
             ("mp4 a.mp4", None),
             ("vod f1", "https://vod.example.invalid/a.mp4"),
             ("vod f2", None),
         ]
+        assert view.files[0].facts == "user_id=u1"
+        assert ("started", fmt_time(T0)) in view.facts
+        assert (
+            "failure",
+            f"upload error at {fmt_time(T0 + 5)}: InternalError disk full",
+        ) in view.facts
+
+    def test_tasks_stored_before_uploads_were_followed_show_the_callbacks_files(self) -> None:
+        task = make_task("t")
+        task.extra = {
+            "mp4_files": [{"FileName": "a.mp4", "UserId": "u1"}],
+            "vod_files": [{"FileId": "f1", "VideoUrl": "https://vod.example.invalid/a.mp4"}],
+        }
+        view = upload_view(task)
+        assert [(f.name, f.url) for f in view.files] == [
+            ("mp4 a.mp4", None),
+            ("vod f1", "https://vod.example.invalid/a.mp4"),
+        ]
         assert view.files[0].facts == "UserId=u1"
-        assert ("vod_file_id", "f1") in view.facts
-        assert view.state is None
-
-    def test_an_upload_state_shows_once_tasks_have_one(self) -> None:
-        @dataclass
-        class WithUpload:
-            extra: dict[str, Any]
-            upload_state: str
-
-        view = upload_view(WithUpload({}, "failed"))  # type: ignore[arg-type]
-        assert view.state == "failed"
-        assert view
+        assert view.state == "none"
 
     def test_nothing_known_is_empty(self) -> None:
         assert not upload_view(make_task("t"))

@@ -40,6 +40,7 @@ from monitor.models import REGIONS, Status, Task, TaskKey, Transition
 from monitor.registry import TaskFilter
 from monitor.store.base import AlertRecord
 from monitor.taskspec import LABEL_NAME_RE
+from monitor.uploads import UploadPhase, UploadState
 
 PAGE_SIZE: Final = 50
 RECENT_TRANSITIONS: Final = 20
@@ -529,19 +530,43 @@ def _files(entries: object, name_key: str, kind: str) -> list[FileEntry]:
     return out
 
 
+def _upload_files(upload: UploadState) -> list[FileEntry]:
+    out: list[FileEntry] = []
+    for f in upload.files:
+        facts = ", ".join(
+            f"{k}={v}"
+            for k, v in f.to_json().items()
+            if k not in ("kind", "name", "url") and not (k == "file_id" and not f.name)
+        )
+        out.append(
+            FileEntry(f"{f.kind.value} {f.name or f.file_id or '?'}", facts, _safe_url(f.url))
+        )
+    return out
+
+
 def upload_view(task: Task) -> UploadView:
-    """The task's upload: its state when the task has one, and the files callbacks named."""
-    # Hook: tasks gain an ``upload_state`` when uploads are followed; shown as soon as it exists.
-    state = getattr(task, "upload_state", None)
-    extra = task.extra
-    files = _files(extra.get("mp4_files"), "FileName", "mp4") + _files(
-        extra.get("vod_files"), "FileId", "vod"
-    )
+    """The task's upload as the callbacks told it: its state, the files, the failure named."""
+    upload = task.upload
+    files = _upload_files(upload)
+    if not files:
+        # Tasks stored before uploads were followed have only the callbacks' raw facts.
+        files = _files(task.extra.get("mp4_files"), "FileName", "mp4") + _files(
+            task.extra.get("vod_files"), "FileId", "vod"
+        )
     facts: list[tuple[str, str]] = []
-    for key in ("vod_file_id", "vod_video_url", "mp4_status", "vod_commit_status", "vod_status"):
-        if key in extra and isinstance(extra[key], str | int | float | bool):
-            facts.append((key, str(extra[key])))
-    return UploadView(str(getattr(state, "value", state)) if state else None, files, facts)
+    for label, at in (
+        ("started", upload.started_at),
+        ("recording stopped", upload.stopped_at),
+        ("finished", upload.finished_at),
+    ):
+        if at is not None:
+            facts.append((label, fmt_time(at)))
+    failure = upload.failure
+    if failure is not None:
+        what = " ".join(x for x in (failure.code, failure.message) if x)
+        facts.append(("failure", f"{failure.event_name} at {fmt_time(failure.at)}: {what}"))
+    known = upload.state is not UploadPhase.NONE or files or facts
+    return UploadView(upload.state.value if known else None, files, facts)
 
 
 # ---------------------------------------------------------------------------------- rendering
