@@ -252,6 +252,7 @@ class Daemon:
                 registry=self.registry,
                 metrics=self.metrics,
                 accounts=accounts,
+                alerts=lambda: self.alerts,
             )
         return Replica(
             redis_store_of(store),
@@ -390,7 +391,7 @@ class Daemon:
         return HttpContext(
             tasks=self.registry,
             writer=self.share.writer(),
-            alerts=self.alerts,
+            alerts=self.share.alert_reader(),
             control=self,
             metrics=_Exporter(self),
             callbacks=self.share.writer(),

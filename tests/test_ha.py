@@ -415,7 +415,20 @@ class TestChangesReachTheOwner:
                 return bool(notices(sink, TASK_EXITED, task_id=task_id))
 
             await wait_for_async(alerted, timeout=15, what="the exit alert")
-            await asyncio.sleep(2.0)  # room for a second transition or alert to show
+
+            async def listed_everywhere() -> bool:
+                # Any replica lists the fleet's firing alerts, not only the ones it sent.
+                for replica in (a, b, owner):
+                    async with group.session.get(f"{replica.url}/api/v1/alerts") as r:
+                        names = [
+                            (x["alertname"], x["labels"].get("task_id"))
+                            for x in (await r.json())["alerts"]
+                        ]
+                    if (TASK_EXITED, task_id) not in names:
+                        return False
+                return True
+
+            await wait_for_async(listed_everywhere, timeout=15, what="the alert on every replica")
             history = await group.transitions(a, task_id)
 
         exits = [t for t in history if t["to"] == "Exited"]

@@ -49,12 +49,13 @@ from monitor.events import (
     TransitionRecorded,
     UploadChanged,
 )
+from monitor.http.ports import AlertReader
 from monitor.log import get_logger
 from monitor.metrics import MonitorMetrics
 from monitor.models import Source, Status, Task, TaskKey, Transition
 from monitor.poller import Poller
 from monitor.registry import TaskRegistry
-from monitor.store.base import Store, StoreError
+from monitor.store.base import AlertRecord, Store, StoreError
 from monitor.store.redis import RedisStore
 from monitor.taskspec import TaskSpec
 from monitor.tracking import Tracker
@@ -66,6 +67,8 @@ log = get_logger(__name__)
 
 # A full comparison of the table with the store this often, whatever the feed delivered.
 RESYNC_SECONDS: Final = 30.0
+# How often a replica reads every replica's firing alerts for its API and status page.
+FLEET_ALERTS_SECONDS: Final = 5.0
 # How often Solo refreshes its gauges.
 _SOLO_GAUGES_SECONDS: Final = 5.0
 
@@ -116,6 +119,8 @@ class Share(Protocol):
 
     def writer(self) -> WriterOf: ...
 
+    def alert_reader(self) -> AlertReader: ...
+
     async def start(self) -> None: ...
 
     async def stop(self) -> None: ...
@@ -136,8 +141,10 @@ class Solo:
         registry: TaskRegistry,
         metrics: MonitorMetrics,
         accounts: Callable[[], Collection[str]],
+        alerts: Callable[[], AlertEngine],
     ) -> None:
         self.replica_id = replica_id
+        self._alerts = alerts
         self._tracker = tracker
         self._registry = registry
         self._metrics = metrics
@@ -168,6 +175,9 @@ class Solo:
 
     def writer(self) -> WriterOf:
         return self._tracker
+
+    def alert_reader(self) -> AlertReader:
+        return self._alerts()
 
     async def start(self) -> None:
         self._open = True
@@ -295,6 +305,7 @@ class Replica:
         self._work: asyncio.Queue[Callable[[], Coroutine[Any, Any, None]]] = asyncio.Queue()
         self._tasks: list[asyncio.Task[None]] = []
         self._writer = _ReloadingWriter(tracker, self.owns)
+        self._fleet_alerts: list[AlertRecord] = []
 
     # --- what the daemon asks --------------------------------------------------------------
 
@@ -326,6 +337,18 @@ class Replica:
     def writer(self) -> WriterOf:
         return self._writer
 
+    def alert_reader(self) -> AlertReader:
+        return self
+
+    def firing(self) -> list[AlertRecord]:
+        """Every replica's firing alerts (the whole fleet, as SPEC section 10 asks of the API
+        and the status page), from the shared alert state, refreshed every
+        ``FLEET_ALERTS_SECONDS``; this replica's own changes show at once."""
+        mine = {r.fingerprint: r for r in self._alerts().firing()}
+        others = [r for r in self._fleet_alerts if r.fingerprint not in mine]
+        records = [*mine.values(), *others]
+        return sorted(records, key=lambda r: (r.starts_at, r.alertname, r.fingerprint))
+
     # --- life cycle ------------------------------------------------------------------------
 
     async def start(self) -> None:
@@ -341,6 +364,7 @@ class Replica:
         await self.coordinator.start()
         self._tasks.append(loop.create_task(self._probe()))
         self._tasks.append(loop.create_task(self._periodic_resync()))
+        self._tasks.append(loop.create_task(self._follow_fleet_alerts()))
         self._gauges()
 
     async def stop(self) -> None:
@@ -535,6 +559,16 @@ class Replica:
             await asyncio.sleep(self._resync_every)
             if self._store_up:
                 self._enqueue(self._resync)
+
+    async def _follow_fleet_alerts(self) -> None:
+        while True:
+            try:
+                records = await self._store.load_alerts()
+            except StoreError:
+                pass  # keep the last known; the probe reports the store down
+            else:
+                self._fleet_alerts = [r for r in records if r.state == "firing"]
+            await asyncio.sleep(FLEET_ALERTS_SECONDS)
 
     def _gauges(self) -> None:
         self._metrics.store_up.set(1 if self._store_up else 0)
