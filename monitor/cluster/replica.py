@@ -341,11 +341,16 @@ class Replica:
         return self
 
     def firing(self) -> list[AlertRecord]:
-        """Every replica's firing alerts (the whole fleet, as SPEC section 10 asks of the API
-        and the status page), from the shared alert state, refreshed every
-        ``FLEET_ALERTS_SECONDS``; this replica's own changes show at once."""
+        """Every replica's firing alerts (``GET /api/v1/alerts`` answers for the whole fleet),
+        from the shared alert state, refreshed every ``FLEET_ALERTS_SECONDS``; the alerts of
+        what this replica owns come from its own engine, so its changes show at once."""
         mine = {r.fingerprint: r for r in self._alerts().firing()}
-        others = [r for r in self._fleet_alerts if r.fingerprint not in mine]
+        others = [
+            r
+            for r in self._fleet_alerts
+            if r.fingerprint not in mine
+            and not (self.alerts_on(r.task) if r.task is not None else self.alerts_monitor())
+        ]
         records = [*mine.values(), *others]
         return sorted(records, key=lambda r: (r.starts_at, r.alertname, r.fingerprint))
 
