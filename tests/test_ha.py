@@ -336,8 +336,9 @@ class TestTakeover:
                 return set(before) <= sent
 
             await wait_for_async(alerted, timeout=20, what="the victim's exit alerts")
-            killed_at = time.monotonic()
             await control.reset_stats()
+            killed_at = time.monotonic()
+            killed_wall = time.time()
             victim.kill()
             survivors = [r for r in group.replicas if r is not victim]
             await group.until_all_see(2, survivors)
@@ -360,15 +361,17 @@ class TestTakeover:
         )
         assert set(firing) == set(before) | set(after)
         assert all(n == 1 for n in firing.values()), firing
-        polls = polls_by_task(arrivals)
         assert elapsed_since_kill > MEMBER_TIMEOUT + 1.0
+        first_after: dict[str, float] = {}
+        for arrival in arrivals:  # in arrival order; the simulator shares this machine's clock
+            if arrival["wall"] > killed_wall + 0.1:  # not the killed replica's last requests
+                first_after.setdefault(arrival["task_id"], arrival["wall"] - killed_wall)
         for task_id in mine:
-            assert polls.get(task_id), f"{task_id} of the killed replica was never polled again"
-        # Polled again within member_timeout + one interval of the kill, with room for the
-        # takeover's own bookkeeping (the first arrival is measured from the stats reset).
-        first = min(times[0] for task_id, times in polls.items() if task_id in mine)
-        last_first = max(min(polls[t]) for t in mine)
-        assert last_first - first <= MEMBER_TIMEOUT + 1.0 + 3.0
+            assert task_id in first_after, f"{task_id} of the killed replica was never polled"
+        # Each polled again within member_timeout + one interval (1 s) of the kill, with 3 s of
+        # room for a heartbeat's granularity and the takeover's reload on a loaded machine.
+        late = {t: round(first_after[t], 2) for t in mine if first_after[t] > MEMBER_TIMEOUT + 4.0}
+        assert not late, late
 
 
 class TestChangesReachTheOwner:
