@@ -44,7 +44,7 @@ from monitor.config import (
     resolve_secrets,
 )
 from monitor.events import EventBus
-from monitor.http.ports import HttpContext, ReloadResult
+from monitor.http.ports import AlertReader, HttpContext, ReloadResult
 from monitor.log import set_secrets
 from monitor.metrics import MonitorMetrics, StateView
 from monitor.poller import IntervalPolicy, Poller
@@ -142,6 +142,11 @@ class Daemon:
         """This replica's share of the work: all of it alone, its part among replicas."""
         assert self._share is not None, "daemon not started"
         return self._share
+
+    @property
+    def fleet_alerts(self) -> AlertReader:
+        """Every replica's firing alerts (this daemon's own when it is alone)."""
+        return self.share.alert_reader()
 
     @property
     def ready(self) -> bool:
@@ -391,7 +396,7 @@ class Daemon:
         return HttpContext(
             tasks=self.registry,
             writer=self.share.writer(),
-            alerts=self.share.alert_reader(),
+            alerts=self.fleet_alerts,
             control=self,
             metrics=_Exporter(self),
             callbacks=self.share.writer(),

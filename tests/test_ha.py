@@ -429,6 +429,9 @@ class TestChangesReachTheOwner:
                         ]
                     if (TASK_EXITED, task_id) not in names:
                         return False
+                    async with group.session.get(f"{replica.url}/") as page:
+                        if TASK_EXITED not in await page.text():  # the status page too
+                            return False
                 return True
 
             await wait_for_async(listed_everywhere, timeout=15, what="the alert on every replica")
