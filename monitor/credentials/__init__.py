@@ -1,0 +1,35 @@
+"""Tencent Cloud credentials per account: the sources of SPEC section 5, the ``auto`` chain,
+STS roles and background refresh. The poll step reads ``CredentialProvider.current()``."""
+
+from __future__ import annotations
+
+from monitor.credentials.base import (
+    AUTO,
+    CHAIN_ORDER,
+    CredentialProvider,
+    CredentialsError,
+    Issued,
+    NotPresent,
+    Source,
+)
+from monitor.credentials.chain import ChainSource, NoCredentials
+from monitor.credentials.factory import new_provider, new_source, read_static, resolve_once
+from monitor.credentials.refresh import RefreshEvent, RefreshingProvider
+
+__all__ = [
+    "AUTO",
+    "CHAIN_ORDER",
+    "ChainSource",
+    "CredentialProvider",
+    "CredentialsError",
+    "Issued",
+    "NoCredentials",
+    "NotPresent",
+    "RefreshEvent",
+    "RefreshingProvider",
+    "Source",
+    "new_provider",
+    "new_source",
+    "read_static",
+    "resolve_once",
+]
