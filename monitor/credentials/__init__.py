@@ -6,6 +6,7 @@ from __future__ import annotations
 from monitor.credentials.base import (
     AUTO,
     CHAIN_ORDER,
+    CODE_UNAVAILABLE,
     CredentialProvider,
     CredentialsError,
     Issued,
@@ -14,11 +15,13 @@ from monitor.credentials.base import (
 )
 from monitor.credentials.chain import ChainSource, NoCredentials
 from monitor.credentials.factory import new_provider, new_source, read_static, resolve_once
+from monitor.credentials.observe import RefreshRecorder
 from monitor.credentials.refresh import RefreshEvent, RefreshingProvider
 
 __all__ = [
     "AUTO",
     "CHAIN_ORDER",
+    "CODE_UNAVAILABLE",
     "ChainSource",
     "CredentialProvider",
     "CredentialsError",
@@ -26,6 +29,7 @@ __all__ = [
     "NoCredentials",
     "NotPresent",
     "RefreshEvent",
+    "RefreshRecorder",
     "RefreshingProvider",
     "Source",
     "new_provider",

@@ -26,6 +26,9 @@ AUTO = "auto"
 CHAIN_ORDER: tuple[str, ...] = (STATIC, ENV, OIDC, PROFILE, CVM_ROLE)
 MODES: tuple[str, ...] = (AUTO, *CHAIN_ORDER)
 ROLE_SUFFIX = "+role"
+# The code of a poll that could not be sent for want of credentials; it shares the `code`
+# label space with Tencent's codes and the client's Transport.* codes, and counts as `auth`.
+CODE_UNAVAILABLE = "Credentials.Unavailable"
 
 
 class CredentialsError(Exception):

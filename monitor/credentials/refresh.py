@@ -201,18 +201,29 @@ class RefreshingProvider:
 
     # ------------------------------------------------------------------ life cycle
 
-    async def start(self, session: aiohttp.ClientSession, *, wait: bool = True) -> None:
-        """Begin refreshing on ``session``; with ``wait``, until the first attempt is over
-        (bounded): a daemon starts with credentials when it can, and runs on when not."""
+    def launch(self, session: aiohttp.ClientSession) -> None:
+        """Begin refreshing on ``session`` now, without waiting: from here on ``get`` waits
+        for the first attempt instead of failing."""
         if self._task is not None:
             return
         self._session = session
         self._attempted = asyncio.get_running_loop().create_future()
-        first = self._attempted
         self._task = asyncio.create_task(self._run(), name=f"credentials-{self._account}")
+
+    async def first_attempt(self) -> None:
+        """Until the first attempt is over (bounded by the fetch timeout)."""
+        attempted = self._attempted
+        if self._issued is not None or self._failures or attempted is None:
+            return
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(asyncio.shield(attempted), self._fetch_timeout)
+
+    async def start(self, session: aiohttp.ClientSession, *, wait: bool = True) -> None:
+        """Begin refreshing on ``session``; with ``wait``, until the first attempt is over
+        (bounded): a daemon starts with credentials when it can, and runs on when not."""
+        self.launch(session)
         if wait:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(asyncio.shield(first), self._fetch_timeout)
+            await self.first_attempt()
 
     async def stop(self) -> None:
         task, self._task = self._task, None
