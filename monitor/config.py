@@ -403,7 +403,8 @@ class ClusterConfig(_Model):
         return self
 
 
-CREDENTIAL_MODES = ("auto", "static", "env", "profile", "oidc", "cvm_role")
+# "auto", then the chain in the order it is tried (SPEC section 5).
+CREDENTIAL_MODES = ("auto", "static", "env", "oidc", "profile", "cvm_role")
 _STATIC_KEYS = tuple(
     f"{base}{suffix}"
     for base in ("secret_id", "secret_key", "token")

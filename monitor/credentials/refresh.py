@@ -73,10 +73,10 @@ def retry_delay(
     return ceiling * (0.5 + 0.5 * min(max(u, 0.0), 1.0))
 
 
-def usable(issued: Issued | None, now: float, margin: float = EXPIRY_MARGIN) -> bool:
-    if issued is None:
-        return False
-    return issued.expires_at is None or now < issued.expires_at - margin
+def expiry_margin(lifetime: float) -> float:
+    """How long before their expiry credentials stop being sent: a second, or a tenth of
+    very short lifetimes."""
+    return min(EXPIRY_MARGIN, max(0.0, lifetime) / 10)
 
 
 @dataclass(frozen=True, slots=True)
@@ -170,10 +170,18 @@ class RefreshingProvider:
         issued = self._issued
         if issued is None:
             return None
-        expires_at = issued.expires_at
-        if expires_at is not None and self._clock() >= expires_at - EXPIRY_MARGIN:
+        if not self._usable(self._clock()):
             return None
         return issued.credentials
+
+    def _usable(self, now: float) -> bool:
+        issued = self._issued
+        if issued is None:
+            return False
+        expires_at = issued.expires_at
+        if expires_at is None:
+            return True
+        return now < expires_at - expiry_margin(expires_at - self._issued_at)
 
     async def get(self) -> Credentials:
         credentials = self.current()
@@ -325,7 +333,7 @@ class RefreshingProvider:
             attempt=self._failures,
             retry_in=round(self._due - now, 2),
             expires_in=None if remaining is None else round(remaining, 1),
-            in_use=issued is not None and usable(issued, now),
+            in_use=self._usable(now),
         )
         self._notify(FAILURE, source, issued, error)
 
