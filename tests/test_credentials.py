@@ -131,19 +131,25 @@ class TestRefreshArithmetic:
         assert refresh_due(1000.0, 1000.0 + lifetime) == pytest.approx(1000.0 + lifetime - lead)
 
     def test_backoff_doubles_up_to_a_cap_and_is_jittered_over_its_upper_half(self) -> None:
-        lows = [retry_delay(n, 0.0) for n in range(1, 10)]
-        highs = [retry_delay(n, 0.999999) for n in range(1, 10)]
+        lows = [retry_delay(n, 0.0, remaining=1e9) for n in range(1, 10)]
+        highs = [retry_delay(n, 0.999999, remaining=1e9) for n in range(1, 10)]
         assert lows[:4] == [0.5, 1.0, 2.0, 4.0]
         assert highs[:4] == pytest.approx([1.0, 2.0, 4.0, 8.0])
         assert max(highs) == pytest.approx(60.0)
+        assert max(retry_delay(n, 0.999999, remaining=1e9) for n in range(1, 10)) == (
+            pytest.approx(60.0)
+        )
         assert all(low <= high for low, high in zip(lows, highs, strict=True))
 
     def test_while_valid_a_retry_comes_within_half_the_time_left(self) -> None:
         assert retry_delay(8, 0.99, remaining=10.0) <= 5.0
         assert retry_delay(8, 0.99, remaining=0.1) <= 0.5  # a floor, not a busy loop
         assert retry_delay(8, 0.0, remaining=0.1) > 0.0
-        # expired: the plain backoff
+        # expired, or nothing in use: every poll fails meanwhile, so retries come sooner
         assert retry_delay(3, 0.0, remaining=-5.0) == 2.0
+        assert retry_delay(9, 0.999999, remaining=-5.0) == pytest.approx(10.0)
+        assert retry_delay(9, 0.999999, remaining=None) == pytest.approx(10.0)
+        assert retry_delay(9, 0.999999, remaining=float("inf")) == pytest.approx(60.0)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -396,6 +396,16 @@ class AlertEngine:
             await self._persist()
             self._update_gauge()
 
+    async def sweep_accounts(self) -> None:
+        """The monitor's own alerts only, at once (e.g. right after a credentials refresh
+        failed, when the sweep's few seconds may be most of what is left)."""
+        async with self._sweep_lock:
+            now = self._clock()
+            changes = _Changes()
+            self._sweep_accounts(now, changes)
+            if changes:
+                await self._commit(changes, now)
+
     def on_api_outcome(
         self, account: str, outcome: Outcome, now: float, code: str | None = None
     ) -> None:

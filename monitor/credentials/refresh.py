@@ -34,6 +34,8 @@ REFRESH_NOT_BEFORE = 0.5
 EXPIRY_MARGIN = 1.0
 BACKOFF_BASE = 1.0
 BACKOFF_CAP = 60.0
+# Without usable credentials every poll of the account fails: retry at least this often.
+BACKOFF_CAP_EXPIRED = 10.0
 BACKOFF_FLOOR = 0.5
 FETCH_TIMEOUT = 30.0
 WAIT_TIMEOUT = 10.0
@@ -64,12 +66,16 @@ def retry_delay(
     cap: float = BACKOFF_CAP,
 ) -> float:
     """Seconds before retry number ``attempt`` (1 for the first retry): exponential, capped,
-    jittered by ``u`` in [0, 1) over the upper half (so replicas do not retry in step). While
-    credentials are still valid, ``remaining`` bounds it to half the time left, so several
-    attempts fit before they expire."""
+    jittered by ``u`` in [0, 1) over the upper half (so replicas do not retry in step).
+
+    ``remaining`` is how long the credentials in use stay valid. While they are, it bounds the
+    delay to half of it, so several attempts fit before they expire; once they have expired
+    (or when there are none: None), the cap drops to ``BACKOFF_CAP_EXPIRED``."""
     ceiling = min(cap, base * 2.0 ** max(0, attempt - 1))
     if remaining is not None and remaining > 0:
         ceiling = min(ceiling, max(BACKOFF_FLOOR, remaining / 2))
+    else:
+        ceiling = min(ceiling, BACKOFF_CAP_EXPIRED)
     return ceiling * (0.5 + 0.5 * min(max(u, 0.0), 1.0))
 
 
@@ -324,6 +330,8 @@ class RefreshingProvider:
         remaining = None
         if issued is not None and issued.expires_at is not None:
             remaining = issued.expires_at - now
+        elif issued is not None:
+            remaining = math.inf  # permanent ones in use: no hurry
         self._due = now + retry_delay(self._failures, self._rng(), remaining)
         log.warning(
             "credentials_refresh_failed",
@@ -332,7 +340,7 @@ class RefreshingProvider:
             error=error,
             attempt=self._failures,
             retry_in=round(self._due - now, 2),
-            expires_in=None if remaining is None else round(remaining, 1),
+            expires_in=None if remaining is None or math.isinf(remaining) else round(remaining, 1),
             in_use=self._usable(now),
         )
         self._notify(FAILURE, source, issued, error)
