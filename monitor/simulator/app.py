@@ -771,6 +771,11 @@ async def serve(
     try:
         print(f"TRTC simulator (API version 2019-07-22) listening on {url}", file=out)
         print(f"  control surface: {url}/-/sim/", file=out)
+        print(
+            f"  STS (AssumeRole, AssumeRoleWithWebIdentity) on POST {url}/; CVM metadata "
+            f"credentials at {url}/latest/meta-data/cam/security-credentials/",
+            file=out,
+        )
         for secret_id in sim.credentials:
             if secret_id == DEFAULT_SECRET_ID and not scenario.credentials:
                 key = f"SecretKey {DEFAULT_SECRET_KEY} (built-in demo pair)"
