@@ -281,3 +281,62 @@ async def test_sts_failing_keeps_old_credentials_alerts_then_fails_polls_as_auth
     assert_no_secret_in(exposed, issued)
     assert_no_secret_in(captured_logs.getvalue(), issued)
     assert "credentials_refresh_failed" in captured_logs.getvalue()
+
+
+async def test_a_reload_keeps_unchanged_providers_and_replaces_changed_ones(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from monitor.config import load_config
+    from monitor.daemon import Daemon
+    from monitor.simulator import DEFAULT_SECRET_ID, DEFAULT_SECRET_KEY
+
+    monkeypatch.setenv("TEST_SECRET_ID", DEFAULT_SECRET_ID)
+    monkeypatch.setenv("TEST_SECRET_KEY", DEFAULT_SECRET_KEY)
+    monkeypatch.setenv("TEST_API_TOKEN", "t" * 24)
+    sim = Simulator(seed=13, credential_lifetime=600, metadata_role="node-role")
+    await sim.start()
+    path = tmp_path / "m.yaml"
+    text = config_text(sim.url, tmp_path / "m.db", interval="5s", rate_limit=20, before="1m")
+    node = f'  node: {{credentials: cvm_role, metadata_endpoint: "{sim.url}"}}\n'
+    path.write_text(text.replace("polling:", node + "polling:"))
+    daemon = Daemon(load_config(path), path)
+    await daemon.start()
+    try:
+        default = daemon.accounts["default"].credentials
+        node_provider = daemon.accounts["node"].credentials
+        assert (default.source, node_provider.source) == ("static+role", "cvm_role")
+        gauge = daemon.metrics.registry.get_sample_value
+        assert (
+            gauge(
+                "trtc_monitor_credentials_expiry_timestamp_seconds",
+                {"account": "node", "source": "cvm_role"},
+            )
+            == node_provider.expires_at
+        )
+
+        assert await daemon.reload()
+        assert daemon.accounts["default"].credentials is default  # nothing changed
+        assert daemon.accounts["node"].credentials is node_provider
+
+        # a new session name for the role, and the node account gone
+        path.write_text(text.replace("role_arn:", "role_session_name: renamed\n    role_arn:"))
+        assert await daemon.reload()
+        renamed = daemon.accounts["default"].credentials
+        assert renamed is not default
+        assert renamed.current() is not None
+        assert sim.issuer.history[-1].session_name == "renamed"
+        assert renamed.running
+        assert not default.running  # replaced: stopped
+        assert daemon.accounts["default"].credentials.running
+        assert "node" not in daemon.accounts
+        assert not node_provider.running
+        assert (
+            gauge(
+                "trtc_monitor_credentials_expiry_timestamp_seconds",
+                {"account": "node", "source": "cvm_role"},
+            )
+            is None
+        )
+    finally:
+        await daemon.stop()
+        await sim.stop()

@@ -169,6 +169,11 @@ class RefreshingProvider:
         return self._last_error
 
     @property
+    def running(self) -> bool:
+        """Launched and not stopped: refreshing in the background."""
+        return self._task is not None
+
+    @property
     def next_attempt_at(self) -> float | None:
         return None if math.isinf(self._due) else self._due
 
