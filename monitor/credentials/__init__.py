@@ -17,6 +17,7 @@ from monitor.credentials.chain import ChainSource, NoCredentials
 from monitor.credentials.factory import new_provider, new_source, read_static, resolve_once
 from monitor.credentials.observe import RefreshRecorder
 from monitor.credentials.refresh import RefreshEvent, RefreshingProvider
+from monitor.credentials.use import credentials_for_call
 
 __all__ = [
     "AUTO",
@@ -32,6 +33,7 @@ __all__ = [
     "RefreshRecorder",
     "RefreshingProvider",
     "Source",
+    "credentials_for_call",
     "new_provider",
     "new_source",
     "read_static",
