@@ -142,7 +142,7 @@ async def test_200_tasks_poll_through_rotations_while_sts_is_slow(
         await register(running, sim, 200)
         await asyncio.sleep(90)
         exposed = await exposed_text(running)
-        tasks = list(running.daemon.tasks.values())
+        tasks = running.daemon.registry.tasks()
         firing = firing_names(running)
         await running.stop()
     finally:
@@ -189,7 +189,7 @@ async def test_sts_failing_keeps_old_credentials_alerts_then_fails_polls_as_auth
             text=config_text(sim.url, tmp_path / "m.db", interval="1s", rate_limit=20, before="10s")
         )
         daemon = running.daemon
-        provider = daemon.accounts["default"].credentials
+        provider = daemon.credentials.providers["default"]
         first = provider.current()
         first_expiry = provider.expires_at
         assert first is not None
@@ -218,16 +218,18 @@ async def test_sts_failing_keeps_old_credentials_alerts_then_fails_polls_as_auth
         assert "InternalError" in alert.annotations["description"]
 
         # After expiry every poll fails as auth, locally: nothing expired is sent.
-        tasks = [daemon.tasks[key] for key in daemon.tasks]
+        # (task records are replaced on every change: read them afresh each time)
         await wait_until(
             lambda: all(
-                t.consecutive_errors >= 2 and t.last_error_code == CODE_UNAVAILABLE for t in tasks
+                t.consecutive_errors >= 2 and t.last_error_code == CODE_UNAVAILABLE
+                for t in daemon.registry.tasks()
             ),
             timeout=30,
             what="polls failing as auth",
         )
         assert time.time() >= first_expiry - 1.0
-        for task in tasks:
+        assert len(daemon.registry) == 5
+        for task in daemon.registry.tasks():
             # polled with the old credentials after the refresh had failed
             assert task.last_success_at is not None
             assert task.last_success_at > fired_at - 1.0
@@ -261,7 +263,7 @@ async def test_sts_failing_keeps_old_credentials_alerts_then_fails_polls_as_auth
         assert provider.expires_at is not None
         assert provider.expires_at > first_expiry
         await wait_until(
-            lambda: all(t.consecutive_errors == 0 for t in tasks),
+            lambda: all(t.consecutive_errors == 0 for t in daemon.registry.tasks()),
             timeout=15,
             what="polls succeeding again",
         )
@@ -302,8 +304,9 @@ async def test_a_reload_keeps_unchanged_providers_and_replaces_changed_ones(
     daemon = Daemon(load_config(path), path)
     await daemon.start()
     try:
-        default = daemon.accounts["default"].credentials
-        node_provider = daemon.accounts["node"].credentials
+        providers = daemon.credentials.providers
+        default = providers["default"]
+        node_provider = providers["node"]
         assert (default.source, node_provider.source) == ("static+role", "cvm_role")
         gauge = daemon.metrics.registry.get_sample_value
         assert (
@@ -314,21 +317,23 @@ async def test_a_reload_keeps_unchanged_providers_and_replaces_changed_ones(
             == node_provider.expires_at
         )
 
-        assert await daemon.reload()
-        assert daemon.accounts["default"].credentials is default  # nothing changed
-        assert daemon.accounts["node"].credentials is node_provider
+        assert (await daemon.reload()).ok
+        providers = daemon.credentials.providers
+        assert providers["default"] is default  # nothing changed
+        assert providers["node"] is node_provider
 
         # a new session name for the role, and the node account gone
         path.write_text(text.replace("role_arn:", "role_session_name: renamed\n    role_arn:"))
-        assert await daemon.reload()
-        renamed = daemon.accounts["default"].credentials
+        assert (await daemon.reload()).ok
+        renamed = daemon.credentials.providers["default"]
         assert renamed is not default
         assert renamed.current() is not None
         assert sim.issuer.history[-1].session_name == "renamed"
         assert renamed.running
         assert not default.running  # replaced: stopped
-        assert daemon.accounts["default"].credentials.running
-        assert "node" not in daemon.accounts
+        assert daemon.budget.accounts["default"].credentials is renamed
+        assert "node" not in daemon.credentials.providers
+        assert "node" not in daemon.budget.accounts
         assert not node_provider.running
         assert (
             gauge(

@@ -16,6 +16,7 @@ from monitor.credentials.base import (
 from monitor.credentials.chain import ChainSource, NoCredentials
 from monitor.credentials.factory import new_provider, new_source, read_static, resolve_once
 from monitor.credentials.observe import RefreshRecorder
+from monitor.credentials.providers import CredentialSet, ProviderPlan
 from monitor.credentials.refresh import RefreshEvent, RefreshingProvider
 from monitor.credentials.use import credentials_for_call
 
@@ -25,10 +26,12 @@ __all__ = [
     "CODE_UNAVAILABLE",
     "ChainSource",
     "CredentialProvider",
+    "CredentialSet",
     "CredentialsError",
     "Issued",
     "NoCredentials",
     "NotPresent",
+    "ProviderPlan",
     "RefreshEvent",
     "RefreshRecorder",
     "RefreshingProvider",
