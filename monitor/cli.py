@@ -196,7 +196,8 @@ async def _credentials(args: argparse.Namespace) -> int:
                 continue
             token = ", with session token" if issued.credentials.token else ""
             if issued.expires_at is None:
-                when = "do not expire"
+                # A configured session token is used as given: its expiry is not known here.
+                when = "expiry not known" if issued.credentials.token else "do not expire"
             else:
                 left = issued.expires_at - time.time()
                 stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(issued.expires_at))

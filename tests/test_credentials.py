@@ -46,7 +46,14 @@ from monitor.credentials.sts import assume_role
 from monitor.log import configure_logging, set_secrets
 from monitor.models import Outcome
 from monitor.secrets import Credentials
-from monitor.simulator import DEFAULT_SECRET_ID, DEFAULT_SECRET_KEY, Fault, FaultKind, Simulator
+from monitor.simulator import (
+    DEFAULT_SECRET_ID,
+    DEFAULT_SECRET_KEY,
+    Fault,
+    FaultKind,
+    Simulator,
+    SimulatorControl,
+)
 from monitor.trtc.client import Endpoint, TrtcClient
 
 ROLE_ARN = "qcs::cam::uin/100000000001:roleName/trtc-monitor"
@@ -673,6 +680,17 @@ class TestSimulatorCredentials:
             sim.url + "/-/sim/settings", json={"credential_lifetime": 30}
         ) as r:
             assert (await r.json())["credential_lifetime"] == 30
+        async with session.patch(
+            sim.url + "/-/sim/settings", json={"credential_lifetime": -1}
+        ) as r:
+            assert r.status == 400
+        async with SimulatorControl(sim.url) as control:
+            settings = await control.settings(metadata_role="other-role")
+            assert settings["metadata_role"] == "other-role"
+            listed_by_client = (await control.issued_credentials())["credentials"]
+        assert sim.issuer.lifetime == 30
+        assert sim.issuer.metadata_role == "other-role"
+        assert [c["kind"] for c in listed_by_client] == ["metadata"]
         async with session.get(sim.url + "/-/sim/credentials") as r:
             text = await r.text()
         listed = json.loads(text)["credentials"]
@@ -835,12 +853,14 @@ class TestCredentialsCommand:
         monkeypatch.setenv("HOME", str(tmp_path))
         monkeypatch.setenv("A_ID", DEFAULT_SECRET_ID)
         monkeypatch.setenv("A_KEY", DEFAULT_SECRET_KEY)
+        monkeypatch.setenv("A_TOKEN", "a-session-token-0123")
         path = tmp_path / "m.yaml"
         path.write_text(
             "accounts:\n"
             f"  pod: {{sts_endpoint: '{sim.url}', metadata_endpoint: '{sim.url}'}}\n"
             f"  node: {{credentials: cvm_role, metadata_endpoint: '{sim.url}'}}\n"
             f"  keys: {{secret_id_env: A_ID, secret_key_env: A_KEY}}\n"
+            f"  temp: {{secret_id_env: A_ID, secret_key_env: A_KEY, token_env: A_TOKEN}}\n"
             f"  cross: {{secret_id_env: A_ID, secret_key_env: A_KEY, role_arn: {OTHER_ROLE},"
             f" sts_endpoint: '{sim.url}'}}\n"
         )
@@ -850,11 +870,13 @@ class TestCredentialsCommand:
         assert lines["pod"].startswith("source oidc, with session token; expire at ")
         assert lines["node"].startswith("source cvm_role, with session token; expire at ")
         assert lines["keys"] == "source static; do not expire"
+        assert lines["temp"] == "source static, with session token; expiry not known"
         assert lines["cross"].startswith("source static+role, with session token; expire at ")
         assert "(in 10m)" in lines["pod"] or "(in 9m59s)" in lines["pod"]
         for cred in sim.issuer.history:
             assert cred.secret_key not in out
             assert cred.token not in out
+        assert "a-session-token-0123" not in out
         assert DEFAULT_SECRET_KEY not in out
         assert WEB_TOKEN not in out
         code, out, _ = await asyncio.to_thread(self.run, "-c", str(path), "--account", "node")

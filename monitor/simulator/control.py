@@ -440,6 +440,10 @@ class SimulatorControl:
     async def reset_stats(self) -> None:
         await self._call("POST", "/stats/reset", {})
 
+    async def issued_credentials(self) -> dict[str, Any]:
+        """Temporary credentials issued so far (ids, kinds, roles, expiry; never a key)."""
+        return cast(dict[str, Any], await self._call("GET", "/credentials"))
+
     async def settings(self, **changes: Any) -> dict[str, Any]:
         if changes:
             return cast(dict[str, Any], await self._call("PATCH", "/settings", changes))
