@@ -149,12 +149,13 @@ async def test_200_tasks_poll_through_rotations_while_sts_is_slow(
         await sim.stop()
 
     issued = [c for c in sim.issuer.history if c.kind == "AssumeRole"]
+    describes = list(sim.arrivals.select("DescribeCloudRecording"))
+    print(f"credentials issued: {len(issued)}; polls: {len(describes)}")  # shown with -rP
     # the first set, then at least four rotations
     assert len(issued) >= 5
     assert refresh_counts(running, "success") == len(issued)
     assert refresh_counts(running, "failure") == 0
 
-    describes = list(sim.arrivals.select("DescribeCloudRecording"))
     codes = {a.code for a in describes}
     assert not any(code.startswith("AuthFailure") for code in codes), codes
     assert codes <= {""}, codes
