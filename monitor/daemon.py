@@ -43,6 +43,7 @@ from monitor.config import (
     load_config,
     resolve_secrets,
 )
+from monitor.credentials import CredentialSet, RefreshEvent, RefreshRecorder
 from monitor.events import EventBus
 from monitor.http.ports import AlertReader, HttpContext, ReloadResult
 from monitor.log import set_secrets
@@ -109,6 +110,9 @@ class Daemon:
         self._jobs: AsyncIOScheduler | None = None
         self._reload_lock: asyncio.Lock | None = None
         self._background: set[asyncio.Task[Any]] = set()
+        # One credential provider per account (SPEC section 5); refresh attempts feed the
+        # credential metrics and the expiring alert.
+        self.credentials = CredentialSet(RefreshRecorder(self.metrics, [self._on_credentials]))
 
     # ------------------------------------------------------------------ the parts
 
@@ -160,7 +164,8 @@ class Daemon:
         missing) or StoreError (the store cannot be used) before anything runs."""
         config = self.config
         secrets = resolve_secrets(config)
-        accounts = build_accounts(config, secrets)
+        providers = self.credentials.plan(config, secrets)
+        accounts = build_accounts(config, providers.providers)
         set_secrets(secrets.values())
         self._api_token = secrets.api_token.get() if secrets.api_token else None
         self._callback_key = secrets.callback_key.get() if secrets.callback_key else None
@@ -227,6 +232,10 @@ class Daemon:
         self._share = self._new_share(config, store)
         await self._alerts.start()
         self._alerts.subscribe(self.bus)
+        # Credentials before the first poll (bounded: a source that is down is retried in the
+        # background, and the polls meanwhile fail as `auth`).
+        await self.credentials.prepare(providers, self._session)
+        await self.credentials.commit(providers)
         self._poller.resume(self.registry)
         await self._share.start()
         await self._tracker.register_many(config.tasks)
@@ -285,6 +294,7 @@ class Daemon:
             await self._share.stop()
         if self._poller is not None:
             await self._poller.stop()
+        await self.credentials.stop()
         if self._alerts is not None:
             await self._alerts.stop()
         if self._store is not None:
@@ -323,7 +333,9 @@ class Daemon:
         try:
             config = await asyncio.to_thread(load_config, path)
             secrets = resolve_secrets(config)
-            accounts = build_accounts(config, secrets)
+            # New providers are made here but started only once the reload goes ahead.
+            providers = self.credentials.plan(config, secrets)
+            accounts = build_accounts(config, providers.providers)
             # Static tasks are stored before anything is swapped; applied after the swap, when
             # their accounts exist. A failed write leaves everything as it was.
             pending = await self.tracker.store_registrations(config.tasks)
@@ -332,7 +344,10 @@ class Daemon:
         except (ValueError, StoreError) as exc:
             return self._reload_failed([str(exc)])
         restart = restart_required(self._running_config, config)
+        assert self._session is not None
+        await self.credentials.prepare(providers, self._session)
         self._swap(config, accounts, secrets)
+        await self.credentials.commit(providers)
         await self.tracker.apply_registrations(pending)
         self.metrics.config_reload_ok.set(1)
         self.metrics.config_reload_time.set(time.time())
@@ -358,6 +373,7 @@ class Daemon:
         self._callback_key = secrets.callback_key.get() if secrets.callback_key else None
         for gone in set(self.config.accounts) - set(config.accounts):
             self.alerts.forget_account(gone)
+            self.credentials_recorder.forget(gone)
         replaced = self.budget.configure(accounts)
         assert self._client is not None
         self._client.configure(
@@ -368,6 +384,29 @@ class Daemon:
             config.alerts, secrets.webhook_headers, secrets.robots, config.server.external_url
         )
         self.config = config
+
+    # ------------------------------------------------------------------ credentials
+
+    @property
+    def credentials_recorder(self) -> RefreshRecorder:
+        observer = self.credentials.observer
+        assert isinstance(observer, RefreshRecorder)
+        return observer
+
+    def _on_credentials(self, event: RefreshEvent) -> None:
+        """After every refresh attempt: the expiring alert's input, decided at once (short
+        credentials may expire within one sweep interval)."""
+        if self._alerts is None:
+            return
+        self._alerts.on_credentials(
+            event.account,
+            failing=event.failing,
+            expires_at=event.expires_at,
+            source=event.source,
+            error=event.error,
+        )
+        if self.ready:
+            self._spawn(self._alerts.sweep_accounts())
 
     # ------------------------------------------------------------------ periodic work
 

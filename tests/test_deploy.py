@@ -78,6 +78,8 @@ GAUGES_AND_COUNTERS = frozenset(
         "trtc_monitor_owned_tasks",
         "trtc_monitor_replica_info",
         "trtc_monitor_store_up",
+        "trtc_monitor_credentials_expiry_timestamp_seconds",
+        "trtc_monitor_credentials_refresh_total",
     }
 )
 HISTOGRAMS = frozenset(
@@ -102,6 +104,7 @@ PRODUCT_ALERTS = frozenset(
         "RecordingMonitorOverBudget",
         "RecordingUploadFailed",
         "RecordingUploadOverdue",
+        "RecordingMonitorCredentialsExpiring",
     }
 )
 TASK_LABELS = ("account", "region", "sdk_app_id", "task_id")
