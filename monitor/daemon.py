@@ -419,7 +419,9 @@ class Daemon:
             return []
 
     async def sweep_alerts(self) -> None:
-        required = self.budget.by_account(self.poller.required_rate)
+        # The over-budget alert weighs the fleet's need against the shared budget.
+        rate = self.poller.required_rate if self.share.alone else self.poller.fleet_required_rate()
+        required = self.budget.by_account(rate)
         for account, (need, capacity) in required.items():
             self.alerts.set_budget(account, need, capacity)
         await self.alerts.sweep(self.registry.tasks())

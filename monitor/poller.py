@@ -133,6 +133,16 @@ class Poller:
         for key in keys:
             self.scheduler.remove(key)
 
+    def fleet_required_rate(self) -> Callable[[BucketKey], float]:
+        """Requests per second every live task in the table needs, by bucket: with several
+        replicas, what the whole fleet asks of the shared budget, not this replica's share."""
+        rates: dict[BucketKey, float] = {}
+        for task in self._registry:
+            if not task.final:
+                bucket = self._budget.bucket_of(task)
+                rates[bucket] = rates.get(bucket, 0.0) + 1.0 / self.intervals.of(task)
+        return lambda bucket: rates.get(bucket, 0.0)
+
     def required_rate(self, bucket: BucketKey) -> float:
         return self.scheduler.required_rate(bucket) if bucket in self.scheduler.buckets else 0.0
 

@@ -304,6 +304,46 @@ class TestWorkSplit:
             assert lint.returncode == 0, lint.stdout + lint.stderr
             assert 'trtc_monitor_replica_info{backend="redis"' in text
             assert "trtc_monitor_store_up 1.0" in text
+        # The monitor's own alerts come from one replica: the fleet needs 300/s of 20/s.
+        over = 'trtc_monitor_alerts_firing{alertname="RecordingMonitorOverBudget"} 1.0'
+        assert sum(over in text for text in texts) == 1
+
+
+class TestMonitorAlerts:
+    async def test_the_leader_weighs_the_whole_fleet_against_the_shared_budget(
+        self, tmp_path: Path
+    ) -> None:
+        async with cluster(tmp_path) as (group, control):
+            for name in ("r0", "r1", "r2"):
+                group.add(name).start()
+            await group.until_all_see(3)
+            # 12 tasks per replica at 1 s: each replica's share (12/s) fits the budget of
+            # 20/s, the fleet's 36/s does not.
+            share: Counter[str] = Counter()
+            ids: list[str] = []
+            i = 0
+            while len(ids) < 36:
+                task_id = f"ob-{i:03d}"
+                i += 1
+                owner = group.owner(task_id)
+                if share[owner] < 12:
+                    share[owner] += 1
+                    ids.append(task_id)
+            for task_id in ids:
+                await control.add_task(APP, task_id, idle=600)
+            specs = [{"sdk_app_id": APP, "task_id": t, "region": REGIONS[0]} for t in ids]
+            assert await group.register(group.replicas[0], specs) == 201
+            over = 'trtc_monitor_alerts_firing{alertname="RecordingMonitorOverBudget"} 1.0'
+
+            async def fired() -> bool:
+                texts = [await group.metrics(r) for r in group.replicas]
+                return sum(over in text for text in texts) == 1
+
+            await wait_for_async(fired, timeout=20, what="the over-budget alert on the leader")
+            texts = [await group.metrics(r) for r in group.replicas]
+
+        assert [owned_total(text) for text in texts] == [12.0, 12.0, 12.0]
+        assert sum(over in text for text in texts) == 1
 
 
 class TestTakeover:
