@@ -46,7 +46,7 @@ from monitor.config import parse_config
 from monitor.daemon import Daemon
 from monitor.log import configure_logging
 from monitor.metrics import BucketGauge, MonitorMetrics, StateView
-from monitor.models import REGIONS, Status, Task, TaskKey
+from monitor.models import REGIONS, Status, Task, TaskKey, storage_file_summary
 from monitor.ratelimit import AsyncRateLimiter
 from monitor.scheduler import PollScheduler
 from monitor.simulator import DEFAULT_SECRET_ID, DEFAULT_SECRET_KEY
@@ -90,15 +90,14 @@ def fleet_task(i: int, rng: random.Random) -> Task:
         if status is Status.IN_PROGRESS
         else None
     )
-    task.last_response = {
-        "TaskId": task_id,
-        "Status": status.value,
-        "StorageFileList": files,
-        "RequestId": request_id,
-    }
+    # What the tracker keeps of such an answer (apply_poll).
+    count, summary = storage_file_summary(files)
+    task.answer_status = status
+    task.answer_request_id = request_id
+    task.answer_files = summary
     task.last_request_id = request_id
     task.last_success_at = NOW - i % 15
-    task.storage_files = None if files is None else len(files)
+    task.storage_files = count or 0
     task.consecutive_errors = 1 if i % 50 == 0 else 0
     return task
 

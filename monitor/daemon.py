@@ -42,6 +42,7 @@ from monitor.config import (
     resolve_secrets,
 )
 from monitor.events import EventBus
+from monitor.exposition import Exposition, Rendered
 from monitor.http.ports import HttpContext, ReloadResult
 from monitor.log import set_secrets
 from monitor.metrics import MonitorMetrics, StateView
@@ -89,6 +90,7 @@ class Daemon:
         self.config_path = config_path
         self.clock = clock
         self.metrics = MonitorMetrics()
+        self.exposition = Exposition(self.metrics)
         self.bus = EventBus()
         self.registry = TaskRegistry()
         self.ready = False
@@ -381,8 +383,8 @@ class _Exporter:
     def __init__(self, daemon: Daemon) -> None:
         self._daemon = daemon
 
-    def render(self, accept: str | None) -> Callable[[], tuple[bytes, str]]:
-        return partial(self._daemon.metrics.render, self._daemon.state_view(), accept)
+    async def render(self, accept: str | None) -> Rendered:
+        return await self._daemon.exposition.render(self._daemon.state_view(), accept)
 
     def count_callback(self, event_type: str, outcome: str) -> None:
         self._daemon.metrics.callbacks.labels(event_type, outcome).inc()

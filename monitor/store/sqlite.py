@@ -28,7 +28,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Final, TypeVar
 
-from monitor.models import Source, Status, Task, TaskKey, Transition
+from monitor.models import Source, Status, Task, TaskKey, Transition, storage_file_summary
 from monitor.store.base import AlertRecord, AlertState, StoreError
 
 T = TypeVar("T")
@@ -225,6 +225,17 @@ def _loads_dict(text: str) -> dict[str, Any]:
     return value
 
 
+def _answer_text(task: Task) -> str | None:
+    """The kept fields of the last answer as the ``last_response`` column holds them."""
+    if task.answer_status is None:
+        return None
+    return (
+        f'{{"Status":{_dumps(task.answer_status.value)},'
+        f'"StorageFileList":{task.answer_files or "null"},'
+        f'"RequestId":{_dumps(task.answer_request_id)}}}'
+    )
+
+
 def _task_row(task: Task) -> tuple[Any, ...]:
     return (
         task.sdk_app_id,
@@ -243,7 +254,7 @@ def _task_row(task: Task) -> tuple[Any, ...]:
         task.last_success_at,
         task.last_request_id,
         task.storage_files,
-        None if task.last_response is None else _dumps(task.last_response),
+        _answer_text(task),
         _dumps(task.extra),
         task.ended_at,
         task.observed_at,
@@ -258,58 +269,108 @@ def _health_row(task: Task) -> tuple[Any, ...]:
         task.last_success_at,
         task.last_request_id,
         task.storage_files,
-        None if task.last_response is None else _dumps(task.last_response),
+        _answer_text(task),
         task.observed_at,
         task.sdk_app_id,
         task.task_id,
     )
 
 
-def _task_from_row(row: tuple[Any, ...]) -> Task:
-    (
-        sdk_app_id,
-        task_id,
-        region,
-        account,
-        labels,
-        interval,
-        registered_at,
-        source,
-        status,
-        status_since,
-        consecutive_errors,
-        last_error_code,
-        last_error_at,
-        last_success_at,
-        last_request_id,
-        storage_files,
-        last_response,
-        extra,
-        ended_at,
-        observed_at,
-    ) = row
-    return Task(
-        sdk_app_id=sdk_app_id,
-        task_id=task_id,
-        region=region,
-        account=account,
-        labels=_loads_dict(labels),
-        interval=interval,
-        registered_at=registered_at,
-        source=_SOURCES[source],
-        status=_STATUSES[status],
-        status_since=status_since,
-        consecutive_errors=consecutive_errors,
-        last_error_code=last_error_code,
-        last_error_at=last_error_at,
-        last_success_at=last_success_at,
-        last_request_id=last_request_id,
-        storage_files=storage_files,
-        last_response=None if last_response is None else _loads_dict(last_response),
-        extra=_loads_dict(extra),
-        ended_at=ended_at,
-        observed_at=observed_at,
-    )
+class _TaskReader:
+    """Rows to tasks for one load, sharing what many tasks hold equal.
+
+    SQLite hands out a new object for every value of every row; at 100,000 tasks the copies of
+    the same account, region, application id and label set were a large part of the table. Label
+    and ``extra`` dicts are shared between tasks that hold equal ones (keyed by their stored JSON
+    text, which also skips decoding it again): records are never changed in place, only
+    replaced, so sharing them is safe.
+    """
+
+    __slots__ = ("_dicts", "_ints", "_strings")
+
+    def __init__(self) -> None:
+        self._dicts: dict[str, dict[str, Any]] = {"{}": {}}
+        self._ints: dict[int, int] = {}
+        self._strings: dict[str, str] = {}
+
+    def _dict(self, text: str) -> dict[str, Any]:
+        found = self._dicts.get(text)
+        if found is None:
+            found = self._dicts[text] = _loads_dict(text)
+        return found
+
+    def _shared(self, text: str) -> str:
+        return self._strings.setdefault(text, text)
+
+    def task(self, row: tuple[Any, ...]) -> Task:
+        (
+            sdk_app_id,
+            task_id,
+            region,
+            account,
+            labels,
+            interval,
+            registered_at,
+            source,
+            status,
+            status_since,
+            consecutive_errors,
+            last_error_code,
+            last_error_at,
+            last_success_at,
+            last_request_id,
+            storage_files,
+            last_response,
+            extra,
+            ended_at,
+            observed_at,
+        ) = row
+        answer_status = answer_request_id = answer_files = None
+        if last_response is not None:
+            answer_status, answer_request_id, answer_files = _answer_fields(last_response)
+            if answer_request_id == last_request_id:
+                answer_request_id = last_request_id
+        return Task(
+            sdk_app_id=self._ints.setdefault(sdk_app_id, sdk_app_id),
+            task_id=task_id,
+            region=self._shared(region),
+            account=self._shared(account),
+            labels=self._dict(labels),
+            interval=interval,
+            registered_at=registered_at,
+            source=_SOURCES[source],
+            status=_STATUSES[status],
+            status_since=status_since,
+            consecutive_errors=consecutive_errors,
+            last_error_code=None if last_error_code is None else self._shared(last_error_code),
+            last_error_at=last_error_at,
+            last_success_at=last_success_at,
+            last_request_id=last_request_id,
+            storage_files=storage_files,
+            answer_status=answer_status,
+            answer_request_id=answer_request_id,
+            answer_files=answer_files,
+            extra=self._dict(extra),
+            ended_at=ended_at,
+            observed_at=observed_at,
+        )
+
+
+def _answer_fields(text: str) -> tuple[Status | None, str | None, str | None]:
+    """Status, RequestId and the StorageFileList summary of a stored answer.
+
+    Earlier versions stored the whole answer; it is cut down to what is kept now.
+    """
+    answer = json.loads(text)
+    if not isinstance(answer, dict):
+        return None, None, None
+    raw = answer.get("Status")
+    status = _STATUSES.get(raw) if isinstance(raw, str) else None
+    if status is None:
+        return None, None, None
+    request_id = answer.get("RequestId")
+    _, files = storage_file_summary(answer.get("StorageFileList"))
+    return status, request_id if isinstance(request_id, str) else None, files
 
 
 def _transition_row(t: Transition) -> tuple[Any, ...]:
@@ -592,8 +653,8 @@ class SqliteStore:
         return await self._call(self._load_tasks_sync)
 
     def _load_tasks_sync(self) -> list[Task]:
-        cursor = self._connection().execute(_SELECT_TASKS)
-        return [_task_from_row(row) for row in cursor]
+        read = _TaskReader().task
+        return [read(row) for row in self._connection().execute(_SELECT_TASKS)]
 
     async def save_task(self, task: Task) -> None:
         await self._call(self._executemany_sync, _UPSERT_TASK, [_task_row(task)])
