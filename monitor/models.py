@@ -108,10 +108,16 @@ class Task:
     # When the newest recorded observation of the status was made: a poll's send time or a
     # callback's event time. Not stored: after a restart no answer from before is in flight.
     observed_at: float = 0.0
+    # The key, made once per record: the table, the scheduler and every lookup share it.
+    # An argument only so that ``dataclasses.replace`` hands it on to the new record.
+    _key: TaskKey | None = field(default=None, repr=False, compare=False)
 
     @property
     def key(self) -> TaskKey:
-        return TaskKey(self.sdk_app_id, self.task_id)
+        key = self._key
+        if key is None or key.sdk_app_id != self.sdk_app_id or key.task_id != self.task_id:
+            key = self._key = TaskKey(self.sdk_app_id, self.task_id)
+        return key
 
     @property
     def final(self) -> bool:
