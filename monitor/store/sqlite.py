@@ -246,7 +246,7 @@ def _task_row(task: Task) -> tuple[Any, ...]:
         task.task_id,
         task.region,
         task.account,
-        _dumps(task.labels),
+        _dumps(task.labels) if task.labels else "{}",
         task.interval,
         task.registered_at,
         task.source.value,
@@ -259,7 +259,7 @@ def _task_row(task: Task) -> tuple[Any, ...]:
         task.last_request_id,
         task.storage_files,
         _answer_text(task),
-        _dumps(task.extra),
+        _dumps(task.extra) if task.extra else "{}",
         task.ended_at,
         task.observed_at,
     )
