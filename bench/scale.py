@@ -26,6 +26,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import base64
+import gc
 import gzip
 import itertools
 import json
@@ -246,7 +247,8 @@ def render_figures(tasks: list[Task], repeat: int) -> None:
         f"(gzip.compress: {min(lib_gzip):.3f} s, zlib parts: {min(own_gzip):.3f} s)"
     )
     print(
-        f"   longest slice on the loop        {ms(exposition.longest_slice)}; "
+        f"   longest slice on the loop        {ms(exposition.longest_slice)} "
+        f"(CPU {ms(exposition.longest_slice_cpu)}); "
         f"identical to prometheus_client: direct {direct == reference}, kept "
         f"{cold_body == reference and all(r[0] == reference for r in warm_runs)}, "
         f"after changes {changed_runs[0][0] == expected_changed}"
@@ -268,6 +270,16 @@ async def child_serve(db: Path, listen_file: Path) -> None:
     runner, url = await start_server(daemon, "127.0.0.1:0")
     lags: list[float] = []
     marks: list[tuple[str, int]] = []
+    pauses: list[float] = []
+    began = [0.0]
+
+    def collected(phase: str, info: dict[str, Any]) -> None:
+        if phase == "start":
+            began[0] = time.perf_counter()
+        else:
+            pauses.append(time.perf_counter() - began[0])
+
+    gc.callbacks.append(collected)
 
     async def ticker() -> None:
         while True:
@@ -293,7 +305,11 @@ async def child_serve(db: Path, listen_file: Path) -> None:
     for (name, start), (_, end) in itertools.pairwise(marks):
         window = lags[start:end]
         spans[name] = {"max": max(window, default=0.0), "p99": pct(window or [0.0], 0.99)}
-    spans["longest_slice"] = {"max": daemon.exposition.longest_slice, "p99": 0.0}
+    spans["longest_slice"] = {
+        "max": daemon.exposition.longest_slice,
+        "p99": daemon.exposition.longest_slice_cpu,
+    }
+    spans["gc"] = {"max": max(pauses, default=0.0), "p99": float(len(pauses))}
     print(json.dumps(spans))
 
 
@@ -522,7 +538,9 @@ def main(args: argparse.Namespace) -> None:
             f"   loop stall (1 ms ticker in the daemon): idle max {ms(stalls['idle']['max'])}; "
             f"during scrapes p99 {ms(stalls['scrapes']['p99'])}, max "
             f"{ms(stalls['scrapes']['max'])}; longest scrape slice "
-            f"{ms(stalls['longest_slice']['max'])}"
+            f"{ms(stalls['longest_slice']['max'])} (CPU {ms(stalls['longest_slice']['p99'])}); "
+            "longest collection "
+            f"{ms(stalls['gc']['max'])} of {stalls['gc']['p99']:.0f}"
         )
 
         api_db = Path(tmp) / "api.db"

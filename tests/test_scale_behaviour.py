@@ -18,7 +18,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+import monitor.config as config_module
 import monitor.exposition as exposition_module
+from monitor.config import ConfigError
 from monitor.exposition import Exposition, gzip_parts
 from monitor.metrics import BucketGauge, MonitorMetrics, StateView
 from monitor.models import REGIONS, Source, Status, Task, TaskKey, storage_file_summary
@@ -26,7 +28,7 @@ from monitor.ratelimit.budget import WindowBudget
 from monitor.simulator import Life, Simulator
 from monitor.simulator.callbacks import build_body, sign
 from monitor.store import SqliteStore
-from tests.conftest import DaemonFactory, RunningDaemon
+from tests.conftest import DaemonFactory, RunningDaemon, daemon_config_text
 from tests.support import wait_for_async
 from tests.test_ratelimit import max_in_any_window
 
@@ -490,3 +492,57 @@ def test_a_record_replaced_with_another_identity_has_its_own_key() -> None:
     moved = dataclasses.replace(task, task_id="elsewhere")
     assert moved.key == TaskKey(task.sdk_app_id, "elsewhere")
     assert task.key == TaskKey(task.sdk_app_id, "t-0003")
+
+
+# ------------------------------------------------------------------------------ the YAML file
+
+
+class TestConfigParsers:
+    """libyaml parses large files; the Python parser words errors. Both give one Config."""
+
+    def test_libyaml_and_the_python_parser_give_the_same_configuration(
+        self, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        assert config_module._FAST_LOADER is not None, "PyYAML without libyaml"
+        text = daemon_config_text("http://127.0.0.1:9", Path("/tmp/never.db"), "tasks:\n")
+        text += "".join(
+            f"  - {{sdk_app_id: {APP}, task_id: 'extra-{i}', region: ap-mumbai, "
+            f"labels: {{room: 'r {i}', n: {i}}}, interval: {i % 5 + 1}s}}\n"
+            for i in range(50)
+        )
+        text += "metrics:\n  labels: [room]\n"
+        fast = config_module.parse_config(text, "f.yaml")
+        monkeypatch.setattr(config_module, "_FAST_LOADER", None)
+        slow = config_module.parse_config(text, "f.yaml")
+        assert fast == slow
+        assert fast._lines == slow._lines
+        assert len(fast.tasks) == 50
+
+    @pytest.mark.parametrize(
+        "text",
+        ["server: [1, 2\n", "tasks:\n  - {sdk_app_id: 1, task_id: a}\n  - {a: b}}\n", "\tx: 1\n"],
+    )
+    def test_invalid_yaml_is_reported_as_the_python_parser_words_it(
+        self, monkeypatch: pytest.MonkeyPatch, text: str
+    ) -> None:
+        with pytest.raises(ConfigError) as fast:
+            config_module.parse_config(text, "f.yaml")
+        monkeypatch.setattr(config_module, "_FAST_LOADER", None)
+        with pytest.raises(ConfigError) as slow:
+            config_module.parse_config(text, "f.yaml")
+        assert fast.value.errors == slow.value.errors
+        assert "invalid YAML" in fast.value.errors[0]
+
+    def test_errors_in_a_valid_file_name_their_line_with_either_parser(
+        self, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        text = "accounts:\n  default: {secret_id_env: A, secret_key_env: B}\ntasks:\n"
+        text += "  - {sdk_app_id: 1, task_id: ok, region: ap-mumbai}\n"
+        text += "  - {sdk_app_id: 1, task_id: bad, region: mars}\n"
+        with pytest.raises(ConfigError) as fast:
+            config_module.parse_config(text, "f.yaml")
+        monkeypatch.setattr(config_module, "_FAST_LOADER", None)
+        with pytest.raises(ConfigError) as slow:
+            config_module.parse_config(text, "f.yaml")
+        assert fast.value.errors == slow.value.errors
+        assert any(e.startswith("f.yaml:5:") for e in fast.value.errors)
