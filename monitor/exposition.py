@@ -46,10 +46,10 @@ __all__ = ["Exposition", "Rendered", "SeriesCache", "gzip_parts"]
 # Longest stretch of Python a scrape runs on the loop before it yields.
 _SLICE_SECONDS = 0.002
 # Tasks checked between two looks at the clock.
-_CHECK_EVERY = 64
+_CHECK_EVERY = 16
 # Tasks per joined part: small enough that one join (a memory copy holding the GIL) is well
 # under a millisecond, large enough that the parts are few.
-_PART = 1000
+_PART = 500
 
 # One thread compresses: scrapes never pile up threads.
 _COMPRESS_POOL = ThreadPoolExecutor(max_workers=1, thread_name_prefix="metrics-gzip")
@@ -151,7 +151,7 @@ class Exposition:
                 parts.append(syntax.header(family).encode())
                 for at in range(0, len(column), _PART):
                     parts.append(b"".join(column[at : at + _PART]))
-                started = await self._yield_if_due(started)
+                    started = await self._yield_if_due(started)
         else:
             for task in tasks:
                 group = (task.account, task.region, task.status)
