@@ -295,11 +295,19 @@ async def child_serve(db: Path, listen_file: Path) -> None:
 
     gc.callbacks.append(collected)
 
+    long_ones: list[tuple[float, float, float]] = []
+
     async def ticker() -> None:
         while True:
             before = time.perf_counter()
+            own, everyone = time.thread_time(), time.process_time()
             await asyncio.sleep(0.001)
-            lags.append(time.perf_counter() - before - 0.001)
+            lag = time.perf_counter() - before - 0.001
+            lags.append(lag)
+            if lag > 0.010:
+                # Was the loop busy (its own CPU), waiting for the GIL (the process's CPU
+                # grew), or not running at all (neither grew)?
+                long_ones.append((lag, time.thread_time() - own, time.process_time() - everyone))
 
     async def commands() -> None:
         loop = asyncio.get_running_loop()
@@ -324,6 +332,8 @@ async def child_serve(db: Path, listen_file: Path) -> None:
         "p99": daemon.exposition.longest_slice_cpu,
     }
     spans["gc"] = {"max": max(pauses, default=0.0), "p99": float(len(pauses))}
+    worst = max(long_ones, default=(0.0, 0.0, 0.0))
+    spans["worst"] = {"max": worst[0], "p99": worst[1], "process": worst[2]}
     print(json.dumps(spans))
 
 
@@ -554,7 +564,9 @@ def main(args: argparse.Namespace) -> None:
             f"{ms(stalls['scrapes']['max'])}; longest scrape slice "
             f"{ms(stalls['longest_slice']['max'])} (CPU {ms(stalls['longest_slice']['p99'])}); "
             "longest collection "
-            f"{ms(stalls['gc']['max'])} of {stalls['gc']['p99']:.0f}"
+            f"{ms(stalls['gc']['max'])} of {stalls['gc']['p99']:.0f}\n"
+            f"   the longest stall: {ms(stalls['worst']['max'])}, of which the loop's own CPU "
+            f"{ms(stalls['worst']['p99'])}, the whole process's {ms(stalls['worst']['process'])}"
         )
 
         api_db = Path(tmp) / "api.db"
