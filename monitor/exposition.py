@@ -44,7 +44,7 @@ from monitor.models import Status, Task
 __all__ = ["Exposition", "Rendered", "SeriesCache", "gzip_parts"]
 
 # Longest stretch of Python a scrape runs on the loop before it yields.
-_SLICE_SECONDS = 0.002
+_SLICE_SECONDS = 0.001
 # Tasks checked between two looks at the clock.
 _CHECK_EVERY = 16
 # Tasks per joined part: small enough that one join (a memory copy holding the GIL) is well
