@@ -19,20 +19,22 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[test]'
 	touch $@
 
-# Prometheus and Alertmanager are real parts of the test suite (Debian packages).
+# Prometheus, Alertmanager and Redis are real parts of the test suite (Debian packages).
 system-deps:
 	@if command -v promtool >/dev/null && command -v prometheus >/dev/null \
-	    && command -v prometheus-alertmanager >/dev/null && command -v amtool >/dev/null; then \
+	    && command -v prometheus-alertmanager >/dev/null && command -v amtool >/dev/null \
+	    && command -v redis-server >/dev/null; then \
 	  exit 0; \
 	fi; \
 	if [ "$$(id -u)" != 0 ]; then \
-	  echo "system-deps: need the Debian packages prometheus and prometheus-alertmanager;" \
-	       "run 'sudo apt-get install prometheus prometheus-alertmanager' or 'sudo make system-deps'" >&2; \
+	  echo "system-deps: need the Debian packages prometheus, prometheus-alertmanager and" \
+	       "redis-server; run 'sudo apt-get install prometheus prometheus-alertmanager" \
+	       "redis-server' or 'sudo make system-deps'" >&2; \
 	  exit 1; \
 	fi; \
-	echo "installing Debian packages: prometheus prometheus-alertmanager"; \
+	echo "installing Debian packages: prometheus prometheus-alertmanager redis-server"; \
 	apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
-	  --no-install-recommends prometheus prometheus-alertmanager >/dev/null
+	  --no-install-recommends prometheus prometheus-alertmanager redis-server >/dev/null
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -300,6 +300,41 @@ def _specs_from_file(path: Path) -> list[dict[str, Any]]:
     return data
 
 
+def cmd_store(args: argparse.Namespace) -> int:
+    return asyncio.run(_store_copy(args.source, args.target, args.force))
+
+
+async def _store_copy(source_url: str, target_url: str, force: bool) -> int:
+    from monitor.store import StoreError
+    from monitor.store.factory import StoreUrlError, describe_store_url, store_from_url
+    from monitor.storecopy import copy_store
+
+    try:
+        source, target = store_from_url(source_url), store_from_url(target_url)
+    except StoreUrlError as exc:
+        raise UserError(str(exc)) from None
+    if source_url == target_url:
+        raise UserError("--from and --to name the same store")
+    where = f"{describe_store_url(source_url)} to {describe_store_url(target_url)}"
+    try:
+        await source.open()
+        try:
+            await target.open()
+            try:
+                counts = await copy_store(source, target, force=force)
+            finally:
+                await target.close()
+        finally:
+            await source.close()
+    except StoreError as exc:
+        raise UserError(f"store copy from {where}: {exc}", EXIT_FAILURE) from None
+    print(
+        f"copied {counts.tasks} tasks, {counts.transitions} transitions and "
+        f"{counts.alerts} alert records from {where}"
+    )
+    return EXIT_OK
+
+
 def _label(item: str) -> tuple[str, str]:
     name, sep, value = item.partition("=")
     if not sep:
@@ -384,6 +419,19 @@ def build_parser() -> argparse.ArgumentParser:
         a.add_argument("--sdk-app-id", type=int, required=True)
         a.add_argument("--task-id", required=True)
     p.set_defaults(func=cmd_tasks)
+
+    p = sub.add_parser("store", help="work on stores directly (the daemon need not run)")
+    ssub = p.add_subparsers(dest="store_command", metavar="ACTION", required=True)
+    a = ssub.add_parser(
+        "copy",
+        help="copy every task, transition and alert record from one store to another",
+        description="Store URLs: sqlite:PATH, or redis://[:password@]host:port/db with an "
+        "optional ?key_prefix=... (default trtc-monitor:); rediss:// and unix:// too.",
+    )
+    a.add_argument("--from", dest="source", required=True, metavar="URL", help="source store")
+    a.add_argument("--to", dest="target", required=True, metavar="URL", help="target store")
+    a.add_argument("--force", action="store_true", help="copy into a target that is not empty")
+    p.set_defaults(func=cmd_store)
 
     p = sub.add_parser("version", help="print the version")
     p.set_defaults(func=cmd_version)

@@ -340,19 +340,67 @@ class ServerConfig(_Model):
         return None if source is None else source.require(environ)
 
 
+DEFAULT_REDIS_URL_ENV = "TRTC_MONITOR_REDIS_URL"
+# Keys of one deployment start with the prefix; a printable, space-free word keeps them greppable.
+_KEY_PREFIX_RE = re.compile(r"[!-~]{1,64}")
+
+
+def _check_key_prefix(value: str) -> str:
+    if not _KEY_PREFIX_RE.fullmatch(value):
+        raise ValueError(
+            f"invalid key prefix {value!r}: 1 to 64 printable ASCII characters without spaces"
+        )
+    return value
+
+
+class RedisStorageConfig(_Model):
+    """Where the shared Redis is (SPEC section 13). The URL may hold a password: a secret."""
+
+    url_env: EnvName | None = None
+    url_file: Path | None = None
+    url: Secret | None = None
+    key_prefix: Annotated[str, AfterValidator(_check_key_prefix)] = "trtc-monitor:"
+
+    @model_validator(mode="after")
+    def _single_url_source(self) -> Self:
+        _one_source(self, "url")
+        return self
+
+    def url_source(self) -> SecretSource:
+        source = _secret_source(self, "url", "storage.redis.url", DEFAULT_REDIS_URL_ENV)
+        assert source is not None  # a default variable is always named
+        return source
+
+
 class StorageConfig(_Model):
     backend: Literal["sqlite", "redis"] = "sqlite"
     path: Path = Path("./data/trtc-monitor.db")
     retention: Duration = 24 * 3600.0
+    redis: RedisStorageConfig = RedisStorageConfig()
 
-    @field_validator("backend")
-    @classmethod
-    def _backend_available(cls, value: str) -> str:
-        if value == "redis":
-            raise ValueError(
-                "the redis backend is not yet available (a later milestone); use sqlite"
+
+class ClusterConfig(_Model):
+    """Replicas sharing one Redis (SPEC section 13); ignored with the sqlite backend."""
+
+    replica_id: Annotated[str, Field(max_length=128)] = ""  # default: host name and process id
+    heartbeat: Duration = 2.0
+    member_timeout: Duration = 10.0
+
+    @model_validator(mode="after")
+    def _timeout_outlasts_heartbeats(self) -> Self:
+        # A replica must miss a couple of heartbeats before it is declared dead, or one slow
+        # renewal would move its tasks away and back.
+        if self.member_timeout < 2 * self.heartbeat:
+            raise _LocatedErrors(
+                [
+                    (
+                        ("member_timeout",),
+                        f"member_timeout ({format_duration(self.member_timeout)}) must be at "
+                        f"least twice the heartbeat ({format_duration(self.heartbeat)})",
+                    )
+                ]
             )
-        return value
+        return self
 
 
 class AccountConfig(_Model):
@@ -510,6 +558,14 @@ class IdleAlertConfig(_Model):
     enabled: bool = True
     severity: Severity = "warning"
     after: Duration = 300.0
+
+
+class UploadAlertConfig(_Model):
+    """RecordingUploadFailed and RecordingUploadOverdue (SPEC section 8, "uploads")."""
+
+    enabled: bool = True
+    severity: Severity = "critical"
+    deadline: Duration = 1800.0  # from the stop to "upload finished"
 
 
 class AlertmanagerReceiver(_Model):
@@ -683,6 +739,7 @@ class AlertsConfig(_Model):
     error: ErrorAlertConfig = ErrorAlertConfig()
     stale: StaleAlertConfig = StaleAlertConfig()
     idle: IdleAlertConfig = IdleAlertConfig()
+    upload: UploadAlertConfig = UploadAlertConfig()
     receivers: tuple[Receiver, ...] = ()
 
     _name_defaults = model_validator(mode="before")(_name_receivers)
@@ -737,6 +794,7 @@ class SecretSpec:
 class Config(_Model):
     server: ServerConfig = ServerConfig()
     storage: StorageConfig = StorageConfig()
+    cluster: ClusterConfig = ClusterConfig()
     accounts: Annotated[dict[Name, AccountConfig], Field(min_length=1)] = Field(
         default_factory=_default_accounts
     )
@@ -828,6 +886,9 @@ class Config(_Model):
                 specs.append(SecretSpec((*parent, base), source, required, line_loc))
 
         add(self.server, ("server",), "api_token", self.server.api_token_source())
+        if self.storage.backend == "redis":
+            redis = self.storage.redis
+            add(redis, ("storage", "redis"), "url", redis.url_source())
         for name, account in self.accounts.items():
             parent: tuple[str | int, ...] = ("accounts", name)
             add(account, parent, "secret_id", account.secret_id_source(name))
@@ -887,10 +948,23 @@ class Config(_Model):
             f"server: listening on {server.listen}; API token "
             + (f"from {token.describe()}" if token else "not set (mutating API calls disabled)")
         )
-        out.append(
-            f"storage: {self.storage.backend} at {self.storage.path}, "
-            f"retention {format_duration(self.storage.retention)}"
+        storage = self.storage
+        where = (
+            f"URL from {storage.redis.url_source().describe()}, key prefix "
+            f"{storage.redis.key_prefix!r}"
+            if storage.backend == "redis"
+            else f"at {storage.path}"
         )
+        out.append(
+            f"storage: {storage.backend} {where}, retention {format_duration(storage.retention)}"
+        )
+        if storage.backend == "redis":
+            cluster = self.cluster
+            out.append(
+                f"cluster: replica {cluster.replica_id or '<host name>-<process id>'}, "
+                f"heartbeat {format_duration(cluster.heartbeat)}, "
+                f"member timeout {format_duration(cluster.member_timeout)}"
+            )
         out.append(f"accounts ({len(self.accounts)}):")
         for name, account in self.accounts.items():
             endpoint = account.endpoint
@@ -932,6 +1006,10 @@ class Config(_Model):
             else None,
             f"idle after {format_duration(alerts.idle.after)} ({alerts.idle.severity})"
             if alerts.idle.enabled
+            else None,
+            f"upload failed or overdue after {format_duration(alerts.upload.deadline)} "
+            f"({alerts.upload.severity})"
+            if alerts.upload.enabled
             else None,
         ]
         out.append("alerts: " + (", ".join(r for r in rules if r) or "all off"))
@@ -1259,15 +1337,19 @@ class ResolvedSecrets:
     webhook_headers: dict[str, dict[str, Secret]] = field(default_factory=dict)
     # receiver name -> URL and signing secret of a chat robot
     robots: dict[str, RobotSecrets] = field(default_factory=dict)
+    redis_url: Secret | None = None  # with storage.backend: redis
 
     def secret_values(self) -> list[str]:
         """The values the log redactor must hide."""
         values: list[str] = []
         for credentials in self.accounts.values():
             values.extend(credentials.secret_values())
-        for secret in (self.api_token, self.callback_key):
+        for secret in (self.api_token, self.callback_key, self.redis_url):
             if secret is not None:
                 values.append(secret.get())
+        if self.redis_url is not None:
+            # The password alone too: a message may show it without the rest of the URL.
+            values.extend(_url_password(self.redis_url.get()))
         for headers in self.webhook_headers.values():
             values.extend(value.get() for value in headers.values() if value.get())
         for robot in self.robots.values():
@@ -1350,6 +1432,7 @@ def resolve_secrets(config: Config, environ: Mapping[str, str] | None = None) ->
         callback_key=values.get(("callbacks", "key")),
         webhook_headers=headers,
         robots=robots,
+        redis_url=values.get(("storage", "redis", "url")),
     )
 
 
@@ -1372,6 +1455,14 @@ def _url_tokens(url: str) -> list[str]:
     pieces = [v for _, v in parse_qsl(parts.query)]
     pieces.extend(parts.path.split("/"))
     return [p for p in pieces if len(p) >= 16]
+
+
+def _url_password(url: str) -> list[str]:
+    try:
+        password = urlsplit(url).password
+    except ValueError:
+        return []
+    return [password] if password else []
 
 
 def _optional(value: str | None) -> Secret | None:

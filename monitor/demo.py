@@ -38,6 +38,9 @@ from monitor.simulator import (
     Life,
     Simulator,
 )
+from monitor.simulator.callbacks import ALL_EVENTS
+from monitor.simulator.lifecycle import UploadFault, UploadPlan
+from monitor.uploads import UploadPhase
 
 SDK_APP_ID = 1400000001
 SUMMARY_EVERY = 15.0
@@ -53,6 +56,8 @@ class Story:
     fault: Fault | None = None
     fault_at: float = 0.0  # seconds into the demo, so the task is first seen healthy
     max_idle_time: float | None = None
+    vod: bool = False  # recording to VOD (else COS)
+    upload: UploadPlan | None = None  # how its upload callbacks go (default: all well)
 
 
 def stories() -> list[Story]:
@@ -92,6 +97,22 @@ def stories() -> list[Story]:
             Life(idle=3600, in_progress=None),
             "nobody publishes: Idle until MaxIdleTime (25s), then exits with leave code 99",
             max_idle_time=25,
+        ),
+        Story(
+            "vod-fails",
+            Life(idle=2, in_progress=10, exited=3, leave_code=0),
+            "to VOD; stops at 12s, the VOD commit fails (311 Status 2): RecordingUploadFailed",
+            vod=True,
+            upload=UploadPlan(
+                fault=UploadFault.VOD_COMMIT_ERROR, error_message="VOD storage quota exceeded"
+            ),
+        ),
+        Story(
+            "upload-stuck",
+            Life(idle=2, in_progress=8, exited=3, leave_code=0),
+            "to COS; stops at 10s, its upload never says finished: RecordingUploadOverdue "
+            "after alerts.upload.deadline (20s)",
+            upload=UploadPlan(finish=False),
         ),
     ]
 
@@ -145,6 +166,7 @@ class Narrator:
         self.transitions = 0
         self.alerts_fired = 0
         self.alerts_resolved = 0
+        self.uploads: dict[str, UploadPhase] = {}
 
     def elapsed(self) -> float:
         return time.time() - self.started
@@ -170,6 +192,21 @@ class Narrator:
         self.line(
             f"transition  {self.name(task):<14} {t.from_status.value:>10} -> "
             f"{t.to_status.value:<10} via {t.source.value:<8}{detail}{rid}"
+        )
+
+    def on_upload(self, task: Task) -> None:
+        """One line when a task's upload state changes (polled, like the alerts)."""
+        upload = task.upload
+        before = self.uploads.get(task.task_id, UploadPhase.NONE)
+        if upload.state is before:
+            return
+        self.uploads[task.task_id] = upload.state
+        detail = f"  {len(upload.files)} file(s)" if upload.files else ""
+        if upload.state is UploadPhase.FAILED and upload.failure is not None:
+            detail = f"  {upload.failure.describe()}"
+        self.line(
+            f"upload      {self.name(task):<14} {before.value:>10} -> "
+            f"{upload.state.value:<10}{detail}".rstrip()
         )
 
     def on_alert(self, state: str, alertname: str, labels: dict[str, str]) -> None:
@@ -221,7 +258,10 @@ async def run_demo(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
     sim = Simulator(
         seed=7,
         callback=CallbackSettings(
-            url=f"{base}{config.callbacks.path}", key=callback_key, retry_interval=2.0
+            url=f"{base}{config.callbacks.path}",
+            key=callback_key,
+            events=ALL_EVENTS,
+            retry_interval=2.0,
         ),
     )
     await sim.start(port=sim_port)
@@ -254,6 +294,8 @@ async def run_demo(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
             room_id=story.room,
             user_id=f"recorder-{story.room}",
             max_idle_time=story.max_idle_time,
+            vod=story.vod,
+            upload=story.upload,
         )
         narrator.rooms[task_id] = story.room
         if story.fault is not None:
@@ -261,7 +303,8 @@ async def run_demo(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
         print(f"  {story.room:<14} {story.shows}", file=out)
     print(
         "Each is registered by its 'recorder started' callback (event 301); exits arrive by "
-        "callback (302) and are confirmed by polling.\n",
+        "callback (302) and are confirmed by polling; the upload callbacks (303-312) tell "
+        "where each recording's files went.\n",
         file=out,
         flush=True,
     )
@@ -280,6 +323,8 @@ async def run_demo(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
                 pending_faults.remove(item)
                 sim.faults.add(item[1])
                 narrator.line(f"fault       {item[2]:<14} simulator now answers {item[1].kind}")
+            for task in daemon.registry.tasks():
+                narrator.on_upload(task)
             _narrate_alerts(narrator, daemon, firing)
             if now >= next_summary:
                 _summary(narrator, daemon.registry.tasks(), sim)

@@ -17,6 +17,7 @@ import structlog
 
 from monitor.models import Task, TaskKey, Transition
 from monitor.trtc.client import CallResult
+from monitor.uploads import UploadChange
 
 __all__ = [
     "ApiAnswered",
@@ -27,6 +28,7 @@ __all__ = [
     "TaskRegistered",
     "TasksPurged",
     "TransitionRecorded",
+    "UploadChanged",
 ]
 
 log = structlog.get_logger("monitor.events")
@@ -65,6 +67,15 @@ class TaskObserved:
 
 
 @dataclass(frozen=True, slots=True)
+class UploadChanged:
+    """An upload callback changed the task's upload state (SPEC section 8), now stored."""
+
+    task: Task
+    change: UploadChange
+    event_type: int
+
+
+@dataclass(frozen=True, slots=True)
 class TasksPurged:
     keys: Sequence[TaskKey]
 
@@ -80,7 +91,13 @@ class ApiAnswered:
 
 
 Event = (
-    TaskRegistered | TransitionRecorded | HealthChanged | TaskObserved | TasksPurged | ApiAnswered
+    TaskRegistered
+    | TransitionRecorded
+    | HealthChanged
+    | TaskObserved
+    | UploadChanged
+    | TasksPurged
+    | ApiAnswered
 )
 E = TypeVar("E", bound=Event)
 Handler = Callable[[Any], Awaitable[None] | None]

@@ -54,13 +54,13 @@ _PART = 500
 # One thread compresses: scrapes never pile up threads.
 _COMPRESS_POOL = ThreadPoolExecutor(max_workers=1, thread_name_prefix="metrics-gzip")
 
-Lines = tuple[bytes, bytes, bytes, bytes, bytes, bytes]
+Lines = tuple[bytes, bytes, bytes, bytes, bytes, bytes, bytes]
 
 
 def _encoded(task: Task, layout: SeriesLayout) -> Lines:
     # "replace": a lone surrogate (which JSON lets in) becomes "?" instead of failing the scrape.
-    a, b, c, d, e, f = (text.encode("utf-8", "replace") for text in task_lines(task, layout))
-    return a, b, c, d, e, f
+    a, b, c, d, e, f, g = (text.encode("utf-8", "replace") for text in task_lines(task, layout))
+    return a, b, c, d, e, f, g
 
 
 class SeriesCache:
@@ -184,7 +184,7 @@ class Exposition:
         old = self._cache.begin(layout)
         new: dict[int, Lines] = {}
         columns: tuple[list[bytes], ...] = tuple([] for _ in TASK_FAMILIES)
-        status, info, since, success, errors, files = columns
+        status, info, since, success, errors, files, uploads = columns
         for n, task in enumerate(tasks):
             if n % _CHECK_EVERY == 0 and n:
                 started = await self._yield_if_due(started)
@@ -200,6 +200,7 @@ class Exposition:
             errors.append(lines[4])
             if lines[5]:
                 files.append(lines[5])
+            uploads.append(lines[6])
             group = (task.account, task.region, task.status)
             counts[group] = counts.get(group, 0) + 1
         self._cache.end(layout, new, tasks)

@@ -8,7 +8,14 @@ from __future__ import annotations
 
 import structlog
 
-from monitor.events import EventBus, HealthChanged, TaskRegistered, TransitionRecorded
+from monitor.events import (
+    EventBus,
+    HealthChanged,
+    TaskRegistered,
+    TransitionRecorded,
+    UploadChanged,
+)
+from monitor.uploads import Change
 
 __all__ = ["subscribe"]
 
@@ -19,6 +26,29 @@ def subscribe(bus: EventBus) -> None:
     bus.subscribe(TaskRegistered, _registered)
     bus.subscribe(TransitionRecorded, _transition)
     bus.subscribe(HealthChanged, _health)
+    bus.subscribe(UploadChanged, _upload)
+
+
+def _upload(event: UploadChanged) -> None:
+    """One line when the upload state changes (a new file alone is not worth one)."""
+    task, change = event.task, event.change
+    if change.change is None:
+        return
+    state = change.state
+    fields = {
+        "sdk_app_id": task.sdk_app_id,
+        "task_id": task.task_id,
+        "account": task.account,
+        "region": task.region,
+        "event_type": event.event_type,
+        "change": change.change.value,
+        "upload_state": state.state.value,
+        "files": len(state.files),
+    }
+    if change.change is Change.FAILED and state.failure is not None:
+        log.warning("task_upload", failure=state.failure.describe(), **fields)
+    else:
+        log.info("task_upload", **fields)
 
 
 def _registered(event: TaskRegistered) -> None:

@@ -43,8 +43,9 @@ from prometheus_client.registry import Collector
 from prometheus_client.utils import floatToGoString
 
 from monitor import __version__
-from monitor.events import ApiAnswered, EventBus, TransitionRecorded
+from monitor.events import ApiAnswered, EventBus, TransitionRecorded, UploadChanged
 from monitor.models import Status, Task
+from monitor.uploads import UPLOAD_PHASES, Change, UploadPhase
 
 TASK_LABELS = ("account", "region", "sdk_app_id", "task_id")
 ALL_STATUSES: tuple[Status, ...] = tuple(Status)
@@ -82,6 +83,7 @@ SINCE_FAMILY = "trtc_recording_task_status_since_timestamp_seconds"
 SUCCESS_FAMILY = "trtc_recording_task_last_success_timestamp_seconds"
 ERRORS_FAMILY = "trtc_recording_task_consecutive_errors"
 FILES_FAMILY = "trtc_recording_task_storage_files"
+UPLOAD_FAMILY = "trtc_recording_task_upload_state"
 COUNT_FAMILY = "trtc_recording_tasks"
 
 # One table for both writers, so the fast text and the reference families cannot drift apart.
@@ -92,6 +94,7 @@ HELP: dict[str, str] = {
     SUCCESS_FAMILY: "When the task was last observed successfully.",
     ERRORS_FAMILY: "Failed polls in a row.",
     FILES_FAMILY: "Entries in StorageFileList at the last observation.",
+    UPLOAD_FAMILY: "1 for the task's current upload state, 0 for the others.",
     COUNT_FAMILY: "Registered tasks by last known status.",
 }
 
@@ -113,6 +116,7 @@ def _task_families(view: StateView) -> Iterator[Metric]:
     success = GaugeMetricFamily(SUCCESS_FAMILY, HELP[SUCCESS_FAMILY], labels=TASK_LABELS)
     errors = GaugeMetricFamily(ERRORS_FAMILY, HELP[ERRORS_FAMILY], labels=TASK_LABELS)
     files = GaugeMetricFamily(FILES_FAMILY, HELP[FILES_FAMILY], labels=TASK_LABELS)
+    upload = GaugeMetricFamily(UPLOAD_FAMILY, HELP[UPLOAD_FAMILY], labels=(*TASK_LABELS, "state"))
     for task in view.tasks:
         ids = [task.account, task.region, str(task.sdk_app_id), task.task_id]
         current = task.status
@@ -125,7 +129,10 @@ def _task_families(view: StateView) -> Iterator[Metric]:
         errors.add_metric(ids, float(task.consecutive_errors))
         if task.storage_files is not None:
             files.add_metric(ids, float(task.storage_files))
-    yield from (status, info, since, success, errors, files)
+        phase = task.upload.state
+        for p in UPLOAD_PHASES:
+            upload.add_metric([*ids, p.value], 1.0 if p is phase else 0.0)
+    yield from (status, info, since, success, errors, files, upload)
 
 
 def _count_family(view: StateView) -> Metric:
@@ -275,6 +282,7 @@ class SeriesLayout:
     app: str
     task_id: str
     status_mids: tuple[tuple[Status, str], ...]
+    upload_mids: tuple[tuple[UploadPhase, str], ...]
     info_names: tuple[str, ...]
     # The encoders sort label names: the user's fall between the task's own. An int slot is an
     # index into the task's own escaped values, a str slot a user label name.
@@ -284,6 +292,7 @@ class SeriesLayout:
 def series_layout(view: StateView, syntax: Syntax) -> SeriesLayout:
     esc = escape_label_value
     status = syntax.label("status")
+    state = syntax.label("state")
     info_names = tuple(_info_names(view))
     return SeriesLayout(
         account=syntax.label("account"),
@@ -291,6 +300,7 @@ def series_layout(view: StateView, syntax: Syntax) -> SeriesLayout:
         app=syntax.label("sdk_app_id"),
         task_id=syntax.label("task_id"),
         status_mids=tuple((s, f',{status}="{esc(s.value)}",') for s in ALL_STATUSES),
+        upload_mids=tuple((p, f',{state}="{esc(p.value)}",') for p in UPLOAD_PHASES),
         info_names=info_names,
         info_slots=tuple(
             (syntax.label(n), TASK_LABELS.index(n) if n in TASK_LABELS else n)
@@ -307,6 +317,7 @@ TASK_FAMILIES: tuple[str, ...] = (
     SUCCESS_FAMILY,
     ERRORS_FAMILY,
     FILES_FAMILY,
+    UPLOAD_FAMILY,
 )
 _STATUS_OPEN = STATUS_FAMILY + "{"
 _INFO_OPEN = INFO_FAMILY + "{"
@@ -314,9 +325,12 @@ _SINCE_OPEN = SINCE_FAMILY + "{"
 _SUCCESS_OPEN = SUCCESS_FAMILY + "{"
 _ERRORS_OPEN = ERRORS_FAMILY + "{"
 _FILES_OPEN = FILES_FAMILY + "{"
+_UPLOAD_OPEN = UPLOAD_FAMILY + "{"
+
+TaskLines = tuple[str, str, str, str, str, str, str]
 
 
-def task_lines(task: Task, layout: SeriesLayout) -> tuple[str, str, str, str, str, str]:
+def task_lines(task: Task, layout: SeriesLayout) -> TaskLines:
     """One task's lines of each family of ``TASK_FAMILIES`` ("" where it has no sample)."""
     esc = escape_label_value
     own = (esc(task.account), esc(task.region), esc(str(task.sdk_app_id)), esc(task.task_id))
@@ -324,6 +338,7 @@ def task_lines(task: Task, layout: SeriesLayout) -> tuple[str, str, str, str, st
     tail = f'{layout.task_id}="{own[3]}"}} '
     ids = f"{head},{tail}"
     current = task.status
+    phase = task.upload.state
     statuses = "".join(
         f"{_STATUS_OPEN}{head}{mid}{tail}{_ONE if s is current else _ZERO}\n"
         for s, mid in layout.status_mids
@@ -348,6 +363,10 @@ def task_lines(task: Task, layout: SeriesLayout) -> tuple[str, str, str, str, st
         ""
         if task.storage_files is None
         else f"{_FILES_OPEN}{ids}{_count_text(task.storage_files)}\n",
+        "".join(
+            f"{_UPLOAD_OPEN}{head}{mid}{tail}{_ONE if p is phase else _ZERO}\n"
+            for p, mid in layout.upload_mids
+        ),
     )
 
 
@@ -468,6 +487,13 @@ class MonitorMetrics:
             ("receiver", "outcome"),
             registry=r,
         )
+        self.uploads = Counter(
+            "trtc_recording_uploads",
+            "Task uploads entering an outcome (done, failed, recovered, overdue); repeated "
+            "deliveries count once.",
+            ("account", "region", "outcome"),
+            registry=r,
+        )
         self.callbacks = Counter(
             "trtc_monitor_callbacks",
             "TRTC recording callbacks received, by event type and outcome.",
@@ -499,6 +525,13 @@ class MonitorMetrics:
         """Count what happens: stored transitions and every API answer."""
         bus.subscribe(TransitionRecorded, self._on_transition)
         bus.subscribe(ApiAnswered, self._on_answer)
+        bus.subscribe(UploadChanged, self._on_upload)
+
+    def _on_upload(self, event: UploadChanged) -> None:
+        # Entering done, failed or recovered; "overdue" is counted by the alert engine.
+        change = event.change.change
+        if change is not None and change is not Change.STARTED:
+            self.uploads.labels(event.task.account, event.task.region, change.value).inc()
 
     def _on_transition(self, event: TransitionRecorded) -> None:
         task, t = event.task, event.transition

@@ -12,6 +12,8 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
+from monitor.uploads import NO_UPLOAD, UploadState
+
 REGIONS: tuple[str, ...] = (
     "ap-beijing",
     "ap-guangzhou",
@@ -104,6 +106,8 @@ class Task:
     answer_files: str | None = None
     # facts learnt from callbacks (files, VOD ids, leave code)
     extra: dict[str, Any] = field(default_factory=dict)
+    # where its files went (upload callbacks 301-312); immutable, replaced on every change
+    upload: UploadState = NO_UPLOAD
     ended_at: float | None = None  # when it entered a final status; drives retention
     # When the newest recorded observation of the status was made: a poll's send time or a
     # callback's event time. Not stored: after a restart no answer from before is in flight.
@@ -152,6 +156,24 @@ def storage_file_summary(files: object) -> tuple[int | None, str | None]:
         if isinstance(entry, dict)
     ]
     return len(kept), _compact(kept)
+
+
+def answer_fields(response: object) -> tuple[Status | None, str | None, str | None]:
+    """What a task keeps of a DescribeCloudRecording answer (or of ``Task.last_response``, as
+    a store holds it): its status, RequestId and StorageFileList summary; all None when it has
+    no status."""
+    if not isinstance(response, dict):
+        return None, None, None
+    raw = response.get("Status")
+    try:
+        status = Status(raw) if isinstance(raw, str) else None
+    except ValueError:
+        status = None
+    if status is None:
+        return None, None, None
+    request_id = response.get("RequestId")
+    _, files = storage_file_summary(response.get("StorageFileList"))
+    return status, request_id if isinstance(request_id, str) else None, files
 
 
 @dataclass(frozen=True, slots=True)

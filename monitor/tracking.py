@@ -36,6 +36,7 @@ from monitor.events import (
     TaskRegistered,
     TasksPurged,
     TransitionRecorded,
+    UploadChanged,
 )
 from monitor.models import ERROR_OUTCOMES, Outcome, Source, Status, Task, TaskKey, Transition
 from monitor.registry import TaskRegistry
@@ -43,10 +44,14 @@ from monitor.store.base import Store
 from monitor.taskspec import TaskSpec
 from monitor.tracker import HealthChange, apply_callback_exit, apply_poll, apply_removal
 from monitor.trtc.client import CallResult
+from monitor.uploads import UploadChange, UploadEvent, UploadPhase, apply_upload_event, note_stopped
 
 __all__ = ["PendingRegistrations", "PollApplied", "Tracker"]
 
 log = structlog.get_logger("monitor.tracker")
+
+_STOPPED = frozenset({Status.EXITED, Status.ENDED, Status.EXPIRED})
+_UPLOADING = UploadPhase.UPLOADING
 
 
 @dataclass(frozen=True, slots=True)
@@ -236,6 +241,11 @@ class Tracker:
                 return PollApplied(task, outdated=True)
             new = replace(task)
             effect = apply_poll(new, result, self._clock(), self._expired_hours())
+            t = effect.transition
+            if t is not None and t.to_status in _STOPPED and new.upload.state is _UPLOADING:
+                # A poll saw the stop (no 302 came): RecordingUploadOverdue counts from here,
+                # not from a later Exited -> Ended.
+                new.upload = note_stopped(new.upload, t.at)
             if says_status:
                 new.observed_at = max(new.observed_at, sent_at)
             stored = None
@@ -299,6 +309,25 @@ class Tracker:
             self._registry.put(new)
         await self._bus.publish(TaskObserved(new))
         return True
+
+    async def observe_upload(self, key: TaskKey, event: UploadEvent) -> UploadChange | None:
+        """An upload callback (301-312): the task's upload state after it (SPEC section 8).
+
+        None for an unknown task. A repeat, or a late event that adds nothing, stores and
+        announces nothing.
+        """
+        async with self._locks.hold(key):
+            task = self._registry.get(key)
+            if task is None:
+                return None
+            change = apply_upload_event(task.upload, event, self._clock())
+            if not change.changed:
+                return change
+            new = replace(task, upload=change.state)
+            await self._store.save_task(new)
+            self._registry.put(new)
+        await self._bus.publish(UploadChanged(new, change, event.event_type))
+        return change
 
     async def purge(self, before: float) -> list[TaskKey]:
         """Forget tasks that ended before ``before``, with their history and alert records."""

@@ -14,6 +14,9 @@ from monitor.config import parse_config
 from monitor.daemon import Daemon
 from monitor.http.server import start_server
 from monitor.simulator import DEFAULT_SECRET_ID, DEFAULT_SECRET_KEY, Simulator
+from tests.redis_server import redis_server
+
+__all__ = ["redis_server"]  # a fixture: a real redis-server on a free loopback port
 
 API_TOKEN = "test-api-token-0123456789"
 

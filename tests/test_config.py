@@ -303,11 +303,6 @@ class TestErrorLocations:
             "secret_key_file, secret_key (also set: secret_key_env)"
         ]
 
-    def test_redis_is_rejected_as_not_yet_available(self) -> None:
-        errors = errors_of("storage: {backend: redis}\n")
-        assert len(errors) == 1
-        assert errors[0].startswith("x.yaml:1: storage.backend: the redis backend is not yet")
-
     def test_an_unknown_receiver_type_names_the_known_ones(self) -> None:
         errors = errors_of("alerts:\n  receivers:\n    - {type: teams, url: 'https://x'}\n")
         assert errors == [

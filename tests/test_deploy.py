@@ -34,6 +34,10 @@ DEPLOY = ROOT / "deploy"
 RULES_DIR = DEPLOY / "prometheus" / "rules"
 RULES = RULES_DIR / "trtc-recording.rules.yml"
 RULES_TEST = RULES_DIR / "trtc-recording.rules.test.yml"
+UPLOAD_RULES = RULES_DIR / "trtc-recording-uploads.rules.yml"
+UPLOAD_RULES_TEST = RULES_DIR / "trtc-recording-uploads.rules.test.yml"
+RULE_FILES = (RULES, UPLOAD_RULES)
+RULE_TESTS = (RULES_TEST, UPLOAD_RULES_TEST)
 PROMETHEUS_YML = DEPLOY / "prometheus" / "prometheus.yml"
 ALERTMANAGER_YML = DEPLOY / "alertmanager" / "alertmanager.yml"
 DASHBOARD = DEPLOY / "grafana" / "trtc-recording-monitor.json"
@@ -64,6 +68,8 @@ GAUGES_AND_COUNTERS = frozenset(
         "trtc_monitor_callbacks_total",
         "trtc_monitor_config_last_reload_successful",
         "trtc_monitor_build_info",
+        "trtc_recording_task_upload_state",
+        "trtc_recording_uploads_total",
     }
 )
 HISTOGRAMS = frozenset(
@@ -86,6 +92,8 @@ PRODUCT_ALERTS = frozenset(
         "RecordingMonitorAuthFailure",
         "RecordingMonitorThrottled",
         "RecordingMonitorOverBudget",
+        "RecordingUploadFailed",
+        "RecordingUploadOverdue",
     }
 )
 TASK_LABELS = ("account", "region", "sdk_app_id", "task_id")
@@ -147,7 +155,12 @@ def metric_names(expr: str) -> set[str]:
 
 
 def alert_rules() -> list[dict[str, Any]]:
-    return [rule for group in load_yaml(RULES)["groups"] for rule in group["rules"]]
+    return [
+        rule
+        for path in RULE_FILES
+        for group in load_yaml(path)["groups"]
+        for rule in group["rules"]
+    ]
 
 
 def dashboard() -> dict[str, Any]:
@@ -265,15 +278,31 @@ def systemd_unit() -> configparser.ConfigParser:
 
 
 class TestAlertRules:
-    def test_promtool_accepts_the_rules_file(self) -> None:
-        result = run([require_tool("promtool"), "check", "rules", str(RULES)])
+    @pytest.mark.parametrize("path", RULE_FILES, ids=lambda p: p.name)
+    def test_promtool_accepts_the_rules_file(self, path: Path) -> None:
+        result = run([require_tool("promtool"), "check", "rules", str(path)])
         assert result.returncode == 0, result.stdout + result.stderr
         assert "SUCCESS" in result.stdout
 
-    def test_promtool_unit_tests_of_the_rules_pass(self) -> None:
-        result = run([require_tool("promtool"), "test", "rules", RULES_TEST.name], cwd=RULES_DIR)
+    @pytest.mark.parametrize("path", RULE_TESTS, ids=lambda p: p.name)
+    def test_promtool_unit_tests_of_the_rules_pass(self, path: Path) -> None:
+        result = run([require_tool("promtool"), "test", "rules", path.name], cwd=RULES_DIR)
         assert result.returncode == 0, result.stdout + result.stderr
         assert "SUCCESS" in result.stdout
+
+    def test_the_upload_unit_tests_fail_when_the_deadline_is_wrong(self, tmp_path: Path) -> None:
+        # Proves the unit tests pin alerts.upload.deadline's default (30m) to the minute.
+        text = UPLOAD_RULES.read_text(encoding="utf-8")
+        assert "for: 30m" in text
+        (tmp_path / UPLOAD_RULES.name).write_text(
+            text.replace("for: 30m", "for: 29m"), encoding="utf-8"
+        )
+        shutil.copy(UPLOAD_RULES_TEST, tmp_path / UPLOAD_RULES_TEST.name)
+        result = run(
+            [require_tool("promtool"), "test", "rules", UPLOAD_RULES_TEST.name], cwd=tmp_path
+        )
+        assert result.returncode != 0
+        assert "RecordingUploadOverdue" in result.stdout + result.stderr
 
     def test_the_unit_tests_fail_when_a_threshold_is_wrong(self, tmp_path: Path) -> None:
         # Proves the unit tests pin the thresholds: two errors in a row must not alert.
@@ -304,7 +333,14 @@ class TestAlertRules:
 
     def test_exits_credentials_and_monitor_down_page_and_the_rest_warn(self) -> None:
         severity = {rule["alert"]: rule["labels"]["severity"] for rule in alert_rules()}
-        critical = {"RecordingTaskExited", "RecordingMonitorAuthFailure", "TRTCMonitorDown"}
+        critical = {
+            "RecordingTaskExited",
+            "RecordingMonitorAuthFailure",
+            "TRTCMonitorDown",
+            # alerts.upload.severity: critical (a recording that never reaches storage is lost)
+            "RecordingUploadFailed",
+            "RecordingUploadOverdue",
+        }
         assert {name for name, level in severity.items() if level == "critical"} == critical
 
     def test_rules_use_only_exported_metrics(self) -> None:
@@ -316,7 +352,7 @@ class TestAlertRules:
     def test_every_alert_is_unit_tested_both_firing_and_not_firing(self) -> None:
         firing: set[str] = set()
         silent: set[str] = set()
-        for case in load_yaml(RULES_TEST)["tests"]:
+        for case in (c for path in RULE_TESTS for c in load_yaml(path)["tests"]):
             for check in case.get("alert_rule_test", []):
                 (firing if check.get("exp_alerts") else silent).add(check["alertname"])
         names = {rule["alert"] for rule in alert_rules()}
@@ -325,7 +361,7 @@ class TestAlertRules:
 
     def test_task_alerts_keep_the_task_labels(self) -> None:
         # Every firing expectation of a task alert names the task it is about.
-        for case in load_yaml(RULES_TEST)["tests"]:
+        for case in (c for path in RULE_TESTS for c in load_yaml(path)["tests"]):
             for check in case.get("alert_rule_test", []):
                 if not check["alertname"].startswith("RecordingTask"):
                     continue
@@ -368,8 +404,10 @@ class TestPrometheusConfig:
             cwd=PROMETHEUS_YML.parent,
         )
         assert result.returncode == 0, result.stdout + result.stderr
-        assert "1 rule files found" in result.stdout
-        assert f"SUCCESS: {len(alert_rules())} rules found" in result.stdout
+        assert f"{len(RULE_FILES)} rule files found" in result.stdout
+        for path in RULE_FILES:
+            rules = [rule for group in load_yaml(path)["groups"] for rule in group["rules"]]
+            assert f"{path.name}\n  SUCCESS: {len(rules)} rules found" in result.stdout
 
     def test_it_scrapes_the_daemon_as_job_trtc_monitor_every_15s(self) -> None:
         config = load_yaml(PROMETHEUS_YML)

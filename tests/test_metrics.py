@@ -34,6 +34,7 @@ from monitor.metrics import (
 )
 from monitor.models import REGIONS, Status, Task, TaskKey
 from monitor.simulator import DEFAULT_SECRET_KEY, Life, Simulator
+from monitor.uploads import NO_UPLOAD, UploadEvent, apply_upload_event
 from tests.conftest import API_TOKEN, DaemonFactory, RunningDaemon
 from tests.support import Proc, prometheus, promql, require_binary, wait_for, wait_for_async
 
@@ -303,6 +304,16 @@ FINITE = st.floats(allow_nan=False, min_value=-1e18, max_value=1e18) | st.sample
     [0.0, 1.0, 1e6, 1_700_000_000.0, 1_700_000_000.123, float("inf")]
 )
 COUNTS = st.integers(min_value=0, max_value=2_000_000)
+# One upload state of each kind: none, uploading, done, failed.
+UPLOADS = st.sampled_from(
+    [
+        NO_UPLOAD,
+        *(
+            apply_upload_event(NO_UPLOAD, UploadEvent(event, status), 1.0).state
+            for event, status in ((304, 0), (305, 0), (308, None))
+        ),
+    ]
+)
 INFO_NAMES = st.lists(st.sampled_from(["room", "customer", "a", "zz", "task_idx"]), max_size=4)
 
 
@@ -322,6 +333,7 @@ def hostile_tasks(draw: st.DrawFn) -> list[Task]:
                 consecutive_errors=draw(COUNTS),
                 last_success_at=draw(st.none() | FINITE),
                 storage_files=draw(st.none() | COUNTS),
+                upload=draw(UPLOADS),
             )
         )
     return tasks

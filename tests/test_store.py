@@ -1,4 +1,8 @@
-"""The SQLite store, on real database files."""
+"""The store contract, run against both backends: SQLite files and a real ``redis-server``.
+
+Every behaviour test takes the ``backend`` fixture, so the two backends are held to the same
+contract; tests of what only one backend has (SQLite files, locking, migrations) say so.
+"""
 
 from __future__ import annotations
 
@@ -10,16 +14,21 @@ import sqlite3
 import sys
 import textwrap
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
+import redis
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from monitor.models import Source, Status, Task, TaskKey, Transition, storage_file_summary
 from monitor.store import SCHEMA_VERSION, AlertRecord, SqliteStore, Store, StoreError
+from monitor.store.redis import REDIS_SCHEMA_VERSION, RedisStore
+from monitor.uploads import NO_UPLOAD, FileKind, UploadEvent, UploadFile, apply_upload_event
+from tests.redis_server import RedisServer
 
 APP = 1400000001
 
@@ -95,6 +104,17 @@ def full_task() -> Task:
         extra={"leave_code": 2, "files": ["x.mp4"], "vod": {"FileId": "5285890781763144364"}},
         ended_at=1_700_000_100.5,
         observed_at=1_700_000_100.25,
+        upload=apply_upload_event(
+            NO_UPLOAD,
+            UploadEvent(
+                308,
+                code="InvalidParameter",
+                message="密钥 invalid",
+                files=(UploadFile(FileKind.COS, "文件.m3u8", begin_ms=1),),
+                at=1_700_000_050.25,
+            ),
+            1_700_000_051.0,
+        ).state,
     )
 
 
@@ -113,28 +133,83 @@ def alert(
     )
 
 
+KEY_PREFIX = "test-store:"
+
+
+@dataclass(frozen=True)
+class Backend:
+    """One backend under test: ``make`` builds a new, closed store over the same data."""
+
+    name: str
+    make: Callable[[], Store]
+    location: str  # what the store's error messages name
+    schema_version: str
+    # The argument the crash-test writer takes to build the same store.
+    target: str
+
+
 @pytest.fixture
 def db_path(tmp_path: Path) -> Path:
     return tmp_path / "data" / "monitor.db"
 
 
+@pytest.fixture(params=["sqlite", "redis"])
+def backend(request: pytest.FixtureRequest, db_path: Path) -> Iterator[Backend]:
+    if request.param == "sqlite":
+        yield Backend(
+            "sqlite",
+            lambda: SqliteStore(db_path),
+            str(db_path),
+            str(SCHEMA_VERSION),
+            f"sqlite:{db_path}",
+        )
+        return
+    server: RedisServer = request.getfixturevalue("redis_server")
+    yield Backend(
+        "redis",
+        lambda: RedisStore(server.url, KEY_PREFIX),
+        f"127.0.0.1:{server.port}/0",
+        str(REDIS_SCHEMA_VERSION),
+        server.url,
+    )
+
+
 @pytest.fixture
-async def store(db_path: Path) -> AsyncIterator[SqliteStore]:
-    s = SqliteStore(db_path)
+async def store(backend: Backend) -> AsyncIterator[Store]:
+    s = backend.make()
     await s.open()
     yield s
     await s.close()
 
 
-async def reopened(path: Path) -> SqliteStore:
-    s = SqliteStore(path)
+RedisSync = Callable[[Backend], redis.Redis]
+
+
+@pytest.fixture
+def redis_sync() -> Iterator[RedisSync]:
+    """A plain client beside the store, for tests that tamper with what Redis holds."""
+    clients: list[redis.Redis] = []
+
+    def connect(backend: Backend) -> redis.Redis:
+        assert backend.name == "redis"
+        client = redis.Redis.from_url(backend.target)
+        clients.append(client)
+        return client
+
+    yield connect
+    for client in clients:
+        client.close()
+
+
+async def reopened(backend: Backend) -> Store:
+    s = backend.make()
     await s.open()
     return s
 
 
 class TestTasks:
     async def test_every_field_survives_a_reopen_unchanged(
-        self, store: SqliteStore, db_path: Path
+        self, store: Store, backend: Backend
     ) -> None:
         task = full_task()
         for f in dataclasses.fields(Task):
@@ -145,7 +220,7 @@ class TestTasks:
         await store.save_task(task)
         await store.close()
 
-        again = await reopened(db_path)
+        again = await reopened(backend)
         try:
             (loaded,) = await again.load_tasks()
         finally:
@@ -154,9 +229,7 @@ class TestTasks:
         assert type(loaded.status) is Status
         assert type(loaded.source) is Source
 
-    async def test_none_and_empty_values_come_back_as_none_and_empty(
-        self, store: SqliteStore
-    ) -> None:
+    async def test_none_and_empty_values_come_back_as_none_and_empty(self, store: Store) -> None:
         task = make_task()
         await store.save_task(task)
         (loaded,) = await store.load_tasks()
@@ -166,14 +239,14 @@ class TestTasks:
         assert loaded.interval is None
         assert loaded.labels == {}
 
-    async def test_saving_a_known_task_replaces_every_field(self, store: SqliteStore) -> None:
+    async def test_saving_a_known_task_replaces_every_field(self, store: Store) -> None:
         await store.save_task(make_task(labels={"room": "a"}, interval=5.0))
         changed = full_task()
         changed.task_id = "t-1"
         await store.save_task(changed)
         assert await store.load_tasks() == [changed]
 
-    async def test_a_batch_is_saved_and_loaded_back_in_key_order(self, store: SqliteStore) -> None:
+    async def test_a_batch_is_saved_and_loaded_back_in_key_order(self, store: Store) -> None:
         tasks = [
             make_task(f"t-{i:03d}", sdk_app_id=APP + i % 3, labels={"i": str(i)})
             for i in range(300)
@@ -182,13 +255,13 @@ class TestTasks:
         loaded = await store.load_tasks()
         assert loaded == sorted(tasks, key=lambda t: t.key)
 
-    async def test_an_empty_batch_is_a_no_op(self, store: SqliteStore) -> None:
+    async def test_an_empty_batch_is_a_no_op(self, store: Store) -> None:
         await store.save_tasks([])
         await store.save_health([])
         assert await store.load_tasks() == []
 
     async def test_health_flush_writes_only_health_and_never_resurrects_a_task(
-        self, store: SqliteStore
+        self, store: Store
     ) -> None:
         stored = make_task("t-1", Status.IN_PROGRESS, labels={"room": "a"})
         await store.save_task(stored)
@@ -232,7 +305,7 @@ class TestTasks:
             {},
         )
 
-    async def test_the_task_as_it_was_at_the_call_is_written(self, store: SqliteStore) -> None:
+    async def test_the_task_as_it_was_at_the_call_is_written(self, store: Store) -> None:
         task = make_task(labels={"room": "a"})
         pending = asyncio.ensure_future(store.save_task(task))
         await asyncio.sleep(0)  # the save has started; its write may still be queued
@@ -243,14 +316,14 @@ class TestTasks:
         assert (loaded.labels, loaded.status) == ({"room": "a"}, Status.PENDING)
 
     async def test_lone_surrogates_from_parsed_callbacks_survive_in_json_fields(
-        self, store: SqliteStore
+        self, store: Store
     ) -> None:
         task = make_task(labels={"room": "\ud800"}, extra={"x\udfff": ["\udc00"]})
         await store.save_task(task)
         assert await store.load_tasks() == [task]
 
     async def test_delete_task_removes_its_transitions_and_alerts_and_nothing_else(
-        self, store: SqliteStore
+        self, store: Store
     ) -> None:
         gone, kept = make_task("gone"), make_task("kept")
         await store.save_tasks([gone, kept])
@@ -268,7 +341,7 @@ class TestTasks:
         assert [t.task_id for t in await store.recent_transitions(10)] == ["kept"]
         assert [a.fingerprint for a in await store.load_alerts()] == ["a-kept", "a-monitor"]
 
-    async def test_a_hundred_thousand_tasks_load_back_complete(self, store: SqliteStore) -> None:
+    async def test_a_hundred_thousand_tasks_load_back_complete(self, store: Store) -> None:
         tasks = [
             make_task(
                 f"task-{i:06d}",
@@ -286,10 +359,10 @@ class TestTasks:
         assert loaded[-1] == tasks[-1]
         assert loaded[54_321].labels == {"room": "r-54321"}
 
-    def test_any_labels_extra_and_task_id_round_trip(self, tmp_path: Path) -> None:
+    def test_any_labels_extra_and_task_id_round_trip(self, backend: Backend) -> None:
         # One store for every example: opening one per example would dominate the run time.
         loop = asyncio.new_event_loop()
-        store = SqliteStore(tmp_path / "property.db")
+        store = backend.make()
         loop.run_until_complete(store.open())
         json_values = st.recursive(
             st.none()
@@ -327,7 +400,7 @@ class TestTasks:
 
 class TestTransitions:
     async def test_recording_assigns_increasing_seq_and_keeps_task_and_history_together(
-        self, store: SqliteStore, db_path: Path
+        self, store: Store, backend: Backend
     ) -> None:
         task = make_task()
         await store.save_task(task)
@@ -342,7 +415,7 @@ class TestTransitions:
         assert second.seq > first.seq
         await store.close()
 
-        again = await reopened(db_path)
+        again = await reopened(backend)
         try:
             (loaded,) = await again.load_tasks()
             history = await again.transitions(task.key, newest_first=False)
@@ -354,33 +427,41 @@ class TestTransitions:
         assert history[1].source is Source.CALLBACK
         assert history[0].request_id == "r1"
 
-    async def test_recording_registers_a_task_the_store_did_not_know(
-        self, store: SqliteStore
-    ) -> None:
+    async def test_recording_registers_a_task_the_store_did_not_know(self, store: Store) -> None:
         task = make_task()
         recorded = await store.record_transition(task, move(task, Status.IN_PROGRESS, 1001.0))
         assert await store.load_tasks() == [task]
         assert await store.transitions(task.key) == [recorded]
 
     async def test_a_failed_write_leaves_neither_the_transition_nor_the_new_state(
-        self, store: SqliteStore, db_path: Path
+        self, store: Store, backend: Backend, redis_sync: RedisSync
     ) -> None:
         task = make_task(status=Status.IN_PROGRESS)
         await store.save_task(task)
-        # A trigger makes the transition insert fail after the task row was already updated
-        # within the same transaction.
-        side = sqlite3.connect(db_path)
-        side.execute(
-            "CREATE TRIGGER refuse BEFORE INSERT ON transitions WHEN NEW.request_id = 'boom' "
-            "BEGIN SELECT RAISE(ABORT, 'refused'); END"
-        )
-        side.commit()
-        side.close()
+        if backend.name == "sqlite":
+            # A trigger makes the transition insert fail after the task row was already
+            # updated within the same transaction.
+            side = sqlite3.connect(backend.location)
+            side.execute(
+                "CREATE TRIGGER refuse BEFORE INSERT ON transitions WHEN NEW.request_id = 'boom' "
+                "BEGIN SELECT RAISE(ABORT, 'refused'); END"
+            )
+            side.commit()
+            side.close()
+            refusal = "refused"
+        else:
+            # A key of the wrong type where the task's history goes: the last write of the
+            # step would fail, after the task's state was written, were the step not atomic.
+            history = f"{KEY_PREFIX}task-transitions:{task.sdk_app_id}:{task.task_id}"
+            redis_sync(backend).set(history, "not a list")
+            refusal = "holds a string"
 
-        with pytest.raises(StoreError, match="refused"):
+        with pytest.raises(StoreError, match=refusal):
             await store.record_transition(
                 task, move(task, Status.EXITED, 1005.0, request_id="boom")
             )
+        if backend.name == "redis":
+            redis_sync(backend).delete(history)
 
         (loaded,) = await store.load_tasks()
         assert (loaded.status, loaded.status_since) == (Status.IN_PROGRESS, 1000.0)
@@ -389,9 +470,7 @@ class TestTransitions:
         recorded = await store.record_transition(task, move(task, Status.ENDED, 1006.0))
         assert await store.transitions(task.key) == [recorded]
 
-    async def test_history_is_ordered_by_seq_either_way_and_limited(
-        self, store: SqliteStore
-    ) -> None:
+    async def test_history_is_ordered_by_seq_either_way_and_limited(self, store: Store) -> None:
         task, other = make_task("t-1"), make_task("t-2")
         recorded = []
         for i, to in enumerate([Status.IDLE, Status.IN_PROGRESS, Status.EXITED, Status.ENDED]):
@@ -407,7 +486,7 @@ class TestTransitions:
         assert await store.transitions(task.key, limit=0) == []
         assert await store.transitions(TaskKey(APP, "unknown")) == []
 
-    async def test_recent_transitions_span_the_fleet_newest_first(self, store: SqliteStore) -> None:
+    async def test_recent_transitions_span_the_fleet_newest_first(self, store: Store) -> None:
         seqs = []
         for i in range(5):
             task = make_task(f"t-{i}")
@@ -416,9 +495,7 @@ class TestTransitions:
         assert [t.seq for t in recent] == seqs[:1:-1]
         assert [t.task_id for t in recent] == ["t-4", "t-3", "t-2"]
 
-    async def test_a_seq_is_never_handed_out_twice_even_after_deletions(
-        self, store: SqliteStore
-    ) -> None:
+    async def test_a_seq_is_never_handed_out_twice_even_after_deletions(self, store: Store) -> None:
         task = make_task("first")
         old = await store.record_transition(task, move(task, Status.IDLE, 1.0))
         await store.delete_task(task.key)
@@ -428,9 +505,7 @@ class TestTransitions:
         assert new.seq is not None
         assert new.seq > old.seq
 
-    async def test_a_transition_that_does_not_match_its_task_is_refused(
-        self, store: SqliteStore
-    ) -> None:
+    async def test_a_transition_that_does_not_match_its_task_is_refused(self, store: Store) -> None:
         task = make_task()
         transition = move(task, Status.IDLE, 1.0)
         with pytest.raises(ValueError, match="status"):
@@ -445,7 +520,7 @@ class TestTransitions:
 
 class TestPurge:
     async def test_purge_removes_only_final_tasks_that_ended_before_the_cutoff(
-        self, store: SqliteStore
+        self, store: Store
     ) -> None:
         cutoff = 5000.0
         doomed: list[Task] = []
@@ -487,7 +562,7 @@ class TestPurge:
 
 class TestAlerts:
     async def test_alert_records_round_trip_through_a_reopen(
-        self, store: SqliteStore, db_path: Path
+        self, store: Store, backend: Backend
     ) -> None:
         firing = alert("fp-1", TaskKey(APP, "任务"), last_sent_at={"am": 1010.5, "hook": 1011.0})
         resolved = alert(
@@ -501,14 +576,14 @@ class TestAlerts:
         await store.save_alert(resolved)
         await store.close()
 
-        again = await reopened(db_path)
+        again = await reopened(backend)
         try:
             assert await again.load_alerts() == [firing, resolved]
         finally:
             await again.close()
 
     async def test_saving_a_fingerprint_again_replaces_it_and_delete_forgets_it(
-        self, store: SqliteStore
+        self, store: Store
     ) -> None:
         await store.save_alerts([alert("fp-1"), alert("fp-2")])
         updated = alert("fp-1", state="resolved", ends_at=2000.0, resolved_sent={"am"})
@@ -520,16 +595,16 @@ class TestAlerts:
 
 class TestMeta:
     async def test_values_are_kept_and_replaced_and_missing_ones_are_none(
-        self, store: SqliteStore, db_path: Path
+        self, store: Store, backend: Backend
     ) -> None:
         assert await store.meta_get("instance") is None
         await store.meta_set("instance", "a")
         await store.meta_set("instance", "b")
         await store.close()
-        again = await reopened(db_path)
+        again = await reopened(backend)
         try:
             assert await again.meta_get("instance") == "b"
-            assert await again.meta_get("schema_version") == str(SCHEMA_VERSION)
+            assert await again.meta_get("schema_version") == backend.schema_version
         finally:
             await again.close()
 
@@ -548,42 +623,44 @@ class TestLifecycle:
             finally:
                 side.close()
 
-    async def test_closing_leaves_one_file_and_reopening_sees_everything(
-        self, store: SqliteStore, db_path: Path
+    async def test_closing_and_opening_the_same_object_again_sees_everything(
+        self, store: Store, backend: Backend
     ) -> None:
         task = make_task()
         recorded = await store.record_transition(task, move(task, Status.IDLE, 1.0))
         await store.close()
-        wal = db_path.with_name(db_path.name + "-wal")
-        assert not wal.exists() or wal.stat().st_size == 0
+        if backend.name == "sqlite":
+            # Closing folds the WAL back: the database is one file at rest.
+            wal = Path(backend.location + "-wal")
+            assert not wal.exists() or wal.stat().st_size == 0
 
         await store.open()  # the same object opens again
         assert await store.load_tasks() == [task]
         assert await store.transitions(task.key) == [recorded]
 
     async def test_calls_after_close_raise_store_error_and_closing_twice_is_harmless(
-        self, store: SqliteStore, db_path: Path
+        self, store: Store, backend: Backend
     ) -> None:
         await store.close()
         await store.close()
-        with pytest.raises(StoreError, match=re.escape(str(db_path))):
+        with pytest.raises(StoreError, match=re.escape(backend.location)):
             await store.load_tasks()
         with pytest.raises(StoreError, match="closed"):
             await store.save_tasks([make_task()])
 
-    async def test_opening_an_open_store_is_refused(self, store: SqliteStore) -> None:
+    async def test_opening_an_open_store_is_refused(self, store: Store) -> None:
         with pytest.raises(StoreError, match="already open"):
             await store.open()
 
     async def test_writes_called_before_close_are_on_disk_after_it(
-        self, store: SqliteStore, db_path: Path
+        self, store: Store, backend: Backend
     ) -> None:
         tasks = [make_task(f"t-{i}") for i in range(2000)]
         pending = asyncio.ensure_future(store.save_tasks(tasks))
         await asyncio.sleep(0)  # the batch has started taking its rows
         await store.close()
         await pending
-        again = await reopened(db_path)
+        again = await reopened(backend)
         try:
             assert len(await again.load_tasks()) == 2000
         finally:
@@ -639,7 +716,7 @@ class TestLifecycle:
 
 class TestConcurrency:
     async def test_the_event_loop_keeps_running_during_a_large_batch_write(
-        self, store: SqliteStore
+        self, store: Store
     ) -> None:
         tasks = [
             make_task(f"t-{i:05d}", labels={"room": f"r-{i}"}, answer_status=Status.IDLE)
@@ -669,7 +746,7 @@ class TestConcurrency:
         assert len(await store.load_tasks()) == 50_000
 
     async def test_a_transition_recorded_during_a_batch_is_not_overwritten_by_it(
-        self, store: SqliteStore
+        self, store: Store
     ) -> None:
         tasks = [make_task(f"t-{i:05d}", Status.IN_PROGRESS) for i in range(5000)]
         first = tasks[0]
@@ -691,10 +768,15 @@ from pathlib import Path
 
 from monitor.models import Source, Status, Task, Transition
 from monitor.store import SqliteStore
+from monitor.store.redis import RedisStore
 
 
 async def main() -> None:
-    store = SqliteStore(Path(sys.argv[1]))
+    target = sys.argv[1]
+    if target.startswith("sqlite:"):
+        store = SqliteStore(Path(target.removeprefix("sqlite:")))
+    else:
+        store = RedisStore(target, sys.argv[2])
     await store.open()
     i = 0
     while True:
@@ -717,14 +799,16 @@ asyncio.run(main())
 
 
 class TestCrashDurability:
-    async def test_every_acknowledged_write_survives_kill_9(self, tmp_path: Path) -> None:
+    async def test_every_acknowledged_write_survives_kill_9(
+        self, tmp_path: Path, backend: Backend
+    ) -> None:
         script = tmp_path / "writer.py"
         script.write_text(textwrap.dedent(CHILD))
-        path = tmp_path / "crash" / "monitor.db"
         child = await asyncio.create_subprocess_exec(
             sys.executable,
             str(script),
-            str(path),
+            backend.target,
+            KEY_PREFIX,
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.PIPE,
         )
@@ -750,7 +834,7 @@ class TestCrashDurability:
         acked_seqs = {int(parts[1]): (parts[2], parts[3]) for parts in acked}
         last_acked = max(acked_seqs)
 
-        store = await reopened(path)
+        store = await reopened(backend)
         try:
             tasks = {t.task_id: t for t in await store.load_tasks()}
             history = await store.recent_transitions(last_acked + 1000)

@@ -28,10 +28,12 @@ from monitor.alerts.robots.worker import RobotWorker
 from monitor.alerts.rules import (
     ALERT_NAMES,
     EXITED,
+    FAILED_UPLOAD,
     IDLE,
     MONITOR_AUTH_FAILURE,
     MONITOR_OVER_BUDGET,
     MONITOR_THROTTLED,
+    OVERDUE_UPLOAD,
     STALE,
     STALE_NEW,
     TASK_BITS,
@@ -39,6 +41,8 @@ from monitor.alerts.rules import (
     TASK_EXITED,
     TASK_IDLE,
     TASK_STALE,
+    UPLOAD_FAILED,
+    UPLOAD_OVERDUE,
     AccountHealth,
     Thresholds,
     account_fingerprint,
@@ -58,9 +62,18 @@ from monitor.alerts.rules import (
     task_labels,
     throttled_annotations,
     throttled_firing,
+    upload_failed_annotations,
+    upload_overdue_annotations,
 )
 from monitor.config import AlertsConfig, RobotReceiver, RobotSecrets
-from monitor.events import ApiAnswered, EventBus, TaskObserved, TasksPurged, TransitionRecorded
+from monitor.events import (
+    ApiAnswered,
+    EventBus,
+    TaskObserved,
+    TasksPurged,
+    TransitionRecorded,
+    UploadChanged,
+)
 from monitor.metrics import MonitorMetrics
 from monitor.models import Outcome, Task, TaskKey, Transition
 from monitor.secrets import Secret
@@ -175,6 +188,8 @@ class AlertEngine:
             TASK_ERROR: config.error.severity,
             TASK_STALE: config.stale.severity,
             TASK_IDLE: config.idle.severity,
+            UPLOAD_FAILED: config.upload.severity,
+            UPLOAD_OVERDUE: config.upload.severity,
         }
 
     # ------------------------------------------------------------------ life cycle
@@ -301,6 +316,9 @@ class AlertEngine:
         async def observed(event: TaskObserved) -> None:
             await self.evaluate_task(event.task)
 
+        async def uploaded(event: UploadChanged) -> None:
+            await self.evaluate_task(event.task)
+
         async def purged(event: TasksPurged) -> None:
             await self.on_purged(event.keys)
 
@@ -309,6 +327,7 @@ class AlertEngine:
 
         bus.subscribe(TransitionRecorded, transition)
         bus.subscribe(TaskObserved, observed)
+        bus.subscribe(UploadChanged, uploaded)
         bus.subscribe(TasksPurged, purged)
         bus.subscribe(ApiAnswered, answered)
 
@@ -467,6 +486,8 @@ class AlertEngine:
                         confirmed.add(rec.fingerprint)
                     if bit == EXITED and transition is not None:
                         self._refresh_exit(rec, task, transition)
+                    elif bit == FAILED_UPLOAD:
+                        self._refresh(rec, upload_failed_annotations(task))
                     continue
                 if bit == STALE and not bits & STALE_NEW:
                     continue
@@ -481,6 +502,10 @@ class AlertEngine:
                 )
                 if confirmed is not None:
                     confirmed.add(new.fingerprint)
+                if bit == OVERDUE_UPLOAD:
+                    # trtc_recording_uploads_total{outcome="overdue"}: counted as it fires, so
+                    # once per episode (a restart finds the record and does not fire again).
+                    self._metrics.uploads.labels(task.account, task.region, "overdue").inc()
                 if bit == EXITED and transition is None:
                     changes.lookups.append((new, task))
             elif rec is not None and firing:
@@ -497,7 +522,18 @@ class AlertEngine:
             return stale_annotations(task, now, threshold)
         if bit == IDLE:
             return idle_annotations(task, now, th.idle_after)
+        if bit == FAILED_UPLOAD:
+            return upload_failed_annotations(task)
+        if bit == OVERDUE_UPLOAD:
+            return upload_overdue_annotations(task, now, th.upload_deadline)
         return error_annotations(task, th.consecutive)
+
+    def _refresh(self, rec: AlertRecord, annotations: dict[str, str]) -> None:
+        # Later failures of the same upload episode are added to what the alert says; it is
+        # sent with its next resend.
+        if annotations != rec.annotations:
+            rec.annotations = annotations  # replaced, never mutated: queued notices share it
+            self._dirty[rec.fingerprint] = rec
 
     def _refresh_exit(self, rec: AlertRecord, task: Task, transition: Transition) -> None:
         # Exited -> Ended stays one alert; its description follows the newest transition.

@@ -17,16 +17,26 @@ from monitor.config import AlertsConfig, StaleAfter
 from monitor.durations import format_duration
 from monitor.models import Outcome, Status, Task, TaskKey, Transition
 from monitor.taskspec import LABEL_NAME_RE
+from monitor.uploads import UploadPhase, upload_overdue
 
 TASK_EXITED: Final = "RecordingTaskExited"
 TASK_ERROR: Final = "RecordingTaskError"
 TASK_STALE: Final = "RecordingTaskStale"
 TASK_IDLE: Final = "RecordingTaskIdle"
+UPLOAD_FAILED: Final = "RecordingUploadFailed"
+UPLOAD_OVERDUE: Final = "RecordingUploadOverdue"
 MONITOR_AUTH_FAILURE: Final = "RecordingMonitorAuthFailure"
 MONITOR_THROTTLED: Final = "RecordingMonitorThrottled"
 MONITOR_OVER_BUDGET: Final = "RecordingMonitorOverBudget"
 
-TASK_ALERTS: Final = (TASK_EXITED, TASK_ERROR, TASK_STALE, TASK_IDLE)
+TASK_ALERTS: Final = (
+    TASK_EXITED,
+    TASK_ERROR,
+    TASK_STALE,
+    TASK_IDLE,
+    UPLOAD_FAILED,
+    UPLOAD_OVERDUE,
+)
 MONITOR_ALERTS: Final = (MONITOR_AUTH_FAILURE, MONITOR_THROTTLED, MONITOR_OVER_BUDGET)
 ALERT_NAMES: Final = TASK_ALERTS + MONITOR_ALERTS
 
@@ -59,11 +69,15 @@ ERROR: Final = 2
 STALE: Final = 4
 IDLE: Final = 8
 STALE_NEW: Final = 16
+FAILED_UPLOAD: Final = 32
+OVERDUE_UPLOAD: Final = 64
 TASK_BITS: Final = (
     (EXITED, TASK_EXITED),
     (ERROR, TASK_ERROR),
     (STALE, TASK_STALE),
     (IDLE, TASK_IDLE),
+    (FAILED_UPLOAD, UPLOAD_FAILED),
+    (OVERDUE_UPLOAD, UPLOAD_OVERDUE),
 )
 
 _EXITED = Status.EXITED
@@ -71,6 +85,8 @@ _ENDED = Status.ENDED
 _EXPIRED = Status.EXPIRED
 _REMOVED = Status.REMOVED
 _IDLE = Status.IDLE
+_UPLOADING = UploadPhase.UPLOADING
+_UPLOAD_FAILED = UploadPhase.FAILED
 _DEFAULT_STALE_AFTER: Final = StaleAfter(multiple=3.0)
 
 
@@ -86,6 +102,8 @@ class Thresholds:
     stale_after: StaleAfter = _DEFAULT_STALE_AFTER
     idle_enabled: bool = True
     idle_after: float = 300.0
+    upload_enabled: bool = True
+    upload_deadline: float = 1800.0
 
     @classmethod
     def of(cls, config: AlertsConfig) -> Thresholds:
@@ -98,6 +116,8 @@ class Thresholds:
             stale_after=config.stale.after,
             idle_enabled=config.idle.enabled,
             idle_after=config.idle.after,
+            upload_enabled=config.upload.enabled,
+            upload_deadline=config.upload.deadline,
         )
 
 
@@ -157,6 +177,32 @@ def idle_firing(task: Task, now: float, after: float) -> bool:
     return task.status is _IDLE and now - task.status_since > after
 
 
+def upload_failed_firing(task: Task) -> bool:
+    """A callback said the files failed to reach storage, and nothing since said they did.
+    A removed task no longer alerts (a purged one has no record left)."""
+    return task.upload.state is _UPLOAD_FAILED and task.status is not _REMOVED
+
+
+def stopped_at(task: Task) -> float | None:
+    """When the recording stopped: the recorder-stopped callback, else the poll that first
+    found the task stopped (Exited, Ended or Expired: when that status began)."""
+    at = task.upload.stopped_at
+    if at is not None:
+        return at
+    s = task.status
+    if s is _EXITED or s is _ENDED or s is _EXPIRED:
+        return task.status_since
+    return None
+
+
+def upload_overdue_firing(task: Task, now: float, deadline: float) -> bool:
+    """Stopped, the upload had started, and neither a finish nor a failure came within
+    ``deadline`` seconds of the stop."""
+    if task.status is _REMOVED:
+        return False
+    return upload_overdue(task.upload, now, deadline, stopped_at(task))
+
+
 def stale_threshold(task: Task, after: StaleAfter, interval_of: Callable[[Task], float]) -> float:
     if after.duration is not None:
         return after.duration
@@ -170,21 +216,31 @@ def task_alerts(
     interval_of: Callable[[Task], float],
     floor: float = 0.0,
 ) -> int:
-    """Which task alerts hold for ``task``, as bits (EXITED, ERROR, STALE, IDLE, STALE_NEW).
+    """Which task alerts hold for ``task``, as bits (EXITED, ERROR, STALE, IDLE, STALE_NEW,
+    FAILED_UPLOAD, OVERDUE_UPLOAD).
 
     Called for every task on every sweep, so it is written out rather than composed from the
     functions above (the same rules; the tests hold them together): one call, no allocation.
     """
     s = task.status
-    if s is _ENDED or s is _EXPIRED:
-        if th.exit_enabled and exit_firing(task, th.expected_leave_codes):
-            return EXITED
-        return 0
     if s is _REMOVED:
         return 0
     bits = 0
+    upload = task.upload.state
+    if upload is _UPLOAD_FAILED and th.upload_enabled:
+        bits = FAILED_UPLOAD
+    elif upload is _UPLOADING and th.upload_enabled:
+        at = task.upload.stopped_at
+        if at is None and (s is _EXITED or s is _ENDED or s is _EXPIRED):
+            at = task.status_since
+        if at is not None and now - at > th.upload_deadline:
+            bits = OVERDUE_UPLOAD
+    if s is _ENDED or s is _EXPIRED:
+        if th.exit_enabled and exit_firing(task, th.expected_leave_codes):
+            bits |= EXITED
+        return bits
     if s is _EXITED and th.exit_enabled and exit_firing(task, th.expected_leave_codes):
-        bits = EXITED
+        bits |= EXITED
     if th.error_enabled and task.consecutive_errors >= th.consecutive:
         bits |= ERROR
     if th.stale_enabled:
@@ -416,6 +472,51 @@ def idle_annotations(task: Task, now: float, after: float) -> dict[str, str]:
             f"The {_who(task)} has been Idle since {timestamp(task.status_since)} ({idle_for}, "
             f"more than {_ago(after)}): it records nothing (nobody publishing in the room, or "
             "the recorder failed to join). Resolves when the status leaves Idle."
+        ),
+    }
+
+
+def upload_failed_annotations(task: Task) -> dict[str, str]:
+    """Names the failing event, the storage's code and its message (SPEC section 7)."""
+    upload = task.upload
+    failure = upload.failure
+    what = failure.describe() if failure is not None else "an upload failure"
+    when = f" at {timestamp(failure.at)}" if failure is not None else ""
+    later = [f for f in upload.failures if failure is not None and f.at > failure.at]
+    more = ""
+    if later:
+        more = f" Since then: {'; '.join(f.describe() for f in later[-3:])}."
+    files = len(upload.files)
+    return {
+        "summary": (
+            f"Recording task {task.task_id} ({task.sdk_app_id}): files failed to reach storage"
+            + (f" (event {failure.event_type}, {failure.code})" if failure is not None else "")
+        ),
+        "description": (
+            f"A recording callback of the {_who(task)} reported{when} that its files failed to "
+            f"reach storage: {what}.{more} Files reported so far: {files}. Status "
+            f"{task.status.value}. Resolves when a later callback reports the files recovered "
+            "or uploaded, or the task is removed or purged."
+        ),
+    }
+
+
+def upload_overdue_annotations(task: Task, now: float, deadline: float) -> dict[str, str]:
+    at = stopped_at(task)
+    since = _ago(now - at) if at is not None else "unknown"
+    started = task.upload.started_at
+    began = f" (upload started at {timestamp(started)})" if started is not None else ""
+    return {
+        "summary": (
+            f"Recording task {task.task_id} ({task.sdk_app_id}): upload not finished {since} "
+            "after the recording stopped"
+        ),
+        "description": (
+            f"The {_who(task)} stopped{f' at {timestamp(at)}' if at is not None else ''}; its "
+            f"upload had started{began} but no callback said it finished (305, 310, or 312 "
+            f"after a successful 311) within {_ago(deadline)}. The files may be stuck on the "
+            f"recording server. Status {task.status.value}, {len(task.upload.files)} files "
+            "reported. Resolves when the upload finishes, or the task is removed or purged."
         ),
     }
 

@@ -24,6 +24,7 @@ from monitor.callbacks.parse import (
 )
 from monitor.models import Source, Task, TaskKey, Transition
 from monitor.taskspec import MAX_LABEL_VALUE, TaskSpec
+from monitor.uploads import UploadChange, UploadEvent
 
 __all__ = [
     "CallbackSettings",
@@ -53,6 +54,8 @@ class CallbackTarget(Protocol):
     ) -> Transition | None: ...
 
     async def note_facts(self, key: TaskKey, facts: dict[str, Any]) -> bool: ...
+
+    async def observe_upload(self, key: TaskKey, event: UploadEvent) -> UploadChange | None: ...
 
 
 class CallbackSettings(Protocol):
@@ -148,7 +151,29 @@ def event_time(event: Callback, now: float) -> float:
 async def apply_callback(
     target: CallbackTarget, settings: CallbackSettings, event: Callback, now: float
 ) -> str:
-    """Act on one verified, new recording event; returns what happened, for the log."""
+    """Act on one verified, new recording event; returns what happened, for the log.
+
+    Then every event 301-312 feeds the task's upload state. An upload event of an unknown task
+    registers it with ``auto_register`` (its 301 was missed: the files still deserve to be
+    followed), and is otherwise ``not_registered``.
+    """
+    key = event.key
+    registered = False
+    if event.event_type not in (RECORDER_STARTED, RECORDER_STOPPED) and target.get(key) is None:
+        if not settings.auto_register:
+            return "not_registered"
+        # Known tasks, removed ones included, are never registered again here.
+        await _register(target, settings, event)
+        registered = True
+    effect = await _apply_status(target, settings, event, now)
+    if event.upload is not None and target.get(key) is not None:
+        await target.observe_upload(key, event.upload)
+    return f"registered_and_{effect}" if registered else effect
+
+
+async def _apply_status(
+    target: CallbackTarget, settings: CallbackSettings, event: Callback, now: float
+) -> str:
     key = event.key
     if event.event_type == RECORDER_STARTED:
         if event.status not in (None, 0):

@@ -23,6 +23,7 @@ from monitor.taskspec import (
     validate_sdk_app_id,
     validate_task_id,
 )
+from monitor.uploads import FileKind, UploadEvent, UploadFile
 
 EVENT_GROUP_RECORDING = 3
 
@@ -68,6 +69,7 @@ class CallbackOutcome(enum.StrEnum):
     IGNORED = "ignored"
     UNKNOWN = "unknown"
     STALE = "stale"
+    UNREGISTERED = "unregistered"  # an upload event of a task not registered (auto_register off)
 
 
 def event_label(event_type: int | None) -> str:
@@ -113,6 +115,7 @@ class Callback:
     files: tuple[dict[str, Any], ...] = ()  # Payload.FileMessage (310)
     vod: dict[str, Any] | None = None  # Payload.TencentVod (311)
     callback_ts: int | None = None  # CallbackTs, milliseconds: when TRTC sent this message
+    upload: UploadEvent | None = None  # what the event says about the upload (301-312)
 
     @property
     def key(self) -> TaskKey:
@@ -314,7 +317,10 @@ def _recording(
     elif event_type == 307:
         file_name = _opt_text(payload, "FileName", where)
     elif event_type == MP4_FINISHED:
-        entries = payload.get("FileMessage")
+        # The callback page names the list FileList; older payloads called it FileMessage.
+        entries = payload.get("FileList")
+        if entries is None:
+            entries = payload.get("FileMessage")
         if entries is None:
             entries = []
         if not isinstance(entries, list):
@@ -324,6 +330,9 @@ def _recording(
         )
     elif event_type == VOD_COMMITTED:
         vod = _vod(payload, where)
+    ms = _opt_int(info, "EventMsTs", "EventInfo", lo=0)
+    at = ms / 1000 if ms is not None else (None if event_ts is None else float(event_ts))
+    upload = _upload(event_type, payload, where, status, files, vod, at)
     return Callback(
         kind=Kind.RECORDING,
         group=EVENT_GROUP_RECORDING,
@@ -334,11 +343,70 @@ def _recording(
         room_id=_opt_text(info, "RoomId", "EventInfo", numbers=True),
         user_id=_opt_text(info, "UserId", "EventInfo", numbers=True),
         event_ts=event_ts,
-        event_ms_ts=_opt_int(info, "EventMsTs", "EventInfo", lo=0),
+        event_ms_ts=ms,
         status=status,
         leave_code=leave_code,
         file_name=file_name,
         files=files,
         vod=vod,
         callback_ts=callback_ts,
+        upload=upload,
     )
+
+
+def _upload(
+    event_type: int,
+    payload: Mapping[str, Any],
+    where: str,
+    status: int | None,
+    mp4: tuple[dict[str, Any], ...],
+    vod: dict[str, Any] | None,
+    at: float | None,
+) -> UploadEvent:
+    """The upload fields of an event (SPEC section 8): the storage's code and message, and
+    the files it reports (307 a COS slice, 310 MP4 files, 311 the VOD media)."""
+    code = message = ""
+    files: list[UploadFile] = []
+    if event_type == 307:
+        files.append(
+            UploadFile(
+                FileKind.COS,
+                name=_opt_text(payload, "FileName", where) or "",
+                user_id=_opt_text(payload, "UserId", where, numbers=True) or "",
+                track_type=_opt_text(payload, "TrackType", where) or "",
+                begin_ms=_opt_int(payload, "BeginTimeStamp", where, lo=0) or 0,
+            )
+        )
+    elif event_type == 308:
+        code = _opt_text(payload, "Code", where, numbers=True) or ""
+        message = _opt_text(payload, "Message", where) or ""
+    elif event_type == 309:
+        # The image's address without its query, which may carry a signature.
+        message = (_opt_text(payload, "Url", where) or "").split("?", 1)[0]
+    elif event_type == MP4_FINISHED:
+        files.extend(
+            UploadFile(
+                FileKind.MP4,
+                name=f.get("FileName", ""),
+                user_id=f.get("UserId", ""),
+                track_type=f.get("TrackType", ""),
+                media_id=f.get("MediaId", ""),
+                begin_ms=f.get("StartTimeStamp", 0),
+                end_ms=f.get("EndTimeStamp", 0),
+            )
+            for f in mp4
+        )
+    elif event_type == VOD_COMMITTED:
+        message = _opt_text(payload, "Errmsg", where) or ""
+        if vod and (vod.get("FileId") or vod.get("VideoUrl")):
+            files.append(
+                UploadFile(
+                    FileKind.VOD,
+                    user_id=vod.get("UserId", ""),
+                    track_type=vod.get("TrackType", ""),
+                    file_id=vod.get("FileId", ""),
+                    url=vod.get("VideoUrl", ""),
+                    media_id=vod.get("MediaId", ""),
+                )
+            )
+    return UploadEvent(event_type, status, code, message, tuple(files), at)

@@ -24,6 +24,7 @@ from monitor.taskspec import (
     validate_spec,
     validate_task_id,
 )
+from monitor.uploads import UploadFailure, UploadState
 
 CONTEXT: web.AppKey[HttpContext] = web.AppKey("context", HttpContext)
 DEFAULT_PAGE = 100
@@ -68,10 +69,33 @@ def task_json(task: Task, *, full: bool = False) -> dict[str, Any]:
             "last_request_id": task.last_request_id,
         },
         "storage_files": task.storage_files,
+        "upload": upload_json(task.upload, full=full),
     }
     if full:
         body["last_response"] = task.last_response
         body["extra"] = task.extra
+    return body
+
+
+def _failure_json(f: UploadFailure) -> dict[str, Any]:
+    return {**f.to_json(), "at": iso(f.at)}
+
+
+def upload_json(upload: UploadState, *, full: bool = False) -> dict[str, Any]:
+    """Where the task's files went (SPEC section 8); the files and every failure for one task."""
+    failure = upload.failure
+    body: dict[str, Any] = {
+        "state": upload.state.value,
+        "failure": None if failure is None else _failure_json(failure),
+    }
+    if full:
+        body.update(
+            started_at=iso(upload.started_at),
+            stopped_at=iso(upload.stopped_at),
+            finished_at=iso(upload.finished_at),
+            files=[f.to_json() for f in upload.files],
+            failures=[_failure_json(f) for f in upload.failures],
+        )
     return body
 
 

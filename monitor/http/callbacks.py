@@ -16,7 +16,14 @@ from aiohttp import web
 
 from monitor.callbacks.dedupe import DeliveryCache
 from monitor.callbacks.effects import apply_callback, log_event
-from monitor.callbacks.parse import CallbackInvalid, CallbackOutcome, Kind, parse_callback
+from monitor.callbacks.parse import (
+    RECORDER_STARTED,
+    RECORDER_STOPPED,
+    CallbackInvalid,
+    CallbackOutcome,
+    Kind,
+    parse_callback,
+)
 from monitor.callbacks.signature import verify_signature
 from monitor.http.errors import ApiError
 from monitor.http.ports import HttpContext
@@ -133,7 +140,14 @@ class CallbackReceiver:
         except BaseException:
             self.deliveries.release(event.delivery)  # let TRTC's retry apply it
             raise
-        self._count(event.label, CallbackOutcome.ACCEPTED)
+        outcome = CallbackOutcome.ACCEPTED
+        if effect == "not_registered" and event.event_type not in (
+            RECORDER_STARTED,
+            RECORDER_STOPPED,
+        ):
+            # An upload event of a task nobody registered (auto_register off): counted apart.
+            outcome = CallbackOutcome.UNREGISTERED
+        self._count(event.label, outcome)
         log_event(event, effect)
         return _ok()
 

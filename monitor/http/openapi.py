@@ -8,6 +8,7 @@ from monitor import __version__
 from monitor.http.api import DEFAULT_PAGE, MAX_OFFSET, MAX_PAGE
 from monitor.models import REGIONS, Source, Status
 from monitor.taskspec import MAX_BULK, MAX_LABEL_VALUE, MAX_LABELS, TASK_ID_RE
+from monitor.uploads import FileKind, UploadPhase
 
 _ERROR = {"$ref": "#/components/responses/Error"}
 _TASK = {"$ref": "#/components/schemas/Task"}
@@ -122,6 +123,7 @@ def _schemas() -> dict[str, Any]:
                 "status_since",
                 "health",
                 "storage_files",
+                "upload",
             ],
             "properties": {
                 "sdk_app_id": {"type": "integer", "format": "int64"},
@@ -143,6 +145,7 @@ def _schemas() -> dict[str, Any]:
                     "nullable": True,
                     "description": "Entries in StorageFileList at the last observation",
                 },
+                "upload": {"$ref": "#/components/schemas/Upload"},
                 "last_response": {
                     "type": "object",
                     "nullable": True,
@@ -157,6 +160,61 @@ def _schemas() -> dict[str, Any]:
                     "items": _TRANSITION,
                     "description": "Newest first (GET of a single task only)",
                 },
+            },
+        },
+        "Upload": {
+            "type": "object",
+            "description": (
+                "Where the task's files went, from the upload callbacks (303-312); files, "
+                "failures and times only for a single task"
+            ),
+            "required": ["state", "failure"],
+            "properties": {
+                "state": {"type": "string", "enum": [p.value for p in UploadPhase]},
+                "failure": {
+                    "allOf": [{"$ref": "#/components/schemas/UploadFailure"}],
+                    "nullable": True,
+                    "description": "The failure named by RecordingUploadFailed",
+                },
+                "started_at": _timestamp("First upload-started event", nullable=True),
+                "stopped_at": _timestamp("When the recording stopped", nullable=True),
+                "finished_at": _timestamp("Latest upload-finished event", nullable=True),
+                "files": {
+                    "type": "array",
+                    "items": {"$ref": "#/components/schemas/UploadFile"},
+                    "description": "COS slices, MP4 files and VOD media reported",
+                },
+                "failures": {
+                    "type": "array",
+                    "items": {"$ref": "#/components/schemas/UploadFailure"},
+                    "description": "Failures reported, oldest first (the newest 20)",
+                },
+            },
+        },
+        "UploadFailure": {
+            "type": "object",
+            "required": ["event_type", "event", "code", "message", "at"],
+            "properties": {
+                "event_type": {"type": "integer"},
+                "event": {"type": "string"},
+                "code": {"type": "string", "description": "The storage's Code, or Status N"},
+                "message": {"type": "string"},
+                "at": _timestamp("When the event happened"),
+            },
+        },
+        "UploadFile": {
+            "type": "object",
+            "required": ["kind"],
+            "properties": {
+                "kind": {"type": "string", "enum": [k.value for k in FileKind]},
+                "name": {"type": "string"},
+                "user_id": {"type": "string"},
+                "track_type": {"type": "string"},
+                "file_id": {"type": "string", "description": "VOD FileId"},
+                "url": {"type": "string", "description": "VOD VideoUrl"},
+                "media_id": {"type": "string"},
+                "begin_ms": {"type": "integer"},
+                "end_ms": {"type": "integer"},
             },
         },
         "TaskPage": {

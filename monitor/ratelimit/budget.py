@@ -7,8 +7,88 @@ from __future__ import annotations
 
 import math
 from collections import deque
+from dataclasses import dataclass
 
-__all__ = ["WindowBudget"]
+__all__ = [
+    "DEFAULT_DECREASE",
+    "DEFAULT_GUARD",
+    "DEFAULT_MIN_FRACTION",
+    "DEFAULT_RECOVERY_FRACTION",
+    "BudgetShape",
+    "WindowBudget",
+    "recovered_rate",
+]
+
+DEFAULT_GUARD = 0.02
+# A throttle cuts the rate by a fifth (see monitor.ratelimit for why not by half).
+DEFAULT_DECREASE = 0.8
+DEFAULT_MIN_FRACTION = 0.05
+DEFAULT_RECOVERY_FRACTION = 0.05
+
+
+@dataclass(frozen=True, slots=True)
+class BudgetShape:
+    """The constants every limiter backend derives from its settings, in one place.
+
+    The local :class:`WindowBudget` and the shared Redis limiter both compute their schedule
+    from these, so the two cannot drift apart.
+    """
+
+    limit: int
+    window: float
+    guard: float
+    decrease: float
+    configured_rate: float  # requests per second without backoff
+    cap_window: float  # no more than ``limit`` sends in any window this long
+    min_rate: float  # the floor of the backoff
+    step: float  # requests per second regained per quiet window
+
+    @classmethod
+    def of(
+        cls,
+        limit: int,
+        window: float,
+        *,
+        guard: float = DEFAULT_GUARD,
+        decrease: float = DEFAULT_DECREASE,
+        min_fraction: float = DEFAULT_MIN_FRACTION,
+        recovery_fraction: float = DEFAULT_RECOVERY_FRACTION,
+    ) -> BudgetShape:
+        if limit < 1:
+            raise ValueError(f"limit must be at least 1, got {limit}")
+        if not window > 0:
+            raise ValueError(f"window must be positive, got {window}")
+        if not 0 <= guard < 1:
+            raise ValueError(f"guard must be in [0, 1), got {guard}")
+        if not 0 < decrease < 1:
+            raise ValueError(f"decrease must be in (0, 1), got {decrease}")
+        if not 0 < min_fraction <= 1 or not 0 < recovery_fraction <= 1:
+            raise ValueError("min_fraction and recovery_fraction must be in (0, 1]")
+        window = float(window)
+        configured_rate = limit * (1.0 - guard) / window
+        return cls(
+            limit=limit,
+            window=window,
+            guard=guard,
+            decrease=decrease,
+            configured_rate=configured_rate,
+            # The hard cap keeps the guard too: at most ``limit`` sends in any
+            # ``window / (1 - guard)``, a hair less than ``limit`` spacings so that it never
+            # lands on the very instant of a scheduled slot. Without it, catching up after a
+            # late wake-up may pack sends right up to ``limit`` per ``window``, and the server,
+            # counting arrivals, would count any jitter between sending and arriving as an
+            # excess. At the default 2% and 20/s this leaves 20 ms of such jitter room.
+            cap_window=max(window, window / (1.0 - guard) * (1.0 - 1e-9)),
+            # The floor keeps a trickle of requests going, so recovery is observed at all.
+            min_rate=min(configured_rate, max(1.0, min_fraction * limit) / window),
+            step=recovery_fraction * limit / window,
+        )
+
+
+def recovered_rate(shape: BudgetShape, base_rate: float, decreased_at: float, now: float) -> float:
+    """The rate at ``now`` after a decrease to ``base_rate`` at ``decreased_at`` (AIMD)."""
+    quiet_windows = math.floor(max(0.0, now - decreased_at) / shape.window)
+    return min(shape.configured_rate, base_rate + quiet_windows * shape.step)
 
 
 class WindowBudget:
@@ -32,6 +112,7 @@ class WindowBudget:
         "_mins",
         "_next_slot",
         "_sends",
+        "_shape",
         "_step",
         "_window",
     )
@@ -41,36 +122,28 @@ class WindowBudget:
         limit: int,
         window: float,
         *,
-        guard: float = 0.02,
-        decrease: float = 0.8,
-        min_fraction: float = 0.05,
-        recovery_fraction: float = 0.05,
+        guard: float = DEFAULT_GUARD,
+        decrease: float = DEFAULT_DECREASE,
+        min_fraction: float = DEFAULT_MIN_FRACTION,
+        recovery_fraction: float = DEFAULT_RECOVERY_FRACTION,
     ) -> None:
-        if limit < 1:
-            raise ValueError(f"limit must be at least 1, got {limit}")
-        if not window > 0:
-            raise ValueError(f"window must be positive, got {window}")
-        if not 0 <= guard < 1:
-            raise ValueError(f"guard must be in [0, 1), got {guard}")
-        if not 0 < decrease < 1:
-            raise ValueError(f"decrease must be in (0, 1), got {decrease}")
-        if not 0 < min_fraction <= 1 or not 0 < recovery_fraction <= 1:
-            raise ValueError("min_fraction and recovery_fraction must be in (0, 1]")
+        shape = BudgetShape.of(
+            limit,
+            window,
+            guard=guard,
+            decrease=decrease,
+            min_fraction=min_fraction,
+            recovery_fraction=recovery_fraction,
+        )
+        self._shape = shape
         self._limit = limit
-        self._window = float(window)
+        self._window = shape.window
         self._guard = guard
         self._decrease = decrease
-        self._configured_rate = limit * (1.0 - guard) / self._window
-        # The hard cap keeps the guard too: at most ``limit`` sends in any
-        # ``window / (1 - guard)``, a hair less than ``limit`` spacings so that it never lands on
-        # the very instant of a scheduled slot. Without it, catching up after a late wake-up
-        # may pack sends right up to ``limit`` per ``window``, and the server, counting
-        # arrivals, would count any jitter between sending and arriving as an excess. At the
-        # default 2% and 20/s this leaves 20 ms of such jitter room.
-        self._cap_window = max(self._window, self._window / (1.0 - guard) * (1.0 - 1e-9))
-        # The floor keeps a trickle of requests going, so recovery is observed at all.
-        self._min_rate = min(self._configured_rate, max(1.0, min_fraction * limit) / self._window)
-        self._step = recovery_fraction * limit / self._window  # req/s regained per quiet window
+        self._configured_rate = shape.configured_rate
+        self._cap_window = shape.cap_window
+        self._min_rate = shape.min_rate
+        self._step = shape.step
         self._sends: deque[float] = deque(maxlen=limit)
         # The cap needs the earliest send in the log at every grant. A scan would cost
         # ``limit`` steps per grant; instead ``_mins`` holds the log's suffix minima, as
@@ -99,12 +172,15 @@ class WindowBudget:
         """Requests per second without backoff: ``limit * (1 - guard) / window``."""
         return self._configured_rate
 
+    @property
+    def shape(self) -> BudgetShape:
+        return self._shape
+
     def effective_rate(self, now: float) -> float:
         """Requests per second allowed at ``now``, after backoff and recovery so far."""
         if self._decreased_at is None:
             return self._configured_rate
-        quiet_windows = math.floor(max(0.0, now - self._decreased_at) / self._window)
-        return min(self._configured_rate, self._base_rate + quiet_windows * self._step)
+        return recovered_rate(self._shape, self._base_rate, self._decreased_at, now)
 
     def spacing(self, now: float) -> float:
         """Target seconds between sends at ``now``."""

@@ -33,7 +33,10 @@ from monitor.simulator.lifecycle import (
     Life,
     LifeRange,
     Phase,
+    PlannedEvent,
     SimTask,
+    UploadPlan,
+    check_upload,
 )
 from monitor.simulator.protocol import (
     CONTENT_TYPE,
@@ -188,6 +191,7 @@ class Simulator:
                 max_idle_time=spec.max_idle_time,
                 expire_after=spec.expire_after,
                 vod=spec.vod,
+                upload=spec.upload,
             )
         return sim
 
@@ -487,6 +491,7 @@ class Simulator:
         max_idle_time: float | None = None,
         expire_after: float | None = None,
         vod: bool = False,
+        upload: UploadPlan | None = None,
     ) -> str:
         """Start a task now and return its TaskId.
 
@@ -512,6 +517,7 @@ class Simulator:
             max_idle_time=max_idle_time,
             expire_after=expire_after,
             vod=vod,
+            upload=upload,
         )
         self._tasks[key] = task
         self._schedule(task)
@@ -549,6 +555,15 @@ class Simulator:
             self.run_due_events()
         return changed
 
+    def set_upload(self, sdk_app_id: int, task_id: str, upload: UploadPlan) -> None:
+        """Change how the task's upload goes, for the callbacks not yet sent (ValueError for a
+        plan its storage cannot have, KeyError for a task never added)."""
+        task = self._task(sdk_app_id, task_id)
+        check_upload(upload, task.vod)
+        task.upload = upload
+        self._schedule(task)
+        self.run_due_events()
+
     def task_status(self, sdk_app_id: int, task_id: str) -> Status | None:
         """What DescribeCloudRecording would report now; None when it answers an ended code."""
         task = self._tasks.get((sdk_app_id, task_id))
@@ -576,7 +591,7 @@ class Simulator:
             return
         pending = task.events(self._callback.events)
         if pending:
-            at = min(t for _, t in pending)
+            at = min(e.at for e in pending)
             heapq.heappush(self._events, (at, next(self._seq), (task.sdk_app_id, task.task_id)))
 
     def run_due_events(self) -> int:
@@ -592,24 +607,23 @@ class Simulator:
             task = self._tasks.get(key)
             if task is None:
                 continue
-            for event, at in sorted(task.events(enabled), key=lambda e: e[1]):
-                if at > now:
+            for event in task.events(enabled):  # in time order
+                if event.at > now:
                     break
-                task.sent.add(event)
-                self._sender.enqueue(task.sdk_app_id, self._callback_body(task, event, at))
+                task.sent.add(event.key)
+                self._sender.enqueue(task.sdk_app_id, self._callback_body(task, event))
                 sent += 1
             self._schedule(task)
         return sent
 
-    def _callback_body(self, task: SimTask, event: int, at: float) -> bytes:
-        payload: dict[str, int] = {"LeaveCode": task.leave_code} if event == 302 else {"Status": 0}
+    def _callback_body(self, task: SimTask, event: PlannedEvent) -> bytes:
         return build_body(
-            event,
+            event.event_type,
             room_id=task.room_id,
             user_id=task.user_id,
             task_id=task.task_id,
-            payload=payload,
-            event_wall=task.wall(at),
+            payload=event.payload,
+            event_wall=task.wall(event.at),
             callback_wall=self.clock.time(),
         )
 

@@ -26,7 +26,9 @@ RECORDER_STOPPED = 302
 UPLOAD_STARTED = 303
 FIRST_M3U8_UPLOADED = 304
 HLS_UPLOAD_FINISHED = 305
-SUPPORTED_EVENTS: frozenset[int] = frozenset({301, 302, 303, 304, 305})
+# 301-312: the recorder's start and stop, and every upload event of COS, MP4 and VOD storage.
+SUPPORTED_EVENTS: frozenset[int] = frozenset(range(301, 313))
+ALL_EVENTS: frozenset[int] = SUPPORTED_EVENTS
 DEFAULT_EVENTS: frozenset[int] = frozenset({RECORDER_STARTED, RECORDER_STOPPED})
 
 

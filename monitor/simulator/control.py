@@ -8,6 +8,7 @@ arrival statistics. Task and fault bodies have the scenario file's shapes.
     POST   /-/sim/tasks             add a task                      -> 201 {sdk_app_id, task_id}
     POST   /-/sim/tasks/exit        {sdk_app_id, task_id, leave_code?}: the recorder leaves now
     POST   /-/sim/tasks/end         {sdk_app_id, task_id}: the task vanishes now
+    POST   /-/sim/tasks/upload      {sdk_app_id, task_id, upload keys}: how its upload goes
     GET    /-/sim/faults            active fault rules and how often each kind fired
     POST   /-/sim/faults            add a rule                      -> 201 {id}
     DELETE /-/sim/faults            remove every rule
@@ -30,7 +31,7 @@ from aiohttp import web
 from aiohttp.typedefs import Handler
 
 from monitor.simulator.protocol import ENDED_CODES, VERSION
-from monitor.simulator.scenario import ScenarioError, parse_fault, parse_task
+from monitor.simulator.scenario import ScenarioError, parse_fault, parse_task, parse_upload
 
 if TYPE_CHECKING:
     from monitor.simulator.app import Simulator
@@ -142,6 +143,7 @@ class _Handlers:
                 max_idle_time=spec.max_idle_time,
                 expire_after=spec.expire_after,
                 vod=spec.vod,
+                upload=spec.upload,
             )
         except ValueError as exc:
             raise _BadRequest(str(exc), 409, "conflict") from None
@@ -168,6 +170,21 @@ class _Handlers:
 
     async def end_task(self, request: web.Request) -> web.Response:
         return await self._change(request, end=True)
+
+    async def set_upload(self, request: web.Request) -> web.Response:
+        data = await _body(request)
+        sdk_app_id = _int_field(data, "sdk_app_id")
+        task_id = _str_field(data, "task_id")
+        info = self.sim.task_info(sdk_app_id, task_id)
+        if info is None:
+            raise _BadRequest("no such task", 404, "not_found")
+        keys = {k: v for k, v in data.items() if k not in ("sdk_app_id", "task_id")}
+        try:
+            upload = parse_upload(keys, vod=info["storage"] == "vod")
+        except ScenarioError as exc:
+            raise _BadRequest(str(exc)) from None
+        self.sim.set_upload(sdk_app_id, task_id, upload)
+        return web.json_response({"task": self.sim.task_info(sdk_app_id, task_id)})
 
     async def faults(self, request: web.Request) -> web.Response:
         return web.json_response(
@@ -266,6 +283,7 @@ def add_control_routes(app: web.Application, sim: Simulator) -> None:
     sub.router.add_post("/tasks", h.add_task)
     sub.router.add_post("/tasks/exit", h.exit_task)
     sub.router.add_post("/tasks/end", h.end_task)
+    sub.router.add_post("/tasks/upload", h.set_upload)
     sub.router.add_get("/faults", h.faults)
     sub.router.add_post("/faults", h.add_fault)
     sub.router.add_delete("/faults", h.clear_faults)
@@ -341,6 +359,13 @@ class SimulatorControl:
     async def end_task(self, sdk_app_id: int, task_id: str, leave_code: int = 3) -> bool:
         body = {"sdk_app_id": sdk_app_id, "task_id": task_id, "leave_code": leave_code}
         return bool((await self._call("POST", "/tasks/end", body))["changed"])
+
+    async def set_upload(self, sdk_app_id: int, task_id: str, **upload: Any) -> dict[str, Any]:
+        """Change how a task's upload goes from now on; ``upload`` takes the scenario's upload
+        keys (mp4, upload_failure, upload_error_code, upload_error_message, upload_finish,
+        upload_recover_after)."""
+        body = {"sdk_app_id": sdk_app_id, "task_id": task_id, **upload}
+        return cast(dict[str, Any], (await self._call("POST", "/tasks/upload", body))["task"])
 
     async def task(self, sdk_app_id: int, task_id: str) -> dict[str, Any]:
         params = {"sdk_app_id": str(sdk_app_id), "task_id": task_id}

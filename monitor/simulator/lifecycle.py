@@ -8,6 +8,7 @@ Everything here is pure; the clock readings come from the caller.
 from __future__ import annotations
 
 import enum
+import hashlib
 import math
 import random
 from dataclasses import dataclass, field
@@ -62,6 +63,50 @@ class Life:
         if self.in_progress is not None:
             _check_duration("in_progress", self.in_progress)
         _check_duration("exited", self.exited)
+
+
+class UploadFault(enum.StrEnum):
+    """How a recording's upload goes wrong (SPEC section 8, "uploads")."""
+
+    NONE = "none"
+    START_FAILED = "start_failed"  # 301 Status 1: the recorder never started, nothing uploads
+    UPLOAD_START_FAILED = "upload_start_failed"  # COS: 303 Status 1, then the files stranded
+    STRANDED = "stranded"  # files left on the recording server: 305 / 310 / 311 Status 1
+    UPLOAD_ERROR = "upload_error"  # a 308 with the storage's Code and Message, then stranded
+    VOD_COMMIT_ERROR = "vod_commit_error"  # 311 Status 2 with an Errmsg, then 312 Status 1
+    MP4_ERROR = "mp4_error"  # 310 Status 2 (the MP4 step could not read the HLS files)
+    IMAGE_ERROR = "image_error"  # 309: a watermark/placeholder image could not be downloaded
+
+
+@dataclass(frozen=True, slots=True)
+class UploadPlan:
+    """What the upload callbacks of one recording say.
+
+    ``finish=False`` leaves out the event that says the upload ended (305, 310, 312): the
+    upload started and never finished. ``recover_after`` sends a 305 with Status 2 (stranded
+    files uploaded later) that long after the upload ended.
+    """
+
+    mp4: bool = False
+    fault: UploadFault = UploadFault.NONE
+    error_code: str = "InvalidParameter"
+    error_message: str = "AccessKey invalid"
+    finish: bool = True
+    recover_after: float | None = None
+
+    def __post_init__(self) -> None:
+        if self.recover_after is not None:
+            _check_duration("recover_after", self.recover_after)
+
+
+@dataclass(frozen=True, slots=True)
+class PlannedEvent:
+    """One callback of a timeline; ``key`` tells apart two events of one type (305 twice)."""
+
+    key: str
+    event_type: int
+    at: float  # monotonic
+    payload: dict[str, Any]
 
 
 Range = tuple[float, float]
@@ -136,6 +181,16 @@ def plan(life: Life, created: float, max_idle_time: float | None = None) -> Plan
     return Plan(in_progress_at, exited_at, exited_at + life.exited, life.leave_code)
 
 
+def check_upload(upload: UploadPlan, vod: bool) -> None:
+    """Refuse a plan that cannot happen with the task's storage."""
+    if upload.fault is UploadFault.VOD_COMMIT_ERROR and not vod:
+        raise ValueError("upload_failure vod_commit_error needs a VOD task (vod: true)")
+    if upload.fault is UploadFault.UPLOAD_START_FAILED and vod:
+        raise ValueError("upload_failure upload_start_failed is a COS failure (vod: false)")
+    if (upload.mp4 or upload.fault is UploadFault.MP4_ERROR) and vod:
+        raise ValueError("MP4 files are made from COS recordings: not with vod: true")
+
+
 @dataclass(slots=True)
 class SimTask:
     """One simulated recording task and its (re)planned timeline."""
@@ -153,9 +208,10 @@ class SimTask:
     leave_code: int
     expires_at: float = INF  # ResourceExpiredHour: the API stops seeing the task then
     vod: bool = False
+    upload: UploadPlan = field(default_factory=UploadPlan)
     modifications: int = 0
-    # callback event types already sent, so that re-checks never send one twice
-    sent: set[int] = field(default_factory=set)
+    # keys of the callback events already sent, so that re-checks never send one twice
+    sent: set[str] = field(default_factory=set)
 
     @classmethod
     def create(
@@ -171,7 +227,10 @@ class SimTask:
         max_idle_time: float | None = None,
         expire_after: float | None = None,
         vod: bool = False,
+        upload: UploadPlan | None = None,
     ) -> SimTask:
+        upload = upload or UploadPlan()
+        check_upload(upload, vod)
         p = plan(life, created, max_idle_time)
         return cls(
             sdk_app_id=sdk_app_id,
@@ -187,6 +246,7 @@ class SimTask:
             leave_code=p.leave_code,
             expires_at=INF if expire_after is None else created + expire_after,
             vod=vod,
+            upload=upload,
         )
 
     def phase(self, now: float) -> Phase:
@@ -247,19 +307,117 @@ class SimTask:
             }
         ]
 
-    def events(self, enabled: frozenset[int]) -> list[tuple[int, float]]:
-        """Callback events (type, monotonic time) this timeline produces, not yet sent."""
-        out: list[tuple[int, float]] = []
-        for event, at in (
-            (301, self.created),
-            (303, self.in_progress_at),
-            (304, self.in_progress_at),
-            (302, self.exited_at),
-            (305, self.gone_at),
-        ):
-            if event in enabled and event not in self.sent and at < INF:
-                out.append((event, at))
-        return out
+    def timeline(self) -> list[PlannedEvent]:
+        """Every callback of this recording as now planned, in time order (INF: not yet).
+
+        COS: 301, 303, 307, 304 when recording starts, 302 when it stops, 305 (and 310 with
+        MP4) when the upload ends. VOD: 301, 302, then 311 (the commit, with the FileId and
+        VideoUrl) and 312 when the upload ends. A recording that never started uploads nothing.
+        """
+        up = self.upload
+        fault = up.fault
+        start, stop, end = self.in_progress_at, self.exited_at, self.gone_at
+        failed_to_start = fault is UploadFault.START_FAILED
+        if failed_to_start:
+            start = INF  # the recorder failed: nothing is recorded, nothing uploads
+        out = [PlannedEvent("301", 301, self.created, {"Status": 1 if failed_to_start else 0})]
+        if start < INF and not self.vod:
+            if fault is UploadFault.UPLOAD_START_FAILED:
+                out.append(PlannedEvent("303", 303, start, {"Status": 1}))
+            else:
+                out.append(PlannedEvent("303", 303, start, {"Status": 0}))
+                out.append(PlannedEvent("307", 307, start, self._slice(start)))
+                out.append(PlannedEvent("304", 304, start, {"Status": 0}))
+        if start < INF and fault is UploadFault.IMAGE_ERROR:
+            url = "https://images.example.com/watermark.png"
+            out.append(PlannedEvent("309", 309, start, {"Url": url}))
+        out.append(PlannedEvent("302", 302, stop, {"LeaveCode": self.leave_code}))
+        if start == INF:
+            return out
+        if fault is UploadFault.UPLOAD_ERROR:
+            error = {"Code": up.error_code, "Message": up.error_message}
+            out.append(PlannedEvent("308", 308, stop, error))
+        stranded = fault in (
+            UploadFault.STRANDED,
+            UploadFault.UPLOAD_ERROR,
+            UploadFault.UPLOAD_START_FAILED,
+        )
+        if self.vod:
+            if fault is UploadFault.VOD_COMMIT_ERROR or stranded:
+                errmsg = (
+                    "file left on the recording server"
+                    if fault is UploadFault.STRANDED
+                    else up.error_message
+                )
+                commit: dict[str, Any] = {
+                    "Status": 1 if stranded else 2,
+                    "Errmsg": errmsg,
+                    "TencentVod": {},
+                }
+                out.append(PlannedEvent("311", 311, end, commit))
+                if up.finish:
+                    out.append(PlannedEvent("312", 312, end, {"Status": 1}))
+            else:
+                out.append(PlannedEvent("311", 311, end, {"Status": 0, **self._vod()}))
+                if up.finish:
+                    out.append(PlannedEvent("312", 312, end, {"Status": 0}))
+        elif up.finish:
+            out.append(PlannedEvent("305", 305, end, {"Status": 1 if stranded else 0}))
+            if up.mp4 or fault is UploadFault.MP4_ERROR:
+                status = 2 if fault is UploadFault.MP4_ERROR else 1 if stranded else 0
+                out.append(PlannedEvent("310", 310, end, {"Status": status, **self._mp4(end)}))
+        if up.recover_after is not None and fault is not UploadFault.NONE:
+            # At least a millisecond later: EventMsTs must tell the recovery after the failure.
+            later = end + max(up.recover_after, 0.001)
+            out.append(PlannedEvent("305-recovered", 305, later, {"Status": 2}))
+        return sorted(out, key=lambda e: e.at)  # stable: same-time events keep their order
+
+    def events(self, enabled: frozenset[int]) -> list[PlannedEvent]:
+        """Callback events this timeline produces, enabled, due some time, not yet sent."""
+        return [
+            e
+            for e in self.timeline()
+            if e.event_type in enabled and e.key not in self.sent and e.at < INF
+        ]
+
+    def _base_name(self) -> str:
+        return f"{self.sdk_app_id}_{self.room_id}_{self.task_id[:12]}"
+
+    def _slice(self, at: float) -> dict[str, Any]:
+        return {
+            "FileName": f"{self._base_name()}.m3u8",
+            "UserId": "",
+            "TrackType": "audio_video",
+            "BeginTimeStamp": int(self.wall(at) * 1000),
+        }
+
+    def _mp4(self, end: float) -> dict[str, Any]:
+        return {
+            "FileList": [
+                {
+                    "FileName": f"{self._base_name()}.mp4",
+                    "UserId": "",
+                    "TrackType": "audio_video",
+                    "MediaId": "main",
+                    "StartTimeStamp": int(self.wall(self.in_progress_at) * 1000),
+                    "EndTimeStamp": int(self.wall(min(self.exited_at, end)) * 1000),
+                }
+            ]
+        }
+
+    def _vod(self) -> dict[str, Any]:
+        # VOD FileIds are long decimal numbers; derived from the task so repeats agree.
+        digest = hashlib.sha256(f"{self.sdk_app_id}/{self.task_id}".encode()).digest()
+        file_id = str(5285890780000000000 + int.from_bytes(digest[:4], "big"))
+        return {
+            "TencentVod": {
+                "UserId": "",
+                "TrackType": "audio_video",
+                "MediaId": "main",
+                "FileId": file_id,
+                "VideoUrl": f"https://vod.example.com/{file_id}/{self._base_name()}.mp4",
+            }
+        }
 
     def info(self, now: float) -> dict[str, Any]:
         """A JSON-ready description for the control surface."""
@@ -282,4 +440,12 @@ class SimTask:
             "leave_code": self.leave_code,
             "hang_idle": self.life.hang_idle,
             "modifications": self.modifications,
+            "storage": "vod" if self.vod else "cos",
+            "upload": {
+                "mp4": self.upload.mp4,
+                "fault": self.upload.fault.value,
+                "finish": self.upload.finish,
+                "recover_after": self.upload.recover_after,
+            },
+            "callbacks_sent": sorted(self.sent),
         }

@@ -17,9 +17,22 @@ from typing import Any
 
 import yaml
 
-from monitor.simulator.callbacks import DEFAULT_EVENTS, SUPPORTED_EVENTS, CallbackSettings
+from monitor.simulator.callbacks import (
+    ALL_EVENTS,
+    DEFAULT_EVENTS,
+    SUPPORTED_EVENTS,
+    CallbackSettings,
+)
 from monitor.simulator.faults import Fault, fault_from_mapping
-from monitor.simulator.lifecycle import LEAVE_KICKED_BY_SERVER, Life, LifeRange, Range
+from monitor.simulator.lifecycle import (
+    LEAVE_KICKED_BY_SERVER,
+    Life,
+    LifeRange,
+    Range,
+    UploadFault,
+    UploadPlan,
+    check_upload,
+)
 from monitor.simulator.protocol import DEFAULT_ENDED_CODE, ENDED_CODES
 
 
@@ -58,6 +71,7 @@ class TaskSpec:
     max_idle_time: float | None = None
     expire_after: float | None = None
     vod: bool = False
+    upload: UploadPlan = field(default_factory=UploadPlan)
 
 
 @dataclass(frozen=True, slots=True)
@@ -237,6 +251,14 @@ def _random_life(data: object, path: str) -> LifeRange:
 
 
 _LIFE_KEYS = ("idle", "in_progress", "exited", "leave_code", "hang_idle")
+_UPLOAD_KEYS = (
+    "mp4",
+    "upload_failure",
+    "upload_error_code",
+    "upload_error_message",
+    "upload_finish",
+    "upload_recover_after",
+)
 _TASK_KEYS = (
     "sdk_app_id",
     "task_id",
@@ -250,6 +272,7 @@ _TASK_KEYS = (
     "max_idle_time",
     "expire_after",
     "vod",
+    *_UPLOAD_KEYS,
 )
 
 
@@ -264,6 +287,8 @@ def _task(data: object, path: str) -> TaskSpec:
     life = None
     if any(k in s.data for k in _LIFE_KEYS):
         life = _life(s)
+    vod = s.boolean("vod", False)
+    upload = _upload(s, vod)
     return TaskSpec(
         sdk_app_id=sdk_app_id,
         task_id=s.string("task_id"),
@@ -272,8 +297,44 @@ def _task(data: object, path: str) -> TaskSpec:
         user_id=s.string("user_id"),
         max_idle_time=s.duration("max_idle_time", None),
         expire_after=s.duration("expire_after", None),
-        vod=s.boolean("vod", False),
+        vod=vod,
+        upload=upload,
     )
+
+
+def _upload(s: _Section, vod: bool) -> UploadPlan:
+    """The upload keys of a task (SPEC section 8): how its upload callbacks go."""
+    fault_name = s.string("upload_failure", UploadFault.NONE.value)
+    try:
+        fault = UploadFault(fault_name or UploadFault.NONE.value)
+    except ValueError:
+        known = ", ".join(f.value for f in UploadFault)
+        raise _Invalid(s.key("upload_failure"), f"must be one of {known}") from None
+    default = UploadPlan()
+    plan = UploadPlan(
+        mp4=s.boolean("mp4", False),
+        fault=fault,
+        error_code=s.string("upload_error_code", default.error_code) or default.error_code,
+        error_message=(
+            s.string("upload_error_message", default.error_message) or default.error_message
+        ),
+        finish=s.boolean("upload_finish", True),
+        recover_after=s.duration("upload_recover_after", None),
+    )
+    try:
+        check_upload(plan, vod)
+    except ValueError as exc:
+        key = "mp4" if "MP4" in str(exc) and s.has("mp4") else "upload_failure"
+        raise _Invalid(s.key(key), str(exc)) from None
+    return plan
+
+
+def parse_upload(data: object, vod: bool, *, source: str = "upload") -> UploadPlan:
+    """Only the upload keys of a task (what the control surface's upload switch accepts)."""
+    try:
+        return _upload(_Section(data, "", _UPLOAD_KEYS), vod)
+    except _Invalid as exc:
+        raise ScenarioError(source, exc.key, exc.problem) from None
 
 
 def _life(s: _Section) -> Life:
@@ -315,7 +376,9 @@ def _callback(data: object, path: str, env: Mapping[str, str]) -> CallbackSettin
     key = s.secret("key", env, required=True)
     assert key is not None  # required=True
     events = DEFAULT_EVENTS
-    if s.has("events"):
+    if s.raw("events") == "all":
+        events = ALL_EVENTS
+    elif s.has("events"):
         listed = _int_list(s.raw("events"), s.key("events"))
         for i, event in enumerate(listed):
             if event not in SUPPORTED_EVENTS:

@@ -28,12 +28,13 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Final, TypeVar
 
-from monitor.models import Source, Status, Task, TaskKey, Transition, storage_file_summary
+from monitor.models import Source, Status, Task, TaskKey, Transition, answer_fields
 from monitor.store.base import AlertRecord, AlertState, StoreError
+from monitor.uploads import NO_UPLOAD, UploadState
 
 T = TypeVar("T")
 
-SCHEMA_VERSION: Final = 2
+SCHEMA_VERSION: Final = 3
 
 # Rows converted on the event loop between two yields: small enough to keep each step to a
 # few milliseconds, large enough that yielding costs nothing measurable.
@@ -112,6 +113,10 @@ _MIGRATIONS: Final[tuple[str, ...]] = (
     """
     ALTER TABLE tasks ADD COLUMN observed_at REAL NOT NULL DEFAULT 0;
     """,
+    # 3: the upload state of each task (SPEC section 8), JSON; NULL while no upload event came.
+    """
+    ALTER TABLE tasks ADD COLUMN upload TEXT;
+    """,
 )
 assert len(_MIGRATIONS) == SCHEMA_VERSION
 
@@ -122,8 +127,8 @@ _UPSERT_TASK: Final = """
         sdk_app_id, task_id, region, account, labels, interval, registered_at, source,
         status, status_since, consecutive_errors, last_error_code, last_error_at,
         last_success_at, last_request_id, storage_files, last_response, extra, ended_at,
-        observed_at
-    ) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+        observed_at, upload
+    ) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
     ON CONFLICT (sdk_app_id, task_id) DO UPDATE SET
         region = excluded.region, account = excluded.account, labels = excluded.labels,
         interval = excluded.interval, registered_at = excluded.registered_at,
@@ -133,7 +138,7 @@ _UPSERT_TASK: Final = """
         last_success_at = excluded.last_success_at, last_request_id = excluded.last_request_id,
         storage_files = excluded.storage_files, last_response = excluded.last_response,
         extra = excluded.extra, ended_at = excluded.ended_at,
-        observed_at = excluded.observed_at
+        observed_at = excluded.observed_at, upload = excluded.upload
 """
 _UPDATE_HEALTH: Final = """
     UPDATE tasks SET
@@ -145,7 +150,8 @@ _SELECT_TASKS: Final = """
     SELECT
         sdk_app_id, task_id, region, account, labels, interval, registered_at, source,
         status, status_since, consecutive_errors, last_error_code, last_error_at,
-        last_success_at, last_request_id, storage_files, last_response, extra, ended_at, observed_at
+        last_success_at, last_request_id, storage_files, last_response, extra, ended_at,
+        observed_at, upload
     FROM tasks ORDER BY sdk_app_id, task_id
 """
 _DELETE_TASK_ALERTS: Final = "DELETE FROM alerts WHERE sdk_app_id = ? AND task_id = ?"
@@ -262,6 +268,7 @@ def _task_row(task: Task) -> tuple[Any, ...]:
         _dumps(task.extra) if task.extra else "{}",
         task.ended_at,
         task.observed_at,
+        None if task.upload == NO_UPLOAD else _dumps(task.upload.to_json()),
     )
 
 
@@ -338,6 +345,7 @@ class _TaskReader:
             extra,
             ended_at,
             observed_at,
+            upload,
         ) in rows:
             answer_status = answer_request_id = answer_files = None
             if last_response is not None:
@@ -374,6 +382,7 @@ class _TaskReader:
                     answer_request_id,
                     answer_files,
                     extra_dict,
+                    NO_UPLOAD if upload is None else UploadState.from_json(_loads_dict(upload)),
                     ended_at,
                     observed_at or _NEVER,
                 )
@@ -403,6 +412,7 @@ _TASK_FIELDS: Final = (
     "answer_request_id",
     "answer_files",
     "extra",
+    "upload",
     "ended_at",
     "observed_at",
 )
@@ -444,16 +454,7 @@ def _answer_fields(text: str) -> tuple[Status | None, str | None, str | None]:
 
 
 def _parse_answer(text: str) -> tuple[Status | None, str | None, str | None]:
-    answer = json.loads(text)
-    if not isinstance(answer, dict):
-        return None, None, None
-    raw = answer.get("Status")
-    status = _STATUSES.get(raw) if isinstance(raw, str) else None
-    if status is None:
-        return None, None, None
-    request_id = answer.get("RequestId")
-    _, files = storage_file_summary(answer.get("StorageFileList"))
-    return status, request_id if isinstance(request_id, str) else None, files
+    return answer_fields(json.loads(text))
 
 
 def _transition_row(t: Transition) -> tuple[Any, ...]:
