@@ -28,6 +28,7 @@ from monitor.ratelimit.budget import WindowBudget
 from monitor.simulator import Life, Simulator
 from monitor.simulator.callbacks import build_body, sign
 from monitor.store import SqliteStore
+from monitor.uploads import UploadPhase, UploadState
 from tests.conftest import DaemonFactory, RunningDaemon, daemon_config_text
 from tests.support import wait_for_async
 from tests.test_ratelimit import max_in_any_window
@@ -79,6 +80,7 @@ CHANGES: dict[str, Any] = {
     ),
     "last_request_id": st.none() | st.text(max_size=10),
     "region": st.sampled_from(REGIONS),
+    "upload": st.builds(UploadState, state=st.sampled_from(list(UploadPhase))),
 }
 
 
@@ -194,6 +196,11 @@ class TestCacheInvalidation:
             ("last_success_at", 1_800_000_000.0, 'task_id="t-0004"} 1.8e+09'),
             ("labels", {"room": "moved"}, 'room="moved"'),
             ("storage_files", 12, 'task_id="t-0004"} 12.0'),
+            (
+                "upload",
+                UploadState(state=UploadPhase.FAILED),
+                'state="failed",task_id="t-0004"} 1.0',
+            ),
         ],
     )
     def test_a_change_of_status_health_or_labels_shows_in_the_next_scrape(
