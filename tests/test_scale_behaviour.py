@@ -14,6 +14,7 @@ from collections import deque
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -553,3 +554,31 @@ class TestConfigParsers:
             config_module.parse_config(text, "f.yaml")
         assert fast.value.errors == slow.value.errors
         assert any(e.startswith("f.yaml:5:") for e in fast.value.errors)
+
+
+class TestServedScrapes:
+    async def test_head_plain_and_gzip_scrapes_on_one_connection(
+        self, simulator: Simulator, make_daemon: DaemonFactory
+    ) -> None:
+        running = await make_daemon(simulator.url)
+        running.daemon.registry.put_many(make_task(i) for i in range(40))
+        url = f"{running.url}/metrics"
+        plain = {"Accept-Encoding": "identity"}
+        # One connection: a HEAD answer that carried a body would corrupt the next answer.
+        connector = aiohttp.TCPConnector(limit=1)
+        async with aiohttp.ClientSession(connector=connector) as session:
+            async with session.head(url, headers=plain) as r:
+                assert r.status == 200
+                assert await r.read() == b""
+            async with session.get(url, headers=plain) as r:
+                assert r.status == 200
+                assert "Content-Encoding" not in r.headers
+                body = await r.read()
+                assert int(r.headers["Content-Length"]) == len(body)
+            async with session.get(
+                url, headers={"Accept-Encoding": "gzip"}, auto_decompress=False
+            ) as r:
+                assert r.headers["Content-Encoding"] == "gzip"
+                unpacked = gzip.decompress(await r.read())
+        assert body.count(b"trtc_recording_task_status{") == 7 * 40
+        assert unpacked.count(b"trtc_recording_task_status{") == 7 * 40

@@ -33,8 +33,9 @@ async def metrics(request: web.Request) -> web.StreamResponse:
     response = web.StreamResponse(headers=headers)
     response.content_length = len(rendered)
     await response.prepare(request)
-    for part in rendered.parts:
-        await response.write(part)
+    if request.method != "HEAD":  # a HEAD answer has the headers only
+        for part in rendered.parts:
+            await response.write(part)
     await response.write_eof()
     return response
 
