@@ -140,6 +140,20 @@ class Daemon:
     async def start(self) -> None:
         """Open the store, load the table, start polling. Raises ConfigError (a secret is
         missing) or StoreError (the store cannot be used) before anything runs."""
+        # A restart allocates millions of objects that all live on (the table, its schedule):
+        # collections during it would walk the growing table again and again. The collector
+        # is off until they are in place; then they are kept out of every future full
+        # collection, which would otherwise walk all of them again and again.
+        enabled = gc.isenabled()
+        gc.disable()
+        try:
+            await self._start()
+            gc.freeze()
+        finally:
+            if enabled:
+                gc.enable()
+
+    async def _start(self) -> None:
         config = self.config
         secrets = resolve_secrets(config)
         accounts = build_accounts(config, secrets)
@@ -156,9 +170,6 @@ class Daemon:
         except BaseException:
             await store.close()
             raise
-        # The loaded table lives as long as the daemon: keep it out of every future full
-        # collection, which would otherwise walk all of it again and again.
-        gc.freeze()
 
         self._session = new_session()
         self._client = TrtcClient(
