@@ -19,22 +19,23 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[test]'
 	touch $@
 
-# Prometheus, Alertmanager and Redis are real parts of the test suite (Debian packages).
+# Prometheus, Alertmanager, Redis and Chromium (the status page's browser tests) are real parts
+# of the test suite (Debian packages).
 system-deps:
 	@if command -v promtool >/dev/null && command -v prometheus >/dev/null \
 	    && command -v prometheus-alertmanager >/dev/null && command -v amtool >/dev/null \
-	    && command -v redis-server >/dev/null; then \
+	    && command -v redis-server >/dev/null && command -v chromium >/dev/null; then \
 	  exit 0; \
 	fi; \
 	if [ "$$(id -u)" != 0 ]; then \
-	  echo "system-deps: need the Debian packages prometheus, prometheus-alertmanager and" \
-	       "redis-server; run 'sudo apt-get install prometheus prometheus-alertmanager" \
-	       "redis-server' or 'sudo make system-deps'" >&2; \
+	  echo "system-deps: need the Debian packages prometheus, prometheus-alertmanager," \
+	       "redis-server and chromium; run 'sudo apt-get install prometheus" \
+	       "prometheus-alertmanager redis-server chromium' or 'sudo make system-deps'" >&2; \
 	  exit 1; \
 	fi; \
-	echo "installing Debian packages: prometheus prometheus-alertmanager redis-server"; \
+	echo "installing Debian packages: prometheus prometheus-alertmanager redis-server chromium"; \
 	apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
-	  --no-install-recommends prometheus prometheus-alertmanager redis-server >/dev/null
+	  --no-install-recommends prometheus prometheus-alertmanager redis-server chromium >/dev/null
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
@@ -51,6 +52,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/budget.py
 	$(BIN)/python bench/detection.py
 	$(BIN)/python bench/scale.py
+	$(BIN)/python bench/status_page.py
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis build *.egg-info

@@ -273,6 +273,7 @@ async def run_demo(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
 
     print(
         "trtc-monitor demo: the daemon watching recordings in the built-in TRTC simulator\n"
+        f"  status page  {base}/\n"
         f"  metrics      {base}/metrics\n"
         f"  tasks        {base}/api/v1/tasks\n"
         f"  alerts       {base}/api/v1/alerts\n"

@@ -261,20 +261,22 @@ class TestParsing:
 
 class TestDeliveryKey:
     def test_a_retry_sent_later_and_reserialised_is_the_same_delivery(self) -> None:
-        first = json.loads(body(302, payload={"LeaveCode": 3}, sent=1_700_000_000.1))
-        retry = json.loads(body(302, payload={"LeaveCode": 3}, sent=1_700_000_010.1))
+        at = 1_700_000_000.0  # one event, sent twice
+        first = json.loads(body(302, payload={"LeaveCode": 3}, at=at, sent=at + 0.1))
+        retry = json.loads(body(302, payload={"LeaveCode": 3}, at=at, sent=at + 10.1))
         assert first["CallbackTs"] != retry["CallbackTs"]
         reordered = dict(reversed(list(retry.items())))
         assert delivery_key(APP, first) == delivery_key(APP, reordered)
 
     def test_different_events_apps_or_payloads_are_different_deliveries(self) -> None:
-        base = json.loads(body(302, payload={"LeaveCode": 3}))
+        at = 1_700_000_000.0
+        base = json.loads(body(302, payload={"LeaveCode": 3}, at=at))
         keys = {
             delivery_key(APP, base),
             delivery_key(APP + 1, base),
-            delivery_key(APP, json.loads(body(302, payload={"LeaveCode": 0}))),
-            delivery_key(APP, json.loads(body(302, payload={"LeaveCode": 3}, at=1_700_000_001))),
-            delivery_key(APP, json.loads(body(302, "task-2", {"LeaveCode": 3}))),
+            delivery_key(APP, json.loads(body(302, payload={"LeaveCode": 0}, at=at))),
+            delivery_key(APP, json.loads(body(302, payload={"LeaveCode": 3}, at=at + 1))),
+            delivery_key(APP, json.loads(body(302, "task-2", {"LeaveCode": 3}, at=at))),
         }
         assert len(keys) == 5
 

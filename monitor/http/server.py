@@ -7,10 +7,12 @@ from typing import Protocol
 from aiohttp import web
 
 from monitor.exposition import Exposition
-from monitor.http import api, callbacks
+from monitor.http import api, callbacks, status_page
 from monitor.http.errors import json_errors
 from monitor.http.openapi import openapi_document
 from monitor.http.ports import HttpContext
+from monitor.http.status_page import StatusSource
+from monitor.http.status_source import ComponentStatusSource, StatusParts
 
 
 def accepts_gzip(accept_encoding: str) -> bool:
@@ -92,8 +94,11 @@ async def openapi(request: web.Request) -> web.Response:
     return web.json_response(openapi_document())
 
 
-def build_app(context: HttpContext, callback_path: str | None) -> web.Application:
-    """The application; ``callback_path`` None leaves the callback endpoint out."""
+def build_app(
+    context: HttpContext, callback_path: str | None, status: StatusSource | None = None
+) -> web.Application:
+    """The application; ``callback_path`` None leaves the callback endpoint out, ``status``
+    None the status page."""
     app = web.Application(middlewares=[json_errors], client_max_size=context.max_body_bytes)
     app[api.CONTEXT] = context
     app.router.add_get("/metrics", metrics)
@@ -105,6 +110,8 @@ def build_app(context: HttpContext, callback_path: str | None) -> web.Applicatio
     api.add_routes(app)
     if callback_path is not None:
         callbacks.add_routes(app, callback_path, context)
+    if status is not None:
+        status_page.add_routes(app, status)
     return app
 
 
@@ -113,8 +120,9 @@ def split_listen(listen: str) -> tuple[str, int]:
     return host.strip("[]") or "0.0.0.0", int(port)
 
 
-class Served(Protocol):
-    """What a server is started for: its context and where the callback endpoint goes."""
+class Served(StatusParts, Protocol):
+    """What a server is started for: its context, where the callback endpoint goes, and the
+    components the status page reads."""
 
     def http_context(self) -> HttpContext: ...
 
@@ -125,7 +133,7 @@ class Served(Protocol):
 async def start_server(served: Served, listen: str) -> tuple[web.AppRunner, str]:
     """Start serving; returns the runner and the base URL actually bound (port 0 allowed)."""
     host, port = split_listen(listen)
-    app = build_app(served.http_context(), served.callback_path)
+    app = build_app(served.http_context(), served.callback_path, ComponentStatusSource(served))
     runner = web.AppRunner(app, access_log=None, handle_signals=False)
     await runner.setup()
     site = web.TCPSite(runner, host, port, reuse_address=True)
