@@ -9,9 +9,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from monitor.config import Config, ResolvedSecrets
+from monitor.config import Config
+from monitor.credentials import CredentialProvider
 from monitor.ratelimit.factory import LimiterSettings
-from monitor.secrets import Credentials
 from monitor.trtc.client import Endpoint
 
 __all__ = ["AccountRuntime", "build_accounts"]
@@ -21,19 +21,22 @@ __all__ = ["AccountRuntime", "build_accounts"]
 class AccountRuntime:
     name: str
     endpoint: Endpoint
-    credentials: Credentials
+    credentials: CredentialProvider  # read with credentials_for_call, never waited on
     language: str
     limiter: LimiterSettings
 
 
-def build_accounts(config: Config, secrets: ResolvedSecrets) -> Mapping[str, AccountRuntime]:
-    """Every configured account; raises ValueError for an endpoint that cannot be used."""
+def build_accounts(
+    config: Config, providers: Mapping[str, CredentialProvider]
+) -> Mapping[str, AccountRuntime]:
+    """Every configured account, with the credential provider planned for it
+    (``CredentialSet.plan``); raises ValueError for an endpoint that cannot be used."""
     accounts: dict[str, AccountRuntime] = {}
     for name, acc in config.accounts.items():
         accounts[name] = AccountRuntime(
             name=name,
             endpoint=Endpoint.parse(acc.endpoint),
-            credentials=secrets.accounts[name],
+            credentials=providers[name],
             language=acc.language,
             limiter=LimiterSettings(acc.rate_limit, acc.rate_window, acc.rate_guard),
         )

@@ -403,6 +403,50 @@ class ClusterConfig(_Model):
         return self
 
 
+# "auto", then the chain in the order it is tried (SPEC section 5).
+CREDENTIAL_MODES = ("auto", "static", "env", "oidc", "profile", "cvm_role")
+_STATIC_KEYS = tuple(
+    f"{base}{suffix}"
+    for base in ("secret_id", "secret_key", "token")
+    for suffix in ("_env", "_file", "")
+)
+ROLE_ARN_RE = re.compile(r"qcs::cam::uin/[0-9]+:role(?:Name)?/[A-Za-z0-9_+=,.@/-]{1,128}")
+ROLE_SESSION_NAME_RE = re.compile(r"[A-Za-z0-9_+=,.@-]{2,64}")
+# STS DurationSeconds: 15 minutes to 12 hours.
+ROLE_DURATION_MIN = 900.0
+ROLE_DURATION_MAX = 43200.0
+
+
+def _check_role_arn(value: str) -> str:
+    if value and not ROLE_ARN_RE.fullmatch(value):
+        raise ValueError(
+            f'invalid role_arn "{value}" (e.g. qcs::cam::uin/100000000001:roleName/monitor)'
+        )
+    return value
+
+
+def _check_session_name(value: str) -> str:
+    if not ROLE_SESSION_NAME_RE.fullmatch(value):
+        raise ValueError(
+            "invalid role_session_name (2 to 64 characters from A-Z a-z 0-9 _ + = , . @ -)"
+        )
+    return value
+
+
+def _check_role_duration(value: float) -> float:
+    if not ROLE_DURATION_MIN <= value <= ROLE_DURATION_MAX:
+        raise ValueError("role_duration must be between 15m and 12h (STS DurationSeconds)")
+    return value
+
+
+def _check_metadata_endpoint(value: str) -> str:
+    _check_http_url(value)
+    parts = urlsplit(value)
+    if parts.path not in ("", "/") or parts.query or parts.fragment:
+        raise ValueError(f'invalid metadata_endpoint "{value}" (just scheme://host[:port])')
+    return value
+
+
 class AccountConfig(_Model):
     secret_id_env: EnvName | None = None
     secret_id_file: Path | None = None
@@ -418,6 +462,16 @@ class AccountConfig(_Model):
     rate_limit: PositiveInt = 20
     rate_window: Duration = 1.0
     rate_guard: Fraction = 0.02
+    # Where the credentials come from (SPEC section 5, "Credentials").
+    credentials: Literal["auto", "static", "env", "profile", "oidc", "cvm_role"] = "auto"
+    profile: Name = "default"
+    role_arn: Annotated[str, AfterValidator(_check_role_arn)] = ""
+    role_session_name: Annotated[str, AfterValidator(_check_session_name)] = "trtc-monitor"
+    role_duration: Annotated[Duration, AfterValidator(_check_role_duration)] = 7200.0
+    sts_endpoint: Annotated[str, AfterValidator(_check_endpoint)] = "sts.tencentcloudapi.com"
+    metadata_endpoint: Annotated[str, AfterValidator(_check_metadata_endpoint)] = (
+        "http://metadata.tencentyun.com"
+    )
 
     @field_validator("rate_guard")
     @classmethod
@@ -434,9 +488,53 @@ class AccountConfig(_Model):
                 _one_source(self, base)
             except _LocatedErrors as exc:
                 problems.extend(exc.problems)
+        if self.credentials not in ("auto", "static"):
+            for key in _STATIC_KEYS:
+                if getattr(self, key) is not None:
+                    problems.append(
+                        (
+                            (key,),
+                            f"{key} is only used with credentials static or auto "
+                            f"(this account uses credentials {self.credentials})",
+                        )
+                    )
         if problems:
             raise _LocatedErrors(problems)
         return self
+
+    @property
+    def has_static_keys(self) -> bool:
+        """Any of the account's own secret_id*/secret_key*/token* keys is set."""
+        return any(getattr(self, key) is not None for key in _STATIC_KEYS)
+
+    @property
+    def uses_static(self) -> bool:
+        """The static source applies: named, or first in the auto chain with keys set. Its
+        keys are read with the other configured secrets, so a missing one is an error."""
+        return self.credentials == "static" or (self.credentials == "auto" and self.has_static_keys)
+
+    def describe_credentials(self, name: str) -> str:
+        """One line for check-config: the chain in the order it is tried, never a value."""
+        static = f"static (key from {self.secret_key_source(name).describe()})"
+        parts = {
+            "static": static,
+            "env": "env (TENCENTCLOUD_SECRET_ID/TENCENTCLOUD_SECRET_KEY)",
+            "oidc": "oidc (TKE_ROLE_ARN and TKE_WEB_IDENTITY_TOKEN_FILE via STS)",
+            "profile": f"profile [{self.profile}] of ~/.tencentcloud/credentials or "
+            "/etc/tencentcloud/credentials",
+            "cvm_role": f"cvm_role (metadata {self.metadata_endpoint})",
+        }
+        if self.credentials == "auto":
+            chain = [parts[m] for m in CREDENTIAL_MODES[1:] if m != "static" or self.uses_static]
+            text = "auto: first present of " + ", ".join(chain)
+        else:
+            text = parts[self.credentials]
+        if self.role_arn:
+            text += (
+                f"; then assumes {self.role_arn} for {format_duration(self.role_duration)} "
+                f"via STS {self.sts_endpoint}"
+            )
+        return text
 
     def secret_id_source(self, name: str) -> SecretSource:
         key = f"accounts.{name}.secret_id"
@@ -566,6 +664,12 @@ class UploadAlertConfig(_Model):
     enabled: bool = True
     severity: Severity = "critical"
     deadline: Duration = 1800.0  # from the stop to "upload finished"
+
+
+class CredentialsAlertConfig(_Model):
+    enabled: bool = True
+    severity: Severity = "warning"
+    before: Duration = 900.0
 
 
 class AlertmanagerReceiver(_Model):
@@ -740,6 +844,7 @@ class AlertsConfig(_Model):
     stale: StaleAlertConfig = StaleAlertConfig()
     idle: IdleAlertConfig = IdleAlertConfig()
     upload: UploadAlertConfig = UploadAlertConfig()
+    credentials: CredentialsAlertConfig = CredentialsAlertConfig()
     receivers: tuple[Receiver, ...] = ()
 
     _name_defaults = model_validator(mode="before")(_name_receivers)
@@ -890,6 +995,8 @@ class Config(_Model):
             redis = self.storage.redis
             add(redis, ("storage", "redis"), "url", redis.url_source())
         for name, account in self.accounts.items():
+            if not account.uses_static:
+                continue  # the other sources are read at run time (SPEC section 5)
             parent: tuple[str | int, ...] = ("accounts", name)
             add(account, parent, "secret_id", account.secret_id_source(name))
             add(account, parent, "secret_key", account.secret_key_source(name))
@@ -971,9 +1078,9 @@ class Config(_Model):
             shown = endpoint if "{region}" in endpoint else str(Endpoint.parse(endpoint))
             out.append(
                 f"  {name}: endpoint {shown}, {account.rate_limit} requests per "
-                f"{format_duration(account.rate_window)} (guard {account.rate_guard:.0%}), "
-                f"key from {account.secret_key_source(name).describe()}"
+                f"{format_duration(account.rate_window)} (guard {account.rate_guard:.0%})"
             )
+            out.append(f"    credentials: {account.describe_credentials(name)}")
         regions = self.regions()
         out.append(f"regions in use: {', '.join(regions) if regions else 'none yet'}")
         by_status = ", ".join(
@@ -1010,6 +1117,10 @@ class Config(_Model):
             f"upload failed or overdue after {format_duration(alerts.upload.deadline)} "
             f"({alerts.upload.severity})"
             if alerts.upload.enabled
+            else None,
+            f"credentials expiring within {format_duration(alerts.credentials.before)} "
+            f"({alerts.credentials.severity})"
+            if alerts.credentials.enabled
             else None,
         ]
         out.append("alerts: " + (", ".join(r for r in rules if r) or "all off"))
@@ -1330,7 +1441,8 @@ def _child_type(tp: Any, comp: str | int) -> Any:
 class ResolvedSecrets:
     """Every secret the configuration names, read from its source."""
 
-    accounts: dict[str, Credentials] = field(default_factory=dict)  # by account name
+    # by account name; only accounts that use their own keys (the static source)
+    accounts: dict[str, Credentials] = field(default_factory=dict)
     api_token: Secret | None = None
     callback_key: Secret | None = None
     # receiver name -> header name -> value
@@ -1417,7 +1529,9 @@ def resolve_secrets(config: Config, environ: Mapping[str, str] | None = None) ->
         raise ConfigError(errors)
 
     credentials: dict[str, Credentials] = {}
-    for name in config.accounts:
+    for name, account in config.accounts.items():
+        if not account.uses_static:
+            continue
         loc = ("accounts", name)
         secret_id, secret_key = values[(*loc, "secret_id")], values[(*loc, "secret_key")]
         assert secret_id is not None

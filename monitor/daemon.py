@@ -41,6 +41,7 @@ from monitor.config import (
     load_config,
     resolve_secrets,
 )
+from monitor.credentials import CredentialSet, RefreshEvent, RefreshRecorder
 from monitor.events import EventBus
 from monitor.exposition import Exposition, Rendered
 from monitor.http.ports import HttpContext, ReloadResult
@@ -107,6 +108,9 @@ class Daemon:
         self._jobs: AsyncIOScheduler | None = None
         self._reload_lock: asyncio.Lock | None = None
         self._background: set[asyncio.Task[Any]] = set()
+        # One credential provider per account (SPEC section 5); refresh attempts feed the
+        # credential metrics and the expiring alert.
+        self.credentials = CredentialSet(RefreshRecorder(self.metrics, [self._on_credentials]))
 
     # ------------------------------------------------------------------ the parts
 
@@ -156,7 +160,8 @@ class Daemon:
     async def _start(self) -> None:
         config = self.config
         secrets = resolve_secrets(config)
-        accounts = build_accounts(config, secrets)
+        providers = self.credentials.plan(config, secrets)
+        accounts = build_accounts(config, providers.providers)
         set_secrets(secrets.values())
         self._api_token = secrets.api_token.get() if secrets.api_token else None
         self._callback_key = secrets.callback_key.get() if secrets.callback_key else None
@@ -214,6 +219,10 @@ class Daemon:
         )
         await self._alerts.start()
         self._alerts.subscribe(self.bus)
+        # Credentials before the first poll (bounded: a source that is down is retried in the
+        # background, and the polls meanwhile fail as `auth`).
+        await self.credentials.prepare(providers, self._session)
+        await self.credentials.commit(providers)
         self._poller.resume(self.registry)
         await self._tracker.register_many(config.tasks)
         # Alert whatever was stored but not yet alerted when the last life ended.
@@ -244,6 +253,7 @@ class Daemon:
             await asyncio.gather(*self._background, return_exceptions=True)
         if self._poller is not None:
             await self._poller.stop()
+        await self.credentials.stop()
         if self._alerts is not None:
             await self._alerts.stop()
         if self._store is not None:
@@ -282,7 +292,9 @@ class Daemon:
         try:
             config = await asyncio.to_thread(load_config, path)
             secrets = resolve_secrets(config)
-            accounts = build_accounts(config, secrets)
+            # New providers are made here but started only once the reload goes ahead.
+            providers = self.credentials.plan(config, secrets)
+            accounts = build_accounts(config, providers.providers)
             # Static tasks are stored before anything is swapped; applied after the swap, when
             # their accounts exist. A failed write leaves everything as it was.
             pending = await self.tracker.store_registrations(config.tasks)
@@ -291,7 +303,10 @@ class Daemon:
         except (ValueError, StoreError) as exc:
             return self._reload_failed([str(exc)])
         restart = restart_required(self._running_config, config)
+        assert self._session is not None
+        await self.credentials.prepare(providers, self._session)
         self._swap(config, accounts, secrets)
+        await self.credentials.commit(providers)
         await self.tracker.apply_registrations(pending)
         self.metrics.config_reload_ok.set(1)
         self.metrics.config_reload_time.set(time.time())
@@ -317,6 +332,7 @@ class Daemon:
         self._callback_key = secrets.callback_key.get() if secrets.callback_key else None
         for gone in set(self.config.accounts) - set(config.accounts):
             self.alerts.forget_account(gone)
+            self.credentials_recorder.forget(gone)
         replaced = self.budget.configure(accounts)
         assert self._client is not None
         self._client.configure(
@@ -327,6 +343,29 @@ class Daemon:
             config.alerts, secrets.webhook_headers, secrets.robots, config.server.external_url
         )
         self.config = config
+
+    # ------------------------------------------------------------------ credentials
+
+    @property
+    def credentials_recorder(self) -> RefreshRecorder:
+        observer = self.credentials.observer
+        assert isinstance(observer, RefreshRecorder)
+        return observer
+
+    def _on_credentials(self, event: RefreshEvent) -> None:
+        """After every refresh attempt: the expiring alert's input, decided at once (short
+        credentials may expire within one sweep interval)."""
+        if self._alerts is None:
+            return
+        self._alerts.on_credentials(
+            event.account,
+            failing=event.failing,
+            expires_at=event.expires_at,
+            source=event.source,
+            error=event.error,
+        )
+        if self.ready:
+            self._spawn(self._alerts.sweep_accounts())
 
     # ------------------------------------------------------------------ periodic work
 

@@ -37,11 +37,31 @@ class Redactor:
 
     def __init__(self, secrets: Iterable[str] = ()) -> None:
         self._pattern: re.Pattern[str] | None = None
+        self._static: tuple[str, ...] = ()
+        # Secrets that come and go while the daemon runs (temporary credentials), by owner.
+        self._groups: dict[str, tuple[str, ...]] = {}
         self.update(secrets)
 
     def update(self, secrets: Iterable[str]) -> None:
         """Replace the set of secrets (on start and on every reload)."""
-        values = sorted({s for s in secrets if len(s) >= MIN_SECRET_LENGTH}, key=len, reverse=True)
+        self._static = tuple(secrets)
+        self._compile()
+
+    def update_group(self, group: str, secrets: Iterable[str]) -> None:
+        """Replace the secrets of one owner (e.g. an account's temporary credentials), keeping
+        every other set; an empty ``secrets`` drops the group."""
+        values = tuple(secrets)
+        if values:
+            self._groups[group] = values
+        else:
+            self._groups.pop(group, None)
+        self._compile()
+
+    def _compile(self) -> None:
+        everything = [*self._static, *(v for group in self._groups.values() for v in group)]
+        values = sorted(
+            {s for s in everything if len(s) >= MIN_SECRET_LENGTH}, key=len, reverse=True
+        )
         # Longest first, so a secret that contains another one is hidden whole.
         # One assignment: a log call on another thread sees the old or the new set, never half.
         self._pattern = re.compile("|".join(map(re.escape, values))) if values else None
@@ -80,6 +100,12 @@ _redactor = Redactor()
 def set_secrets(values: Iterable[str]) -> None:
     """Replace the secrets hidden from every log line (e.g. after a configuration reload)."""
     _redactor.update(values)
+
+
+def set_secret_group(group: str, values: Iterable[str]) -> None:
+    """Replace the secrets of one owner as they change (temporary credentials are issued while
+    the daemon runs); the configured secrets and other groups stay hidden."""
+    _redactor.update_group(group, values)
 
 
 def redact(value: Any) -> Any:

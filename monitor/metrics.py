@@ -510,6 +510,19 @@ class MonitorMetrics:
             "When the configuration was last loaded successfully.",
             registry=r,
         )
+        self.credentials_expiry = Gauge(
+            "trtc_monitor_credentials_expiry_timestamp_seconds",
+            "When the account's current credentials expire (absent for permanent ones).",
+            ("account", "source"),
+            registry=r,
+        )
+        self.credentials_refresh = Counter(
+            "trtc_monitor_credentials_refresh",
+            "Attempts to obtain an account's credentials, by the source that answered or "
+            "failed and the outcome (success, failure, unchanged).",
+            ("account", "source", "outcome"),
+            registry=r,
+        )
         self._build_info = Gauge(
             "trtc_monitor_build_info",
             "Always 1; the version of the daemon and of Python.",

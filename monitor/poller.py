@@ -18,6 +18,7 @@ import structlog
 
 from monitor.budget import Budget
 from monitor.config import PollingConfig
+from monitor.credentials import credentials_for_call
 from monitor.events import ApiAnswered, EventBus, TaskRegistered, TransitionRecorded
 from monitor.metrics import MonitorMetrics
 from monitor.models import Outcome, Source, Status, Task, TaskKey
@@ -140,14 +141,21 @@ class Poller:
                 f'account "{task.account}" is no longer in the configuration',
             )
         else:
-            result = await self._client.describe_cloud_recording(
-                endpoint=account.endpoint,
-                credentials=account.credentials,
-                region=task.region,
-                sdk_app_id=task.sdk_app_id,
-                task_id=task.task_id,
-                language=account.language,
-            )
+            # Never waits for a refresh unless the credentials have expired; without any, an
+            # `auth` answer that sent nothing (counted and alerted on like a refused call).
+            credentials = await credentials_for_call(account.credentials)
+            if isinstance(credentials, CallResult):
+                result = credentials
+            else:
+                sent_at = self._clock()  # after any wait for credentials
+                result = await self._client.describe_cloud_recording(
+                    endpoint=account.endpoint,
+                    credentials=credentials,
+                    region=task.region,
+                    sdk_app_id=task.sdk_app_id,
+                    task_id=task.task_id,
+                    language=account.language,
+                )
             await self._bus.publish(ApiAnswered(task.account, task.region, result, self._clock()))
         if result.outcome is Outcome.THROTTLED:
             self._budget.limiter(self._budget.bucket_of(task)).on_throttled()

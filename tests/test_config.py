@@ -779,7 +779,7 @@ class TestResolveSecrets:
 server:
   api_token_file: {token_file}
 accounts:
-  default: {{}}
+  default: {{credentials: static}}
   prod:
     secret_id: {secret_id}
     secret_key_env: PROD_KEY

@@ -70,6 +70,8 @@ GAUGES_AND_COUNTERS = frozenset(
         "trtc_monitor_build_info",
         "trtc_recording_task_upload_state",
         "trtc_recording_uploads_total",
+        "trtc_monitor_credentials_expiry_timestamp_seconds",
+        "trtc_monitor_credentials_refresh_total",
     }
 )
 HISTOGRAMS = frozenset(
@@ -94,6 +96,7 @@ PRODUCT_ALERTS = frozenset(
         "RecordingMonitorOverBudget",
         "RecordingUploadFailed",
         "RecordingUploadOverdue",
+        "RecordingMonitorCredentialsExpiring",
     }
 )
 TASK_LABELS = ("account", "region", "sdk_app_id", "task_id")

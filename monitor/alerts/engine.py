@@ -31,6 +31,7 @@ from monitor.alerts.rules import (
     FAILED_UPLOAD,
     IDLE,
     MONITOR_AUTH_FAILURE,
+    MONITOR_CREDENTIALS_EXPIRING,
     MONITOR_OVER_BUDGET,
     MONITOR_THROTTLED,
     OVERDUE_UPLOAD,
@@ -49,9 +50,12 @@ from monitor.alerts.rules import (
     account_labels,
     auth_annotations,
     auth_firing,
+    credentials_expiring_annotations,
+    credentials_expiring_firing,
     error_annotations,
     exit_annotations,
     idle_annotations,
+    observe_credentials,
     observe_outcome,
     over_budget_annotations,
     over_budget_firing,
@@ -392,11 +396,39 @@ class AlertEngine:
             await self._persist()
             self._update_gauge()
 
+    async def sweep_accounts(self) -> None:
+        """The monitor's own alerts only, at once (e.g. right after a credentials refresh
+        failed, when the sweep's few seconds may be most of what is left)."""
+        async with self._sweep_lock:
+            now = self._clock()
+            changes = _Changes()
+            self._sweep_accounts(now, changes)
+            if changes:
+                await self._commit(changes, now)
+
     def on_api_outcome(
         self, account: str, outcome: Outcome, now: float, code: str | None = None
     ) -> None:
         """Every DescribeCloudRecording attempt's outcome (cheap: acted upon by ``sweep``)."""
         observe_outcome(self._health(account), outcome, now, code)
+
+    def on_credentials(
+        self,
+        account: str,
+        *,
+        failing: bool,
+        expires_at: float | None,
+        source: str,
+        error: str | None = None,
+    ) -> None:
+        """After each refresh attempt of an account's credentials (acted upon by ``sweep``)."""
+        observe_credentials(
+            self._health(account),
+            failing=failing,
+            expires_at=expires_at,
+            source=source,
+            error=error,
+        )
 
     def set_budget(self, account: str, required: float, budget: float) -> None:
         """Requests per second the account's tasks need, and what its limiter may send."""
@@ -554,11 +586,16 @@ class AlertEngine:
                 ):
                     self._resolve(rec, now, changes)
             self._forgotten_accounts.clear()
+        creds = self._config.credentials
         for account, health in self._accounts.items():
+            expiring = credentials_expiring_firing(health, now, creds.before)
+            if not creds.enabled and expiring is not None:
+                expiring = False
             for name, holds in (
                 (MONITOR_AUTH_FAILURE, auth_firing(health)),
                 (MONITOR_THROTTLED, throttled_firing(health, now)),
                 (MONITOR_OVER_BUDGET, over_budget_firing(health)),
+                (MONITOR_CREDENTIALS_EXPIRING, expiring),
             ):
                 if holds is None:  # nothing seen since start: keep what was remembered
                     continue
@@ -566,14 +603,26 @@ class AlertEngine:
                 known = self._records.get(fp)
                 firing = known is not None and known.state == FIRING
                 if holds and not firing:
+                    severity = None
                     if name == MONITOR_AUTH_FAILURE:
                         annotations = auth_annotations(account, health)
                     elif name == MONITOR_THROTTLED:
                         annotations = throttled_annotations(account, health)
+                    elif name == MONITOR_CREDENTIALS_EXPIRING:
+                        annotations = credentials_expiring_annotations(
+                            account, health, now, creds.before
+                        )
+                        severity = creds.severity
                     else:
                         annotations = over_budget_annotations(account, health)
                     self._fire(
-                        name, fp, account_labels(name, account), annotations, now, None, changes
+                        name,
+                        fp,
+                        account_labels(name, account, severity),
+                        annotations,
+                        now,
+                        None,
+                        changes,
                     )
                 elif not holds and known is not None and firing:
                     self._resolve(known, now, changes)

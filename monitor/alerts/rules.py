@@ -28,6 +28,7 @@ UPLOAD_OVERDUE: Final = "RecordingUploadOverdue"
 MONITOR_AUTH_FAILURE: Final = "RecordingMonitorAuthFailure"
 MONITOR_THROTTLED: Final = "RecordingMonitorThrottled"
 MONITOR_OVER_BUDGET: Final = "RecordingMonitorOverBudget"
+MONITOR_CREDENTIALS_EXPIRING: Final = "RecordingMonitorCredentialsExpiring"
 
 TASK_ALERTS: Final = (
     TASK_EXITED,
@@ -37,15 +38,22 @@ TASK_ALERTS: Final = (
     UPLOAD_FAILED,
     UPLOAD_OVERDUE,
 )
-MONITOR_ALERTS: Final = (MONITOR_AUTH_FAILURE, MONITOR_THROTTLED, MONITOR_OVER_BUDGET)
+MONITOR_ALERTS: Final = (
+    MONITOR_AUTH_FAILURE,
+    MONITOR_THROTTLED,
+    MONITOR_OVER_BUDGET,
+    MONITOR_CREDENTIALS_EXPIRING,
+)
 ALERT_NAMES: Final = TASK_ALERTS + MONITOR_ALERTS
 
-# The configuration has no section for the monitor's own alerts: rejected credentials blind
-# the monitor to every task of the account, the other two only degrade it.
+# The configuration has no section for most of the monitor's own alerts: rejected credentials
+# blind the monitor to every task of the account, the other two only degrade it. Expiring
+# credentials have alerts.credentials (this is its default).
 MONITOR_SEVERITY: Final[dict[str, str]] = {
     MONITOR_AUTH_FAILURE: "critical",
     MONITOR_THROTTLED: "warning",
     MONITOR_OVER_BUDGET: "warning",
+    MONITOR_CREDENTIALS_EXPIRING: "warning",
 }
 THROTTLED_WINDOW: Final = 300.0
 
@@ -273,6 +281,11 @@ class AccountHealth:
     last_throttled_at: float | None = None
     required_rate: float | None = None
     budget_rate: float | None = None
+    # The credential provider's state after its last refresh attempt.
+    credentials_failing: bool | None = None
+    credentials_expires_at: float | None = None
+    credentials_source: str | None = None
+    credentials_error: str | None = None
 
 
 def observe_outcome(
@@ -297,6 +310,31 @@ def auth_firing(health: AccountHealth) -> bool | None:
 def throttled_firing(health: AccountHealth, now: float) -> bool | None:
     last = health.last_throttled_at
     return None if last is None else now - last < THROTTLED_WINDOW
+
+
+def observe_credentials(
+    health: AccountHealth,
+    *,
+    failing: bool,
+    expires_at: float | None,
+    source: str,
+    error: str | None = None,
+) -> None:
+    """Fold one credentials refresh attempt into the account's health."""
+    health.credentials_failing = failing
+    health.credentials_expires_at = expires_at
+    health.credentials_source = source
+    health.credentials_error = error if failing else None
+
+
+def credentials_expiring_firing(health: AccountHealth, now: float, before: float) -> bool | None:
+    """Temporary credentials expire within ``before`` (or have expired) and the last attempt
+    to refresh them failed. Permanent credentials never expire."""
+    failing = health.credentials_failing
+    if failing is None:
+        return None
+    expires_at = health.credentials_expires_at
+    return failing and expires_at is not None and expires_at - now <= before
 
 
 def over_budget_firing(health: AccountHealth) -> bool | None:
@@ -342,10 +380,10 @@ def task_labels(alertname: str, severity: str, task: Task) -> dict[str, str]:
     return labels
 
 
-def account_labels(alertname: str, account: str) -> dict[str, str]:
+def account_labels(alertname: str, account: str, severity: str | None = None) -> dict[str, str]:
     return {
         "alertname": alertname,
-        "severity": MONITOR_SEVERITY[alertname],
+        "severity": severity or MONITOR_SEVERITY[alertname],
         "account": account,
     }
 
@@ -562,5 +600,28 @@ def over_budget_annotations(account: str, health: AccountHealth) -> dict[str, st
             "limiter may send: every task is observed less often than configured and may go "
             "stale. Raise intervals, move tasks to another account, or ask Tencent Cloud for a "
             "higher quota. Resolves when the required rate fits the budget."
+        ),
+    }
+
+
+def credentials_expiring_annotations(
+    account: str, health: AccountHealth, now: float, before: float
+) -> dict[str, str]:
+    expires_at = health.credentials_expires_at or now
+    left = expires_at - now
+    when = (
+        f"expire in {_ago(left)} (at {timestamp(expires_at)})"
+        if left > 0
+        else f"expired at {timestamp(expires_at)}"
+    )
+    source = health.credentials_source or "unknown"
+    error = f": {health.credentials_error}" if health.credentials_error else ""
+    return {
+        "summary": f"Credentials of account {account} expire soon and cannot be refreshed",
+        "description": (
+            f"The temporary credentials of account {account} (source {source}) {when}, within "
+            f"the {_ago(before)} warning time, and refreshing them failed{error}. They stay in "
+            "use until they expire; after that every poll of the account fails. Check STS, the "
+            "metadata service or the TKE web identity token. Resolves when a refresh succeeds."
         ),
     }

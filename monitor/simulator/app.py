@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import collections
 import contextlib
 import heapq
 import itertools
@@ -38,6 +39,7 @@ from monitor.simulator.lifecycle import (
     UploadPlan,
     check_upload,
 )
+from monitor.simulator.metadata import add_metadata_routes
 from monitor.simulator.protocol import (
     CONTENT_TYPE,
     CREATE,
@@ -61,6 +63,7 @@ from monitor.simulator.protocol import (
     verify,
 )
 from monitor.simulator.scenario import Scenario, load_scenario
+from monitor.simulator.sts import STS_ACTIONS, CredentialIssuer, answer_sts
 from monitor.trtc.signing import parse_authorization
 
 # A well-known pair for the standalone simulator and the demo; it protects nothing.
@@ -122,6 +125,8 @@ class Simulator:
         faults: Iterable[Fault] = (),
         clock_skew: float = 0.0,
         arrival_log_size: int = 200_000,
+        credential_lifetime: float | None = None,
+        metadata_role: str | None = None,
     ) -> None:
         if rate_limit < 1:
             raise ValueError("rate_limit must be at least 1")
@@ -133,6 +138,9 @@ class Simulator:
             else {DEFAULT_SECRET_ID: DEFAULT_SECRET_KEY}
         )
         self.tokens: dict[str, str] = dict(tokens or {})
+        # Temporary credentials from STS and the metadata service (sts.py), accepted beside
+        # the permanent ones until they expire.
+        self.issuer = CredentialIssuer(lifetime=credential_lifetime, metadata_role=metadata_role)
         self.rate_limit = rate_limit
         self._counter = SlidingWindowCounter(rate_window)
         self.ended_code = ended_code
@@ -198,6 +206,15 @@ class Simulator:
     # ----------------------------------------------------------------- settings
 
     @property
+    def _all_keys(self) -> collections.ChainMap[str, str]:
+        # Built per request: tests replace ``credentials`` and ``tokens`` wholesale.
+        return collections.ChainMap(self.credentials, self.issuer.keys)
+
+    @property
+    def _all_tokens(self) -> collections.ChainMap[str, str]:
+        return collections.ChainMap(self.tokens, self.issuer.tokens)
+
+    @property
     def rate_window(self) -> float:
         return self._counter.window
 
@@ -229,6 +246,7 @@ class Simulator:
         """The aiohttp application: the API on POST / and the control surface under /-/sim/."""
         app = web.Application(client_max_size=1024 * 1024)
         app.router.add_post("/", self._handle)
+        add_metadata_routes(app, self)
         add_control_routes(app, self)
         return app
 
@@ -284,6 +302,14 @@ class Simulator:
         if self._sender is not None:
             await self._sender.drain()
 
+    async def pause(self, seconds: float) -> None:
+        """Hold a request for ``seconds`` (injected latency), ending early on stop."""
+        await self._pause(seconds)
+
+    def drop(self, request: web.Request) -> web.StreamResponse:
+        """End the connection without an answer."""
+        return self._drop(request)
+
     async def _pause(self, seconds: float) -> None:
         if seconds <= 0:
             return
@@ -329,6 +355,24 @@ class Simulator:
             body=body,
             token=headers.get("X-TC-Token", ""),
         )
+        if action in STS_ACTIONS:
+            answer, issued = answer_sts(
+                action,
+                headers.get("X-TC-Version", ""),
+                signed,
+                params,
+                self.issuer,
+                self._all_keys,
+                self._all_tokens,
+                wall + self.clock_skew,
+                mono,
+            )
+            if issued is not None:
+                issued.answered_mono = clock.monotonic()
+            if isinstance(answer, ApiError):
+                arrival.code = answer.code
+                return self._json(error_envelope(answer, rid))
+            return self._json(envelope(answer, rid))
         result = self._answer(
             action, headers.get("X-TC-Version", ""), region, signed, params, wall, count
         )
@@ -350,9 +394,12 @@ class Simulator:
         err = check_common(action, version)
         if err is not None:
             return err
-        err = verify(signed, self.credentials, self.tokens, wall + self.clock_skew)
+        now = wall + self.clock_skew
+        err = verify(signed, self._all_keys, self._all_tokens, now)
         if err is not None:
             return err
+        if signed.auth is not None and self.issuer.expired(signed.auth.secret_id, now):
+            return ApiError.of("AuthFailure.TokenFailure")
         if count > self.rate_limit:
             self.arrivals.limited += 1
             return ApiError("RequestLimitExceeded", throttle_message(count, self.rate_limit))
@@ -724,6 +771,11 @@ async def serve(
     try:
         print(f"TRTC simulator (API version 2019-07-22) listening on {url}", file=out)
         print(f"  control surface: {url}/-/sim/", file=out)
+        print(
+            f"  STS (AssumeRole, AssumeRoleWithWebIdentity) on POST {url}/; CVM metadata "
+            f"credentials at {url}/latest/meta-data/cam/security-credentials/",
+            file=out,
+        )
         for secret_id in sim.credentials:
             if secret_id == DEFAULT_SECRET_ID and not scenario.credentials:
                 key = f"SecretKey {DEFAULT_SECRET_KEY} (built-in demo pair)"

@@ -15,8 +15,10 @@ arrival statistics. Task and fault bodies have the scenario file's shapes.
     DELETE /-/sim/faults/{id}       remove one rule
     GET    /-/sim/stats             arrivals (?window=1&secret_id=&since=&until=)
     POST   /-/sim/stats/reset       forget arrivals and counters
-    GET    /-/sim/settings          rate_limit, rate_window, ended_code, clock_skew, ...
+    GET    /-/sim/settings          rate_limit, rate_window, ended_code, clock_skew,
+                                    credential_lifetime, metadata_role, ...
     PATCH  /-/sim/settings          change any of them
+    GET    /-/sim/credentials       temporary credentials issued (ids, kinds, expiry; no keys)
 """
 
 from __future__ import annotations
@@ -95,6 +97,8 @@ def _settings(sim: Simulator) -> dict[str, Any]:
         "clock_skew": sim.clock_skew,
         "hour_length": sim.hour_length,
         "max_tasks_per_app": sim.max_tasks_per_app,
+        "credential_lifetime": sim.issuer.lifetime,
+        "metadata_role": sim.issuer.metadata_role,
     }
 
 
@@ -261,9 +265,38 @@ class _Handlers:
             ):
                 raise _BadRequest("max_tasks_per_app: must be a positive integer or null")
             changes["max_tasks_per_app"] = value
+        if "credential_lifetime" in data:
+            value = data["credential_lifetime"]
+            if value is not None and (
+                isinstance(value, bool)
+                or not isinstance(value, int | float)
+                or not math.isfinite(value)
+                or value <= 0
+            ):
+                raise _BadRequest("credential_lifetime: must be a positive number or null")
+            changes["credential_lifetime"] = None if value is None else float(value)
+        if "metadata_role" in data:
+            value = data["metadata_role"]
+            if value is not None and (not isinstance(value, str) or not value.isprintable()):
+                raise _BadRequest("metadata_role: must be a role name or null")
+            changes["metadata_role"] = value or None
         for name, value in changes.items():
-            setattr(self.sim, name, value)
+            if name == "credential_lifetime":
+                self.sim.issuer.lifetime = value
+            elif name == "metadata_role":
+                self.sim.issuer.metadata_role = value
+            else:
+                setattr(self.sim, name, value)
         return web.json_response(_settings(self.sim))
+
+    async def credentials(self, request: web.Request) -> web.Response:
+        issuer = self.sim.issuer
+        return web.json_response(
+            {
+                **issuer.settings(),
+                "credentials": [c.public() for c in issuer.history[-1000:]],
+            }
+        )
 
 
 @web.middleware
@@ -292,6 +325,7 @@ def add_control_routes(app: web.Application, sim: Simulator) -> None:
     sub.router.add_post("/stats/reset", h.reset_stats)
     sub.router.add_get("/settings", h.settings)
     sub.router.add_patch("/settings", h.patch_settings)
+    sub.router.add_get("/credentials", h.credentials)
     app.add_subapp(PREFIX, sub)
 
 
@@ -405,6 +439,10 @@ class SimulatorControl:
 
     async def reset_stats(self) -> None:
         await self._call("POST", "/stats/reset", {})
+
+    async def issued_credentials(self) -> dict[str, Any]:
+        """Temporary credentials issued so far (ids, kinds, roles, expiry; never a key)."""
+        return cast(dict[str, Any], await self._call("GET", "/credentials"))
 
     async def settings(self, **changes: Any) -> dict[str, Any]:
         if changes:

@@ -138,10 +138,11 @@ def verify(
     credentials: Mapping[str, str],
     tokens: Mapping[str, str],
     now: float,
+    service: str = SERVICE,
 ) -> ApiError | None:
     """TC3-HMAC-SHA256 verification with the service's error codes, in the service's order."""
     auth = req.auth
-    if auth is None or auth.service != SERVICE or auth.signed_headers != SIGNED_HEADERS:
+    if auth is None or auth.service != service or auth.signed_headers != SIGNED_HEADERS:
         return ApiError.of("AuthFailure.InvalidAuthorization")
     if not req.timestamp:
         return _missing("Timestamp")
@@ -162,7 +163,7 @@ def verify(
         )
     if auth.date != utc_date(ts):
         return ApiError.of("AuthFailure.SignatureFailure")
-    expected = signature(secret_key, req.body, req.host, ts, SERVICE, req.content_type)
+    expected = signature(secret_key, req.body, req.host, ts, service, req.content_type)
     if not hmac.compare_digest(expected, auth.signature):
         return ApiError.of("AuthFailure.SignatureFailure")
     required = tokens.get(auth.secret_id)

@@ -1,0 +1,46 @@
+"""``credentials: auto``: the first source that is configured or present answers.
+
+Presence decides, not success: when the pod has TKE workload identity and its STS exchange
+fails, the chain reports that failure rather than falling through to the node's CVM role,
+which would silently monitor with another identity. The order is SPEC section 5's: static,
+env, oidc, profile, cvm_role."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import aiohttp
+
+from monitor.credentials.base import AUTO, CredentialsError, Issued, NotPresent, Source
+
+
+class NoCredentials(CredentialsError):
+    """No source of the chain is present; ``tried`` says why, source by source."""
+
+    def __init__(self, tried: Sequence[NotPresent]) -> None:
+        super().__init__(
+            AUTO,
+            "no credentials found; tried "
+            + "; ".join(f"{absent.source} ({absent.reason})" for absent in tried),
+        )
+        self.tried = tuple(tried)
+
+
+class ChainSource:
+    name = AUTO
+
+    def __init__(self, sources: Sequence[Source]) -> None:
+        self._sources = tuple(sources)
+
+    @property
+    def sources(self) -> tuple[Source, ...]:
+        return self._sources
+
+    async def fetch(self, session: aiohttp.ClientSession) -> Issued:
+        tried: list[NotPresent] = []
+        for source in self._sources:
+            try:
+                return await source.fetch(session)
+            except NotPresent as absent:
+                tried.append(absent)
+        raise NoCredentials(tried)

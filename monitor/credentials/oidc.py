@@ -1,0 +1,76 @@
+"""The ``oidc`` source: TKE workload identity. The pod-identity webhook injects four
+variables; the projected token file is rotated by the kubelet, so it is read again at every
+resolution, and the token is exchanged with STS ``AssumeRoleWithWebIdentity`` (unsigned)."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+from collections.abc import Callable, Mapping
+from pathlib import Path
+
+import aiohttp
+
+from monitor.credentials.base import OIDC, CredentialsError, Issued, NotPresent
+from monitor.credentials.sts import DEFAULT_TIMEOUT, assume_role_with_web_identity
+from monitor.trtc.client import Endpoint
+
+REGION_VAR = "TKE_REGION"
+PROVIDER_VAR = "TKE_PROVIDER_ID"
+TOKEN_FILE_VAR = "TKE_WEB_IDENTITY_TOKEN_FILE"  # noqa: S105 - a variable name
+ROLE_VAR = "TKE_ROLE_ARN"
+TKE_VARS = (REGION_VAR, PROVIDER_VAR, TOKEN_FILE_VAR, ROLE_VAR)
+
+
+def _read_token(path: str) -> str:
+    try:
+        token = Path(path).read_text(encoding="utf-8").strip()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise CredentialsError(
+            OIDC, f"web identity token file {path} cannot be read ({type(exc).__name__})"
+        ) from None
+    if not token:
+        raise CredentialsError(OIDC, f"web identity token file {path} is empty")
+    return token
+
+
+class OidcSource:
+    name = OIDC
+
+    def __init__(
+        self,
+        *,
+        sts_endpoint: Endpoint,
+        session_name: str,
+        duration: int,
+        environ: Mapping[str, str] | None = None,
+        timeout: float = DEFAULT_TIMEOUT,
+        clock: Callable[[], float] | None = None,
+    ) -> None:
+        self._endpoint = sts_endpoint
+        self._session_name = session_name
+        self._duration = duration
+        self._environ = environ
+        self._timeout = timeout
+        self._clock = clock
+
+    async def fetch(self, session: aiohttp.ClientSession) -> Issued:
+        env = os.environ if self._environ is None else self._environ
+        missing = [v for v in TKE_VARS if not env.get(v)]
+        if missing:
+            raise NotPresent(OIDC, f"{', '.join(missing)} not set")
+        token = await asyncio.to_thread(_read_token, env[TOKEN_FILE_VAR])
+        extra = {} if self._clock is None else {"clock": self._clock}
+        return await assume_role_with_web_identity(
+            session,
+            endpoint=self._endpoint,
+            region=env[REGION_VAR],
+            provider_id=env[PROVIDER_VAR],
+            web_identity_token=token,
+            role_arn=env[ROLE_VAR],
+            session_name=self._session_name,
+            duration=self._duration,
+            source=OIDC,
+            request_timeout=self._timeout,
+            **extra,
+        )
