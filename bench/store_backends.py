@@ -53,10 +53,8 @@ def fleet(n: int) -> list[Task]:
             status=Status.IN_PROGRESS if i % 10 < 7 else Status.IDLE,
         )
         if i % 10 < 7:
-            task.last_response = {
-                "Status": "InProgress",
-                "StorageFileList": [{"FileName": f"{i}.m3u8", "TrackType": "audio_video"}],
-            }
+            task.answer_status = Status.IN_PROGRESS
+            task.answer_files = f'[{{"FileName":"{i}.m3u8","TrackType":"audio_video"}}]'
         tasks.append(task)
     return tasks
 

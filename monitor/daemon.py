@@ -45,6 +45,7 @@ from monitor.config import (
 )
 from monitor.credentials import CredentialSet, RefreshEvent, RefreshRecorder
 from monitor.events import EventBus
+from monitor.exposition import Exposition, Rendered
 from monitor.http.ports import AlertReader, HttpContext, ReloadResult
 from monitor.log import set_secrets
 from monitor.metrics import MonitorMetrics, StateView
@@ -93,6 +94,7 @@ class Daemon:
         self.config_path = config_path
         self.clock = clock
         self.metrics = MonitorMetrics()
+        self.exposition = Exposition(self.metrics)
         self.bus = EventBus()
         self.registry = TaskRegistry()
         self._started = False
@@ -162,6 +164,20 @@ class Daemon:
     async def start(self) -> None:
         """Open the store, load the table, start polling. Raises ConfigError (a secret is
         missing) or StoreError (the store cannot be used) before anything runs."""
+        # A restart allocates millions of objects that all live on (the table, its schedule):
+        # collections during it would walk the growing table again and again. The collector
+        # is off until they are in place; then they are kept out of every future full
+        # collection, which would otherwise walk all of them again and again.
+        enabled = gc.isenabled()
+        gc.disable()
+        try:
+            await self._start()
+            gc.freeze()
+        finally:
+            if enabled:
+                gc.enable()
+
+    async def _start(self) -> None:
         config = self.config
         secrets = resolve_secrets(config)
         providers = self.credentials.plan(config, secrets)
@@ -179,9 +195,6 @@ class Daemon:
         except BaseException:
             await store.close()
             raise
-        # The loaded table lives as long as the daemon: keep it out of every future full
-        # collection, which would otherwise walk all of it again and again.
-        gc.freeze()
 
         self._session = new_session()
         self._client = TrtcClient(
@@ -463,7 +476,7 @@ class Daemon:
         tasks = self.registry.tasks()
         return StateView(
             tasks=tasks if share.alone else [t for t in tasks if share.owns(t.key)],
-            fleet=tasks,
+            fleet=None if share.alone else tasks,
             export_fleet=share.leads,
             per_task=self.config.metrics.per_task,
             info_labels=list(self.config.metrics.labels),
@@ -480,8 +493,8 @@ class _Exporter:
     def __init__(self, daemon: Daemon) -> None:
         self._daemon = daemon
 
-    def render(self, accept: str | None) -> Callable[[], tuple[bytes, str]]:
-        return partial(self._daemon.metrics.render, self._daemon.state_view(), accept)
+    async def render(self, accept: str | None) -> Rendered:
+        return await self._daemon.exposition.render(self._daemon.state_view(), accept)
 
     def count_callback(self, event_type: str, outcome: str) -> None:
         self._daemon.metrics.callbacks.labels(event_type, outcome).inc()

@@ -45,7 +45,7 @@ from prometheus_client.utils import floatToGoString
 from monitor import __version__
 from monitor.events import ApiAnswered, EventBus, TransitionRecorded, UploadChanged
 from monitor.models import Status, Task
-from monitor.uploads import UPLOAD_PHASES, Change
+from monitor.uploads import UPLOAD_PHASES, Change, UploadPhase
 
 TASK_LABELS = ("account", "region", "sdk_app_id", "task_id")
 ALL_STATUSES: tuple[Status, ...] = tuple(Status)
@@ -283,88 +283,131 @@ def task_series_text(view: StateView, syntax: Syntax) -> str:
     return "".join(out)
 
 
-def _write_task_series(view: StateView, syntax: Syntax, out: list[str]) -> None:
-    esc = escape_label_value
-    go = _go_float
-    account, region, app, status, state, task_id = map(
-        syntax.label, ("account", "region", "sdk_app_id", "status", "state", "task_id")
-    )
-    status_open = STATUS_FAMILY + "{"
-    info_open = INFO_FAMILY + "{"
-    since_open = SINCE_FAMILY + "{"
-    success_open = SUCCESS_FAMILY + "{"
-    errors_open = ERRORS_FAMILY + "{"
-    files_open = FILES_FAMILY + "{"
-    upload_open = UPLOAD_FAMILY + "{"
-    status_mids = [(s, f',{status}="{esc(s.value)}",') for s in ALL_STATUSES]
-    upload_mids = [(p, f',{state}="{esc(p.value)}",') for p in UPLOAD_PHASES]
-    info_names = _info_names(view)
+@dataclass(frozen=True, slots=True)
+class SeriesLayout:
+    """Everything a task's series text depends on besides the task: the label names as the
+    scrape spells them, and the info labels. Equal layouts write equal text for a task."""
+
+    account: str
+    region: str
+    app: str
+    task_id: str
+    status_mids: tuple[tuple[Status, str], ...]
+    upload_mids: tuple[tuple[UploadPhase, str], ...]
+    info_names: tuple[str, ...]
     # The encoders sort label names: the user's fall between the task's own. An int slot is an
     # index into the task's own escaped values, a str slot a user label name.
-    info_slots: list[tuple[str, int | str]] = [
-        (syntax.label(n), TASK_LABELS.index(n) if n in TASK_LABELS else n)
-        for n in sorted((*TASK_LABELS, *info_names))
-    ]
+    info_slots: tuple[tuple[str, int | str], ...]
 
-    statuses: list[str] = []
-    infos: list[str] = []
-    since: list[str] = []
-    success: list[str] = []
-    errors: list[str] = []
-    files: list[str] = []
-    uploads: list[str] = []
-    for task in view.tasks:
-        own = (esc(task.account), esc(task.region), esc(str(task.sdk_app_id)), esc(task.task_id))
-        head = f'{account}="{own[0]}",{region}="{own[1]}",{app}="{own[2]}"'
-        tail = f'{task_id}="{own[3]}"}} '
-        ids = f"{head},{tail}"
-        current = task.status
-        for s, mid in status_mids:
-            statuses.append(f"{status_open}{head}{mid}{tail}{_ONE if s is current else _ZERO}\n")
-        if info_names:
-            labels = task.labels
-            pairs = ",".join(
-                f'{name}="{own[slot] if isinstance(slot, int) else esc(labels.get(slot, ""))}"'
-                for name, slot in info_slots
-            )
-            infos.append(f"{info_open}{pairs}}} {_ONE}\n")
-        else:
-            infos.append(f"{info_open}{ids}{_ONE}\n")
-        since.append(f"{since_open}{ids}{go(task.status_since)}\n")
-        if task.last_success_at is not None:
-            success.append(f"{success_open}{ids}{go(task.last_success_at)}\n")
-        errors.append(f"{errors_open}{ids}{_count_text(task.consecutive_errors)}\n")
-        if task.storage_files is not None:
-            files.append(f"{files_open}{ids}{_count_text(task.storage_files)}\n")
-        phase = task.upload.state
-        for p, mid in upload_mids:
-            uploads.append(f"{upload_open}{head}{mid}{tail}{_ONE if p is phase else _ZERO}\n")
 
-    for family, lines in (
-        (STATUS_FAMILY, statuses),
-        (INFO_FAMILY, infos),
-        (SINCE_FAMILY, since),
-        (SUCCESS_FAMILY, success),
-        (ERRORS_FAMILY, errors),
-        (FILES_FAMILY, files),
-        (UPLOAD_FAMILY, uploads),
-    ):
+def series_layout(view: StateView, syntax: Syntax) -> SeriesLayout:
+    esc = escape_label_value
+    status = syntax.label("status")
+    state = syntax.label("state")
+    info_names = tuple(_info_names(view))
+    return SeriesLayout(
+        account=syntax.label("account"),
+        region=syntax.label("region"),
+        app=syntax.label("sdk_app_id"),
+        task_id=syntax.label("task_id"),
+        status_mids=tuple((s, f',{status}="{esc(s.value)}",') for s in ALL_STATUSES),
+        upload_mids=tuple((p, f',{state}="{esc(p.value)}",') for p in UPLOAD_PHASES),
+        info_names=info_names,
+        info_slots=tuple(
+            (syntax.label(n), TASK_LABELS.index(n) if n in TASK_LABELS else n)
+            for n in sorted((*TASK_LABELS, *info_names))
+        ),
+    )
+
+
+# The per-task families, in the order they are written; ``task_lines`` answers in this order.
+TASK_FAMILIES: tuple[str, ...] = (
+    STATUS_FAMILY,
+    INFO_FAMILY,
+    SINCE_FAMILY,
+    SUCCESS_FAMILY,
+    ERRORS_FAMILY,
+    FILES_FAMILY,
+    UPLOAD_FAMILY,
+)
+_STATUS_OPEN = STATUS_FAMILY + "{"
+_INFO_OPEN = INFO_FAMILY + "{"
+_SINCE_OPEN = SINCE_FAMILY + "{"
+_SUCCESS_OPEN = SUCCESS_FAMILY + "{"
+_ERRORS_OPEN = ERRORS_FAMILY + "{"
+_FILES_OPEN = FILES_FAMILY + "{"
+_UPLOAD_OPEN = UPLOAD_FAMILY + "{"
+
+TaskLines = tuple[str, str, str, str, str, str, str]
+
+
+def task_lines(task: Task, layout: SeriesLayout) -> TaskLines:
+    """One task's lines of each family of ``TASK_FAMILIES`` ("" where it has no sample)."""
+    esc = escape_label_value
+    own = (esc(task.account), esc(task.region), esc(str(task.sdk_app_id)), esc(task.task_id))
+    head = f'{layout.account}="{own[0]}",{layout.region}="{own[1]}",{layout.app}="{own[2]}"'
+    tail = f'{layout.task_id}="{own[3]}"}} '
+    ids = f"{head},{tail}"
+    current = task.status
+    phase = task.upload.state
+    statuses = "".join(
+        f"{_STATUS_OPEN}{head}{mid}{tail}{_ONE if s is current else _ZERO}\n"
+        for s, mid in layout.status_mids
+    )
+    if layout.info_names:
+        labels = task.labels
+        pairs = ",".join(
+            f'{name}="{own[slot] if isinstance(slot, int) else esc(labels.get(slot, ""))}"'
+            for name, slot in layout.info_slots
+        )
+        info = f"{_INFO_OPEN}{pairs}}} {_ONE}\n"
+    else:
+        info = f"{_INFO_OPEN}{ids}{_ONE}\n"
+    return (
+        statuses,
+        info,
+        f"{_SINCE_OPEN}{ids}{_go_float(task.status_since)}\n",
+        ""
+        if task.last_success_at is None
+        else f"{_SUCCESS_OPEN}{ids}{_go_float(task.last_success_at)}\n",
+        f"{_ERRORS_OPEN}{ids}{_count_text(task.consecutive_errors)}\n",
+        ""
+        if task.storage_files is None
+        else f"{_FILES_OPEN}{ids}{_count_text(task.storage_files)}\n",
+        "".join(
+            f"{_UPLOAD_OPEN}{head}{mid}{tail}{_ONE if p is phase else _ZERO}\n"
+            for p, mid in layout.upload_mids
+        ),
+    )
+
+
+def _write_task_series(view: StateView, syntax: Syntax, out: list[str]) -> None:
+    layout = series_layout(view, syntax)
+    columns = tuple(zip(*(task_lines(task, layout) for task in view.tasks), strict=True))
+    for i, family in enumerate(TASK_FAMILIES):
         out.append(syntax.header(family))
-        out.append("".join(lines))
-        lines.clear()  # each family's lines go as soon as they are joined
+        if columns:
+            out.append("".join(columns[i]))
 
 
-def _write_counts(view: StateView, syntax: Syntax, out: list[str]) -> None:
+def count_lines(counts: Mapping[tuple[str, str, Status], int], syntax: Syntax) -> str:
+    """The fleet counts family (header included) from tasks tallied by account, region and
+    status."""
     esc = escape_label_value
     account, region, status = map(syntax.label, ("account", "region", "status"))
-    counts: TallyCounter[tuple[str, str, Status]] = TallyCounter(
-        (t.account, t.region, t.status) for t in _fleet_tasks(view)
-    )
-    out.append(syntax.header(COUNT_FAMILY))
+    out = [syntax.header(COUNT_FAMILY)]
     for acc, reg in sorted({(a, r) for a, r, _ in counts}):
         prefix = f'{COUNT_FAMILY}{{{account}="{esc(acc)}",{region}="{esc(reg)}",{status}="'
         for s in ALL_STATUSES:
-            out.append(f'{prefix}{esc(s.value)}"}} {_count_text(counts[(acc, reg, s)])}\n')
+            out.append(f'{prefix}{esc(s.value)}"}} {_count_text(counts.get((acc, reg, s), 0))}\n')
+    return "".join(out)
+
+
+def _write_counts(view: StateView, syntax: Syntax, out: list[str]) -> None:
+    counts: TallyCounter[tuple[str, str, Status]] = TallyCounter(
+        (t.account, t.region, t.status) for t in _fleet_tasks(view)
+    )
+    out.append(count_lines(counts, syntax))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -571,13 +614,21 @@ class MonitorMetrics:
         syntax = syntax_of(encoder)
         if syntax is None:
             return self.render_reference(view, accept)
+        head, tail = self.encode_around(view, encoder, syntax)
+        fast = task_series_text(view, syntax).encode("utf-8", "replace")
+        return b"".join((head, fast, tail)), content_type
+
+    def encode_around(
+        self, view: StateView, encoder: Callable[[Collector], bytes], syntax: Syntax
+    ) -> tuple[bytes, bytes]:
+        """What goes before the text written directly (the instrumentation) and after it (the
+        limiter gauges, and OpenMetrics' ``# EOF``), as ``encoder`` writes them."""
         head = encoder(_Exposition(self.registry, lambda: ()))
         tail = encoder(_Exposition(None, lambda: _limiter_families(view)))
-        fast = task_series_text(view, syntax).encode("utf-8", "replace")
         if syntax.openmetrics:
             # Both parts end with "# EOF", which must come once, last.
             head = head.removesuffix(_EOF)
-        return b"".join((head, fast, tail)), content_type
+        return head, tail
 
     def render_reference(self, view: StateView, accept: str | None) -> tuple[bytes, str]:
         """The exposition with every state family built by prometheus_client (the slow path)."""

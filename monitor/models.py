@@ -8,6 +8,7 @@ These types are what travels along that path; they carry no I/O.
 from __future__ import annotations
 
 import enum
+import json
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -96,7 +97,13 @@ class Task:
     last_success_at: float | None = None
     last_request_id: str | None = None
     storage_files: int | None = None
-    last_response: dict[str, Any] | None = None
+    # The last DescribeCloudRecording answer, kept as the three fields the API shows of it
+    # (``last_response``) rather than whole: at 100,000 tasks the decoded answers were most of
+    # the daemon's memory. The request id is usually the very string in ``last_request_id``; the
+    # file list is JSON text because only the single-task API ever decodes it.
+    answer_status: Status | None = None
+    answer_request_id: str | None = None
+    answer_files: str | None = None
     # facts learnt from callbacks (files, VOD ids, leave code)
     extra: dict[str, Any] = field(default_factory=dict)
     # where its files went (upload callbacks 301-312); immutable, replaced on every change
@@ -105,14 +112,68 @@ class Task:
     # When the newest recorded observation of the status was made: a poll's send time or a
     # callback's event time. Not stored: after a restart no answer from before is in flight.
     observed_at: float = 0.0
+    # The key, made once per record: the table, the scheduler and every lookup share it.
+    # An argument only so that ``dataclasses.replace`` hands it on to the new record.
+    _key: TaskKey | None = field(default=None, repr=False, compare=False)
 
     @property
     def key(self) -> TaskKey:
-        return TaskKey(self.sdk_app_id, self.task_id)
+        key = self._key
+        if key is None or key.sdk_app_id != self.sdk_app_id or key.task_id != self.task_id:
+            key = self._key = TaskKey(self.sdk_app_id, self.task_id)
+        return key
 
     @property
     def final(self) -> bool:
         return self.status in FINAL_STATUSES
+
+    @property
+    def last_response(self) -> dict[str, Any] | None:
+        """The last DescribeCloudRecording answer as the API shows it; None before the first."""
+        if self.answer_status is None:
+            return None
+        return {
+            "Status": self.answer_status.value,
+            "StorageFileList": None if self.answer_files is None else json.loads(self.answer_files),
+            "RequestId": self.answer_request_id,
+        }
+
+
+# The documented fields of a StorageFile (TRTC.md): what the summary of an answer keeps.
+STORAGE_FILE_FIELDS: tuple[str, ...] = ("UserId", "FileName", "TrackType", "BeginTimeStamp")
+
+_compact = json.JSONEncoder(separators=(",", ":")).encode
+
+
+def storage_file_summary(files: object) -> tuple[int | None, str | None]:
+    """An answer's ``StorageFileList`` as (entry count, JSON text of the entries' documented
+    fields); (None, None) when the answer had no list."""
+    if not isinstance(files, list):
+        return None, None
+    kept = [
+        {name: entry[name] for name in STORAGE_FILE_FIELDS if name in entry}
+        for entry in files
+        if isinstance(entry, dict)
+    ]
+    return len(kept), _compact(kept)
+
+
+def answer_fields(response: object) -> tuple[Status | None, str | None, str | None]:
+    """What a task keeps of a DescribeCloudRecording answer (or of ``Task.last_response``, as
+    a store holds it): its status, RequestId and StorageFileList summary; all None when it has
+    no status."""
+    if not isinstance(response, dict):
+        return None, None, None
+    raw = response.get("Status")
+    try:
+        status = Status(raw) if isinstance(raw, str) else None
+    except ValueError:
+        status = None
+    if status is None:
+        return None, None, None
+    request_id = response.get("RequestId")
+    _, files = storage_file_summary(response.get("StorageFileList"))
+    return status, request_id if isinstance(request_id, str) else None, files
 
 
 @dataclass(frozen=True, slots=True)

@@ -21,7 +21,7 @@ from monitor.config import PollingConfig
 from monitor.credentials import credentials_for_call
 from monitor.events import ApiAnswered, EventBus, TaskRegistered, TransitionRecorded
 from monitor.metrics import MonitorMetrics
-from monitor.models import Outcome, Source, Task, TaskKey
+from monitor.models import Outcome, Source, Status, Task, TaskKey
 from monitor.ratelimit.factory import BucketKey
 from monitor.registry import TaskRegistry
 from monitor.scheduler import Dispatch, PollAction, PollOutcome, PollScheduler
@@ -97,10 +97,18 @@ class Poller:
     def resume(self, tasks: Iterable[Task]) -> None:
         """Schedule loaded tasks where their last life left off: the longest unobserved first."""
         now = self._clock()
+        # Bucket and interval depend on these fields only: worked out once per combination,
+        # and one bucket object shared by its tasks (at 100,000 tasks, a restart's largest cost).
+        known: dict[tuple[str, str, Status, float | None], tuple[BucketKey, float]] = {}
         for task in tasks:
             if not task.final and self.owns(task.key):
+                kind = (task.account, task.region, task.status, task.interval)
+                found = known.get(kind)
+                if found is None:
+                    found = known[kind] = (self._budget.bucket_of(task), self.intervals.of(task))
+                bucket, interval = found
                 last = task.last_success_at or task.registered_at
-                self._add(task, due_in=last + self.intervals.of(task) - now)
+                self.scheduler.add(task.key, bucket, interval, due_in=last + interval - now)
 
     def start(self) -> None:
         self.scheduler.start()

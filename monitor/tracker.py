@@ -10,7 +10,15 @@ import enum
 from dataclasses import dataclass
 from typing import Any
 
-from monitor.models import ERROR_OUTCOMES, Outcome, Source, Status, Task, Transition
+from monitor.models import (
+    ERROR_OUTCOMES,
+    Outcome,
+    Source,
+    Status,
+    Task,
+    Transition,
+    storage_file_summary,
+)
 from monitor.trtc.client import CallResult
 
 
@@ -92,9 +100,15 @@ def apply_poll(
         return PollEffect(transition, health)
 
     # Outcome.OK: the answer carries a status (the client rejects answers without one).
-    task.last_response = result.response
-    task.storage_files = len(result.storage_files)
+    # Only what the API shows of the answer is kept (see Task.answer_status).
     status = result.status
+    count, files = storage_file_summary(
+        result.response.get("StorageFileList") if result.response else None
+    )
+    task.answer_status = status
+    task.answer_request_id = result.request_id
+    task.answer_files = files
+    task.storage_files = count or 0
     if status is None or status == task.status:
         return PollEffect(health=health)
     return PollEffect(_move(task, status, now, Source.POLL, result.request_id, {}), health)

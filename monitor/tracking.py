@@ -20,6 +20,7 @@ news and never overrides it.
 from __future__ import annotations
 
 import asyncio
+import sys
 import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
@@ -187,8 +188,9 @@ class Tracker:
         return Task(
             sdk_app_id=spec.sdk_app_id,
             task_id=spec.task_id,
-            region=spec.region,
-            account=spec.account,
+            # Shared strings: a fleet has few regions and accounts, and 100,000 tasks.
+            region=sys.intern(spec.region),
+            account=sys.intern(spec.account),
             labels=dict(spec.labels),
             interval=spec.interval,
             registered_at=now,

@@ -26,7 +26,7 @@ async def fill(store: Store) -> None:
     """Tasks with histories interleaved across the fleet, health, and every kind of alert."""
     a = make_task("任务-a", labels={"room": "房间"}, interval=7.5, extra={"leave_code": 2})
     b = make_task("b", source=Source.CALLBACK)
-    c = make_task("c-never-moved", last_response={"Status": "Idle", "List": [1, None]})
+    c = make_task("c-never-moved", answer_status=Status.IDLE, answer_request_id="req-c")
     await store.save_tasks([a, b, c])
     steps = [
         (a, Status.IDLE, Source.POLL),

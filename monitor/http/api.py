@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import hmac
 import json
 import re
@@ -40,6 +41,12 @@ _INT64_MAX = 2**63 - 1
 def iso(ts: float | None) -> str | None:
     if ts is None:
         return None
+    return _iso(ts)
+
+
+# Tasks registered together share their times: a bulk answer formats each once.
+@functools.lru_cache(maxsize=1024)
+def _iso(ts: float) -> str:
     return dt.datetime.fromtimestamp(ts, dt.UTC).isoformat(timespec="milliseconds")
 
 

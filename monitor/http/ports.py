@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from monitor.callbacks.effects import CallbackSettings, CallbackTarget
+from monitor.exposition import Rendered
 from monitor.models import Source, Task, TaskKey, Transition
 from monitor.registry import TaskFilter
 from monitor.store.base import AlertRecord
@@ -80,8 +81,8 @@ class Control(Protocol):
 
 
 class MetricsExporter(Protocol):
-    def render(self, accept: str | None) -> Callable[[], tuple[bytes, str]]:
-        """A snapshot taken now (on the loop), returning a renderer to run off the loop."""
+    async def render(self, accept: str | None) -> Rendered:
+        """One scrape of a snapshot taken now, without holding the loop for long."""
         ...
 
     def count_callback(self, event_type: str, outcome: str) -> None: ...

@@ -2,23 +2,17 @@
 
 from __future__ import annotations
 
-import asyncio
-import gzip
-from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from typing import Protocol
 
 from aiohttp import web
 
+from monitor.exposition import Exposition
 from monitor.http import api, callbacks, status_page
 from monitor.http.errors import json_errors
 from monitor.http.openapi import openapi_document
 from monitor.http.ports import HttpContext
 from monitor.http.status_page import StatusSource
 from monitor.http.status_source import ComponentStatusSource, StatusParts
-
-# One thread renders expositions: scrapes never run on the event loop, nor pile up threads.
-_RENDER_POOL = ThreadPoolExecutor(max_workers=1, thread_name_prefix="metrics-render")
 
 
 def accepts_gzip(accept_encoding: str) -> bool:
@@ -30,24 +24,21 @@ def accepts_gzip(accept_encoding: str) -> bool:
     return False
 
 
-def _render(render: Callable[[], tuple[bytes, str]], gzipped: bool) -> tuple[bytes, str]:
-    body, content_type = render()
-    # Level 1: a large exposition shrinks about sevenfold for little CPU.
-    return (gzip.compress(body, compresslevel=1) if gzipped else body), content_type
-
-
-async def metrics(request: web.Request) -> web.Response:
-    # A cheap snapshot, taken on the loop; rendered in the worker thread.
-    render = request.app[api.CONTEXT].metrics.render(request.headers.get("Accept"))
-    gzipped = accepts_gzip(request.headers.get("Accept-Encoding", ""))
-    body, content_type = await asyncio.get_running_loop().run_in_executor(
-        _RENDER_POOL, _render, render, gzipped
-    )
-    response = web.Response(body=body)
-    response.headers["Content-Type"] = content_type
-    if gzipped:
-        response.headers["Content-Encoding"] = "gzip"
-    response.headers["Vary"] = "Accept-Encoding"
+async def metrics(request: web.Request) -> web.StreamResponse:
+    # Rendered in short slices on the loop from each task's kept text; compressed in a thread.
+    rendered = await request.app[api.CONTEXT].metrics.render(request.headers.get("Accept"))
+    headers = {"Content-Type": rendered.content_type, "Vary": "Accept-Encoding"}
+    if accepts_gzip(request.headers.get("Accept-Encoding", "")):
+        headers["Content-Encoding"] = "gzip"
+        return web.Response(body=await Exposition.gzip(rendered), headers=headers)
+    # Written part by part: one 20 MB join would hold the loop for milliseconds.
+    response = web.StreamResponse(headers=headers)
+    response.content_length = len(rendered)
+    await response.prepare(request)
+    if request.method != "HEAD":  # a HEAD answer has the headers only
+        for part in rendered.parts:
+            await response.write(part)
+    await response.write_eof()
     return response
 
 

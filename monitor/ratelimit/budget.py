@@ -105,9 +105,11 @@ class WindowBudget:
         "_configured_rate",
         "_decrease",
         "_decreased_at",
+        "_first",
         "_guard",
         "_limit",
         "_min_rate",
+        "_mins",
         "_next_slot",
         "_sends",
         "_shape",
@@ -143,6 +145,12 @@ class WindowBudget:
         self._min_rate = shape.min_rate
         self._step = shape.step
         self._sends: deque[float] = deque(maxlen=limit)
+        # The cap needs the earliest send in the log at every grant. A scan would cost
+        # ``limit`` steps per grant; instead ``_mins`` holds the log's suffix minima, as
+        # (position, time) with both increasing: its head is the earliest send. Positions count
+        # every send ever recorded; ``_first`` is the position of ``_sends[0]``.
+        self._mins: deque[tuple[int, float]] = deque()
+        self._first = 0
         self._next_slot = -math.inf
         self._base_rate = self._configured_rate
         self._decreased_at: float | None = None
@@ -184,17 +192,23 @@ class WindowBudget:
         if len(self._sends) == self._limit:
             # The comparison ``now >= oldest + cap window`` is written the same way in ``record``
             # so that waiting exactly ``delay`` seconds always passes it.
-            cap = min(self._sends) + self._cap_window - now
+            cap = self._mins[0][1] + self._cap_window - now
             wait = max(wait, cap)
         return wait if wait > 0.0 else 0.0
 
     def record(self, now: float) -> None:
         """Record a send at ``now``; raises ``ValueError`` if it was not allowed."""
         if now < self._next_slot or (
-            len(self._sends) == self._limit and now < min(self._sends) + self._cap_window
+            len(self._sends) == self._limit and now < self._mins[0][1] + self._cap_window
         ):
             raise ValueError("send recorded before the budget allowed it")
+        if len(self._sends) == self._limit:
+            # The oldest send leaves the log (the deque drops it on append).
+            if self._mins[0][0] == self._first:
+                self._mins.popleft()
+            self._first += 1
         self._sends.append(now)
+        self._push_min(self._first + len(self._sends) - 1, now)
         spacing = self.spacing(now)
         if now - self._next_slot <= spacing / 2.0:
             # Follow the slot, not the send, so lateness under T/2 does not accumulate.
@@ -212,9 +226,31 @@ class WindowBudget:
         """
         for i in range(len(self._sends) - 1, -1, -1):
             if self._sends[i] == granted:
-                self._sends[i] = max(granted, at)
+                if at > granted:
+                    self._sends[i] = at
+                    self._moved_later(self._first + i)
                 return True
         return False
+
+    def _push_min(self, position: int, at: float) -> None:
+        mins = self._mins
+        while mins and mins[-1][1] >= at:
+            mins.pop()
+        mins.append((position, at))
+
+    def _moved_later(self, position: int) -> None:
+        """The send at ``position`` now has a later time: mend the suffix minima.
+
+        Entries after the last minimum before ``position`` are pushed again; receipts come
+        shortly after their grants, so that is the newest entry or two, not the whole log.
+        """
+        mins = self._mins
+        while mins and mins[-1][0] >= position:
+            mins.pop()
+        start = mins[-1][0] + 1 if mins else self._first
+        sends = self._sends
+        for p in range(start, self._first + len(sends)):
+            self._push_min(p, sends[p - self._first])
 
     def on_throttled(self, now: float) -> bool:
         """Cut the rate (to the floor at worst), at most once per window.

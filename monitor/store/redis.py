@@ -45,7 +45,7 @@ from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 from redis.retry import Retry
 
-from monitor.models import Source, Status, Task, TaskKey, Transition
+from monitor.models import Source, Status, Task, TaskKey, Transition, answer_fields
 from monitor.secrets import MASK
 from monitor.store.base import AlertRecord, AlertState, StoreError
 from monitor.uploads import NO_UPLOAD, UploadState
@@ -489,6 +489,8 @@ def _task_from(spec: bytes, health: bytes | None) -> Task:
         last_response,
         observed_at,
     ) = both[1]
+    # Kept as Task.last_response shows it; only what the API shows of it is kept in memory.
+    answer_status, answer_request_id, answer_files = answer_fields(last_response)
     return Task(
         sdk_app_id=sdk_app_id,
         task_id=task_id,
@@ -506,7 +508,9 @@ def _task_from(spec: bytes, health: bytes | None) -> Task:
         last_success_at=last_success_at,
         last_request_id=last_request_id,
         storage_files=storage_files,
-        last_response=last_response,
+        answer_status=answer_status,
+        answer_request_id=answer_request_id,
+        answer_files=answer_files,
         extra=extra,
         ended_at=ended_at,
         observed_at=observed_at,

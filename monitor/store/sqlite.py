@@ -22,13 +22,13 @@ import fcntl
 import json
 import os
 import sqlite3
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Final, TypeVar
 
-from monitor.models import Source, Status, Task, TaskKey, Transition
+from monitor.models import Source, Status, Task, TaskKey, Transition, answer_fields
 from monitor.store.base import AlertRecord, AlertState, StoreError
 from monitor.uploads import NO_UPLOAD, UploadState
 
@@ -234,13 +234,28 @@ def _loads_dict(text: str) -> dict[str, Any]:
     return value
 
 
+def _answer_text(task: Task) -> str | None:
+    """The kept fields of the last answer as the ``last_response`` column holds them.
+
+    RequestId comes before StorageFileList, unlike in Tencent's answers (which earlier versions
+    stored whole): ``_answer_fields`` reads this layout without a JSON parser.
+    """
+    if task.answer_status is None:
+        return None
+    return (
+        f'{{"Status":"{task.answer_status.value}",'
+        f'"RequestId":{_dumps(task.answer_request_id)},'
+        f'"StorageFileList":{task.answer_files or "null"}}}'
+    )
+
+
 def _task_row(task: Task) -> tuple[Any, ...]:
     return (
         task.sdk_app_id,
         task.task_id,
         task.region,
         task.account,
-        _dumps(task.labels),
+        _dumps(task.labels) if task.labels else "{}",
         task.interval,
         task.registered_at,
         task.source.value,
@@ -252,8 +267,8 @@ def _task_row(task: Task) -> tuple[Any, ...]:
         task.last_success_at,
         task.last_request_id,
         task.storage_files,
-        None if task.last_response is None else _dumps(task.last_response),
-        _dumps(task.extra),
+        _answer_text(task),
+        _dumps(task.extra) if task.extra else "{}",
         task.ended_at,
         task.observed_at,
         None if task.upload == NO_UPLOAD else _dumps(task.upload.to_json()),
@@ -268,60 +283,181 @@ def _health_row(task: Task) -> tuple[Any, ...]:
         task.last_success_at,
         task.last_request_id,
         task.storage_files,
-        None if task.last_response is None else _dumps(task.last_response),
+        _answer_text(task),
         task.observed_at,
         task.sdk_app_id,
         task.task_id,
     )
 
 
-def _task_from_row(row: tuple[Any, ...]) -> Task:
-    (
-        sdk_app_id,
-        task_id,
-        region,
-        account,
-        labels,
-        interval,
-        registered_at,
-        source,
-        status,
-        status_since,
-        consecutive_errors,
-        last_error_code,
-        last_error_at,
-        last_success_at,
-        last_request_id,
-        storage_files,
-        last_response,
-        extra,
-        ended_at,
-        observed_at,
-        upload,
-    ) = row
-    return Task(
-        sdk_app_id=sdk_app_id,
-        task_id=task_id,
-        region=region,
-        account=account,
-        labels=_loads_dict(labels),
-        interval=interval,
-        registered_at=registered_at,
-        source=_SOURCES[source],
-        status=_STATUSES[status],
-        status_since=status_since,
-        consecutive_errors=consecutive_errors,
-        last_error_code=last_error_code,
-        last_error_at=last_error_at,
-        last_success_at=last_success_at,
-        last_request_id=last_request_id,
-        storage_files=storage_files,
-        last_response=None if last_response is None else _loads_dict(last_response),
-        extra=_loads_dict(extra),
-        ended_at=ended_at,
-        observed_at=observed_at,
-        upload=NO_UPLOAD if upload is None else UploadState.from_json(_loads_dict(upload)),
-    )
+class _TaskReader:
+    """Rows to tasks for one load, sharing what many tasks hold equal.
+
+    SQLite hands out a new object for every value of every row; at 100,000 tasks the copies of
+    the same account, region, application id and label set were a large part of the table. Label
+    and ``extra`` dicts are shared between tasks that hold equal ones (keyed by their stored JSON
+    text, which also skips decoding it again): records are never changed in place, only
+    replaced, so sharing them is safe.
+    """
+
+    __slots__ = ("_dicts", "_ints", "_strings", "_times")
+
+    def __init__(self) -> None:
+        self._dicts: dict[str, dict[str, Any]] = {"{}": {}}
+        self._ints: dict[int, int] = {}
+        self._strings: dict[str, str] = {}
+        # Registration times: a file's or a bulk request's tasks share one.
+        self._times: dict[float, float] = {}
+
+    def _dict(self, text: str) -> dict[str, Any]:
+        found = self._dicts.get(text)
+        if found is None:
+            shared = self._strings.setdefault
+            found = self._dicts[text] = {
+                shared(k, k): shared(v, v) if type(v) is str else v
+                for k, v in _loads_dict(text).items()
+            }
+        return found
+
+    def tasks(self, rows: Iterable[tuple[Any, ...]]) -> list[Task]:
+        # Locals and positional arguments (in _TASK_FIELDS order): this loop is most of a
+        # restart's own work at 100,000 tasks.
+        dicts, strings, ints, times = self._dicts, self._strings, self._ints, self._times
+        new_dict, answer_fields = self._dict, _answer_fields
+        sources, statuses = _SOURCES, _STATUSES
+        out: list[Task] = []
+        append = out.append
+        for (
+            sdk_app_id,
+            task_id,
+            region,
+            account,
+            labels,
+            interval,
+            registered_at,
+            source,
+            status,
+            status_since,
+            consecutive_errors,
+            last_error_code,
+            last_error_at,
+            last_success_at,
+            last_request_id,
+            storage_files,
+            last_response,
+            extra,
+            ended_at,
+            observed_at,
+            upload,
+        ) in rows:
+            answer_status = answer_request_id = answer_files = None
+            if last_response is not None:
+                answer_status, answer_request_id, answer_files = answer_fields(last_response)
+                if answer_request_id == last_request_id:
+                    answer_request_id = last_request_id
+            label_dict = dicts.get(labels)
+            if label_dict is None:
+                label_dict = new_dict(labels)
+            extra_dict = dicts.get(extra)
+            if extra_dict is None:
+                extra_dict = new_dict(extra)
+            append(
+                Task(
+                    ints.setdefault(sdk_app_id, sdk_app_id),
+                    task_id,
+                    strings.setdefault(region, region),
+                    strings.setdefault(account, account),
+                    label_dict,
+                    interval,
+                    times.setdefault(registered_at, registered_at),
+                    sources[source],
+                    statuses[status],
+                    status_since,
+                    consecutive_errors,
+                    None
+                    if last_error_code is None
+                    else strings.setdefault(last_error_code, last_error_code),
+                    last_error_at,
+                    last_success_at,
+                    last_request_id,
+                    storage_files,
+                    answer_status,
+                    answer_request_id,
+                    answer_files,
+                    extra_dict,
+                    NO_UPLOAD if upload is None else UploadState.from_json(_loads_dict(upload)),
+                    ended_at,
+                    observed_at or _NEVER,
+                )
+            )
+        return out
+
+
+# The order ``_TaskReader.tasks`` passes Task's fields in.
+_TASK_FIELDS: Final = (
+    "sdk_app_id",
+    "task_id",
+    "region",
+    "account",
+    "labels",
+    "interval",
+    "registered_at",
+    "source",
+    "status",
+    "status_since",
+    "consecutive_errors",
+    "last_error_code",
+    "last_error_at",
+    "last_success_at",
+    "last_request_id",
+    "storage_files",
+    "answer_status",
+    "answer_request_id",
+    "answer_files",
+    "extra",
+    "upload",
+    "ended_at",
+    "observed_at",
+)
+assert tuple(f.name for f in dataclasses.fields(Task))[: len(_TASK_FIELDS)] == _TASK_FIELDS
+
+
+_NEVER: Final = 0.0
+_OWN_PREFIX: Final = '{"Status":"'
+_OWN_REQUEST: Final = '","RequestId":'
+_OWN_FILES: Final = ',"StorageFileList":'
+
+
+def _answer_fields(text: str) -> tuple[Status | None, str | None, str | None]:
+    """Status, RequestId and the StorageFileList summary of a stored answer.
+
+    The layout ``_answer_text`` writes is read by slicing (a JSON parse per task was a good
+    part of a restart at 100,000 tasks); anything else (the whole answers earlier versions
+    stored) is parsed and cut down to what is kept now.
+    """
+    head, found, files = text.partition(_OWN_FILES)
+    status_text, found_request, request = head[len(_OWN_PREFIX) :].partition(_OWN_REQUEST)
+    status = _STATUSES.get(status_text)
+    if (
+        not found
+        or not found_request
+        or status is None
+        or not text.startswith(_OWN_PREFIX)
+        or files[-1:] != "}"
+    ):
+        return _parse_answer(text)
+    if request == "null":
+        request_id = None
+    elif len(request) >= 2 and request[0] == request[-1] == '"' and "\\" not in request:
+        request_id = request[1:-1]
+    else:  # escapes: leave them to the parser
+        return _parse_answer(text)
+    files = files[:-1]
+    return status, request_id, None if files == "null" else files
+
+
+def _parse_answer(text: str) -> tuple[Status | None, str | None, str | None]:
+    return answer_fields(json.loads(text))
 
 
 def _transition_row(t: Transition) -> tuple[Any, ...]:
@@ -604,15 +740,15 @@ class SqliteStore:
         return await self._call(self._load_tasks_sync)
 
     def _load_tasks_sync(self) -> list[Task]:
-        cursor = self._connection().execute(_SELECT_TASKS)
-        return [_task_from_row(row) for row in cursor]
+        return _TaskReader().tasks(self._connection().execute(_SELECT_TASKS))
 
     async def load_task(self, key: TaskKey) -> Task | None:
         return await self._call(self._load_task_sync, key)
 
     def _load_task_sync(self, key: TaskKey) -> Task | None:
-        row = self._connection().execute(_SELECT_TASK, (key.sdk_app_id, key.task_id)).fetchone()
-        return None if row is None else _task_from_row(row)
+        cursor = self._connection().execute(_SELECT_TASK, (key.sdk_app_id, key.task_id))
+        found = _TaskReader().tasks(cursor)
+        return found[0] if found else None
 
     async def save_task(self, task: Task) -> None:
         await self._call(self._executemany_sync, _UPSERT_TASK, [_task_row(task)])
