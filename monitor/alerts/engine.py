@@ -94,7 +94,7 @@ RESOLVED_GIVE_UP: Final = 24 * 3600.0
 # left for later is harmless, and a mass resolve never holds up the next alert.
 DELETE_CHUNK: Final = 200
 # Tasks evaluated between two yields to the event loop: a few milliseconds of work.
-SWEEP_CHUNK: Final = 5000
+SWEEP_CHUNK: Final = 1000
 
 WebhookHeaders = Mapping[str, Mapping[str, str | Secret]]
 
