@@ -69,8 +69,6 @@ def cmd_run(args: argparse.Namespace) -> int:
         _print_errors(exc.errors)
         return EXIT_USAGE
     configure_logging(config.logging.format, config.logging.level, secrets.values())
-    if config.storage.backend != "sqlite":
-        raise UserError("storage.backend: only 'sqlite' is available in this version")
     return asyncio.run(_run(config, path))
 
 
@@ -233,8 +231,11 @@ async def _simulate(listen: str, scenario: Path | None) -> None:
 
 def cmd_demo(args: argparse.Namespace) -> int:
     from monitor.demo import run_demo
+    from monitor.demo_ha import run_ha_demo
 
     try:
+        if args.replicas > 1:
+            return asyncio.run(run_ha_demo(args))
         return asyncio.run(run_demo(args))
     except KeyboardInterrupt:
         return EXIT_OK
@@ -422,6 +423,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--duration", help="stop after this long, e.g. 60s (default: until Ctrl-C)")
     p.add_argument("--port", type=int, default=9877, help="daemon port (default 9877; 0 = any)")
     p.add_argument("--config", help="demo config (default config/demo.yaml)")
+    p.add_argument(
+        "--replicas",
+        type=int,
+        default=1,
+        choices=range(1, 6),
+        metavar="N",
+        help="N replicas on one local redis-server, one killed to show the takeover (1-5)",
+    )
     p.set_defaults(func=cmd_demo)
 
     p = sub.add_parser("simulate", help="run only the TRTC API simulator")

@@ -33,6 +33,8 @@ from monitor import journal
 from monitor.accounts import AccountRuntime, build_accounts
 from monitor.alerts.engine import AlertEngine
 from monitor.budget import Budget
+from monitor.cluster.coordinator import replica_id_of
+from monitor.cluster.replica import Replica, Share, Solo, redis_store_of
 from monitor.config import (
     CallbacksConfig,
     Config,
@@ -44,7 +46,7 @@ from monitor.config import (
 from monitor.credentials import CredentialSet, RefreshEvent, RefreshRecorder
 from monitor.events import EventBus
 from monitor.exposition import Exposition, Rendered
-from monitor.http.ports import HttpContext, ReloadResult
+from monitor.http.ports import AlertReader, HttpContext, ReloadResult
 from monitor.log import set_secrets
 from monitor.metrics import MonitorMetrics, StateView
 from monitor.poller import IntervalPolicy, Poller
@@ -67,6 +69,7 @@ RESTART_KEYS: tuple[tuple[str, Callable[[Config], object]], ...] = (
     ("server.listen", lambda c: c.server.listen),
     ("server.max_body_bytes", lambda c: c.server.max_body_bytes),
     ("storage", lambda c: c.storage),
+    ("cluster", lambda c: c.cluster),
     ("callbacks.path", lambda c: c.callbacks.path if c.callbacks.enabled else None),
     ("logging", lambda c: c.logging),
 )
@@ -94,7 +97,7 @@ class Daemon:
         self.exposition = Exposition(self.metrics)
         self.bus = EventBus()
         self.registry = TaskRegistry()
-        self.ready = False
+        self._started = False
         self._running_config = config  # what the restart-only keys still come from
         self._api_token: str | None = None
         self._callback_key: str | None = None
@@ -103,6 +106,7 @@ class Daemon:
         self._budget: Budget | None = None
         self._poller: Poller | None = None
         self._alerts: AlertEngine | None = None
+        self._share: Share | None = None
         self._client: TrtcClient | None = None
         self._session: aiohttp.ClientSession | None = None
         self._jobs: AsyncIOScheduler | None = None
@@ -139,6 +143,22 @@ class Daemon:
         assert self._alerts is not None, "daemon not started"
         return self._alerts
 
+    @property
+    def share(self) -> Share:
+        """This replica's share of the work: all of it alone, its part among replicas."""
+        assert self._share is not None, "daemon not started"
+        return self._share
+
+    @property
+    def fleet_alerts(self) -> AlertReader:
+        """Every replica's firing alerts (this daemon's own when it is alone)."""
+        return self.share.alert_reader()
+
+    @property
+    def ready(self) -> bool:
+        """Started, and its store answers (a replica cut off from Redis is not ready)."""
+        return self._started and self._share is not None and self._share.store_up
+
     # ------------------------------------------------------------------ life cycle
 
     async def start(self) -> None:
@@ -167,7 +187,7 @@ class Daemon:
         self._callback_key = secrets.callback_key.get() if secrets.callback_key else None
         self._reload_lock = asyncio.Lock()
 
-        store = new_store(config.storage)
+        store = new_store(config.storage, secrets.redis_url)
         await store.open()
         self._store = store
         try:
@@ -183,7 +203,9 @@ class Daemon:
             ended_codes=config.polling.ended_codes,
             on_send=mark_sent,
         )
-        self._budget = Budget(accounts, partial(new_limiter, backend=config.storage.backend))
+        self._budget = Budget(
+            accounts, partial(new_limiter, backend=config.storage.backend, store=store)
+        )
         self._tracker = Tracker(
             store,
             self.registry,
@@ -205,6 +227,7 @@ class Daemon:
             max_in_flight=config.polling.max_in_flight,
             jitter=config.polling.jitter,
             clock=self.clock,
+            owns=lambda key: self.share.owns(key),
         )
         self._alerts = AlertEngine(
             config.alerts,
@@ -216,7 +239,10 @@ class Daemon:
             external_url=config.server.external_url,
             webhook_headers=secrets.webhook_headers,
             robot_secrets=secrets.robots,
+            owns=lambda key: self.share.alerts_on(key),
+            leads=lambda: self.share.alerts_monitor(),
         )
+        self._share = self._new_share(config, store)
         await self._alerts.start()
         self._alerts.subscribe(self.bus)
         # Credentials before the first poll (bounded: a source that is down is retried in the
@@ -224,6 +250,7 @@ class Daemon:
         await self.credentials.prepare(providers, self._session)
         await self.credentials.commit(providers)
         self._poller.resume(self.registry)
+        await self._share.start()
         await self._tracker.register_many(config.tasks)
         # Alert whatever was stored but not yet alerted when the last life ended.
         await self._alerts.sweep(self.registry.tasks())
@@ -234,16 +261,41 @@ class Daemon:
             self.sweep_alerts, "interval", seconds=ALERT_SWEEP_SECONDS, max_instances=1
         )
         self._jobs.start()
-        self.ready = True
+        self._started = True
         log.info(
             "daemon_started",
             tasks=len(self.registry),
             accounts=sorted(accounts),
-            store=str(config.storage.path),
+            store=str(store),
+            replica=self.share.replica_id,
+        )
+
+    def _new_share(self, config: Config, store: Store) -> Share:
+        accounts = self.account_names
+        if config.storage.backend != "redis":
+            return Solo(
+                replica_id_of(config.cluster),
+                tracker=self.tracker,
+                registry=self.registry,
+                metrics=self.metrics,
+                accounts=accounts,
+                alerts=lambda: self.alerts,
+            )
+        return Replica(
+            redis_store_of(store),
+            config.cluster,
+            tracker=self.tracker,
+            registry=self.registry,
+            poller=self.poller,
+            alerts=lambda: self.alerts,
+            bus=self.bus,
+            metrics=self.metrics,
+            accounts=accounts,
+            clock=self.clock,
         )
 
     async def stop(self) -> None:
-        self.ready = False
+        self._started = False
         if self._jobs is not None:
             self._jobs.shutdown(wait=False)
             self._jobs = None
@@ -251,6 +303,8 @@ class Daemon:
             task.cancel()
         if self._background:
             await asyncio.gather(*self._background, return_exceptions=True)
+        if self._share is not None:
+            await self._share.stop()
         if self._poller is not None:
             await self._poller.stop()
         await self.credentials.stop()
@@ -378,7 +432,9 @@ class Daemon:
             return []
 
     async def sweep_alerts(self) -> None:
-        required = self.budget.by_account(self.poller.required_rate)
+        # The over-budget alert weighs the fleet's need against the shared budget.
+        rate = self.poller.required_rate if self.share.alone else self.poller.fleet_required_rate()
+        required = self.budget.by_account(rate)
         for account, (need, capacity) in required.items():
             self.alerts.set_budget(account, need, capacity)
         await self.alerts.sweep(self.registry.tasks())
@@ -393,11 +449,11 @@ class Daemon:
     def http_context(self) -> HttpContext:
         return HttpContext(
             tasks=self.registry,
-            writer=self.tracker,
-            alerts=self.alerts,
+            writer=self.share.writer(),
+            alerts=self.fleet_alerts,
             control=self,
             metrics=_Exporter(self),
-            callbacks=self.tracker,
+            callbacks=self.share.writer(),
             clock=self.clock,
             max_body_bytes=self._running_config.server.max_body_bytes,
         )
@@ -416,8 +472,12 @@ class Daemon:
 
     def state_view(self) -> StateView:
         required = self.budget.by_account(self.poller.required_rate)
+        share = self.share
+        tasks = self.registry.tasks()
         return StateView(
-            tasks=self.registry.tasks(),
+            tasks=tasks if share.alone else [t for t in tasks if share.owns(t.key)],
+            fleet=None if share.alone else tasks,
+            export_fleet=share.leads,
             per_task=self.config.metrics.per_task,
             info_labels=list(self.config.metrics.labels),
             buckets=self.budget.gauges(),

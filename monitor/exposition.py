@@ -167,7 +167,16 @@ class Exposition:
             for task in tasks:
                 group = (task.account, task.region, task.status)
                 counts[group] = counts.get(group, 0) + 1
-        parts.append(count_lines(counts, syntax).encode("utf-8", "replace"))
+        if view.fleet is not None:
+            # Several replicas: the fleet counts cover every task, not this replica's own.
+            counts = {}
+            for n, task in enumerate(view.fleet):
+                if n % (_CHECK_EVERY * 64) == 0 and n:
+                    started = await self._yield_if_due(started)
+                group = (task.account, task.region, task.status)
+                counts[group] = counts.get(group, 0) + 1
+        if view.export_fleet:
+            parts.append(count_lines(counts, syntax).encode("utf-8", "replace"))
         parts.append(tail)
         self._note(started)
         return Rendered(parts, content_type)

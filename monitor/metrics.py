@@ -75,6 +75,15 @@ class StateView:
     info_labels: Sequence[str] = ()
     buckets: Sequence[BucketGauge] = ()
     required_rate: dict[str, float] = field(default_factory=dict)
+    # With several replicas (SPEC section 10b): ``tasks`` are the ones this replica owns, the
+    # fleet counts cover ``fleet`` (every task; None: ``tasks``), and only the replica that
+    # leads exports them (``export_fleet``), so sums over replicas count every task once.
+    fleet: Sequence[Task] | None = None
+    export_fleet: bool = True
+
+
+def _fleet_tasks(view: StateView) -> Sequence[Task]:
+    return view.tasks if view.fleet is None else view.fleet
 
 
 STATUS_FAMILY = "trtc_recording_task_status"
@@ -137,7 +146,7 @@ def _task_families(view: StateView) -> Iterator[Metric]:
 
 def _count_family(view: StateView) -> Metric:
     counts: TallyCounter[tuple[str, str, Status]] = TallyCounter(
-        (t.account, t.region, t.status) for t in view.tasks
+        (t.account, t.region, t.status) for t in _fleet_tasks(view)
     )
     pairs = sorted({(a, r) for a, r, _ in counts})
     tasks = GaugeMetricFamily(
@@ -153,7 +162,8 @@ def reference_families(view: StateView) -> Iterator[Metric]:
     """What ``task_series_text`` writes, as prometheus_client families (the slow path)."""
     if view.per_task:
         yield from _task_families(view)
-    yield _count_family(view)
+    if view.export_fleet:
+        yield _count_family(view)
 
 
 def _limiter_families(view: StateView) -> Iterator[Metric]:
@@ -268,7 +278,8 @@ def task_series_text(view: StateView, syntax: Syntax) -> str:
     out: list[str] = []
     if view.per_task:
         _write_task_series(view, syntax, out)
-    _write_counts(view, syntax, out)
+    if view.export_fleet:
+        _write_counts(view, syntax, out)
     return "".join(out)
 
 
@@ -394,7 +405,7 @@ def count_lines(counts: Mapping[tuple[str, str, Status], int], syntax: Syntax) -
 
 def _write_counts(view: StateView, syntax: Syntax, out: list[str]) -> None:
     counts: TallyCounter[tuple[str, str, Status]] = TallyCounter(
-        (t.account, t.region, t.status) for t in view.tasks
+        (t.account, t.region, t.status) for t in _fleet_tasks(view)
     )
     out.append(count_lines(counts, syntax))
 
@@ -510,6 +521,28 @@ class MonitorMetrics:
             "When the configuration was last loaded successfully.",
             registry=r,
         )
+        self.cluster_replicas = Gauge(
+            "trtc_monitor_cluster_replicas",
+            "Live replicas this replica sees (1 without Redis).",
+            registry=r,
+        )
+        self.owned_tasks = Gauge(
+            "trtc_monitor_owned_tasks",
+            "Tasks this replica polls.",
+            ("account",),
+            registry=r,
+        )
+        self.replica_info = Gauge(
+            "trtc_monitor_replica_info",
+            "Always 1; this replica's id and the store backend it uses.",
+            ("replica", "backend"),
+            registry=r,
+        )
+        self.store_up = Gauge(
+            "trtc_monitor_store_up",
+            "1 while the store answers.",
+            registry=r,
+        )
         self.credentials_expiry = Gauge(
             "trtc_monitor_credentials_expiry_timestamp_seconds",
             "When the account's current credentials expire (absent for permanent ones).",
@@ -530,9 +563,21 @@ class MonitorMetrics:
             registry=r,
         )
         self._build_info.labels(__version__, platform.python_version()).set(1)
+        self._owned_accounts: set[str] = set()
         # The daemon is built from a configuration that was just loaded successfully.
         self.config_reload_ok.set(1)
         self.config_reload_time.set_to_current_time()
+
+    def set_cluster(self, replicas: int, owned: Mapping[str, int], accounts: Iterable[str]) -> None:
+        """This replica's view of the cluster: live replicas, tasks it polls by account (every
+        configured account present, 0 when it owns none of its tasks)."""
+        self.cluster_replicas.set(replicas)
+        names = set(accounts) | set(owned)
+        for stale in set(self._owned_accounts) - names:
+            self.owned_tasks.remove(stale)
+        self._owned_accounts = names
+        for account in names:
+            self.owned_tasks.labels(account).set(owned.get(account, 0))
 
     def subscribe(self, bus: EventBus) -> None:
         """Count what happens: stored transitions and every API answer."""

@@ -70,8 +70,11 @@ class Poller:
         max_in_flight: int,
         jitter: float,
         clock: Callable[[], float] = time.time,
+        owns: Callable[[TaskKey], bool] = lambda key: True,
     ) -> None:
         self._registry = registry
+        # With several replicas, the tasks this one polls (SPEC section 13); all of them alone.
+        self.owns = owns
         self._tracker = tracker
         self._budget = budget
         self._client = client
@@ -98,7 +101,7 @@ class Poller:
         # and one bucket object shared by its tasks (at 100,000 tasks, a restart's largest cost).
         known: dict[tuple[str, str, Status, float | None], tuple[BucketKey, float]] = {}
         for task in tasks:
-            if not task.final:
+            if not task.final and self.owns(task.key):
                 kind = (task.account, task.region, task.status, task.interval)
                 found = known.get(kind)
                 if found is None:
@@ -123,6 +126,31 @@ class Poller:
             if not task.final:
                 self.scheduler.update_interval(task.key, self.intervals.of(task))
 
+    def follow(self, task: Task, due_in: float) -> None:
+        """Start polling a task this replica has just come to own (or learnt of)."""
+        if task.final:
+            self.scheduler.remove(task.key)
+        elif task.key in self.scheduler:
+            self.scheduler.update_interval(task.key, self.intervals.of(task))
+            self.scheduler.reschedule(task.key, due_in=max(0.0, due_in))
+        else:
+            self._add(task, due_in=due_in)
+
+    def unfollow(self, keys: Iterable[TaskKey]) -> None:
+        """Stop polling tasks another replica owns now (an in-flight poll still finishes)."""
+        for key in keys:
+            self.scheduler.remove(key)
+
+    def fleet_required_rate(self) -> Callable[[BucketKey], float]:
+        """Requests per second every live task in the table needs, by bucket: with several
+        replicas, what the whole fleet asks of the shared budget, not this replica's share."""
+        rates: dict[BucketKey, float] = {}
+        for task in self._registry:
+            if not task.final:
+                bucket = self._budget.bucket_of(task)
+                rates[bucket] = rates.get(bucket, 0.0) + 1.0 / self.intervals.of(task)
+        return lambda bucket: rates.get(bucket, 0.0)
+
     def required_rate(self, bucket: BucketKey) -> float:
         return self.scheduler.required_rate(bucket) if bucket in self.scheduler.buckets else 0.0
 
@@ -130,7 +158,7 @@ class Poller:
 
     async def poll(self, key: TaskKey) -> PollOutcome:
         task = self._registry.get(key)
-        if task is None or task.final:
+        if task is None or task.final or not self.owns(key):
             return STOP
         account = self._budget.accounts.get(task.account)
         sent_at = self._clock()
@@ -188,7 +216,8 @@ class Poller:
         )
 
     def _on_registered(self, event: TaskRegistered) -> None:
-        self._add(event.task, due_in=0.0)
+        if self.owns(event.task.key):
+            self._add(event.task, due_in=0.0)
 
     def _on_transition(self, event: TransitionRecorded) -> None:
         task, transition = event.task, event.transition

@@ -329,6 +329,19 @@ class Tracker:
         await self._bus.publish(UploadChanged(new, change, event.event_type))
         return change
 
+    async def reload(self, key: TaskKey) -> tuple[Task | None, Task | None]:
+        """Take the task as the store has it now: another replica changed it (SPEC section
+        13). Answers the record held before and the one held now; announces nothing, since
+        the replica that made the change has announced it."""
+        async with self._locks.hold(key):
+            old = self._registry.get(key)
+            new = await self._store.load_task(key)
+            if new is None:
+                self._registry.drop(key)
+            else:
+                self._registry.put(new)
+        return old, new
+
     async def purge(self, before: float) -> list[TaskKey]:
         """Forget tasks that ended before ``before``, with their history and alert records."""
         purged = await self._store.purge(before)

@@ -733,3 +733,66 @@ async def eventually_async(probe: Any, timeout: float = 15.0) -> None:
         if asyncio.get_running_loop().time() > deadline:
             raise AssertionError(f"timed out waiting for {probe}")
         await asyncio.sleep(0.1)
+
+
+class TestHandover:
+    """Two replicas' engines on one store: a task's alerts move with its ownership."""
+
+    async def test_an_owner_change_neither_repeats_an_exit_alert_nor_loses_its_resolve(
+        self, harness: Harness, sink: Sink
+    ) -> None:
+        owner = {"a"}
+        config = am_config(sink.url)
+        a = await harness.engine(config, owns=lambda key: "a" in owner)
+        b = await harness.engine(config, owns=lambda key: "b" in owner)
+        task = make_task()
+        stored = await harness.transition(task, Status.EXITED, request_id="req-exit")
+        await a.evaluate_task(task, stored)
+        await b.evaluate_task(task, stored)  # not b's task: nothing
+        await settle(a)
+        assert [x["labels"]["alertname"] for x in alerts_sent(sink)] == ["RecordingTaskExited"]
+        assert b.firing() == []
+
+        # b takes the task over: a saves and drops its record, b loads it as a left it.
+        owner.clear()
+        await a.release([task.key])
+        owner.add("b")
+        assert await b.adopt([task.key]) == 1
+        assert a.firing() == []
+        [record] = b.firing()
+        assert record.last_sent_at  # a's delivery is known: nothing to send again
+        harness.clock.now += 5.0
+        await b.sweep([task])
+        await a.sweep([task])
+        await settle(b)
+        assert len(alerts_sent(sink)) == 1
+
+        # The new owner resolves it when the task is removed.
+        harness.clock.now += 5.0
+        apply_removal(task, harness.clock.now)
+        removed = await harness.transition(task, Status.REMOVED)
+        await b.evaluate_task(task, removed)
+        await a.evaluate_task(task, removed)
+        await settle(b)
+        sent = alerts_sent(sink)
+        assert len(sent) == 2
+        assert sent[1]["labels"]["alertname"] == "RecordingTaskExited"
+        assert sent[1]["endsAt"] != sent[0]["endsAt"]
+        assert b.firing() == []
+
+    async def test_monitor_level_alerts_come_from_the_leader_only(
+        self, harness: Harness, sink: Sink
+    ) -> None:
+        leader = {"a"}
+        config = am_config(sink.url)
+        a = await harness.engine(config, leads=lambda: "a" in leader)
+        b = await harness.engine(config, leads=lambda: "b" in leader)
+        for engine in (a, b):
+            engine.on_api_outcome("default", Outcome.AUTH, harness.clock.now, "AuthFailure")
+            await engine.sweep([])
+        assert [r.alertname for r in a.firing()] == ["RecordingMonitorAuthFailure"]
+        assert b.firing() == []
+        await settle(a)
+        await settle(b)
+        names = [x["labels"]["alertname"] for x in alerts_sent(sink)]
+        assert names == ["RecordingMonitorAuthFailure"]

@@ -89,7 +89,7 @@ def flaky(monkeypatch: pytest.MonkeyPatch) -> list[FlakyStore]:
     """Daemons started in this test get a FlakyStore around their SQLite store."""
     made: list[FlakyStore] = []
 
-    def factory(config: Any) -> FlakyStore:
+    def factory(config: Any, redis_url: Any = None) -> FlakyStore:
         store = FlakyStore(SqliteStore(config.path))
         made.append(store)
         return store

@@ -237,6 +237,41 @@ class TestFleetSeries:
         assert required == {"default": 133.3, "spare": 0.0}
 
 
+class TestReplicaSeries:
+    @pytest.mark.parametrize("reference", [False, True])
+    def test_a_replica_exports_its_own_tasks_and_only_the_leader_the_fleet(
+        self, reference: bool
+    ) -> None:
+        tasks = [make_task("a", Status.IDLE), make_task("b", Status.IDLE)]
+        metrics = MonitorMetrics()
+        draw = metrics.render_reference if reference else metrics.render
+        follower_text = draw(StateView(tasks=tasks[:1], fleet=tasks, export_fleet=False), None)[0]
+        leader_text = draw(StateView(tasks=tasks[1:], fleet=tasks, export_fleet=True), None)[0]
+        follower, leader = follower_text.decode(), leader_text.decode()
+        assert {s.labels["task_id"] for s in samples(follower, "trtc_recording_task_info")} == {"a"}
+        assert {s.labels["task_id"] for s in samples(leader, "trtc_recording_task_info")} == {"b"}
+        assert samples(follower, "trtc_recording_tasks") == []
+        idle = [
+            s.value for s in samples(leader, "trtc_recording_tasks") if s.labels["status"] == "Idle"
+        ]
+        assert idle == [2.0]  # the whole fleet, counted once
+
+    def test_cluster_gauges_name_every_account_and_forget_removed_ones(self) -> None:
+        metrics = MonitorMetrics()
+        metrics.set_cluster(3, {"default": 5}, ["default", "spare", "gone"])
+        metrics.set_cluster(2, {"default": 7}, ["default", "spare"])
+        text, _ = render_with(metrics, StateView())
+        (replicas,) = samples(text, "trtc_monitor_cluster_replicas")
+        assert replicas.value == 2.0
+        owned = {s.labels["account"]: s.value for s in samples(text, "trtc_monitor_owned_tasks")}
+        assert owned == {"default": 7.0, "spare": 0.0}
+
+
+def render_with(metrics: MonitorMetrics, view: StateView) -> tuple[str, str]:
+    body, content_type = metrics.render(view, None)
+    return body.decode(), content_type
+
+
 class TestExposition:
     def test_no_sample_carries_a_timestamp_in_either_format(self) -> None:
         metrics = MonitorMetrics()
@@ -497,6 +532,27 @@ class TestFastText:
 
 
 class TestLiveDaemon:
+    async def test_a_daemon_alone_is_one_replica_with_its_store_up_and_every_task_owned(
+        self, simulator: Simulator, make_daemon: DaemonFactory
+    ) -> None:
+        running = await make_daemon(simulator.url)
+        simulator.add_task(APP, "one", life=Life(idle=600))
+        await register(running, "one")
+        await wait_status(running, "one", Status.IDLE)
+
+        async def owned() -> str | None:
+            text = await scrape(running)
+            return text if 'trtc_monitor_owned_tasks{account="default"} 1.0' in text else None
+
+        text = await wait_for_async(owned, timeout=15, what="the owned-task gauge")
+        (replicas,) = samples(text, "trtc_monitor_cluster_replicas")
+        (up,) = samples(text, "trtc_monitor_store_up")
+        (info,) = samples(text, "trtc_monitor_replica_info")
+        assert (replicas.value, up.value, info.value) == (1.0, 1.0, 1.0)
+        assert info.labels["backend"] == "sqlite"
+        assert info.labels["replica"]
+        assert samples(text, "trtc_recording_tasks")
+
     async def test_a_purged_task_and_its_series_disappear(
         self, simulator: Simulator, make_daemon: DaemonFactory
     ) -> None:

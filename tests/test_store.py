@@ -255,6 +255,26 @@ class TestTasks:
         loaded = await store.load_tasks()
         assert loaded == sorted(tasks, key=lambda t: t.key)
 
+    async def test_one_task_loads_as_stored_with_its_health_and_status(self, store: Store) -> None:
+        other = make_task("t-2")
+        task = full_task()
+        await store.save_tasks([task, other])
+        assert await store.load_task(task.key) == task
+        assert await store.load_task(TaskKey(APP, "unknown")) is None
+
+        seen = dataclasses.replace(other, last_success_at=2000.0, consecutive_errors=0)
+        await store.save_health([seen])
+        moved = dataclasses.replace(seen)
+        stored = await store.record_transition(moved, move(moved, Status.IN_PROGRESS, 2001.0))
+        loaded = await store.load_task(other.key)
+        assert loaded == moved
+        assert loaded is not None
+        assert loaded.status is Status.IN_PROGRESS
+        assert stored.seq is not None
+
+        await store.delete_task(other.key)
+        assert await store.load_task(other.key) is None
+
     async def test_an_empty_batch_is_a_no_op(self, store: Store) -> None:
         await store.save_tasks([])
         await store.save_health([])

@@ -147,7 +147,14 @@ class AlertEngine:
         retry: RetryPolicy | None = None,
         redeliver_after: float = 60.0,
         stop_grace: float = 2.0,
+        owns: Callable[[TaskKey], bool] = lambda key: True,
+        leads: Callable[[], bool] = lambda: True,
     ) -> None:
+        # With several replicas (SPEC section 13) a task's alerts are this replica's only
+        # while it owns the task and holds its alert records (see ``adopt``), and the
+        # monitor-level alerts only while it leads.
+        self._owns = owns
+        self._leads = leads
         self._store = store
         self._metrics = metrics
         self._interval_of = interval_of
@@ -200,7 +207,7 @@ class AlertEngine:
 
     async def start(self) -> None:
         """Load the records and start one worker per receiver; deliver what is owed."""
-        records = await self._store.load_alerts()
+        records = [r for r in await self._store.load_alerts() if self._mine(r)]
         now = self._clock()
         for rec in records:
             self._index(rec)
@@ -338,8 +345,10 @@ class AlertEngine:
     async def evaluate_task(self, task: Task, transition: Transition | None = None) -> None:
         """Bring the task's alerts up to date: after each poll of it and after each of its
         transitions (pass the stored transition: the exit alert describes it)."""
-        now = self._clock()
         key = task.key
+        if not self._owns(key):
+            return  # its owner alerts on it
+        now = self._clock()
         existing = self._by_task.get(key)
         bits = task_alerts(task, now, self._th, self._interval_of, self._started_at)
         if not bits and not existing:
@@ -361,6 +370,7 @@ class AlertEngine:
             snapshot = list(tasks)  # the caller's table may change while we yield
             now = self._clock()
             th, interval_of, floor = self._th, self._interval_of, self._started_at
+            owns = self._owns
             by_task = self._by_task
             changes = _Changes()
             confirmed: set[str] = set()
@@ -375,7 +385,7 @@ class AlertEngine:
                         bits = task_alerts(task, now, th, interval_of, floor)
                         if bits:
                             key = task.key
-                            if purged and key in purged:
+                            if (purged and key in purged) or not owns(key):
                                 continue
                             self._reconcile_task(
                                 task, bits, by_task.get(key), now, None, changes, confirmed
@@ -388,6 +398,7 @@ class AlertEngine:
                     rec.task is not None
                     and rec.state == FIRING
                     and rec.fingerprint not in confirmed
+                    and owns(rec.task)
                 ):
                     self._resolve(rec, now, changes)
             self._sweep_accounts(now, changes)
@@ -458,6 +469,65 @@ class AlertEngine:
                     # The purge deleted it, but its resolve is still owed: keep it durable.
                     self._dirty[rec.fingerprint] = rec
         await self._commit(changes, now)
+
+    # ------------------------------------------------------------------ handover
+
+    def _mine(self, rec: AlertRecord) -> bool:
+        return self._owns(rec.task) if rec.task is not None else self._leads()
+
+    async def adopt(self, keys: Iterable[TaskKey], monitor: bool = False) -> int:
+        """Take over the alert records of tasks (and, with ``monitor``, the monitor-level
+        ones) as the store holds them now: another replica sent and saved them, so what it
+        delivered is not delivered again and a resolve it owed is still owed. Answers how many
+        records were taken. Raises StoreError (nothing taken) when the store fails."""
+        wanted = set(keys)
+        if not wanted and not monitor:
+            return 0
+        loaded = await self._store.load_alerts()
+        taken = 0
+        for rec in loaded:
+            if (rec.task is None and not monitor) or (
+                rec.task is not None and rec.task not in wanted
+            ):
+                continue
+            if rec.fingerprint in self._dirty:
+                continue  # changed here since: this replica's version is the newer one
+            self._drop(rec.fingerprint)
+            self._index(rec)
+            if rec.state == FIRING:
+                self._firing[rec.alertname] = self._firing.get(rec.alertname, 0) + 1
+            taken += 1
+        self._gauge_dirty = True
+        self._update_gauge()
+        return taken
+
+    async def release(self, keys: Iterable[TaskKey], monitor: bool = False) -> None:
+        """Hand over the alert records of tasks another replica owns now (and, with
+        ``monitor``, the monitor-level ones): saved first, then dropped from memory only."""
+        await self._persist()
+        gone = set(keys)
+        for rec in list(self._records.values()):
+            ours = (rec.task is None and monitor) or (rec.task is not None and rec.task in gone)
+            if ours and rec.fingerprint not in self._dirty:
+                self._drop(rec.fingerprint)
+        self._gauge_dirty = True
+        self._update_gauge()
+
+    def _drop(self, fp: str) -> None:
+        """Forget a record in memory only (the store keeps it)."""
+        rec = self._records.pop(fp, None)
+        if rec is None:
+            return
+        if rec.state == FIRING:
+            self._firing[rec.alertname] = max(0, self._firing.get(rec.alertname, 0) - 1)
+        if rec.task is not None:
+            records = self._by_task.get(rec.task)
+            if records is not None and records.get(rec.alertname) is rec:
+                del records[rec.alertname]
+                if not records:
+                    del self._by_task[rec.task]
+        for worker in self._workers.values():
+            worker.retry_at.pop(fp, None)
 
     # ------------------------------------------------------------------ outputs
 
@@ -577,6 +647,8 @@ class AlertEngine:
             self._dirty[rec.fingerprint] = rec
 
     def _sweep_accounts(self, now: float, changes: _Changes) -> None:
+        if not self._leads():
+            return  # another replica sends the monitor's own alerts
         if self._forgotten_accounts:
             for rec in self._records.values():
                 if (
@@ -720,6 +792,8 @@ class AlertEngine:
             fp = rec.fingerprint
             if fp in self._dirty:
                 continue  # not in the store yet: nothing may be sent about it
+            if not self._mine(rec):
+                continue  # being handed over: its new holder sends what is owed
             if rec.state == FIRING:
                 notice: Notice | None = None
                 for w in workers:

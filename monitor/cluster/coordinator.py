@@ -12,6 +12,7 @@ It tells the daemon, through callbacks, what to poll and what to stop polling:
 * ``on_change(change)``: a change another replica announced (a registration, a removal, a
   callback, a transition): every replica reloads that task from the store, so each answers the
   API alike, and the owner (``owns(key)``) acts on it, e.g. polls a new task at once;
+* ``on_members(live)``: after every membership change, once the above are called;
 * ``on_resync()``: the feed was cut and is back: messages may have been lost, so reload the
   tasks this replica owns from the store.
 
@@ -70,6 +71,7 @@ class ClusterCoordinator:
         on_lost: Callable[[list[TaskKey]], None],
         on_change: Callable[[Change], Awaitable[None]],
         on_resync: Callable[[], Awaitable[None]] = _nothing,
+        on_members: Callable[[tuple[str, ...]], None] | None = None,
         replica_id: str | None = None,
         clock: Callable[[], float] = time.time,
         retry: float = 1.0,
@@ -81,6 +83,7 @@ class ClusterCoordinator:
         self._on_lost = on_lost
         self._on_change = on_change
         self._on_resync = on_resync
+        self._on_members = on_members
         self._clock = clock
         self.ownership = Ownership(self.replica_id)
         self.membership = Membership(
@@ -152,6 +155,9 @@ class ClusterCoordinator:
                 now,
             )
             self._on_gained([(names[name], max(0.0, due - now)) for name, due in order])
+        if self._on_members is not None:
+            # Whatever moved (tasks, leadership): e.g. the alert state is handed over.
+            self._on_members(after)
         log.info(
             "cluster_ownership_changed",
             replica=self.replica_id,

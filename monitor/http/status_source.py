@@ -36,7 +36,9 @@ class StatusParts(Protocol):
     def poller(self) -> Poller: ...
 
     @property
-    def alerts(self) -> AlertReader: ...
+    def fleet_alerts(self) -> AlertReader:
+        """Firing alerts of the whole fleet (every replica's, with several on one Redis)."""
+        ...
 
     @property
     def store(self) -> Store: ...
@@ -82,7 +84,7 @@ class ComponentStatusSource:
         return account_budgets(self._parts.budget, self._parts.poller)
 
     def firing_alerts(self) -> Sequence[AlertRecord]:
-        return self._parts.alerts.firing() if self._parts.ready else []
+        return self._parts.fleet_alerts.firing() if self._parts.ready else []
 
     async def recent_transitions(self, limit: int) -> Sequence[Transition]:
         if not self._parts.ready:

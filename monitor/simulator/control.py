@@ -14,6 +14,7 @@ arrival statistics. Task and fault bodies have the scenario file's shapes.
     DELETE /-/sim/faults            remove every rule
     DELETE /-/sim/faults/{id}       remove one rule
     GET    /-/sim/stats             arrivals (?window=1&secret_id=&since=&until=)
+    GET    /-/sim/arrivals          each arrival (?action=&since=&until=): time, task, code
     POST   /-/sim/stats/reset       forget arrivals and counters
     GET    /-/sim/settings          rate_limit, rate_window, ended_code, clock_skew,
                                     credential_lifetime, metadata_role, ...
@@ -228,6 +229,28 @@ class _Handlers:
             )
         )
 
+    async def arrivals(self, request: web.Request) -> web.Response:
+        """Each arrival in the log: who polled which task when, e.g. to find a task polled by
+        two replicas at once."""
+        since = _float_query(request, "since", None)
+        until = _float_query(request, "until", None)
+        action = request.query.get("action") or None
+        return web.json_response(
+            {
+                "arrivals": [
+                    {
+                        "mono": a.mono,
+                        "wall": a.wall,
+                        "action": a.action,
+                        "region": a.region,
+                        "task_id": a.task_id,
+                        "code": a.code,
+                    }
+                    for a in self.sim.arrivals.select(action, None, since, until)
+                ]
+            }
+        )
+
     async def reset_stats(self, request: web.Request) -> web.Response:
         self.sim.reset_stats()
         return web.json_response({"reset": True})
@@ -323,6 +346,7 @@ def add_control_routes(app: web.Application, sim: Simulator) -> None:
     sub.router.add_delete("/faults/{id}", h.remove_fault)
     sub.router.add_get("/stats", h.stats)
     sub.router.add_post("/stats/reset", h.reset_stats)
+    sub.router.add_get("/arrivals", h.arrivals)
     sub.router.add_get("/settings", h.settings)
     sub.router.add_patch("/settings", h.patch_settings)
     sub.router.add_get("/credentials", h.credentials)
@@ -436,6 +460,18 @@ class SimulatorControl:
         if until is not None:
             params["until"] = repr(until)
         return cast(dict[str, Any], await self._call("GET", "/stats", params=params))
+
+    async def arrivals(
+        self, action: str | None = None, since: float | None = None
+    ) -> list[dict[str, Any]]:
+        """Each arrival (``mono``, ``wall``, ``action``, ``region``, ``task_id``, ``code``)."""
+        params: dict[str, str] = {}
+        if action is not None:
+            params["action"] = action
+        if since is not None:
+            params["since"] = repr(since)
+        answer = await self._call("GET", "/arrivals", params=params)
+        return cast(list[dict[str, Any]], answer["arrivals"])
 
     async def reset_stats(self) -> None:
         await self._call("POST", "/stats/reset", {})

@@ -61,6 +61,10 @@ class Store(Protocol):
         """Every stored task with its status and health, in key order."""
         ...
 
+    async def load_task(self, key: TaskKey) -> Task | None:
+        """One task as stored now, or None: what another replica changed (SPEC section 13)."""
+        ...
+
     async def save_task(self, task: Task) -> None:
         """Insert the task or replace every field of the stored one."""
         ...

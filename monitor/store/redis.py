@@ -350,6 +350,11 @@ _LUA_LOAD_TASKS: Final = """
 return {redis.call('HGETALL', KEYS[1]), redis.call('HGETALL', KEYS[2])}
 """
 
+# KEYS: tasks, health. ARGV: task field. Returns {spec or false, health or false}.
+_LUA_LOAD_TASK: Final = """
+return {redis.call('HGET', KEYS[1], ARGV[1]), redis.call('HGET', KEYS[2], ARGV[1])}
+"""
+
 # KEYS: any hash. Returns it flat (field, value, field, value...).
 _LUA_HGETALL: Final = """
 return redis.call('HGETALL', KEYS[1])
@@ -383,6 +388,7 @@ _SCRIPTS: Final = {
     "save_alerts": _LUA_SAVE_ALERTS,
     "delete_alert": _LUA_DELETE_ALERT,
     "load_tasks": _LUA_LOAD_TASKS,
+    "load_task": _LUA_LOAD_TASK,
     "hgetall": _LUA_HGETALL,
     "meta_get": _LUA_META_GET,
     "meta_set": _LUA_META_SET,
@@ -780,6 +786,13 @@ class RedisStore:
             tasks.append(_task_from(spec, healths.get(field)))
         tasks.sort(key=lambda t: (t.sdk_app_id, t.task_id))
         return tasks
+
+    async def load_task(self, key: TaskKey) -> Task | None:
+        spec, health = await self._run(
+            "load_task", [self.keys.tasks, self.keys.health], [task_field(key)]
+        )
+        # Lua's false comes back as None.
+        return None if not spec else _task_from(spec, health or None)
 
     async def save_task(self, task: Task) -> None:
         await self.save_tasks([task])

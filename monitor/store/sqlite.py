@@ -154,6 +154,9 @@ _SELECT_TASKS: Final = """
         observed_at, upload
     FROM tasks ORDER BY sdk_app_id, task_id
 """
+_SELECT_TASK: Final = _SELECT_TASKS.replace(
+    "ORDER BY sdk_app_id, task_id", "WHERE sdk_app_id = ? AND task_id = ?"
+)
 _DELETE_TASK_ALERTS: Final = "DELETE FROM alerts WHERE sdk_app_id = ? AND task_id = ?"
 # Transitions go with their task by ON DELETE CASCADE.
 _DELETE_TASK: Final = "DELETE FROM tasks WHERE sdk_app_id = ? AND task_id = ?"
@@ -738,6 +741,14 @@ class SqliteStore:
 
     def _load_tasks_sync(self) -> list[Task]:
         return _TaskReader().tasks(self._connection().execute(_SELECT_TASKS))
+
+    async def load_task(self, key: TaskKey) -> Task | None:
+        return await self._call(self._load_task_sync, key)
+
+    def _load_task_sync(self, key: TaskKey) -> Task | None:
+        cursor = self._connection().execute(_SELECT_TASK, (key.sdk_app_id, key.task_id))
+        found = _TaskReader().tasks(cursor)
+        return found[0] if found else None
 
     async def save_task(self, task: Task) -> None:
         await self._call(self._executemany_sync, _UPSERT_TASK, [_task_row(task)])
