@@ -129,6 +129,7 @@ class RefreshingProvider:
         self._last_error: str | None = None
         self._session: aiohttp.ClientSession | None = None
         self._task: asyncio.Task[None] | None = None
+        self._stopping = False
         self._wake = asyncio.Event()
         self._attempted: asyncio.Future[None] | None = None
         self._group = f"credentials:{account}:{id(self)}"
@@ -225,6 +226,7 @@ class RefreshingProvider:
         for the first attempt instead of failing."""
         if self._task is not None:
             return
+        self._stopping = False
         self._session = session
         self._attempted = asyncio.get_running_loop().create_future()
         self._task = asyncio.create_task(self._run(), name=f"credentials-{self._account}")
@@ -247,9 +249,16 @@ class RefreshingProvider:
     async def stop(self) -> None:
         task, self._task = self._task, None
         if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+            # On Python 3.11 asyncio.wait_for can swallow a cancellation that arrives as its
+            # inner wait finishes; the loop also checks this flag, and the cancel is repeated
+            # until the task is really over, so a stop never hangs on it.
+            self._stopping = True
+            self._wake.set()
+            while not task.done():
+                task.cancel()
+                await asyncio.wait({task}, timeout=0.1)
+            if not task.cancelled() and task.exception() is not None:
+                log.error("credentials_refresh_ended", error=repr(task.exception()))
         set_secret_group(self._group, ())
 
     async def refresh_now(self) -> None:
@@ -259,7 +268,7 @@ class RefreshingProvider:
     # ------------------------------------------------------------------ the loop
 
     async def _run(self) -> None:
-        while True:
+        while not self._stopping:
             delay = self._due - self._clock()
             if delay > 0:
                 self._wake.clear()
