@@ -32,6 +32,7 @@ import aiohttp
 import yaml
 
 from monitor.cluster.ownership import Ownership
+from monitor.demo_ha import replica_gauges
 from monitor.models import REGIONS, TaskKey
 from monitor.simulator import DEFAULT_SECRET_ID, DEFAULT_SECRET_KEY, SimulatorControl
 
@@ -90,25 +91,6 @@ def replica_config(name: str, port: int, sim_url: str, interval: float) -> str:
             "logging": {"format": "json", "level": "warning"},
         }
     )
-
-
-async def gauges(session: aiohttp.ClientSession, port: int) -> tuple[int, int] | None:
-    """(replicas seen, tasks owned), None while not ready."""
-    try:
-        async with session.get(f"http://127.0.0.1:{port}/-/ready") as ready:
-            if ready.status != 200:
-                return None
-        async with session.get(f"http://127.0.0.1:{port}/metrics") as r:
-            text = await r.text()
-    except (aiohttp.ClientError, OSError):
-        return None
-    seen = owned = 0.0
-    for line in text.splitlines():
-        if line.startswith("trtc_monitor_cluster_replicas "):
-            seen = float(line.rsplit(" ", 1)[1])
-        elif line.startswith("trtc_monitor_owned_tasks{"):
-            owned += float(line.rsplit(" ", 1)[1])
-    return int(seen), int(owned)
 
 
 async def until(check: Any, within: float) -> float:
@@ -197,7 +179,9 @@ async def main(args: argparse.Namespace) -> None:
                 )
 
             async def all_see(names: tuple[str, ...], n: int) -> bool:
-                views = [await gauges(session, ports[m]) for m in names]
+                views = [
+                    await replica_gauges(session, f"http://127.0.0.1:{ports[m]}") for m in names
+                ]
                 return all(v is not None and v[0] == n for v in views)
 
             await until(lambda: all_see(NAMES, 3), 60)
@@ -228,7 +212,7 @@ async def main(args: argparse.Namespace) -> None:
             measured = await control.stats(since=started + warmup, until=ended)
             whole = await control.stats()
             arrivals = await control.arrivals(action=DESCRIBE, since=started)
-            split = [await gauges(session, ports[m]) for m in NAMES]
+            split = [await replica_gauges(session, f"http://127.0.0.1:{ports[m]}") for m in NAMES]
 
             victim = NAMES[0]
             survivors = NAMES[1:]
@@ -240,7 +224,9 @@ async def main(args: argparse.Namespace) -> None:
             replicas[victim].wait()
 
             async def taken_over() -> bool:
-                views = [await gauges(session, ports[m]) for m in survivors]
+                views = [
+                    await replica_gauges(session, f"http://127.0.0.1:{ports[m]}") for m in survivors
+                ]
                 return (
                     all(v is not None and v[0] == 2 for v in views)
                     and sum(v[1] for v in views if v is not None) == args.tasks

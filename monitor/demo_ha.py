@@ -114,13 +114,13 @@ class _Replica:
                 self.process.wait()
 
 
-async def _gauges(session: aiohttp.ClientSession, replica: _Replica) -> tuple[int, int] | None:
-    """(replicas seen, tasks owned) from the replica's /metrics; None while it is not ready."""
+async def replica_gauges(session: aiohttp.ClientSession, url: str) -> tuple[int, int] | None:
+    """(replicas seen, tasks owned) from the replica at ``url``; None while it is not ready."""
     try:
-        async with session.get(f"{replica.url}/-/ready") as ready:
+        async with session.get(f"{url}/-/ready") as ready:
             if ready.status != 200:
                 return None
-        async with session.get(f"{replica.url}/metrics") as r:
+        async with session.get(f"{url}/metrics") as r:
             text = await r.text()
     except (aiohttp.ClientError, OSError):
         return None
@@ -225,7 +225,7 @@ async def _story(
         replica.start(env)
 
     async def all_see(live: list[_Replica], n: int) -> bool:
-        views = [await _gauges(session, r) for r in live]
+        views = [await replica_gauges(session, r.url) for r in live]
         return all(v is not None and v[0] == n for v in views)
 
     if not await _until(lambda: all_see(replicas, count), 60):
@@ -247,7 +247,7 @@ async def _story(
     say(f"registered {TASKS} recordings on {replicas[0].name}; the owners poll them at once")
 
     async def split() -> list[int] | None:
-        views = [await _gauges(session, r) for r in replicas]
+        views = [await replica_gauges(session, r.url) for r in replicas]
         owned = [v[1] for v in views if v is not None]
         return owned if len(owned) == count and sum(owned) == TASKS else None
 
@@ -269,7 +269,7 @@ async def _story(
     )
 
     async def taken_over() -> bool:
-        views = [await _gauges(session, r) for r in survivors]
+        views = [await replica_gauges(session, r.url) for r in survivors]
         return (
             all(v is not None and v[0] == count - 1 for v in views)
             and sum(v[1] for v in views if v is not None) == TASKS
@@ -279,7 +279,7 @@ async def _story(
         say("the takeover did not complete; see the logs")
         return 1
     took = time.time() - killed_at
-    views = [await _gauges(session, r) for r in survivors]
+    views = [await replica_gauges(session, r.url) for r in survivors]
     say(
         f"takeover after {took:.1f} s: "
         + ", ".join(f"{r.name} polls {v[1]}" for r, v in zip(survivors, views, strict=False) if v)
@@ -301,7 +301,7 @@ async def _story(
         )
     victim.start(env)
     if await _until(lambda: all_see(replicas, count), 30):
-        views = [await _gauges(session, r) for r in replicas]
+        views = [await replica_gauges(session, r.url) for r in replicas]
         say(
             f"{victim.name} is back and takes its share again: "
             + ", ".join(
