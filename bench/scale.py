@@ -54,7 +54,7 @@ from monitor.http.server import start_server
 from monitor.log import configure_logging
 from monitor.metrics import BucketGauge, MonitorMetrics, StateView
 from monitor.models import REGIONS, Status, Task, storage_file_summary
-from monitor.ratelimit.budget import WindowBudget
+from monitor.ratelimit.window import WindowBudget
 from monitor.simulator import DEFAULT_SECRET_ID, DEFAULT_SECRET_KEY
 from monitor.store.sqlite import SqliteStore
 

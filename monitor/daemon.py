@@ -51,7 +51,7 @@ from monitor.log import set_secrets
 from monitor.metrics import MonitorMetrics, StateView
 from monitor.poller import IntervalPolicy, Poller
 from monitor.ratelimit import mark_sent
-from monitor.ratelimit.factory import new_limiter
+from monitor.ratelimit.factory import LimiterBackend, new_limiter
 from monitor.registry import TaskRegistry
 from monitor.store.base import Store, StoreError
 from monitor.store.factory import new_store
@@ -204,7 +204,10 @@ class Daemon:
             on_send=mark_sent,
         )
         self._budget = Budget(
-            accounts, partial(new_limiter, backend=config.storage.backend, store=store)
+            accounts,
+            partial(
+                new_limiter, backend=LimiterBackend.for_storage(config.storage.backend), store=store
+            ),
         )
         self._tracker = Tracker(
             store,

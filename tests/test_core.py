@@ -850,7 +850,7 @@ class TestImportGraph:
         for path in MONITOR.rglob("*.py"):
             rel = str(path.relative_to(MONITOR))
             text = path.read_text()
-            for backend in ("SqliteStore", "AsyncRateLimiter"):
+            for backend in ("SqliteStore", "LocalRateLimiter"):
                 if backend in text:
                     named.setdefault(backend, []).append(rel)
         assert sorted(named["SqliteStore"]) == [
@@ -858,7 +858,7 @@ class TestImportGraph:
             "store/factory.py",
             "store/sqlite.py",
         ]
-        assert sorted(named["AsyncRateLimiter"]) == [
+        assert sorted(named["LocalRateLimiter"]) == [
             "ratelimit/__init__.py",
             "ratelimit/factory.py",
             "ratelimit/local.py",

@@ -14,7 +14,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from monitor.ratelimit import AsyncRateLimiter, RateLimiter, WindowBudget, mark_sent
+from monitor.ratelimit import LocalRateLimiter, WindowBudget, mark_sent
 
 
 def drive(
@@ -277,73 +277,12 @@ class RecordingBudget(WindowBudget):
         self.recorded.append(now)
 
 
-class TestAsyncRateLimiter:
-    async def test_concurrent_acquires_never_exceed_the_window_on_real_time(self) -> None:
-        budget = RecordingBudget(10, 0.2)
-        limiter = AsyncRateLimiter(10, 0.2, key="acct@host", budget=budget)
-        waited = await asyncio.gather(*(limiter.acquire() for _ in range(35)))
-        assert len(budget.recorded) == 35
-        assert_window_cap(budget.recorded, 10, 0.2)
-        assert max(waited) > 0.0
-        assert limiter.waiting == 0
-
-    async def test_waiters_are_served_in_arrival_order(self) -> None:
-        limiter = AsyncRateLimiter(10, 0.1)
-        order: list[int] = []
-
-        async def take(i: int) -> None:
-            await limiter.acquire()
-            order.append(i)
-
-        tasks = [asyncio.create_task(take(i)) for i in range(15)]
-        await asyncio.gather(*tasks)
-        assert order == list(range(15))
-
-    async def test_a_cancelled_waiter_consumes_no_slot_and_blocks_nobody(self) -> None:
-        budget = RecordingBudget(1, 0.3)
-        limiter = AsyncRateLimiter(1, 0.3, budget=budget)
-        await limiter.acquire()
-        head = asyncio.create_task(limiter.acquire())
-        second = asyncio.create_task(limiter.acquire())
-        third = asyncio.create_task(limiter.acquire())
-        await asyncio.sleep(0.05)
-        assert limiter.waiting == 3
-        head.cancel()
-        second.cancel()
-        await asyncio.wait_for(third, timeout=10)
-        assert head.cancelled()
-        assert second.cancelled()
-        # Only the two completed acquires were counted; the third took the very next slot.
-        assert len(budget.recorded) == 2
-        assert budget.recorded[1] >= budget.recorded[0] + 0.3
-        assert limiter.waiting == 0
-
-    async def test_throttle_reports_lower_the_effective_rate(self) -> None:
-        limiter = AsyncRateLimiter(20, 1.0, guard=0.0, key="k")
-        assert limiter.effective_rate == pytest.approx(20.0)
-        assert limiter.on_throttled()
-        assert not limiter.on_throttled()
-        assert limiter.effective_rate == pytest.approx(16.0)
-        assert limiter.throttled_total == 2
-        assert (limiter.limit, limiter.window, limiter.key, limiter.guard) == (20, 1.0, "k", 0.0)
-        assert limiter.configured_rate == pytest.approx(20.0)
-
-    async def test_acquire_reports_the_time_it_waited(self) -> None:
-        limiter = AsyncRateLimiter(1, 0.2)
-        assert await limiter.acquire() < 0.1
-        start = time.monotonic()
-        waited = await limiter.acquire()
-        assert waited >= 0.15
-        assert waited <= time.monotonic() - start + 1e-6
-
-    def test_the_async_limiter_satisfies_the_protocol(self) -> None:
-        limiter: RateLimiter = AsyncRateLimiter(1, 1.0, key="x")
-        assert limiter.key == "x"
-        assert "x" in repr(limiter)
+class TestLocalRateLimiter:
+    """What only the local limiter has; the shared behaviour is in test_limiter_contract."""
 
     def test_a_budget_with_other_figures_is_refused(self) -> None:
         with pytest.raises(ValueError, match="differ"):
-            AsyncRateLimiter(2, 1.0, budget=WindowBudget(1, 1.0))
+            LocalRateLimiter(2, 1.0, budget=WindowBudget(1, 1.0))
 
 
 class TestSendReceipts:
@@ -377,7 +316,7 @@ class TestSendReceipts:
 
     async def test_the_grant_travels_into_the_task_that_sends(self) -> None:
         budget = RecordingBudget(5, 1.0, guard=0.0)
-        limiter = AsyncRateLimiter(5, 1.0, budget=budget)
+        limiter = LocalRateLimiter(5, 1.0, budget=budget)
         left: list[float] = []
 
         async def send_later() -> None:

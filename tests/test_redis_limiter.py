@@ -10,10 +10,10 @@ from pathlib import Path
 import pytest
 import redis.asyncio as aredis
 
-from monitor.ratelimit import AsyncRateLimiter, RateLimiter
-from monitor.ratelimit.budget import BudgetShape
-from monitor.ratelimit.factory import BucketKey, LimiterSettings, new_limiter
+from monitor.ratelimit import LocalRateLimiter, RateLimiter
+from monitor.ratelimit.factory import BucketKey, LimiterBackend, LimiterSettings, new_limiter
 from monitor.ratelimit.redis import RedisRateLimiter
+from monitor.ratelimit.window import BudgetShape
 from monitor.store.redis import RedisKeys, RedisStore
 from tests.redis_server import RedisServer, running_redis
 
@@ -74,46 +74,15 @@ class TestSharedBudget:
         # Every replica was served: the budget is one, not three.
         assert {name for _, name in grants} == {0, 1, 2}
 
-    async def test_waiters_of_one_replica_are_served_in_arrival_order(
-        self, clients: list[aredis.Redis]
-    ) -> None:
-        grants: list[tuple[float, int]] = []
-        limiter = shared(clients[0], 50, 1.0, grants, 0)
-        order: list[int] = []
-
-        async def waiter(i: int) -> None:
-            await limiter.acquire()
-            order.append(i)
-
-        tasks = []
-        for i in range(12):
-            tasks.append(asyncio.create_task(waiter(i)))
-            await asyncio.sleep(0)  # each one starts waiting before the next arrives
-        await asyncio.wait_for(asyncio.gather(*tasks), timeout=10)
-        assert order == list(range(12))
-
-    async def test_a_cancelled_sleeping_waiter_takes_no_grant_and_blocks_nobody(
-        self, clients: list[aredis.Redis]
-    ) -> None:
-        grants: list[tuple[float, int]] = []
-        limiter = shared(clients[0], 2, 0.4, grants, 0)
-        await limiter.acquire()
-        await limiter.acquire()
-        stuck = asyncio.create_task(limiter.acquire())
-        await asyncio.sleep(0.05)  # it asked, and sleeps until the cap lets it through
-        stuck.cancel()
-        with pytest.raises(asyncio.CancelledError):
-            await stuck
-        await asyncio.wait_for(limiter.acquire(), timeout=5)
-        assert len(grants) == 3
-
     async def test_a_waiter_cancelled_at_any_moment_ends(self, redis_server: RedisServer) -> None:
         # A stopping daemon cancels its dispatchers: a cancellation lost inside a Redis call
         # (as through asyncio.wait_for on Python 3.11) would make it wait forever. The
         # limiter runs on the store's connection pool, as the factory builds it.
         async with RedisStore(redis_server.url, "c:") as store:
             key = BucketKey("default", "host")
-            limiter = new_limiter(key, LimiterSettings(1000, 0.001, 0.02), "redis", store=store)
+            limiter = new_limiter(
+                key, LimiterSettings(1000, 0.001, 0.02), LimiterBackend.REDIS, store=store
+            )
             await self._cancel_often(limiter)
 
     async def _cancel_often(self, limiter: RateLimiter) -> None:
@@ -155,20 +124,6 @@ class TestSharedBackoff:
         assert a.on_throttled() is False
         assert a.throttled_total == 2
 
-    async def test_the_rate_recovers_by_steps_in_quiet_windows(
-        self, clients: list[aredis.Redis]
-    ) -> None:
-        grants: list[tuple[float, int]] = []
-        limiter = shared(clients[0], 20, 0.2, grants, 0)
-        await limiter.acquire()
-        limiter.on_throttled()
-        await limiter.settle()
-        lowered = limiter.effective_rate
-        assert lowered == pytest.approx(limiter.configured_rate * 0.8)
-        await asyncio.sleep(0.5)  # two quiet windows and more
-        await limiter.acquire()
-        assert limiter.effective_rate > lowered
-
 
 class TestOutage:
     async def test_nothing_is_granted_while_redis_is_down_and_grants_resume_after(
@@ -202,7 +157,7 @@ class TestFactory:
         key = BucketKey("default", "trtc.tencentcloudapi.com")
         settings = LimiterSettings(20, 1.0, 0.02)
         async with RedisStore(redis_server.url, "f:") as store:
-            limiter = new_limiter(key, settings, "redis", store=store)
+            limiter = new_limiter(key, settings, LimiterBackend.REDIS, store=store)
             assert isinstance(limiter, RedisRateLimiter)
             await limiter.acquire()
             client = aredis.Redis.from_url(redis_server.url)
@@ -210,10 +165,12 @@ class TestFactory:
                 assert await client.exists(f"f:ratelimit:{key}:sends") == 1
             finally:
                 await client.aclose()
-            assert isinstance(new_limiter(key, settings, "sqlite", store=store), AsyncRateLimiter)
-        assert isinstance(new_limiter(key, settings), AsyncRateLimiter)
+            assert isinstance(
+                new_limiter(key, settings, LimiterBackend.LOCAL, store=store), LocalRateLimiter
+            )
+        assert isinstance(new_limiter(key, settings), LocalRateLimiter)
         with pytest.raises(ValueError, match="Redis store"):
-            new_limiter(key, settings, "redis")
+            new_limiter(key, settings, LimiterBackend.REDIS)
 
 
 REPLICA = """

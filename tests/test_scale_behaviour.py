@@ -25,7 +25,7 @@ from monitor.config import ConfigError
 from monitor.exposition import Exposition, gzip_parts
 from monitor.metrics import BucketGauge, MonitorMetrics, StateView
 from monitor.models import REGIONS, Source, Status, Task, TaskKey, storage_file_summary
-from monitor.ratelimit.budget import WindowBudget
+from monitor.ratelimit.window import WindowBudget
 from monitor.simulator import Life, Simulator
 from monitor.simulator.callbacks import build_body, sign
 from monitor.store import SqliteStore

@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 from structlog.testing import capture_logs
 
 from monitor.models import TaskKey
-from monitor.ratelimit import AsyncRateLimiter
+from monitor.ratelimit import LocalRateLimiter
 from monitor.scheduler import DeadlineQueue, Dispatch, PollScheduler, jittered
 
 LIVENESS = 10.0  # seconds: only a hang reaches this; nothing here measures speed
@@ -345,8 +345,8 @@ class TestDeadlineQueueModel:
 # -- the asyncio scheduler ----------------------------------------------------------------
 
 
-def free_limiter() -> AsyncRateLimiter:
-    return AsyncRateLimiter(10_000, 1.0, key="free")
+def free_limiter() -> LocalRateLimiter:
+    return LocalRateLimiter(10_000, 1.0, key="free")
 
 
 class Polls:
@@ -388,7 +388,7 @@ class Polls:
 def make(
     polls: Polls,
     *,
-    limiter: AsyncRateLimiter | None = None,
+    limiter: LocalRateLimiter | None = None,
     max_in_flight: int = 32,
     jitter: float = 0.1,
     seed: int = 5,
@@ -554,9 +554,9 @@ class TestPollSchedulerBasics:
     async def test_a_bucket_is_made_on_first_use_by_the_limiter_factory(self) -> None:
         made: list[str] = []
 
-        def limiter_for(bucket: str) -> AsyncRateLimiter:
+        def limiter_for(bucket: str) -> LocalRateLimiter:
             made.append(bucket)
-            return AsyncRateLimiter(7, 1.0, key=bucket)
+            return LocalRateLimiter(7, 1.0, key=bucket)
 
         polls = Polls()
         scheduler: PollScheduler[str] = PollScheduler(polls, limiter_for=limiter_for)
@@ -584,7 +584,7 @@ class TestPollSchedulerBasics:
 class TestPollSchedulerBudget:
     async def test_under_overload_every_task_is_served_in_rotation(self) -> None:
         polls = Polls()
-        limiter = AsyncRateLimiter(5, 0.1, key="tight")
+        limiter = LocalRateLimiter(5, 0.1, key="tight")
         scheduler = make(polls, limiter=limiter)
         tasks = [f"t{i:02d}" for i in range(50)]
         for key in tasks:
@@ -609,7 +609,7 @@ class TestPollSchedulerBudget:
 
     async def test_a_new_task_under_overload_waits_its_turn_but_not_longer(self) -> None:
         polls = Polls()
-        scheduler = make(polls, limiter=AsyncRateLimiter(5, 0.1))
+        scheduler = make(polls, limiter=LocalRateLimiter(5, 0.1))
         for i in range(30):
             scheduler.add(f"t{i:02d}", "a", 0.05)
         scheduler.start()
@@ -625,7 +625,7 @@ class TestPollSchedulerBudget:
         self,
     ) -> None:
         polls = Polls()
-        limiter = AsyncRateLimiter(1, 0.3)
+        limiter = LocalRateLimiter(1, 0.3)
         scheduler = make(polls, limiter=limiter)
         scheduler.add("first", "a", 3600.0)
         scheduler.start()
@@ -661,7 +661,7 @@ class TestPollSchedulerBudget:
 
     async def test_a_tight_bucket_does_not_hold_back_another(self) -> None:
         polls = Polls()
-        scheduler = make(polls, limiter=AsyncRateLimiter(1, 30.0))
+        scheduler = make(polls, limiter=LocalRateLimiter(1, 30.0))
         scheduler.add_bucket("b", free_limiter())
         for i in range(5):
             scheduler.add(f"slow{i}", "a", 3600.0)

@@ -22,13 +22,15 @@ back by a few percent of the limit per window (AIMD). A fifth rather than half: 
 caused by arrival jitter should cost little, and a neighbour taking half the quota is still
 matched within a few windows.
 
-:class:`AsyncRateLimiter` wraps the core for asyncio: FIFO among waiters, and a cancelled waiter
-consumes no slot and blocks nobody. :class:`RateLimiter` is the interface the scheduler and the
-client depend on, so a Redis-backed budget shared by replicas can replace it.
+:class:`RateLimiter` is the interface the scheduler and the client depend on. Two backends
+implement it on one waiting loop (:class:`~monitor.ratelimit.base.QueuedLimiter`: FIFO among
+waiters, a cancelled waiter consumes no slot and blocks nobody): :class:`LocalRateLimiter`
+wraps the core for one process, :class:`~monitor.ratelimit.redis.RedisRateLimiter` keeps the
+same rules in Redis for replicas that share a budget. :mod:`monitor.ratelimit.factory` chooses.
 """
 
 from monitor.ratelimit.base import RateLimiter
-from monitor.ratelimit.budget import WindowBudget
-from monitor.ratelimit.local import AsyncRateLimiter, mark_sent
+from monitor.ratelimit.local import LocalRateLimiter, mark_sent
+from monitor.ratelimit.window import WindowBudget
 
-__all__ = ["AsyncRateLimiter", "RateLimiter", "WindowBudget", "mark_sent"]
+__all__ = ["LocalRateLimiter", "RateLimiter", "WindowBudget", "mark_sent"]

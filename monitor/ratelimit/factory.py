@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
+import enum
 from dataclasses import dataclass
 
 from monitor.ratelimit.base import RateLimiter
-from monitor.ratelimit.local import AsyncRateLimiter
+from monitor.ratelimit.local import LocalRateLimiter
 from monitor.ratelimit.redis import RedisRateLimiter
 from monitor.store.base import Store
 from monitor.store.redis import RedisStore
 
-__all__ = ["BucketKey", "LimiterSettings", "new_limiter"]
+__all__ = ["BucketKey", "LimiterBackend", "LimiterSettings", "new_limiter"]
 
 
 @dataclass(frozen=True, slots=True, order=True)
@@ -38,33 +39,43 @@ class LimiterSettings:
         return self.limit / self.window * (1.0 - self.guard)
 
 
+class LimiterBackend(enum.Enum):
+    """Where a budget is kept: in this process, or in Redis for every replica to share."""
+
+    LOCAL = "local"
+    REDIS = "redis"
+
+    @classmethod
+    def for_storage(cls, storage_backend: str) -> LimiterBackend:
+        """A daemon alone on its own store keeps its budget in process; replicas sharing a
+        Redis store share the budget too."""
+        return cls.REDIS if storage_backend == "redis" else cls.LOCAL
+
+
 def new_limiter(
     key: BucketKey,
     settings: LimiterSettings,
-    backend: str = "sqlite",
+    backend: LimiterBackend = LimiterBackend.LOCAL,
     *,
     store: Store | None = None,
 ) -> RateLimiter:
-    """A limiter for ``key``. ``backend`` is the configured ``storage.backend``: a daemon with
-    its own store keeps its budget in process; replicas sharing a store share the budget.
+    """A limiter for ``key``.
 
     The shared budget lives in the Redis store's server, on its connection pool and under its
-    key prefix, so ``"redis"`` needs that store (open) as ``store``.
+    key prefix, so :attr:`LimiterBackend.REDIS` needs that store (open) as ``store``.
     """
-    if backend == "sqlite":
-        return AsyncRateLimiter(
+    if backend is LimiterBackend.LOCAL:
+        return LocalRateLimiter(
             limit=settings.limit, window=settings.window, guard=settings.guard, key=str(key)
         )
-    if backend == "redis":
-        if not isinstance(store, RedisStore):
-            raise ValueError("the redis limiter shares the Redis store: pass the open store")
-        return RedisRateLimiter(
-            store.client,
-            store.keys.limiter(str(key)),
-            store.keys.limiter_sends(str(key)),
-            settings.limit,
-            settings.window,
-            guard=settings.guard,
-            key=str(key),
-        )
-    raise ValueError(f"unknown limiter backend {backend!r}")
+    if not isinstance(store, RedisStore):
+        raise ValueError("the redis limiter shares the Redis store: pass the open store")
+    return RedisRateLimiter(
+        store.client,
+        store.keys.limiter(str(key)),
+        store.keys.limiter_sends(str(key)),
+        settings.limit,
+        settings.window,
+        guard=settings.guard,
+        key=str(key),
+    )

@@ -10,7 +10,7 @@ applies the local limiter's rules to state every replica shares:
 * one AIMD state: a throttle seen by any replica cuts the shared rate by a fifth (at most once
   per window) and the rate climbs back by the same step per quiet window.
 
-The constants come from :class:`~monitor.ratelimit.budget.BudgetShape`, as the local
+The constants come from :class:`~monitor.ratelimit.window.BudgetShape`, as the local
 limiter's do, so both backends size their schedule alike; the script holds only the few lines
 of arithmetic that must run where the state is.
 
@@ -38,7 +38,8 @@ import redis.asyncio as aredis
 from redis.exceptions import RedisError
 
 from monitor.log import get_logger
-from monitor.ratelimit.budget import DEFAULT_GUARD, BudgetShape
+from monitor.ratelimit.base import QueuedLimiter
+from monitor.ratelimit.window import DEFAULT_GUARD, BudgetShape
 from monitor.store.redis import COMMAND_TIMEOUT
 
 __all__ = ["RedisRateLimiter"]
@@ -138,26 +139,20 @@ def _ttl_ms(shape: BudgetShape) -> int:
     return max(10_000, math.ceil(seconds * 1000))
 
 
-class RedisRateLimiter:
+class RedisRateLimiter(QueuedLimiter):
     """A :class:`~monitor.ratelimit.base.RateLimiter` whose budget every replica shares."""
 
     __slots__ = (
         "_args",
         "_available",
-        "_clock",
-        "_grant",
-        "_key",
+        "_grant_script",
         "_keys",
-        "_lock",
         "_on_grant",
         "_rate",
         "_reported_at",
         "_retry",
-        "_shape",
-        "_throttle",
-        "_throttled",
+        "_throttle_script",
         "_throttles",
-        "_waiting",
     )
 
     def __init__(
@@ -176,8 +171,7 @@ class RedisRateLimiter:
     ) -> None:
         """``on_grant`` is told the time of each grant on Redis's clock (seconds)."""
         shape = BudgetShape.of(limit, window, guard=guard)
-        self._shape = shape
-        self._key = key
+        super().__init__(shape, key=key, clock=clock)
         self._keys = [state_key, sends_key]
         self._args = [
             str(shape.limit),
@@ -189,13 +183,9 @@ class RedisRateLimiter:
             repr(shape.decrease),
             str(_ttl_ms(shape)),
         ]
-        self._grant = client.register_script(_LUA_GRANT)
-        self._throttle = client.register_script(_LUA_THROTTLED)
-        self._clock = clock
+        self._grant_script = client.register_script(_LUA_GRANT)
+        self._throttle_script = client.register_script(_LUA_THROTTLED)
         self._retry = retry
-        self._lock = asyncio.Lock()
-        self._waiting = 0
-        self._throttled = 0
         self._rate = shape.configured_rate  # as of the last answer from Redis
         self._available = True
         self._throttles: set[asyncio.Task[None]] = set()
@@ -203,38 +193,9 @@ class RedisRateLimiter:
         self._on_grant = on_grant
 
     @property
-    def key(self) -> str:
-        return self._key
-
-    @property
-    def limit(self) -> int:
-        return self._shape.limit
-
-    @property
-    def window(self) -> float:
-        return self._shape.window
-
-    @property
-    def guard(self) -> float:
-        return self._shape.guard
-
-    @property
-    def configured_rate(self) -> float:
-        return self._shape.configured_rate
-
-    @property
     def effective_rate(self) -> float:
         """The shared rate as of this replica's last exchange with Redis."""
         return self._rate
-
-    @property
-    def waiting(self) -> int:
-        return self._waiting
-
-    @property
-    def throttled_total(self) -> int:
-        """Throttled answers this replica reported (whether or not they lowered the rate)."""
-        return self._throttled
 
     @property
     def available(self) -> bool:
@@ -264,26 +225,16 @@ class RedisRateLimiter:
                 log.info("ratelimit_shared_available", bucket=self._key)
             return answer
 
-    async def acquire(self) -> float:
-        """Wait until the shared budget grants a request; return the seconds waited."""
-        start = self._clock()
-        self._waiting += 1
-        try:
-            # FIFO among this replica's waiters: the head holds the lock while it waits.
-            async with self._lock:
-                while True:
-                    granted, value, rate = await self._call(self._grant)
-                    self._rate = float(rate)
-                    if granted == 1:
-                        if self._on_grant is not None:
-                            self._on_grant(float(value))
-                        return self._clock() - start
-                    # Timers may fire a little early or late; the script re-checks either way.
-                    await asyncio.sleep(float(value))
-        finally:
-            self._waiting -= 1
+    async def _grant(self) -> float:
+        granted, value, rate = await self._call(self._grant_script)
+        self._rate = float(rate)
+        if granted != 1:
+            return float(value)
+        if self._on_grant is not None:
+            self._on_grant(float(value))
+        return 0.0
 
-    def on_throttled(self) -> bool:
+    def _lower_rate(self) -> bool:
         """Report a throttled answer; the shared rate is cut in the background.
 
         The protocol is synchronous, so the answer is this replica's view: False for a throttle
@@ -291,7 +242,6 @@ class RedisRateLimiter:
         counts it, and nothing is sent), True when the report goes on to Redis, which applies
         at most one decrease per window whichever replicas report.
         """
-        self._throttled += 1
         now = self._clock()
         if self._reported_at is not None and now - self._reported_at < self._shape.window:
             return False
@@ -302,16 +252,10 @@ class RedisRateLimiter:
         return True
 
     async def _report_throttle(self) -> None:
-        _lowered, rate = await self._call(self._throttle)
+        _lowered, rate = await self._call(self._throttle_script)
         self._rate = float(rate)
 
     async def settle(self) -> None:
         """Wait for throttle reports still on their way to Redis (tests, shutdown)."""
         while self._throttles:
             await asyncio.gather(*self._throttles, return_exceptions=True)
-
-    def __repr__(self) -> str:
-        return (
-            f"RedisRateLimiter(key={self._key!r}, limit={self.limit}, window={self.window}, "
-            f"effective_rate={self._rate:.3f})"
-        )
