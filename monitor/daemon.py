@@ -40,6 +40,7 @@ from monitor.config import (
     Config,
     ConfigError,
     ResolvedSecrets,
+    callback_app_keys,
     load_config,
     resolve_secrets,
 )
@@ -101,6 +102,7 @@ class Daemon:
         self._running_config = config  # what the restart-only keys still come from
         self._api_token: str | None = None
         self._callback_key: str | None = None
+        self._callback_app_keys: dict[int, str] | None = None
         self._store: Store | None = None
         self._tracker: Tracker | None = None
         self._budget: Budget | None = None
@@ -185,6 +187,7 @@ class Daemon:
         set_secrets(secrets.values())
         self._api_token = secrets.api_token.get() if secrets.api_token else None
         self._callback_key = secrets.callback_key.get() if secrets.callback_key else None
+        self._callback_app_keys = callback_app_keys(config.callbacks, secrets)
         self._reload_lock = asyncio.Lock()
 
         store = new_store(config.storage, secrets.redis_url)
@@ -384,6 +387,7 @@ class Daemon:
         set_secrets(secrets.values())
         self._api_token = secrets.api_token.get() if secrets.api_token else None
         self._callback_key = secrets.callback_key.get() if secrets.callback_key else None
+        self._callback_app_keys = callback_app_keys(config.callbacks, secrets)
         for gone in set(self.config.accounts) - set(config.accounts):
             self.alerts.forget_account(gone)
             self.credentials_recorder.forget(gone)
@@ -466,6 +470,9 @@ class Daemon:
 
     def callback_key(self) -> str | None:
         return self._callback_key
+
+    def callback_app_keys(self) -> Mapping[int, str] | None:
+        return self._callback_app_keys
 
     def callback_settings(self) -> CallbacksConfig:
         return self.config.callbacks

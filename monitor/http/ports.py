@@ -6,10 +6,11 @@ protocols; the daemon composes one from its parts. A test can serve the API over
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
 from typing import Protocol
 
+from monitor.callbacks.dedupe import Deliveries
 from monitor.callbacks.effects import CallbackSettings, CallbackTarget
 from monitor.exposition import Rendered
 from monitor.models import Source, Task, TaskKey, Transition
@@ -64,6 +65,9 @@ class CallbackSettingsWithAge(CallbackSettings, Protocol):
     @property
     def max_age(self) -> float: ...
 
+    @property
+    def max_skew(self) -> float: ...
+
 
 class Control(Protocol):
     @property
@@ -76,6 +80,10 @@ class Control(Protocol):
     def api_token(self) -> str | None: ...
 
     def callback_key(self) -> str | None: ...
+
+    def callback_app_keys(self) -> Mapping[int, str] | None:
+        """With ``callbacks.apps``: each application's key (no other is taken); else None."""
+        ...
 
     def callback_settings(self) -> CallbackSettingsWithAge: ...
 
@@ -98,3 +106,5 @@ class HttpContext:
     callbacks: CallbackTarget
     clock: Callable[[], float]
     max_body_bytes: int
+    # Where callback deliveries are remembered; None: in this process.
+    deliveries: Deliveries | None = None
