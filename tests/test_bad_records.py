@@ -149,7 +149,7 @@ class TestRedis:
         monkeypatch.setenv("TEST_REDIS_URL", redis_server.url)
         await first_daemon(make_daemon, simulator, text=redis_config(simulator, tmp_path))
         keys = RedisKeys("trtc-monitor:")
-        client = aredis.Redis.from_url(redis_server.url)
+        client: Any = aredis.Redis.from_url(redis_server.url)  # raw bytes keys: untyped
         try:
             for task_id in ("t-bad", "t-removed"):
                 field = task_field(TaskKey(APP, task_id))
