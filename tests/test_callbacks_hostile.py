@@ -19,6 +19,7 @@ from monitor.http.callbacks import RECEIVER
 from monitor.models import Source, Status, Task, TaskKey
 from monitor.simulator import Life, Simulator
 from tests.conftest import DaemonFactory, RunningDaemon, daemon_config_text
+from tests.redis_server import RedisServer
 from tests.test_callbacks import APP, EXTRA, KEY, body, callback_counts, post
 
 INT64_MAX = 9223372036854775807
@@ -274,3 +275,40 @@ class TestEventBus:
         [line] = [e for e in logs if e["event"] == "event_handler_failed"]
         assert "broken" in line["subscriber"]
         assert line["event_kind"] == "TaskObserved"
+
+
+def replica_config(simulator: Simulator, tmp_path: Path, name: str) -> str:
+    text = daemon_config_text(simulator.url, tmp_path / f"{name}.db", EXTRA)
+    text = text.replace(
+        "storage:\n", "storage:\n  backend: redis\n  redis:\n    url_env: TEST_REDIS_URL\n"
+    )
+    return text + f"cluster:\n  replica_id: {name}\n"
+
+
+class TestReplicas:
+    async def test_replicas_on_one_redis_share_what_they_have_seen(
+        self,
+        simulator: Simulator,
+        make_daemon: DaemonFactory,
+        redis_server: RedisServer,
+        monkeypatch: pytest.MonkeyPatch,
+        tmp_path: Path,
+    ) -> None:
+        monkeypatch.setenv("TEST_REDIS_URL", redis_server.url)
+        monkeypatch.setenv("TEST_CALLBACK_KEY", KEY)
+        a = await make_daemon(text=replica_config(simulator, tmp_path, "replica-a"))
+        b = await make_daemon(text=replica_config(simulator, tmp_path, "replica-b"))
+        simulator.add_task(APP, "t-ha", life=LIVE)
+        raw = body(301, "t-ha", {"Status": 0})
+        assert await post(a, raw) == (200, {"status": "ok"})
+        # The retry reaches the other replica: a duplicate there.
+        assert await post(b, raw) == (200, {"status": "ok"})
+        assert (await callback_counts(b))[("301", "duplicate")] == 1
+        # Header swaps sent to either replica are refused.
+        for running in (a, b):
+            for app in (APP + 1, APP + 2):
+                assert (await post(running, raw, app=app))[0] == 403
+        assert (await callback_counts(b))[("301", "mismatch")] == 2
+        for running in (a, b):
+            tasks = await running.daemon.store.load_tasks()
+            assert [t.key for t in tasks] == [TaskKey(APP, "t-ha")]
