@@ -33,7 +33,6 @@ from monitor import journal
 from monitor.accounts import AccountRuntime, build_accounts
 from monitor.alerts.engine import AlertEngine
 from monitor.budget import Budget
-from monitor.callbacks.shared import SharedDeliveries
 from monitor.cluster.coordinator import replica_id_of
 from monitor.cluster.replica import Replica, Share, Solo, redis_store_of
 from monitor.config import (
@@ -57,7 +56,6 @@ from monitor.ratelimit.factory import new_limiter
 from monitor.registry import TaskRegistry
 from monitor.store.base import Store, StoreError
 from monitor.store.factory import new_store
-from monitor.store.redis import RedisStore
 from monitor.tracking import Tracker
 from monitor.trtc.client import TrtcClient, new_session
 
@@ -462,10 +460,7 @@ class Daemon:
             callbacks=self.share.writer(),
             clock=self.clock,
             max_body_bytes=self._running_config.server.max_body_bytes,
-            # Replicas share one Redis: a delivery is then known to all of them.
-            deliveries=(
-                SharedDeliveries(self._store) if isinstance(self._store, RedisStore) else None
-            ),
+            shared_store=None if self.share.alone else self._store,
         )
 
     def account_names(self) -> Collection[str]:

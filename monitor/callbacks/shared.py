@@ -12,10 +12,15 @@ from __future__ import annotations
 from redis.exceptions import RedisError
 
 from monitor.callbacks.dedupe import Claim
-from monitor.store.base import StoreError
+from monitor.store.base import Store, StoreError
 from monitor.store.redis import RedisStore
 
-__all__ = ["SharedDeliveries"]
+__all__ = ["SharedDeliveries", "deliveries_for"]
+
+
+def deliveries_for(store: Store | None) -> SharedDeliveries | None:
+    """Deliveries shared through ``store`` when it is Redis; None: this process keeps its own."""
+    return SharedDeliveries(store) if isinstance(store, RedisStore) else None
 
 
 class SharedDeliveries:

@@ -29,6 +29,7 @@ from monitor.callbacks.parse import (
     Kind,
     parse_callback,
 )
+from monitor.callbacks.shared import deliveries_for
 from monitor.callbacks.signature import verify_signature
 from monitor.callbacks.timing import TimeProblem, Verdict, check_times
 from monitor.http.errors import ApiError
@@ -259,7 +260,8 @@ RECEIVER: web.AppKey[CallbackReceiver] = web.AppKey("callback_receiver", Callbac
 def add_routes(app: web.Application, path: str, context: HttpContext) -> None:
     """Mount the callback endpoint at ``path``."""
     receiver = CallbackReceiver(context)
-    if context.deliveries is not None:
-        receiver.deliveries = context.deliveries
+    shared = deliveries_for(context.shared_store)
+    if shared is not None:
+        receiver.deliveries = shared
     app[RECEIVER] = receiver
     app.router.add_post(path, receiver.handle)

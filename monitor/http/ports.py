@@ -10,12 +10,11 @@ from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
 from typing import Protocol
 
-from monitor.callbacks.dedupe import Deliveries
 from monitor.callbacks.effects import CallbackSettings, CallbackTarget
 from monitor.exposition import Rendered
 from monitor.models import Source, Task, TaskKey, Transition
 from monitor.registry import TaskFilter
-from monitor.store.base import AlertRecord
+from monitor.store.base import AlertRecord, Store
 from monitor.taskspec import TaskSpec
 
 __all__ = [
@@ -106,5 +105,6 @@ class HttpContext:
     callbacks: CallbackTarget
     clock: Callable[[], float]
     max_body_bytes: int
-    # Where callback deliveries are remembered; None: in this process.
-    deliveries: Deliveries | None = None
+    # The store every replica shares, when there are several (Redis): what the callback
+    # endpoint has seen is kept there. None: each process remembers its own.
+    shared_store: Store | None = None
