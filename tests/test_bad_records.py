@@ -14,7 +14,7 @@ import pytest
 import redis.asyncio as aredis
 from structlog.testing import capture_logs
 
-from monitor.models import TaskKey
+from monitor.models import Status, TaskKey
 from monitor.simulator import Life, Simulator
 from monitor.store.redis import RedisKeys, task_field
 from tests.conftest import DaemonFactory, RunningDaemon, daemon_config_text
@@ -105,6 +105,12 @@ async def first_daemon(
         f"{running.url}/api/v1/tasks/{APP}/t-removed", headers=running.auth()
     ) as r:
         assert r.status == 200
+
+    async def recording() -> bool:  # so that t-bad has a transition in its history
+        task = running.daemon.registry.get(TaskKey(APP, "t-bad"))
+        return task is not None and task.status is Status.IN_PROGRESS
+
+    await wait_for_async(recording, timeout=20, what="t-bad seen recording")
     await running.stop()
 
 
@@ -140,9 +146,9 @@ class TestSqlite:
 class TestRedis:
     async def test_a_planted_hash_with_impossible_times_breaks_no_read(
         self,
+        redis_server: RedisServer,  # before make_daemon: stopped after the daemons are
         simulator: Simulator,
         make_daemon: DaemonFactory,
-        redis_server: RedisServer,
         monkeypatch: pytest.MonkeyPatch,
         tmp_path: Path,
     ) -> None:
@@ -171,8 +177,11 @@ class TestRedis:
                 ]
                 health[3] = 9223372036854775807  # last_success_at
                 await client.hset(keys.health, field, json.dumps(health))
-            flat = await client.hgetall(keys.transitions)
-            seq, value = next(iter(flat.items()))
+            # A transition of t-bad itself (its removal gave t-removed one too).
+            seqs = await client.lrange(keys.task_transitions(TaskKey(APP, "t-bad")), 0, -1)
+            assert seqs, "t-bad has a transition to plant a bad time in"
+            seq = seqs[0]
+            value = await client.hget(keys.transitions, seq)
             planted = json.loads(value)
             planted[4] = HUGE  # at
             await client.hset(keys.transitions, seq, json.dumps(planted))

@@ -13,7 +13,6 @@ from typing import Any
 import pytest
 from structlog.testing import capture_logs
 
-from monitor.callbacks.dedupe import DeliveryCache, LocalDeliveries
 from monitor.events import EventBus, TaskObserved
 from monitor.http.callbacks import RECEIVER
 from monitor.models import Source, Status, Task, TaskKey
@@ -173,6 +172,8 @@ class TestReplays:
     async def test_a_replay_inside_max_age_but_minutes_later_is_a_duplicate(
         self, running: RunningDaemon
     ) -> None:
+        from monitor.callbacks.dedupe import DeliveryCache, LocalDeliveries
+
         receiver = running.runner.app[RECEIVER]
         mono = [1000.0]
         wall = [time.time()]
@@ -288,9 +289,9 @@ def replica_config(simulator: Simulator, tmp_path: Path, name: str) -> str:
 class TestReplicas:
     async def test_replicas_on_one_redis_share_what_they_have_seen(
         self,
+        redis_server: RedisServer,  # before make_daemon: stopped after the daemons are
         simulator: Simulator,
         make_daemon: DaemonFactory,
-        redis_server: RedisServer,
         monkeypatch: pytest.MonkeyPatch,
         tmp_path: Path,
     ) -> None:
