@@ -149,8 +149,13 @@ class TestOneBodyManyHeaders:
         raw = body(301, "t-swap", {"Status": 0})  # the body names no SdkAppId: the header does
         assert "SdkAppId" not in json.loads(raw)
         assert await post(running, raw, app=APP) == (200, {"status": "ok"})
-        statuses = [(await post(running, raw, app=APP + i))[0] for i in range(1, 200)]
+        with capture_logs() as logs:
+            statuses = [(await post(running, raw, app=APP + i))[0] for i in range(1, 200)]
         assert statuses == [403] * 199
+        # Logged, but not once per swap: one line a minute with the count.
+        [line] = [e for e in logs if e["event"] == "recording_callback_mismatch"]
+        assert line["refused"] == 1
+        assert KEY not in repr(logs)
         assert [t.key for t in running.daemon.registry.tasks()] == [TaskKey(APP, "t-swap")]
         counts = await callback_counts(running)
         assert counts[("301", "accepted")] == 1

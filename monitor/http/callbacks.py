@@ -76,6 +76,8 @@ class CallbackReceiver:
     warned_no_key: bool = False
     last_unauthorized_log: float = -math.inf
     unauthorized_since_log: int = 0
+    last_mismatch_log: float = -math.inf
+    mismatches_since_log: int = 0
 
     def _count(self, label: str, outcome: CallbackOutcome) -> None:
         self.context.metrics.count_callback(label, outcome.value)
@@ -114,18 +116,31 @@ class CallbackReceiver:
         claim = await self.deliveries.claim(digest, event.sdk_app_id, window)
         if claim is Claim.NEW:
             # The same event sent again later (another CallbackTs, re-serialised) is the same.
-            if await self.deliveries.claim(event.delivery, event.sdk_app_id, window) is Claim.NEW:
+            try:
+                again = await self.deliveries.claim(event.delivery, event.sdk_app_id, window)
+            except BaseException:
+                await self.deliveries.release(digest)  # let TRTC's retry be taken
+                raise
+            if again is Claim.NEW:
                 claimed = (digest, event.delivery)
             else:
                 claim = Claim.DUPLICATE
         if claim is Claim.MISMATCH:
             self._count(event.label, CallbackOutcome.MISMATCH)
-            log.warning(
-                "recording_callback_mismatch",
-                event_type=event.label,
-                sdk_app_id=event.sdk_app_id,
-                task_id=event.task_id or None,
-            )
+            # Whoever holds one captured body can send it under any number of headers: one
+            # line a minute, with how many were refused.
+            self.mismatches_since_log += 1
+            mono = time.monotonic()
+            if mono - self.last_mismatch_log >= UNAUTHORIZED_LOG_EVERY:
+                log.warning(
+                    "recording_callback_mismatch",
+                    event_type=event.label,
+                    sdk_app_id=event.sdk_app_id,
+                    task_id=event.task_id or None,
+                    refused=self.mismatches_since_log,
+                )
+                self.last_mismatch_log = mono
+                self.mismatches_since_log = 0
             raise ApiError(
                 403,
                 "callback refused: this body was delivered before for another SdkAppId",
