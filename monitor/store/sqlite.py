@@ -28,7 +28,16 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Final, TypeVar
 
-from monitor.models import Source, Status, Task, TaskKey, Transition, answer_fields
+from monitor.models import (
+    MAX_WALL_TIME,
+    MIN_WALL_TIME,
+    Source,
+    Status,
+    Task,
+    TaskKey,
+    Transition,
+    answer_fields,
+)
 from monitor.store.base import AlertRecord, AlertState, StoreError
 from monitor.store.records import (
     checked_alert,
@@ -243,6 +252,8 @@ def _loads_dict(text: str) -> dict[str, Any]:
 
 
 _STORE: Final = "sqlite"
+_LO: Final = MIN_WALL_TIME
+_HI: Final = MAX_WALL_TIME
 
 
 def _upload(text: str, sdk_app_id: object, task_id: object) -> UploadState:
@@ -415,7 +426,20 @@ class _TaskReader:
                 # A row this version cannot read is left out of the read, never a crash.
                 note_repair(_STORE, f"{row[0]}/{row[1]}", "record", type(exc).__name__)
                 continue
-            append(checked_task(task, _STORE))
+            # Every time a date can show (the common case, checked inline for load speed),
+            # else repaired: a stored time out of range never reaches a reader.
+            try:
+                readable = (
+                    upload is None
+                    and _LO <= registered_at <= _HI
+                    and _LO <= status_since <= _HI
+                    and (last_error_at is None or _LO <= last_error_at <= _HI)
+                    and (last_success_at is None or _LO <= last_success_at <= _HI)
+                    and (ended_at is None or _LO <= ended_at <= _HI)
+                )
+            except TypeError:
+                readable = False
+            append(task if readable else checked_task(task, _STORE))
         return out
 
 
