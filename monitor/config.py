@@ -48,6 +48,7 @@ from monitor.secrets import (
 )
 from monitor.taskspec import (
     LABEL_NAME_RE,
+    MAX_SDK_APP_ID,
     RESERVED_LABELS,
     LabelError,
     TaskSpec,
@@ -601,6 +602,34 @@ class PollingConfig(_Model):
 _unknown_account = unknown_account
 
 
+def _check_callback_app(value: object) -> int:
+    """An application id as a key of ``callbacks.apps`` (YAML reads it as a number)."""
+    if isinstance(value, str) and value.strip().isdigit():
+        value = int(value)
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 < value <= MAX_SDK_APP_ID:
+        raise ValueError(f"{value!r} is not an SdkAppId (a positive integer)")
+    return value
+
+
+CallbackApp = Annotated[int, BeforeValidator(_check_callback_app)]
+
+
+class CallbackAppConfig(_Model):
+    """The callback key of one TRTC application (each has its own in the console)."""
+
+    key_env: EnvName | None = None
+    key_file: Path | None = None
+    key: Secret | None = None
+
+    @model_validator(mode="after")
+    def _single_key_source(self) -> Self:
+        _one_source(self, "key")
+        return self
+
+    def key_source(self, sdk_app_id: int) -> SecretSource | None:
+        return _secret_source(self, "key", f"callbacks.apps.{sdk_app_id}.key")
+
+
 class CallbacksConfig(_Model):
     path: str = "/callbacks/trtc"
     key_env: EnvName | None = None
@@ -611,6 +640,11 @@ class CallbacksConfig(_Model):
     region: Region = "ap-guangzhou"
     # A signed callback sent longer ago than this is a replay (the signature covers no time).
     max_age: Duration = 600.0
+    # How far ahead of our clock a callback's times may be (the sender's clock may run fast).
+    max_skew: Duration = 300.0
+    # Per-application keys; when set, only these applications' callbacks are taken. An entry
+    # without a key of its own is checked with the single key above.
+    apps: dict[CallbackApp, CallbackAppConfig] = Field(default_factory=dict)
 
     @field_validator("path")
     @classmethod
@@ -624,11 +658,23 @@ class CallbacksConfig(_Model):
     @model_validator(mode="after")
     def _single_key_source(self) -> Self:
         _one_source(self, "key")
+        if self.key_source() is None:
+            keyless = [app for app, conf in self.apps.items() if conf.key_source(app) is None]
+            if keyless:
+                raise _LocatedErrors(
+                    [
+                        (
+                            ("apps", keyless[0]),
+                            "names no key (key_env, key_file or key) and callbacks has no "
+                            "key of its own to fall back on",
+                        )
+                    ]
+                )
         return self
 
     @property
     def enabled(self) -> bool:
-        return self.key_source() is not None
+        return self.key_source() is not None or bool(self.apps)
 
     def key_source(self) -> SecretSource | None:
         return _secret_source(self, "key", "callbacks.key")
@@ -1002,6 +1048,8 @@ class Config(_Model):
             add(account, parent, "secret_key", account.secret_key_source(name))
             add(account, parent, "token", account.token_source(name), required=False)
         add(self.callbacks, ("callbacks",), "key", self.callbacks.key_source())
+        for app, app_config in self.callbacks.apps.items():
+            add(app_config, ("callbacks", "apps", app), "key", app_config.key_source(app))
         for index, receiver in enumerate(self.alerts.receivers):
             if isinstance(receiver, WebhookReceiver):
                 add(
@@ -1099,6 +1147,11 @@ class Config(_Model):
                 f"callbacks: on at {callbacks.path} (auto_register "
                 f"{'on' if callbacks.auto_register else 'off'}, account {callbacks.account}, "
                 f"region {callbacks.region})"
+                + (
+                    f"; only applications {', '.join(map(str, sorted(callbacks.apps)))}"
+                    if callbacks.apps
+                    else ""
+                )
             )
         else:
             out.append("callbacks: off (no key configured)")
@@ -1445,6 +1498,8 @@ class ResolvedSecrets:
     accounts: dict[str, Credentials] = field(default_factory=dict)
     api_token: Secret | None = None
     callback_key: Secret | None = None
+    # callbacks.apps: SdkAppId -> its own key (absent: checked with ``callback_key``)
+    callback_app_keys: dict[int, Secret] = field(default_factory=dict)
     # receiver name -> header name -> value
     webhook_headers: dict[str, dict[str, Secret]] = field(default_factory=dict)
     # receiver name -> URL and signing secret of a chat robot
@@ -1459,6 +1514,7 @@ class ResolvedSecrets:
         for secret in (self.api_token, self.callback_key, self.redis_url):
             if secret is not None:
                 values.append(secret.get())
+        values.extend(secret.get() for secret in self.callback_app_keys.values())
         if self.redis_url is not None:
             # The password alone too: a message may show it without the rest of the URL.
             values.extend(_url_password(self.redis_url.get()))
@@ -1544,10 +1600,30 @@ def resolve_secrets(config: Config, environ: Mapping[str, str] | None = None) ->
         accounts=credentials,
         api_token=values.get(("server", "api_token")),
         callback_key=values.get(("callbacks", "key")),
+        callback_app_keys={
+            app: secret
+            for app in config.callbacks.apps
+            if (secret := values.get(("callbacks", "apps", app, "key"))) is not None
+        },
         webhook_headers=headers,
         robots=robots,
         redis_url=values.get(("storage", "redis", "url")),
     )
+
+
+def callback_app_keys(
+    callbacks: CallbacksConfig, secrets: ResolvedSecrets
+) -> dict[int, str] | None:
+    """With ``callbacks.apps``: the key each application's callbacks are checked with (its own,
+    else the single ``callbacks.key``); None when every callback is checked with the single key."""
+    if not callbacks.apps:
+        return None
+    keys: dict[int, str] = {}
+    for app in callbacks.apps:
+        secret = secrets.callback_app_keys.get(app) or secrets.callback_key
+        if secret is not None:
+            keys[app] = secret.get()
+    return keys
 
 
 def _robot_url_problem(url: str) -> str:

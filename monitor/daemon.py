@@ -40,6 +40,7 @@ from monitor.config import (
     Config,
     ConfigError,
     ResolvedSecrets,
+    callback_app_keys,
     load_config,
     resolve_secrets,
 )
@@ -101,6 +102,7 @@ class Daemon:
         self._running_config = config  # what the restart-only keys still come from
         self._api_token: str | None = None
         self._callback_key: str | None = None
+        self._callback_app_keys: dict[int, str] | None = None
         self._store: Store | None = None
         self._tracker: Tracker | None = None
         self._budget: Budget | None = None
@@ -185,6 +187,7 @@ class Daemon:
         set_secrets(secrets.values())
         self._api_token = secrets.api_token.get() if secrets.api_token else None
         self._callback_key = secrets.callback_key.get() if secrets.callback_key else None
+        self._callback_app_keys = callback_app_keys(config.callbacks, secrets)
         self._reload_lock = asyncio.Lock()
 
         store = new_store(config.storage, secrets.redis_url)
@@ -387,6 +390,7 @@ class Daemon:
         set_secrets(secrets.values())
         self._api_token = secrets.api_token.get() if secrets.api_token else None
         self._callback_key = secrets.callback_key.get() if secrets.callback_key else None
+        self._callback_app_keys = callback_app_keys(config.callbacks, secrets)
         for gone in set(self.config.accounts) - set(config.accounts):
             self.alerts.forget_account(gone)
             self.credentials_recorder.forget(gone)
@@ -459,6 +463,7 @@ class Daemon:
             callbacks=self.share.writer(),
             clock=self.clock,
             max_body_bytes=self._running_config.server.max_body_bytes,
+            shared_store=None if self.share.alone else self._store,
         )
 
     def account_names(self) -> Collection[str]:
@@ -469,6 +474,9 @@ class Daemon:
 
     def callback_key(self) -> str | None:
         return self._callback_key
+
+    def callback_app_keys(self) -> Mapping[int, str] | None:
+        return self._callback_app_keys
 
     def callback_settings(self) -> CallbacksConfig:
         return self.config.callbacks

@@ -126,4 +126,17 @@ class EventBus:
                 if inspect.isawaitable(result):
                     await result
             except Exception:
-                log.exception("event_handler_failed", event=type(event).__name__)
+                # ``event`` is structlog's own argument (the message): the published event's
+                # kind goes under another name, or logging the failure would itself raise.
+                log.exception(
+                    "event_handler_failed",
+                    event_kind=type(event).__name__,
+                    subscriber=_name(handler),
+                )
+
+
+def _name(handler: Handler) -> str:
+    """The subscriber's qualified name, for the log (a bound method names its class too)."""
+    name = getattr(handler, "__qualname__", None) or type(handler).__qualname__
+    module = getattr(handler, "__module__", None)
+    return f"{module}.{name}" if module else str(name)

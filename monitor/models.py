@@ -23,6 +23,23 @@ REGIONS: tuple[str, ...] = (
 )
 
 
+# The span of times a record may hold: what a date can show (up to the end of year 9999, the
+# last ``datetime`` knows). A stored time outside it (a corrupted row, a value written by a
+# version that let such a time in) is unknown, never a crash in whatever formats it.
+MIN_WALL_TIME: float = 0.0
+MAX_WALL_TIME: float = 253402300799.0  # 9999-12-31T23:59:59Z
+
+
+def wall_time(value: object) -> float | None:
+    """``value`` as a wall-clock time (seconds since the epoch), or None when it cannot be one:
+    not a number, not finite, before 1970 or after year 9999."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    if not MIN_WALL_TIME <= value <= MAX_WALL_TIME:  # NaN fails too
+        return None
+    return float(value)
+
+
 class Status(enum.StrEnum):
     """Last known status of a recording task (SPEC section 6)."""
 

@@ -169,6 +169,8 @@ class AlertEngine:
         self._stop_grace = stop_grace
         self._records: dict[str, AlertRecord] = {}
         self._by_task: dict[TaskKey, dict[str, AlertRecord]] = {}
+        # Tasks whose evaluation failed in a sweep, logged once each.
+        self._sweep_failed_logged: set[TaskKey] = set()
         self._accounts: dict[str, AccountHealth] = {}
         self._forgotten_accounts: set[str] = set()
         self._workers: dict[str, ReceiverWorker] = {}
@@ -382,14 +384,19 @@ class AlertEngine:
                         await asyncio.sleep(0)
                     purged = self._sweep_purged
                     for task in snapshot[start : start + SWEEP_CHUNK]:
-                        bits = task_alerts(task, now, th, interval_of, floor)
-                        if bits:
-                            key = task.key
-                            if (purged and key in purged) or not owns(key):
-                                continue
-                            self._reconcile_task(
-                                task, bits, by_task.get(key), now, None, changes, confirmed
-                            )
+                        try:
+                            bits = task_alerts(task, now, th, interval_of, floor)
+                            if bits:
+                                key = task.key
+                                if (purged and key in purged) or not owns(key):
+                                    continue
+                                self._reconcile_task(
+                                    task, bits, by_task.get(key), now, None, changes, confirmed
+                                )
+                        except Exception:
+                            # One task the rules cannot read never stops the sweep for the
+                            # others; its alerts stay as they were.
+                            self._sweep_task_failed(task, confirmed)
             finally:
                 self._sweep_confirmed = None
                 self._sweep_purged = set()
@@ -406,6 +413,13 @@ class AlertEngine:
             self._deliver_due(now)
             await self._persist()
             self._update_gauge()
+
+    def _sweep_task_failed(self, task: Task, confirmed: set[str]) -> None:
+        key = task.key
+        confirmed.update((self._by_task.get(key) or {}).keys())
+        if key not in self._sweep_failed_logged:
+            self._sweep_failed_logged.add(key)
+            log.exception("alert_sweep_task_failed", task=str(key))
 
     async def sweep_accounts(self) -> None:
         """The monitor's own alerts only, at once (e.g. right after a credentials refresh

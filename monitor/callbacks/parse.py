@@ -69,6 +69,7 @@ class CallbackOutcome(enum.StrEnum):
     IGNORED = "ignored"
     UNKNOWN = "unknown"
     STALE = "stale"
+    MISMATCH = "mismatch"  # a body seen before, now under another SdkAppId header
     UNREGISTERED = "unregistered"  # an upload event of a task not registered (auto_register off)
 
 

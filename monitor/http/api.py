@@ -13,7 +13,7 @@ from aiohttp import web
 
 from monitor.http.errors import ApiError
 from monitor.http.ports import HttpContext
-from monitor.models import REGIONS, Source, Status, Task, TaskKey, Transition
+from monitor.models import MAX_WALL_TIME, REGIONS, Source, Status, Task, TaskKey, Transition
 from monitor.registry import TaskFilter
 from monitor.taskspec import (
     LABEL_NAME_RE,
@@ -39,7 +39,8 @@ _INT64_MAX = 2**63 - 1
 
 
 def iso(ts: float | None) -> str | None:
-    if ts is None:
+    # 0 is "unknown" (also what a stored time no date can show is read as): null, as is None.
+    if ts is None or not 0 < ts <= MAX_WALL_TIME:
         return None
     return _iso(ts)
 

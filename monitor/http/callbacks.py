@@ -1,32 +1,40 @@
 """The callback endpoint: runs the steps of :mod:`monitor.callbacks` in their order.
 
-Read with a size limit, verify the ``Sign`` header over the raw bytes, parse, refuse a message
-older than ``callbacks.max_age`` (a replay: the signature covers no time), drop a repeat,
-act. Each step's outcome is counted in ``trtc_monitor_callbacks_total``.
+Read with a size limit, verify the ``Sign`` header over the raw bytes with the key of the
+application it is for, parse, refuse a message whose times lie beyond ``callbacks.max_age`` in
+the past (a replay: the signature covers no time) or ``callbacks.max_skew`` in the future, drop a
+repeat (and refuse a body seen before under another ``SdkAppId``), act. Each step's outcome
+is counted in ``trtc_monitor_callbacks_total``.
 """
 
 from __future__ import annotations
 
+import hashlib
 import math
 import time
 from dataclasses import dataclass, field
+from typing import NoReturn
 
 import structlog
 from aiohttp import web
 
-from monitor.callbacks.dedupe import DeliveryCache
+from monitor.callbacks.dedupe import Claim, Deliveries, LocalDeliveries, dedupe_window
 from monitor.callbacks.effects import apply_callback, log_event
 from monitor.callbacks.parse import (
     RECORDER_STARTED,
     RECORDER_STOPPED,
+    Callback,
     CallbackInvalid,
     CallbackOutcome,
     Kind,
     parse_callback,
 )
+from monitor.callbacks.shared import deliveries_for
 from monitor.callbacks.signature import verify_signature
+from monitor.callbacks.timing import TimeProblem, Verdict, check_times
 from monitor.http.errors import ApiError
 from monitor.http.ports import HttpContext
+from monitor.taskspec import MAX_SDK_APP_ID
 
 log = structlog.get_logger("monitor.callbacks")
 
@@ -50,27 +58,26 @@ async def read_limited(request: web.Request, limit: int) -> bytes:
     return bytes(body)
 
 
-def too_old(callback_ts_ms: int | None, now: float, max_age: float) -> bool:
-    """Whether a message sent at ``callback_ts_ms`` is older than ``max_age`` at ``now``.
-
-    A message without ``CallbackTs`` cannot show its age; TRTC always sends one, so a body
-    without it is not TRTC's and is refused like an old one.
-    """
-    if callback_ts_ms is None:
-        return True
-    return now - callback_ts_ms / 1000.0 > max_age
+def _header_app(header: str) -> int | None:
+    text = header.strip()
+    if not text.isascii() or not text.isdigit() or len(text) > 12:
+        return None
+    app = int(text)
+    return app if 0 < app <= MAX_SDK_APP_ID else None
 
 
 @dataclass(slots=True)
 class CallbackReceiver:
-    """State of the endpoint: the delivery cache and the once-only warnings."""
+    """State of the endpoint: the deliveries seen and the once-only warnings."""
 
     context: HttpContext
-    deliveries: DeliveryCache = field(default_factory=DeliveryCache)
+    deliveries: Deliveries = field(default_factory=LocalDeliveries)
     max_body: int = MAX_BODY_BYTES
     warned_no_key: bool = False
     last_unauthorized_log: float = -math.inf
     unauthorized_since_log: int = 0
+    last_mismatch_log: float = -math.inf
+    mismatches_since_log: int = 0
 
     def _count(self, label: str, outcome: CallbackOutcome) -> None:
         self.context.metrics.count_callback(label, outcome.value)
@@ -83,17 +90,12 @@ class CallbackReceiver:
             self._count("none", CallbackOutcome.INVALID)
             raise ApiError(413, f"callback body is larger than {self.max_body} bytes") from None
 
-        key = control.callback_key()
-        if not key:
-            self._refuse_without_key()
-            raise ApiError(401, "callbacks are refused: the monitor has no callback key")
-        if not verify_signature(key, raw, request.headers.get("Sign")):
-            self._refuse("missing Sign header" if "Sign" not in request.headers else "wrong Sign")
-            self._count("none", CallbackOutcome.UNAUTHORIZED)
-            raise ApiError(401, "missing or wrong Sign header")
-
+        header = request.headers.get("SdkAppId")
+        signed_for = self._verify(raw, header, request.headers.get("Sign"))
         try:
-            event = parse_callback(raw, request.headers.get("SdkAppId"))
+            # Without the header, the application whose key signed the body stands for it (the
+            # body's own SdkAppId, if any, must agree).
+            event = parse_callback(raw, header if header is not None else signed_for)
         except CallbackInvalid as exc:
             self._count(exc.label, CallbackOutcome.INVALID)
             log.info("recording_callback_invalid", error=exc.message, event_type=exc.label)
@@ -105,20 +107,46 @@ class CallbackReceiver:
             return _ok()
         settings = control.callback_settings()
         now = self.context.clock()
-        if too_old(event.callback_ts, now, settings.max_age):
-            self._count(event.label, CallbackOutcome.STALE)
-            log.warning(
-                "recording_callback_stale",
-                event_type=event.label,
-                callback_ts=event.callback_ts,
-                max_age=settings.max_age,
-            )
+        problem = check_times(event, now, settings.max_age, settings.max_skew)
+        if problem is not None:
+            self._refuse_time(event, problem, settings.max_age, settings.max_skew)
+        digest = hashlib.sha256(raw).digest()
+        window = dedupe_window(settings.max_age, settings.max_skew)
+        claimed: tuple[bytes, ...] = ()
+        claim = await self.deliveries.claim(digest, event.sdk_app_id, window)
+        if claim is Claim.NEW:
+            # The same event sent again later (another CallbackTs, re-serialised) is the same.
+            try:
+                again = await self.deliveries.claim(event.delivery, event.sdk_app_id, window)
+            except BaseException:
+                await self.deliveries.release(digest)  # let TRTC's retry be taken
+                raise
+            if again is Claim.NEW:
+                claimed = (digest, event.delivery)
+            else:
+                claim = Claim.DUPLICATE
+        if claim is Claim.MISMATCH:
+            self._count(event.label, CallbackOutcome.MISMATCH)
+            # Whoever holds one captured body can send it under any number of headers: one
+            # line a minute, with how many were refused.
+            self.mismatches_since_log += 1
+            mono = time.monotonic()
+            if mono - self.last_mismatch_log >= UNAUTHORIZED_LOG_EVERY:
+                log.warning(
+                    "recording_callback_mismatch",
+                    event_type=event.label,
+                    sdk_app_id=event.sdk_app_id,
+                    task_id=event.task_id or None,
+                    refused=self.mismatches_since_log,
+                )
+                self.last_mismatch_log = mono
+                self.mismatches_since_log = 0
             raise ApiError(
                 403,
-                "callback refused: its CallbackTs is missing or older than callbacks.max_age",
-                "stale_callback",
+                "callback refused: this body was delivered before for another SdkAppId",
+                "callback_mismatch",
             )
-        if not self.deliveries.claim(event.delivery):
+        if claim is Claim.DUPLICATE:
             self._count(event.label, CallbackOutcome.DUPLICATE)
             log.debug(
                 "recording_callback_duplicate",
@@ -138,7 +166,8 @@ class CallbackReceiver:
         try:
             effect = await apply_callback(self.context.callbacks, settings, event, now)
         except BaseException:
-            self.deliveries.release(event.delivery)  # let TRTC's retry apply it
+            for key in claimed:  # let TRTC's retry apply it
+                await self.deliveries.release(key)
             raise
         outcome = CallbackOutcome.ACCEPTED
         if effect == "not_registered" and event.event_type not in (
@@ -150,6 +179,67 @@ class CallbackReceiver:
         self._count(event.label, outcome)
         log_event(event, effect)
         return _ok()
+
+    def _verify(self, raw: bytes, header: str | None, sign: str | None) -> str | None:
+        """Check ``Sign`` with the key of the application the callback is for; returns that
+        application (as text) when it was found by its key, for a body sent without header.
+
+        One application: the single key. With ``callbacks.apps``: the header's application
+        must be one of them (else 403) and its key must sign the body; without a header, the
+        key of one of them must."""
+        control = self.context.control
+        apps = control.callback_app_keys()
+        if apps is None:
+            key = control.callback_key()
+            if not key:
+                self._refuse_without_key()
+                raise ApiError(401, "callbacks are refused: the monitor has no callback key")
+            if not verify_signature(key, raw, sign):
+                self._refuse_sign(sign)
+            return None
+        if header is not None:
+            app = _header_app(header)
+            if app is None or app not in apps:
+                self._count("none", CallbackOutcome.UNAUTHORIZED)
+                self._refuse("SdkAppId not configured in callbacks.apps")
+                raise ApiError(
+                    403,
+                    "callbacks are taken only for the applications in callbacks.apps",
+                    "unknown_application",
+                )
+            if not verify_signature(apps[app], raw, sign):
+                self._refuse_sign(sign)
+            return None
+        # Every key is tried (a handful): the body must not be read before it is verified.
+        found = [app for app, key in sorted(apps.items()) if verify_signature(key, raw, sign)]
+        if not found:
+            self._refuse_sign(sign)
+        return str(found[0])
+
+    def _refuse_sign(self, sign: str | None) -> NoReturn:
+        self._refuse("missing Sign header" if sign is None else "wrong Sign")
+        self._count("none", CallbackOutcome.UNAUTHORIZED)
+        raise ApiError(401, "missing or wrong Sign header")
+
+    def _refuse_time(
+        self, event: Callback, problem: TimeProblem, max_age: float, max_skew: float
+    ) -> NoReturn:
+        future = problem.verdict is Verdict.FUTURE
+        outcome = CallbackOutcome.INVALID if future else CallbackOutcome.STALE
+        self._count(event.label, outcome)
+        log.warning(
+            "recording_callback_future" if future else "recording_callback_stale",
+            event_type=event.label,
+            sdk_app_id=event.sdk_app_id or None,
+            task_id=event.task_id or None,
+            field=problem.field,
+            value=problem.value,
+            max_age=max_age,
+            max_skew=max_skew,
+        )
+        if future:
+            raise ApiError(400, f"callback refused: {problem.message}")
+        raise ApiError(403, f"callback refused: {problem.message}", "stale_callback")
 
     def _refuse_without_key(self) -> None:
         self._count("none", CallbackOutcome.UNAUTHORIZED)
@@ -185,5 +275,8 @@ RECEIVER: web.AppKey[CallbackReceiver] = web.AppKey("callback_receiver", Callbac
 def add_routes(app: web.Application, path: str, context: HttpContext) -> None:
     """Mount the callback endpoint at ``path``."""
     receiver = CallbackReceiver(context)
+    shared = deliveries_for(context.shared_store)
+    if shared is not None:
+        receiver.deliveries = shared
     app[RECEIVER] = receiver
     app.router.add_post(path, receiver.handle)

@@ -6,7 +6,7 @@ protocols; the daemon composes one from its parts. A test can serve the API over
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -14,7 +14,7 @@ from monitor.callbacks.effects import CallbackSettings, CallbackTarget
 from monitor.exposition import Rendered
 from monitor.models import Source, Task, TaskKey, Transition
 from monitor.registry import TaskFilter
-from monitor.store.base import AlertRecord
+from monitor.store.base import AlertRecord, Store
 from monitor.taskspec import TaskSpec
 
 __all__ = [
@@ -64,6 +64,9 @@ class CallbackSettingsWithAge(CallbackSettings, Protocol):
     @property
     def max_age(self) -> float: ...
 
+    @property
+    def max_skew(self) -> float: ...
+
 
 class Control(Protocol):
     @property
@@ -76,6 +79,10 @@ class Control(Protocol):
     def api_token(self) -> str | None: ...
 
     def callback_key(self) -> str | None: ...
+
+    def callback_app_keys(self) -> Mapping[int, str] | None:
+        """With ``callbacks.apps``: each application's key (no other is taken); else None."""
+        ...
 
     def callback_settings(self) -> CallbackSettingsWithAge: ...
 
@@ -98,3 +105,6 @@ class HttpContext:
     callbacks: CallbackTarget
     clock: Callable[[], float]
     max_body_bytes: int
+    # The store every replica shares, when there are several (Redis): what the callback
+    # endpoint has seen is kept there. None: each process remembers its own.
+    shared_store: Store | None = None

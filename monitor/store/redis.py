@@ -48,7 +48,14 @@ from redis.retry import Retry
 from monitor.models import Source, Status, Task, TaskKey, Transition, answer_fields
 from monitor.secrets import MASK
 from monitor.store.base import AlertRecord, AlertState, StoreError
-from monitor.uploads import NO_UPLOAD, UploadState
+from monitor.store.records import (
+    checked_alert,
+    checked_task,
+    checked_transition,
+    decoded,
+    decoded_upload,
+)
+from monitor.uploads import NO_UPLOAD
 
 __all__ = ["REDIS_SCHEMA_VERSION", "RedisKeys", "RedisStore", "redis_location"]
 
@@ -461,7 +468,16 @@ _NO_HEALTH: Final[list[Any]] = [0, None, None, None, None, None, None, 0.0]
 _NO_HEALTH_VALUE: Final = _dumps(_NO_HEALTH).encode()
 
 
-def _task_from(spec: bytes, health: bytes | None) -> Task:
+_STORE: Final = "redis"
+
+
+def _task_from(spec: bytes, health: bytes | None, field: bytes) -> Task | None:
+    """The stored task, its unreadable times unknown; None (logged once) if it is unreadable."""
+    task = decoded(lambda: _task_of(spec, health), _STORE, _untext(field))
+    return None if task is None else checked_task(task, _STORE)
+
+
+def _task_of(spec: bytes, health: bytes | None) -> Task:
     # One parse for both halves: at 100,000 tasks the per-call cost of json.loads shows.
     both = json.loads(b"[%s,%s]" % (spec, _NO_HEALTH_VALUE if health is None else health))
     (
@@ -489,6 +505,8 @@ def _task_from(spec: bytes, health: bytes | None) -> Task:
         last_response,
         observed_at,
     ) = both[1]
+    if type(sdk_app_id) is not int or type(task_id) is not str:
+        raise TypeError("task identity")
     # Kept as Task.last_response shows it; only what the API shows of it is kept in memory.
     answer_status, answer_request_id, answer_files = answer_fields(last_response)
     return Task(
@@ -514,7 +532,7 @@ def _task_from(spec: bytes, health: bytes | None) -> Task:
         extra=extra,
         ended_at=ended_at,
         observed_at=observed_at,
-        upload=NO_UPLOAD if upload is None else UploadState.from_json(upload),
+        upload=decoded_upload(upload, _STORE, f"{sdk_app_id}/{task_id}"),
     )
 
 
@@ -533,27 +551,35 @@ def _transition_value(t: Transition) -> bytes:
     ).encode()
 
 
-def _transition_from(seq: bytes | int, value: bytes) -> Transition:
+def _transition_from(seq: bytes | int, value: bytes) -> Transition | None:
+    return decoded(lambda: _transition_of(seq, value), _STORE, f"transition #{seq!r}")
+
+
+def _transition_of(seq: bytes | int, value: bytes) -> Transition:
     sdk_app_id, task_id, from_status, to_status, at, source, request_id, detail = json.loads(value)
-    return Transition(
-        sdk_app_id=sdk_app_id,
-        task_id=task_id,
-        from_status=_STATUSES[from_status],
-        to_status=_STATUSES[to_status],
-        at=at,
-        source=_SOURCES[source],
-        request_id=request_id,
-        detail=detail,
-        seq=int(seq),
+    return checked_transition(
+        Transition(
+            sdk_app_id=sdk_app_id,
+            task_id=task_id,
+            from_status=_STATUSES[from_status],
+            to_status=_STATUSES[to_status],
+            at=at,
+            source=_SOURCES[source],
+            request_id=request_id,
+            detail=detail,
+            seq=int(seq),
+        ),
+        _STORE,
     )
 
 
 def _transitions_from(flat: list[Any]) -> list[Transition]:
-    return [
+    found = (
         _transition_from(flat[i], flat[i + 1])
         for i in range(0, len(flat), 2)
         if flat[i + 1] is not None
-    ]
+    )
+    return [t for t in found if t is not None]
 
 
 def _alert_args(r: AlertRecord) -> list[bytes]:
@@ -573,7 +599,15 @@ def _alert_args(r: AlertRecord) -> list[bytes]:
     return [_text(r.fingerprint), value, b"" if r.task is None else task_field(r.task)]
 
 
-def _alert_from(fingerprint: bytes, value: bytes) -> AlertRecord:
+def _alert_from(fingerprint: bytes, value: bytes) -> AlertRecord | None:
+    return decoded(
+        lambda: checked_alert(_alert_of(fingerprint, value), _STORE),
+        _STORE,
+        f"alert {_untext(fingerprint)}",
+    )
+
+
+def _alert_of(fingerprint: bytes, value: bytes) -> AlertRecord:
     (
         alertname,
         labels,
@@ -783,7 +817,9 @@ class RedisStore:
         for i, (field, spec) in enumerate(specs.items()):
             if i and i % _CHUNK == 0:
                 await asyncio.sleep(0)
-            tasks.append(_task_from(spec, healths.get(field)))
+            task = _task_from(spec, healths.get(field), field)
+            if task is not None:
+                tasks.append(task)
         tasks.sort(key=lambda t: (t.sdk_app_id, t.task_id))
         return tasks
 
@@ -792,7 +828,7 @@ class RedisStore:
             "load_task", [self.keys.tasks, self.keys.health], [task_field(key)]
         )
         # Lua's false comes back as None.
-        return None if not spec else _task_from(spec, health or None)
+        return None if not spec else _task_from(spec, health or None, task_field(key))
 
     async def save_task(self, task: Task) -> None:
         await self.save_tasks([task])
@@ -891,7 +927,8 @@ class RedisStore:
 
     async def load_alerts(self) -> list[AlertRecord]:
         flat = await self._run("hgetall", [self.keys.alerts], [])
-        records = [_alert_from(fp, value) for fp, value in _pairs(flat).items()]
+        found = (_alert_from(fp, value) for fp, value in _pairs(flat).items())
+        records = [r for r in found if r is not None]
         records.sort(key=lambda r: r.fingerprint)
         return records
 

@@ -28,8 +28,25 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Final, TypeVar
 
-from monitor.models import Source, Status, Task, TaskKey, Transition, answer_fields
+from monitor.models import (
+    MAX_WALL_TIME,
+    MIN_WALL_TIME,
+    Source,
+    Status,
+    Task,
+    TaskKey,
+    Transition,
+    answer_fields,
+)
 from monitor.store.base import AlertRecord, AlertState, StoreError
+from monitor.store.records import (
+    checked_alert,
+    checked_task,
+    checked_transition,
+    decoded,
+    decoded_upload,
+    note_repair,
+)
 from monitor.uploads import NO_UPLOAD, UploadState
 
 T = TypeVar("T")
@@ -234,6 +251,19 @@ def _loads_dict(text: str) -> dict[str, Any]:
     return value
 
 
+_STORE: Final = "sqlite"
+_LO: Final = MIN_WALL_TIME
+_HI: Final = MAX_WALL_TIME
+
+
+def _upload(text: str, sdk_app_id: object, task_id: object) -> UploadState:
+    try:
+        data: object = json.loads(text)
+    except ValueError:
+        data = text
+    return decoded_upload(data, _STORE, f"{sdk_app_id}/{task_id}")
+
+
 def _answer_text(task: Task) -> str | None:
     """The kept fields of the last answer as the ``last_response`` column holds them.
 
@@ -327,42 +357,45 @@ class _TaskReader:
         sources, statuses = _SOURCES, _STATUSES
         out: list[Task] = []
         append = out.append
-        for (
-            sdk_app_id,
-            task_id,
-            region,
-            account,
-            labels,
-            interval,
-            registered_at,
-            source,
-            status,
-            status_since,
-            consecutive_errors,
-            last_error_code,
-            last_error_at,
-            last_success_at,
-            last_request_id,
-            storage_files,
-            last_response,
-            extra,
-            ended_at,
-            observed_at,
-            upload,
-        ) in rows:
-            answer_status = answer_request_id = answer_files = None
-            if last_response is not None:
-                answer_status, answer_request_id, answer_files = answer_fields(last_response)
-                if answer_request_id == last_request_id:
-                    answer_request_id = last_request_id
-            label_dict = dicts.get(labels)
-            if label_dict is None:
-                label_dict = new_dict(labels)
-            extra_dict = dicts.get(extra)
-            if extra_dict is None:
-                extra_dict = new_dict(extra)
-            append(
-                Task(
+        for row in rows:
+            try:
+                (
+                    sdk_app_id,
+                    task_id,
+                    region,
+                    account,
+                    labels,
+                    interval,
+                    registered_at,
+                    source,
+                    status,
+                    status_since,
+                    consecutive_errors,
+                    last_error_code,
+                    last_error_at,
+                    last_success_at,
+                    last_request_id,
+                    storage_files,
+                    last_response,
+                    extra,
+                    ended_at,
+                    observed_at,
+                    upload,
+                ) = row
+                if type(sdk_app_id) is not int or type(task_id) is not str:
+                    raise TypeError("task identity")
+                answer_status = answer_request_id = answer_files = None
+                if last_response is not None:
+                    answer_status, answer_request_id, answer_files = answer_fields(last_response)
+                    if answer_request_id == last_request_id:
+                        answer_request_id = last_request_id
+                label_dict = dicts.get(labels)
+                if label_dict is None:
+                    label_dict = new_dict(labels)
+                extra_dict = dicts.get(extra)
+                if extra_dict is None:
+                    extra_dict = new_dict(extra)
+                task = Task(
                     ints.setdefault(sdk_app_id, sdk_app_id),
                     task_id,
                     strings.setdefault(region, region),
@@ -385,11 +418,28 @@ class _TaskReader:
                     answer_request_id,
                     answer_files,
                     extra_dict,
-                    NO_UPLOAD if upload is None else UploadState.from_json(_loads_dict(upload)),
+                    NO_UPLOAD if upload is None else _upload(upload, sdk_app_id, task_id),
                     ended_at,
                     observed_at or _NEVER,
                 )
-            )
+            except (ValueError, TypeError, KeyError, AttributeError) as exc:
+                # A row this version cannot read is left out of the read, never a crash.
+                note_repair(_STORE, f"{row[0]}/{row[1]}", "record", type(exc).__name__)
+                continue
+            # Every time a date can show (the common case, checked inline for load speed),
+            # else repaired: a stored time out of range never reaches a reader.
+            try:
+                readable = (
+                    upload is None
+                    and _LO <= registered_at <= _HI
+                    and _LO <= status_since <= _HI
+                    and (last_error_at is None or _LO <= last_error_at <= _HI)
+                    and (last_success_at is None or _LO <= last_success_at <= _HI)
+                    and (ended_at is None or _LO <= ended_at <= _HI)
+                )
+            except TypeError:
+                readable = False
+            append(task if readable else checked_task(task, _STORE))
         return out
 
 
@@ -473,18 +523,25 @@ def _transition_row(t: Transition) -> tuple[Any, ...]:
     )
 
 
-def _transition_from_row(row: tuple[Any, ...]) -> Transition:
+def _transition_from_row(row: tuple[Any, ...]) -> Transition | None:
+    return decoded(lambda: _transition_of(row), _STORE, f"transition #{row[0]}")
+
+
+def _transition_of(row: tuple[Any, ...]) -> Transition:
     seq, sdk_app_id, task_id, from_status, to_status, at, source, request_id, detail = row
-    return Transition(
-        sdk_app_id=sdk_app_id,
-        task_id=task_id,
-        from_status=_STATUSES[from_status],
-        to_status=_STATUSES[to_status],
-        at=at,
-        source=_SOURCES[source],
-        request_id=request_id,
-        detail=_loads_dict(detail),
-        seq=seq,
+    return checked_transition(
+        Transition(
+            sdk_app_id=sdk_app_id,
+            task_id=task_id,
+            from_status=_STATUSES[from_status],
+            to_status=_STATUSES[to_status],
+            at=at,
+            source=_SOURCES[source],
+            request_id=request_id,
+            detail=_loads_dict(detail),
+            seq=seq,
+        ),
+        _STORE,
     )
 
 
@@ -504,7 +561,11 @@ def _alert_row(r: AlertRecord) -> tuple[Any, ...]:
     )
 
 
-def _alert_from_row(row: tuple[Any, ...]) -> AlertRecord:
+def _alert_from_row(row: tuple[Any, ...]) -> AlertRecord | None:
+    return decoded(lambda: checked_alert(_alert_of(row), _STORE), _STORE, f"alert {row[0]}")
+
+
+def _alert_of(row: tuple[Any, ...]) -> AlertRecord:
     (
         fingerprint,
         alertname,
@@ -831,7 +892,8 @@ class SqliteStore:
         )
 
     def _select_transitions_sync(self, sql: str, args: tuple[Any, ...]) -> list[Transition]:
-        return [_transition_from_row(row) for row in self._connection().execute(sql, args)]
+        rows = self._connection().execute(sql, args)
+        return [t for t in map(_transition_from_row, rows) if t is not None]
 
     # --- alerts --------------------------------------------------------------------------------
 
@@ -848,7 +910,8 @@ class SqliteStore:
         return await self._call(self._load_alerts_sync)
 
     def _load_alerts_sync(self) -> list[AlertRecord]:
-        return [_alert_from_row(row) for row in self._connection().execute(_SELECT_ALERTS)]
+        rows = self._connection().execute(_SELECT_ALERTS)
+        return [r for r in map(_alert_from_row, rows) if r is not None]
 
     async def delete_alert(self, fingerprint: str) -> None:
         await self._call(self._executemany_sync, _DELETE_ALERT, [(fingerprint,)])
