@@ -49,10 +49,10 @@ import aiohttp
 
 from monitor.config import parse_config
 from monitor.daemon import Daemon
-from monitor.exposition import Exposition, gzip_parts
 from monitor.http.server import start_server
 from monitor.log import configure_logging
 from monitor.metrics import BucketGauge, MonitorMetrics, StateView
+from monitor.metrics.scrape import Exposition, gzip_parts
 from monitor.models import REGIONS, Status, Task, storage_file_summary
 from monitor.ratelimit.window import WindowBudget
 from monitor.simulator import DEFAULT_SECRET_ID, DEFAULT_SECRET_KEY

@@ -36,15 +36,15 @@ from multidict import MultiDict
 from monitor.config import parse_config
 from monitor.daemon import Daemon
 from monitor.http.server import start_server
-from monitor.http.status_page import (
-    AccountBudget,
+from monitor.http.status_page import AccountBudget
+from monitor.http.status_page.query import parse_query
+from monitor.http.status_page.rendering import (
     Overview,
     new_environment,
-    parse_query,
     render_overview,
     render_task,
-    upload_view,
 )
+from monitor.http.status_page.view import upload_view
 from monitor.log import configure_logging
 from monitor.models import REGIONS, Source, Status, Task, Transition
 from monitor.simulator import DEFAULT_SECRET_ID, DEFAULT_SECRET_KEY, Life, Simulator

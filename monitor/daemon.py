@@ -46,10 +46,9 @@ from monitor.config import (
 )
 from monitor.credentials import CredentialSet, RefreshEvent, RefreshRecorder
 from monitor.events import EventBus
-from monitor.exposition import Exposition, Rendered
 from monitor.http.ports import AlertReader, HttpContext, ReloadResult
 from monitor.log import set_secrets
-from monitor.metrics import MonitorMetrics, StateView
+from monitor.metrics import Exposition, MonitorMetrics, Rendered, StateView
 from monitor.poller import IntervalPolicy, Poller
 from monitor.ratelimit import mark_sent
 from monitor.ratelimit.factory import LimiterBackend, new_limiter

@@ -22,13 +22,9 @@ from monitor.alerts.payloads import (
     rfc3339,
     webhook_payloads,
 )
-from monitor.alerts.receivers import (
-    AlertmanagerWorker,
-    ReceiverWorker,
-    RetryPolicy,
-    WebhookWorker,
-    build_worker,
-)
+from monitor.alerts.receivers import AlertmanagerWorker, ReceiverWorker, WebhookWorker
+from monitor.alerts.retry import RetryPolicy
+from monitor.alerts.worker_factory import build_worker
 from monitor.config import AlertsConfig
 from monitor.metrics import MonitorMetrics
 from monitor.models import TaskKey
@@ -432,9 +428,3 @@ class TestQueue:
         await asyncio.wait_for(worker.stop(grace=0.05), timeout=30)
         assert not worker.enqueue(notice(fp="late"))
         assert results == []
-
-
-class TestRetryPolicy:
-    def test_backoff_doubles_up_to_the_cap(self) -> None:
-        policy = RetryPolicy(attempts=6, base=1.0, cap=5.0)
-        assert [policy.delay(n) for n in range(1, 6)] == [1.0, 2.0, 4.0, 5.0, 5.0]

@@ -20,8 +20,9 @@ from structlog.testing import capture_logs
 
 from monitor.alerts import AlertEngine, RetryPolicy
 from monitor.alerts.payloads import Notice
-from monitor.alerts.receivers import ReceiverWorker, build_worker
+from monitor.alerts.receivers import ReceiverWorker
 from monitor.alerts.robots.worker import RobotWorker
+from monitor.alerts.worker_factory import build_worker
 from monitor.config import AlertsConfig, RobotSecrets
 from monitor.metrics import MonitorMetrics
 from monitor.models import Source, Status, Task, TaskKey, Transition

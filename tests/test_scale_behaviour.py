@@ -20,10 +20,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import monitor.config as config_module
-import monitor.exposition as exposition_module
+import monitor.metrics.scrape as exposition_module
 from monitor.config import ConfigError
-from monitor.exposition import Exposition, gzip_parts
 from monitor.metrics import BucketGauge, MonitorMetrics, StateView
+from monitor.metrics.scrape import Exposition, gzip_parts
 from monitor.models import REGIONS, Source, Status, Task, TaskKey, storage_file_summary
 from monitor.ratelimit.window import WindowBudget
 from monitor.simulator import Life, Simulator

@@ -32,12 +32,11 @@ from playwright.async_api import (
 from playwright.async_api import Error as PlaywrightError
 
 from monitor.http import status_page
-from monitor.http.status_page import PAGE_SIZE, task_href
+from monitor.http.status_page.view import PAGE_SIZE, task_href
 from monitor.models import REGIONS, Status, TaskKey
 from monitor.simulator import Life, Simulator
 from tests.conftest import DaemonFactory, RunningDaemon
-from tests.support import free_port, require_binary, wait_for_async
-from tests.test_status_page import (
+from tests.status_page_support import (
     APP,
     NASTY,
     NASTY_ID,
@@ -46,6 +45,7 @@ from tests.test_status_page import (
     make_task,
     nasty_source,
 )
+from tests.support import free_port, require_binary, wait_for_async
 
 ROOT = Path(__file__).resolve().parent.parent
 ARTIFACTS = ROOT / "tests" / "artifacts"

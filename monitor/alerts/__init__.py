@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from monitor.alerts.engine import AlertEngine
 from monitor.alerts.payloads import Notice
-from monitor.alerts.receivers import RetryPolicy
+from monitor.alerts.retry import RetryPolicy
 from monitor.alerts.rules import (
     ALERT_NAMES,
     LEAVE_CODES,

@@ -23,7 +23,8 @@ import aiohttp
 import structlog
 
 from monitor.alerts.payloads import Notice
-from monitor.alerts.receivers import ReceiverConfig, ReceiverWorker, RetryPolicy, build_worker
+from monitor.alerts.receivers import ReceiverConfig, ReceiverWorker
+from monitor.alerts.retry import RetryPolicy
 from monitor.alerts.robots.worker import RobotWorker
 from monitor.alerts.rules import (
     ALERT_NAMES,
@@ -69,6 +70,7 @@ from monitor.alerts.rules import (
     upload_failed_annotations,
     upload_overdue_annotations,
 )
+from monitor.alerts.worker_factory import build_worker
 from monitor.config import AlertsConfig, RobotReceiver, RobotSecrets
 from monitor.events import (
     ApiAnswered,

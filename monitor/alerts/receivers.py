@@ -19,7 +19,8 @@ from prometheus_client import Counter
 
 from monitor import __version__
 from monitor.alerts.payloads import Notice, alertmanager_alerts, webhook_payloads
-from monitor.config import AlertmanagerReceiver, RobotReceiver, RobotSecrets, WebhookReceiver
+from monitor.alerts.retry import RetryPolicy
+from monitor.config import AlertmanagerReceiver, RobotReceiver, WebhookReceiver
 
 log = structlog.get_logger("monitor.alerts")
 
@@ -35,26 +36,6 @@ MAX_BATCH: Final = 64
 USER_AGENT: Final = f"trtc-recording-monitor/{__version__}"
 
 ReceiverConfig = AlertmanagerReceiver | WebhookReceiver | RobotReceiver
-
-
-class RetryPolicy:
-    """Attempts per request and the exponential backoff between them."""
-
-    __slots__ = ("attempts", "base", "cap")
-
-    def __init__(self, attempts: int = 4, base: float = 1.0, cap: float = 30.0) -> None:
-        if attempts < 1 or base < 0 or cap < 0:
-            raise ValueError("attempts must be >= 1 and delays >= 0")
-        self.attempts = attempts
-        self.base = base
-        self.cap = cap
-
-    def delay(self, failed_attempts: int) -> float:
-        """Seconds to wait after the ``failed_attempts``-th failure: base, 2 base, 4 base..."""
-        return float(min(self.cap, self.base * 2 ** (failed_attempts - 1)))
-
-    def __repr__(self) -> str:
-        return f"RetryPolicy(attempts={self.attempts}, base={self.base}, cap={self.cap})"
 
 
 def origin(url: str) -> str:
@@ -126,7 +107,7 @@ class ReceiverWorker:
         return (
             config.type == self.kind
             and config.queue_size == self.queue_size
-            and _destinations(config) == self.destinations
+            and destinations(config) == self.destinations
         )
 
     def update(self, config: ReceiverConfig, headers: Mapping[str, str] | None = None) -> None:
@@ -315,59 +296,10 @@ class WebhookWorker(ReceiverWorker):
         return delivered
 
 
-def _destinations(config: ReceiverConfig) -> tuple[str, ...]:
+def destinations(config: ReceiverConfig) -> tuple[str, ...]:
+    """The URLs a receiver's requests go to (none for a robot: its URL is a secret)."""
     if isinstance(config, AlertmanagerReceiver):
         return tuple(config.urls)
     if isinstance(config, RobotReceiver):
         return ()  # a robot's URL is a secret, handed over separately
     return (config.url,)
-
-
-def build_worker(
-    config: ReceiverConfig,
-    *,
-    session: aiohttp.ClientSession,
-    notifications: Counter,
-    clock: Callable[[], float],
-    on_result: ResultHandler,
-    retry: RetryPolicy | None = None,
-    redeliver_after: float = 60.0,
-    external_url: str = "",
-    headers: Mapping[str, str] | None = None,
-    robot: RobotSecrets | None = None,
-) -> ReceiverWorker:
-    """The worker for one ``alerts.receivers`` entry; ``robot`` is a chat robot's URL and
-    secret (``ResolvedSecrets.robots``), required for the robot types."""
-    if isinstance(config, RobotReceiver):
-        # Imported here: the robot workers build on this module.
-        from monitor.alerts.robots.worker import build_robot_worker
-
-        if robot is None:
-            raise ValueError(f"receiver {config.name}: the robot URL was not resolved")
-        return build_robot_worker(
-            config,
-            robot,
-            session=session,
-            notifications=notifications,
-            clock=clock,
-            on_result=on_result,
-            retry=retry,
-            redeliver_after=redeliver_after,
-            external_url=external_url,
-        )
-    kind = AlertmanagerWorker if isinstance(config, AlertmanagerReceiver) else WebhookWorker
-    return kind(
-        config.name,
-        _destinations(config),
-        queue_size=config.queue_size,
-        resend=config.resend,
-        timeout=config.timeout,
-        session=session,
-        notifications=notifications,
-        clock=clock,
-        on_result=on_result,
-        retry=retry,
-        redeliver_after=redeliver_after,
-        external_url=external_url,
-        headers=headers,
-    )

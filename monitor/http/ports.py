@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from monitor.callbacks.effects import CallbackSettings, CallbackTarget
-from monitor.exposition import Rendered
+from monitor.metrics import Rendered
 from monitor.models import Source, Task, TaskKey, Transition
 from monitor.registry import TaskFilter
 from monitor.store.base import AlertRecord, Store

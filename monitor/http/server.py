@@ -6,13 +6,13 @@ from typing import Protocol
 
 from aiohttp import web
 
-from monitor.exposition import Exposition
 from monitor.http import api, callbacks, status_page
 from monitor.http.errors import json_errors
 from monitor.http.openapi import openapi_document
 from monitor.http.ports import HttpContext
 from monitor.http.status_page import StatusSource
 from monitor.http.status_source import ComponentStatusSource, StatusParts
+from monitor.metrics import Exposition
 
 
 def accepts_gzip(accept_encoding: str) -> bool:

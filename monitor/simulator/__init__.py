@@ -6,7 +6,6 @@ Importing this package has no side effects: nothing listens until ``Simulator.st
 
 from __future__ import annotations
 
-from monitor.simulator.app import DEFAULT_SECRET_ID, DEFAULT_SECRET_KEY, Simulator, serve
 from monitor.simulator.arrivals import Arrival, ArrivalLog, max_in_window
 from monitor.simulator.callbacks import CallbackSettings, sign
 from monitor.simulator.clock import Clock, ManualClock, SystemClock
@@ -22,6 +21,8 @@ from monitor.simulator.scenario import (
     load_scenario,
     parse_scenario,
 )
+from monitor.simulator.server import DEFAULT_SECRET_ID, DEFAULT_SECRET_KEY, Simulator
+from monitor.simulator.standalone import serve
 from monitor.simulator.threaded import ThreadedSimulator
 
 __all__ = [

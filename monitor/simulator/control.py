@@ -37,7 +37,7 @@ from monitor.simulator.protocol import ENDED_CODES, VERSION
 from monitor.simulator.scenario import ScenarioError, parse_fault, parse_task, parse_upload
 
 if TYPE_CHECKING:
-    from monitor.simulator.app import Simulator
+    from monitor.simulator.server import Simulator
 
 PREFIX = "/-/sim"
 

@@ -19,7 +19,7 @@ from monitor.simulator.faults import FaultKind
 from monitor.simulator.sts import METADATA, metadata_document
 
 if TYPE_CHECKING:
-    from monitor.simulator.app import Simulator
+    from monitor.simulator.server import Simulator
 
 CREDENTIALS_PATH = "/latest/meta-data/cam/security-credentials/"
 

@@ -11,7 +11,7 @@ import threading
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-from monitor.simulator.app import Simulator
+from monitor.simulator.server import Simulator
 
 T = TypeVar("T")
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any, ClassVar
 
-from monitor.alerts.receivers import RetryPolicy
+from monitor.alerts.retry import RetryPolicy
 from monitor.alerts.robots.messages import PLAIN, Block, Dialect
 from monitor.alerts.robots.pacing import Rate
 from monitor.alerts.robots.platform import (

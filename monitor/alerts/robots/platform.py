@@ -10,7 +10,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, ClassVar, Final, Literal
 
-from monitor.alerts.receivers import RetryPolicy
+from monitor.alerts.retry import RetryPolicy
 from monitor.alerts.robots.messages import Block, Dialect
 from monitor.alerts.robots.pacing import Rate
 

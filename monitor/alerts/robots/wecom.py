@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any, ClassVar
 
-from monitor.alerts.receivers import RetryPolicy
+from monitor.alerts.retry import RetryPolicy
 from monitor.alerts.robots.messages import MARKDOWN, Block, Dialect, utf8_len
 from monitor.alerts.robots.pacing import Rate
 from monitor.alerts.robots.platform import ErrcodePlatform

@@ -30,9 +30,9 @@ from monitor.alerts.receivers import (
     ReceiverConfig,
     ReceiverWorker,
     ResultHandler,
-    RetryPolicy,
     origin,
 )
+from monitor.alerts.retry import RetryPolicy
 from monitor.alerts.robots.dingtalk import DingTalk
 from monitor.alerts.robots.feishu import Feishu
 from monitor.alerts.robots.messages import (

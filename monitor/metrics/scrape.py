@@ -5,7 +5,7 @@ the GIL, and every time the event loop gives the GIL up (to wait for I/O) it wai
 switch interval to get it back, so a health check answered during a scrape took tens of
 milliseconds. Here the Python work is made small and cut into slices on the loop instead:
 
-* each task's lines (:func:`monitor.metrics.task_lines`, encoded) are kept in a cache and
+* each task's lines (:func:`monitor.metrics.writer.task_lines`, encoded) are kept in a cache and
   rebuilt only when the task's record is not the one they were built from. Records in the
   table are never changed in place, only replaced (:mod:`monitor.registry`), so an identity
   check sees every change of any field;
@@ -29,11 +29,11 @@ from dataclasses import dataclass
 
 from prometheus_client.exposition import choose_encoder
 
-from monitor.metrics import (
+from monitor.metrics.instruments import MonitorMetrics
+from monitor.metrics.state import StateView
+from monitor.metrics.writer import (
     TASK_FAMILIES,
-    MonitorMetrics,
     SeriesLayout,
-    StateView,
     count_lines,
     series_layout,
     syntax_of,
