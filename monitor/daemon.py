@@ -275,6 +275,7 @@ class Daemon:
         if config.storage.backend != "redis":
             return Solo(
                 replica_id_of(config.cluster),
+                store=store,
                 tracker=self.tracker,
                 registry=self.registry,
                 metrics=self.metrics,
