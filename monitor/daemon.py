@@ -156,7 +156,8 @@ class Daemon:
 
     @property
     def ready(self) -> bool:
-        """Started, and its store answers (a replica cut off from Redis is not ready)."""
+        """Started, and its store takes writes: not ready while a replica is cut off from
+        Redis, or the SQLite file is gone or its disk refuses writes."""
         return self._started and self._share is not None and self._share.store_up
 
     # ------------------------------------------------------------------ life cycle

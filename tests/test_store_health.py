@@ -425,6 +425,8 @@ class TestDaemonWhenItsFileIsRemoved:
                 assert acknowledged <= listed
                 assert await daemon.store_up(session) == 1
                 await daemon.stop(second)
+            # A clean stop leaves one self-contained file.
+            assert not db.with_name(db.name + "-wal").exists()
 
 
 class TestDaemonOnAFullDisk:
