@@ -231,7 +231,10 @@ class Solo:
                 async with asyncio.timeout(self._probe_every):
                     await self._kick.wait()
             self._kick.clear()
-            health = await self._store.probe()
+            try:
+                health = await self._store.probe()
+            except Exception as exc:  # a probe that cannot tell counts as down
+                health = StoreHealth(False, f"the store's probe failed ({type(exc).__name__})")
             if health != self._health:
                 if health.up:
                     log.warning("store_up", store=str(self._store))

@@ -709,14 +709,17 @@ class SqliteStore:
     def _moved(self) -> str | None:
         """Why the files the store holds are no longer what their paths name, or None."""
         watched: list[tuple[str, Path, tuple[int, int]]] = []
-        if self._db_fd is not None:
-            st = os.fstat(self._db_fd)
-            watched.append(("database file", self.path, (st.st_dev, st.st_ino)))
-        if self._wal_id is not None:
-            watched.append(("write-ahead log", self.wal_path, self._wal_id))
-        if self._lock_fd is not None:
-            st = os.fstat(self._lock_fd)
-            watched.append(("lock file", self.lock_path, (st.st_dev, st.st_ino)))
+        try:
+            if self._db_fd is not None:
+                st = os.fstat(self._db_fd)
+                watched.append(("database file", self.path, (st.st_dev, st.st_ino)))
+            if self._wal_id is not None:
+                watched.append(("write-ahead log", self.wal_path, self._wal_id))
+            if self._lock_fd is not None:
+                st = os.fstat(self._lock_fd)
+                watched.append(("lock file", self.lock_path, (st.st_dev, st.st_ino)))
+        except OSError:
+            return None  # cannot tell now; the next check looks again
         for what, path, held in watched:
             try:
                 st = os.stat(path)
@@ -888,11 +891,14 @@ class SqliteStore:
         rescue copy, and the connection keeps reading it while the daemon runs."""
         if self._db_fd is None or self._wal_id is None:
             return
-        held = os.fstat(self._db_fd)
+        try:
+            held = os.fstat(self._db_fd)
+        except OSError:
+            return
         try:
             now = os.stat(self.path)
         except OSError:
-            pass
+            pass  # removed: the log left behind is the removed file's
         else:
             if (now.st_dev, now.st_ino) == (held.st_dev, held.st_ino):
                 return  # the file is in place (the log or the lock went): the log is its own
