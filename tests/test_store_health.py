@@ -429,6 +429,24 @@ class TestDaemonWhenItsFileIsRemoved:
             assert not db.with_name(db.name + "-wal").exists()
 
 
+class TestDaemonDurability:
+    async def test_every_acknowledged_registration_survives_kill_9(
+        self, simulator: Simulator, tmp_path: Path
+    ) -> None:
+        db = tmp_path / "monitor.db"
+        daemon = Daemon(tmp_path, simulator.url, db)
+        async with aiohttp.ClientSession() as session:
+            async with daemon.running(session) as first:
+                acknowledged = set()
+                for i in range(30):
+                    status, _ = await daemon.register(session, f"burst-{i}")
+                    assert status == 201
+                    acknowledged.add(f"burst-{i}")
+                first.kill()  # right after the last acknowledgement, no clean stop
+                first.wait()
+            assert acknowledged <= await stored_ids(db)
+
+
 class TestDaemonOnAFullDisk:
     async def test_down_while_full_polls_not_recorded_and_back_by_itself_when_freed(
         self, simulator: Simulator, tmp_path: Path

@@ -777,7 +777,11 @@ class SqliteStore:
                     f"store {self.path} is a SQLite database of something else (it has tables "
                     "but no schema version); point storage.path at another file"
                 )
-        conn.execute("PRAGMA journal_mode = WAL")
+        (mode,) = conn.execute("PRAGMA journal_mode = WAL").fetchone()
+        if str(mode).lower() != "wal":
+            # Still safe against a crash of the process (rollback journal), but slower, and the
+            # write-ahead log is not watched for removal.
+            log.warning("store_not_wal", store=str(self.path), journal_mode=str(mode))
         conn.execute("PRAGMA synchronous = NORMAL")
         conn.execute("PRAGMA foreign_keys = ON")
         conn.execute(f"PRAGMA busy_timeout = {_BUSY_TIMEOUT_MS}")
