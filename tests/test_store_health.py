@@ -481,6 +481,7 @@ class TestDaemonOnAFullDisk:
 
                 await wait_for_async(exited, timeout=15, what="the exit recorded")
                 assert (await daemon.register(session, "after-freed"))[0] == 201
+                assert (await daemon.callback(session, "cb-after-freed"))[0] == 200
                 await daemon.stop(process)
             log = daemon.log.read_text()
             assert log.count('"store_down"') >= 1
@@ -488,5 +489,5 @@ class TestDaemonOnAFullDisk:
             assert "poll_not_recorded" in log
             with sqlite3.connect(db) as conn:
                 ids = {row[0] for row in conn.execute("SELECT task_id FROM tasks")}
-            assert {task_id, "after-freed"} <= ids
+            assert {task_id, "after-freed", "cb-after-freed"} <= ids
             assert "while-full" not in ids
