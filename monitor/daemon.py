@@ -157,7 +157,8 @@ class Daemon:
 
     @property
     def ready(self) -> bool:
-        """Started, and its store answers (a replica cut off from Redis is not ready)."""
+        """Started, and its store takes writes: not ready while a replica is cut off from
+        Redis, or the SQLite file is gone or its disk refuses writes."""
         return self._started and self._share is not None and self._share.store_up
 
     # ------------------------------------------------------------------ life cycle
@@ -280,6 +281,7 @@ class Daemon:
         if config.storage.backend != "redis":
             return Solo(
                 replica_id_of(config.cluster),
+                store=store,
                 tracker=self.tracker,
                 registry=self.registry,
                 metrics=self.metrics,

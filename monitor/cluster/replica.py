@@ -2,7 +2,10 @@
 Redis (SPEC section 13). The daemon composes one of the two and asks it what to poll, what to
 alert on and which series to export; nothing else in the daemon knows about replicas.
 
-:class:`Solo` owns every task and leads. :class:`Replica` follows a
+:class:`Solo` owns every task and leads; a probe asks its store every second whether it takes
+writes (an SQLite file removed, replaced, on a full or read-only disk): while it does not, the
+replica is not ready, ``trtc_monitor_store_up`` is 0, and every mutating API call and callback is
+answered 503 (the writes themselves are refused by the store). :class:`Replica` follows a
 :class:`~monitor.cluster.coordinator.ClusterCoordinator`:
 
 * **Polling.** The poller schedules the tasks this replica owns. Tasks gained in a membership
@@ -35,7 +38,7 @@ import asyncio
 import contextlib
 import time
 from collections import Counter
-from collections.abc import Callable, Collection, Coroutine, Sequence
+from collections.abc import Callable, Collection, Coroutine, Iterator, Sequence
 from typing import Any, Final, Protocol
 
 from monitor.alerts.engine import AlertEngine
@@ -55,13 +58,21 @@ from monitor.metrics import MonitorMetrics
 from monitor.models import Source, Status, Task, TaskKey, Transition
 from monitor.poller import Poller
 from monitor.registry import TaskRegistry
-from monitor.store.base import AlertRecord, Store, StoreError
+from monitor.store.base import AlertRecord, Store, StoreError, StoreHealth
 from monitor.store.redis import RedisStore
 from monitor.taskspec import TaskSpec
 from monitor.tracking import Tracker
 from monitor.uploads import UploadChange, UploadEvent
 
-__all__ = ["RESYNC_SECONDS", "Replica", "Share", "Solo", "WriterOf", "redis_store_of"]
+__all__ = [
+    "RESYNC_SECONDS",
+    "SOLO_PROBE_SECONDS",
+    "Replica",
+    "Share",
+    "Solo",
+    "WriterOf",
+    "redis_store_of",
+]
 
 log = get_logger(__name__)
 
@@ -71,6 +82,8 @@ RESYNC_SECONDS: Final = 30.0
 FLEET_ALERTS_SECONDS: Final = 5.0
 # How often Solo refreshes its gauges.
 _SOLO_GAUGES_SECONDS: Final = 5.0
+# How often Solo asks its store whether it takes writes.
+SOLO_PROBE_SECONDS: Final = 1.0
 
 
 class WriterOf(Protocol):
@@ -131,26 +144,33 @@ def _owned_by_account(tasks: Collection[Task], owns: Callable[[TaskKey], bool]) 
 
 
 class Solo:
-    """One replica on SQLite: owns every task, leads, and its store is up while open."""
+    """One replica on SQLite: owns every task, leads; its store is up while it takes writes."""
 
     def __init__(
         self,
         replica_id: str,
         *,
+        store: Store,
         tracker: Tracker,
         registry: TaskRegistry,
         metrics: MonitorMetrics,
         accounts: Callable[[], Collection[str]],
         alerts: Callable[[], AlertEngine],
+        probe_every: float = SOLO_PROBE_SECONDS,
     ) -> None:
         self.replica_id = replica_id
+        self._store = store
         self._alerts = alerts
         self._tracker = tracker
         self._registry = registry
         self._metrics = metrics
         self._accounts = accounts
+        self._probe_every = probe_every
         self._open = False
-        self._task: asyncio.Task[None] | None = None
+        self._health = StoreHealth(True)
+        self._kick = asyncio.Event()
+        self._writer = _GatedWriter(tracker, self)
+        self._tasks: list[asyncio.Task[None]] = []
 
     def owns(self, key: TaskKey) -> bool:
         return True
@@ -171,10 +191,15 @@ class Solo:
 
     @property
     def store_up(self) -> bool:
-        return self._open
+        return self._open and self._health.up
+
+    @property
+    def store_health(self) -> StoreHealth:
+        """What the last probe found: why the store takes no writes, if it does not."""
+        return self._health
 
     def writer(self) -> WriterOf:
-        return self._tracker
+        return self._writer
 
     def alert_reader(self) -> AlertReader:
         return self._alerts()
@@ -183,10 +208,11 @@ class Solo:
         self._open = True
         self._metrics.replica_info.labels(self.replica_id, "sqlite").set(1)
         self._gauges()
-        self._task = asyncio.get_running_loop().create_task(self._run())
+        loop = asyncio.get_running_loop()
+        self._tasks = [loop.create_task(self._run()), loop.create_task(self._probe())]
 
     def _gauges(self) -> None:
-        self._metrics.store_up.set(1 if self._open else 0)
+        self._metrics.store_up.set(1 if self.store_up else 0)
         owned = _owned_by_account(self._registry.tasks(), self.owns)
         self._metrics.set_cluster(1, owned, self._accounts())
 
@@ -195,14 +221,100 @@ class Solo:
             await asyncio.sleep(_SOLO_GAUGES_SECONDS)
             self._gauges()
 
+    def kick(self) -> None:
+        """A write failed: probe now rather than at the next period."""
+        self._kick.set()
+
+    async def _probe(self) -> None:
+        while True:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(self._probe_every):
+                    await self._kick.wait()
+            self._kick.clear()
+            try:
+                health = await self._store.probe()
+            except Exception as exc:  # a probe that cannot tell counts as down
+                health = StoreHealth(False, f"the store's probe failed ({type(exc).__name__})")
+            if health != self._health:
+                if health.up:
+                    log.warning("store_up", store=str(self._store))
+                else:
+                    log.error(
+                        "store_down",
+                        store=str(self._store),
+                        reason=health.reason,
+                        restart_required=health.restart,
+                    )
+                self._health = health
+                self._metrics.store_up.set(1 if self.store_up else 0)
+
     async def stop(self) -> None:
         self._open = False
-        task, self._task = self._task, None
-        if task is not None:
+        tasks, self._tasks = self._tasks, []
+        for task in tasks:
             task.cancel()
+        for task in tasks:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         self._metrics.store_up.set(0)
+
+
+class _GatedWriter:
+    """The tracker, for the HTTP layer of a Solo: while the store takes no writes, every
+    mutating call is refused with StoreError (503) before anything is computed, even one that
+    would write nothing; a call whose write fails has the store probed at once."""
+
+    __slots__ = ("_solo", "_tracker")
+
+    def __init__(self, tracker: Tracker, solo: Solo) -> None:
+        self._tracker = tracker
+        self._solo = solo
+
+    def _check(self) -> None:
+        if not self._solo.store_up:
+            reason = self._solo.store_health.reason or "the store is not open"
+            raise StoreError(reason)
+
+    @contextlib.contextmanager
+    def _watching(self) -> Iterator[None]:
+        self._check()
+        try:
+            yield
+        except StoreError:
+            self._solo.kick()
+            raise
+
+    def get(self, key: TaskKey) -> Task | None:
+        return self._tracker.get(key)
+
+    async def register(self, spec: TaskSpec, source: Source) -> tuple[Task, bool]:
+        with self._watching():
+            return await self._tracker.register(spec, source)
+
+    async def register_many(self, specs: list[TaskSpec], source: Source) -> list[tuple[Task, bool]]:
+        with self._watching():
+            return await self._tracker.register_many(specs, source)
+
+    async def remove(self, key: TaskKey) -> Task | None:
+        with self._watching():
+            return await self._tracker.remove(key)
+
+    async def transitions(self, key: TaskKey, limit: int | None = None) -> list[Transition]:
+        return await self._tracker.transitions(key, limit)
+
+    async def observe_exit(
+        self, key: TaskKey, leave_code: int | None, detail: dict[str, Any], at: float
+    ) -> Transition | None:
+        with self._watching():
+            return await self._tracker.observe_exit(key, leave_code, detail, at)
+
+    async def note_facts(self, key: TaskKey, facts: dict[str, Any]) -> bool:
+        with self._watching():
+            return await self._tracker.note_facts(key, facts)
+
+    async def observe_upload(self, key: TaskKey, event: UploadEvent) -> UploadChange | None:
+        with self._watching():
+            return await self._tracker.observe_upload(key, event)
 
 
 class _ReloadingWriter:

@@ -19,6 +19,20 @@ class StoreError(Exception):
     """The store cannot be opened or used: the message says which store and why."""
 
 
+@dataclass(frozen=True, slots=True)
+class StoreHealth:
+    """Whether the store takes writes now, and if not, why (for the log and operators).
+
+    ``restart`` is set when the store cannot come back by itself: its file was removed or
+    replaced under the running daemon, and only a restart (after the operator put the right
+    file in place) opens it again.
+    """
+
+    up: bool
+    reason: str = ""
+    restart: bool = False
+
+
 @dataclass(slots=True)
 class AlertRecord:
     """What the alert engine must remember across a restart about one alert.
@@ -55,6 +69,15 @@ class Store(Protocol):
 
     async def close(self) -> None:
         """Flush and release everything; later calls raise StoreError. Closing twice is fine."""
+        ...
+
+    async def probe(self) -> StoreHealth:
+        """Check now whether the store can take writes; never raises.
+
+        While it cannot, writes raise StoreError and change nothing; a store that can recover
+        by itself (Redis answers again, disk space was freed) is up again after a probe that
+        finds it so.
+        """
         ...
 
     async def load_tasks(self) -> list[Task]:

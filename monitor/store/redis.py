@@ -47,7 +47,7 @@ from redis.retry import Retry
 
 from monitor.models import Source, Status, Task, TaskKey, Transition, answer_fields
 from monitor.secrets import MASK
-from monitor.store.base import AlertRecord, AlertState, StoreError
+from monitor.store.base import AlertRecord, AlertState, StoreError, StoreHealth
 from monitor.store.records import (
     checked_alert,
     checked_task,
@@ -769,6 +769,12 @@ class RedisStore:
                 return bool(await _awaitable(client.ping()))
         except (RedisError, TimeoutError):
             return False
+
+    async def probe(self) -> StoreHealth:
+        """The store's health for the Store interface: up while Redis answers a ping."""
+        if await self.ping():
+            return StoreHealth(True)
+        return StoreHealth(False, f"{self.name} does not answer")
 
     # --- plumbing ------------------------------------------------------------------------------
 

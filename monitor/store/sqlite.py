@@ -12,22 +12,41 @@ a second daemon pointed at the same file is refused instead of interleaving its 
 Durability: WAL with ``synchronous=NORMAL`` makes every committed transaction survive a crash
 of the process (``kill -9``); only an operating system crash or power loss can take back the
 last commits, which is the guarantee SPEC section 6 asks for.
+
+Health: the store knows when it cannot take writes, refuses them meanwhile (StoreError, nothing
+changed) and says why (``probe``):
+
+* A write that fails because of the disk (full, read-only, I/O error) marks the store down at
+  once. While down, every write is refused, and each ``probe`` tries one small write: when it
+  succeeds (space was freed, the file system is writable again) the store is up again.
+* The store remembers the device and inode of its database file (a descriptor it keeps open),
+  its write-ahead log and its lock file. ``probe``, and every write right after its commit,
+  compare them with what the paths name now. A file removed or replaced under the running
+  daemon is never written again: the store is down for good (``StoreHealth.restart``), and it
+  saves everything its connection still holds, the removed file's content, to
+  ``<file>.rescued-<UTC time>`` beside it (retried while that fails), so an operator can put it
+  back before a restart. Nothing is ever started afresh at the path while it runs. A write
+  whose commit finds its file gone is answered with an error (it is in the copy, but was never
+  acknowledged).
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import fcntl
 import json
 import os
 import sqlite3
+import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Final, TypeVar
 
+from monitor.log import get_logger
 from monitor.models import (
     MAX_WALL_TIME,
     MIN_WALL_TIME,
@@ -38,7 +57,7 @@ from monitor.models import (
     Transition,
     answer_fields,
 )
-from monitor.store.base import AlertRecord, AlertState, StoreError
+from monitor.store.base import AlertRecord, AlertState, StoreError, StoreHealth
 from monitor.store.records import (
     checked_alert,
     checked_task,
@@ -51,12 +70,20 @@ from monitor.uploads import NO_UPLOAD, UploadState
 
 T = TypeVar("T")
 
+log = get_logger(__name__)
+
 SCHEMA_VERSION: Final = 3
 
 # Rows converted on the event loop between two yields: small enough to keep each step to a
 # few milliseconds, large enough that yielding costs nothing measurable.
 _CHUNK: Final = 500
 _BUSY_TIMEOUT_MS: Final = 5000
+# A rescue copy that could not be written is tried again this often (seconds).
+_RESCUE_RETRY_SECONDS: Final = 10.0
+# Primary SQLite result codes that say the disk cannot take (or give back) the data now:
+# SQLITE_PERM, SQLITE_READONLY, SQLITE_IOERR, SQLITE_CORRUPT, SQLITE_FULL, SQLITE_CANTOPEN,
+# SQLITE_NOTADB. Any of them marks the store down until a probe write succeeds.
+_DISK_FAILURES: Final = frozenset({3, 8, 10, 11, 13, 14, 26})
 
 # Index i brings the schema from version i to version i + 1. Never edit a released entry:
 # append a new one and bump SCHEMA_VERSION.
@@ -630,6 +657,16 @@ class SqliteStore:
         # Touched only on the worker thread.
         self._conn: sqlite3.Connection | None = None
         self._lock_fd: int | None = None
+        # The database file the connection holds (kept open to compare it with the path) and
+        # the write-ahead log's (device, inode) when the store opened.
+        self._db_fd: int | None = None
+        self._wal_id: tuple[int, int] | None = None
+        # Why writes fail now (recoverable), or why the file is gone (for good).
+        self._failure: str | None = None
+        self._gone: str | None = None
+        self._rescued: Path | None = None
+        self._rescue_error: str | None = None
+        self._rescue_tried: float | None = None
 
     def __repr__(self) -> str:
         state = "open" if self._executor is not None else "closed"
@@ -686,13 +723,74 @@ class SqliteStore:
             conn = sqlite3.connect(self.path, timeout=_BUSY_TIMEOUT_MS / 1000, isolation_level=None)
             try:
                 self._prepare(conn)
+                self._watch(conn)
             except BaseException:
                 conn.close()
                 raise
         except BaseException:
+            self._unwatch()
             self._release_lock()
             raise
         self._conn = conn
+        self._failure = self._gone = self._rescue_error = None
+        self._rescued = self._rescue_tried = None
+
+    @property
+    def wal_path(self) -> Path:
+        return self.path.with_name(self.path.name + "-wal")
+
+    def _watch(self, conn: sqlite3.Connection) -> None:
+        """Remember which files the connection holds, to notice when the paths change."""
+        try:
+            self._db_fd = os.open(self.path, os.O_RDONLY | os.O_CLOEXEC)
+        except OSError as exc:
+            raise StoreError(f"store {self.path}: cannot open it ({exc.strerror})") from None
+        # A read opens the write-ahead log (WAL mode), which then lives as long as the
+        # connection does.
+        conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
+        try:
+            wal = os.stat(self.wal_path)
+        except FileNotFoundError:
+            self._wal_id = None  # not in WAL mode (a file system without shared memory)
+        else:
+            self._wal_id = (wal.st_dev, wal.st_ino)
+        # The connection and the descriptor must name the same file: the path did not change
+        # between the two opens (the lock keeps other monitors away).
+        if self._moved() is not None:
+            raise StoreError(f"store {self.path} was replaced while it was being opened")
+
+    def _unwatch(self) -> None:
+        # Only after the connection is closed: closing any descriptor of a file drops the
+        # POSIX locks the process holds on it, SQLite's included.
+        fd, self._db_fd = self._db_fd, None
+        self._wal_id = None
+        if fd is not None:
+            os.close(fd)
+
+    def _moved(self) -> str | None:
+        """Why the files the store holds are no longer what their paths name, or None."""
+        watched: list[tuple[str, Path, tuple[int, int]]] = []
+        try:
+            if self._db_fd is not None:
+                st = os.fstat(self._db_fd)
+                watched.append(("database file", self.path, (st.st_dev, st.st_ino)))
+            if self._wal_id is not None:
+                watched.append(("write-ahead log", self.wal_path, self._wal_id))
+            if self._lock_fd is not None:
+                st = os.fstat(self._lock_fd)
+                watched.append(("lock file", self.lock_path, (st.st_dev, st.st_ino)))
+        except OSError:
+            return None  # cannot tell now; the next check looks again
+        for what, path, held in watched:
+            try:
+                st = os.stat(path)
+            except (FileNotFoundError, NotADirectoryError):
+                return f"its {what} {path} was removed or moved away"
+            except OSError:
+                continue  # cannot tell now; the next check looks again
+            if (st.st_dev, st.st_ino) != held:
+                return f"its {what} {path} was replaced by another file"
+        return None
 
     @property
     def lock_path(self) -> Path:
@@ -740,7 +838,11 @@ class SqliteStore:
                     f"store {self.path} is a SQLite database of something else (it has tables "
                     "but no schema version); point storage.path at another file"
                 )
-        conn.execute("PRAGMA journal_mode = WAL")
+        (mode,) = conn.execute("PRAGMA journal_mode = WAL").fetchone()
+        if str(mode).lower() != "wal":
+            # Still safe against a crash of the process (rollback journal), but slower, and the
+            # write-ahead log is not watched for removal.
+            log.warning("store_not_wal", store=str(self.path), journal_mode=str(mode))
         conn.execute("PRAGMA synchronous = NORMAL")
         conn.execute("PRAGMA foreign_keys = ON")
         conn.execute(f"PRAGMA busy_timeout = {_BUSY_TIMEOUT_MS}")
@@ -754,17 +856,181 @@ class SqliteStore:
                 conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
 
     def _close_sync(self) -> None:
-        conn, self._conn = self._conn, None
+        conn = self._conn
         if conn is None:
+            self._unwatch()
             self._release_lock()
             return
         try:
-            conn.execute("PRAGMA optimize")
-            # Fold the WAL back into the main file so the database is one file at rest.
-            conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            if self._gone is None:
+                moved = self._moved()
+                if moved is not None:
+                    self._mark_gone(moved)
+            if self._gone is not None:
+                if self._rescued is None:
+                    self._rescue()
+                if self._rescued is None:
+                    log.error(
+                        "store_lost_at_close",
+                        store=str(self.path),
+                        reason=self._gone,
+                        error=self._rescue_error,
+                    )
+            else:
+                try:
+                    conn.execute("PRAGMA optimize")
+                    # Fold the WAL back into the main file so the database is one file at rest.
+                    conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+                except sqlite3.Error as exc:
+                    # Nothing is lost: the committed transactions stay in the WAL, and the
+                    # next open folds them in.
+                    log.warning("store_checkpoint_failed", store=str(self.path), error=str(exc))
         finally:
+            self._conn = None
             conn.close()
+            self._unwatch()
             self._release_lock()
+
+    # --- health --------------------------------------------------------------------------------
+
+    async def probe(self) -> StoreHealth:
+        if self._executor is None:
+            return StoreHealth(False, f"store {self.path} is closed")
+        try:
+            return await self._submit(self._probe_sync)
+        except (StoreError, RuntimeError) as exc:  # RuntimeError: closed meanwhile
+            return StoreHealth(False, f"store {self.path}: {exc}")
+
+    def _probe_sync(self) -> StoreHealth:
+        conn = self._connection()
+        if self._gone is None:
+            moved = self._moved()
+            if moved is not None:
+                self._mark_gone(moved)
+        if self._gone is not None:
+            tried = self._rescue_tried
+            if self._rescued is None and (
+                tried is None or time.monotonic() - tried >= _RESCUE_RETRY_SECONDS
+            ):
+                self._rescue()
+        elif self._failure is not None:
+            # One small write: up again as soon as the disk takes it.
+            try:
+                with _transaction(conn):
+                    conn.execute(_UPSERT_META, ("probed_at", repr(time.time())))
+            except sqlite3.Error as exc:
+                self._failure = _describe(exc)
+            else:
+                self._failure = None
+        return self.health()
+
+    def health(self) -> StoreHealth:
+        """What the last write, probe or check found (no disk access)."""
+        if self._gone is not None:
+            if self._rescued is not None:
+                saved = f"everything it held was saved to {self._rescued}"
+            else:
+                saved = (
+                    f"saving a copy of what it holds failed ({self._rescue_error}; retried "
+                    "every few seconds): keep the daemon running until it succeeds"
+                )
+            return StoreHealth(
+                False,
+                f"store {self.path}: {self._gone}; {saved}; writes are refused until a "
+                "restart (see the README, what to do when the store disappears)",
+                restart=True,
+            )
+        if self._failure is not None:
+            return StoreHealth(False, f"store {self.path} cannot write: {self._failure}")
+        return StoreHealth(True)
+
+    def _mark_gone(self, reason: str) -> None:
+        self._gone = reason
+        self._rescue()
+        self._detach_wal()
+
+    def _detach_wal(self) -> None:
+        """When the database file is no longer at the path but its write-ahead log still is,
+        remove the log: SQLite would replay it into whatever file is opened at the path next
+        (it never checkpoints or deletes the log of a moved file). What it holds is in the
+        rescue copy, and the connection keeps reading it while the daemon runs."""
+        if self._db_fd is None or self._wal_id is None:
+            return
+        try:
+            held = os.fstat(self._db_fd)
+        except OSError:
+            return
+        try:
+            now = os.stat(self.path)
+        except OSError:
+            pass  # removed: the log left behind is the removed file's
+        else:
+            if (now.st_dev, now.st_ino) == (held.st_dev, held.st_ino):
+                return  # the file is in place (the log or the lock went): the log is its own
+        try:
+            wal = os.stat(self.wal_path)
+            if (wal.st_dev, wal.st_ino) == self._wal_id:
+                os.unlink(self.wal_path)
+                log.warning("store_wal_detached", store=str(self.path), wal=str(self.wal_path))
+        except OSError:
+            pass
+
+    def _rescue(self) -> None:
+        """Save what the connection holds (the removed file's content) beside the path."""
+        self._rescue_tried = time.monotonic()
+        stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+        target = self.path.with_name(f"{self.path.name}.rescued-{stamp}")
+        n = 1
+        while target.exists():
+            n += 1
+            target = self.path.with_name(f"{self.path.name}.rescued-{stamp}-{n}")
+        partial = target.with_name(target.name + ".partial")
+        try:
+            partial.unlink(missing_ok=True)
+            copy = sqlite3.connect(partial, isolation_level=None)
+            try:
+                self._connection().backup(copy)
+                # One self-contained file, whatever journal mode the source had.
+                copy.execute("PRAGMA journal_mode = DELETE")
+            finally:
+                copy.close()
+            fd = os.open(partial, os.O_RDONLY | os.O_CLOEXEC)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+            os.rename(partial, target)
+        except (sqlite3.Error, OSError) as exc:
+            with contextlib.suppress(OSError):
+                partial.unlink(missing_ok=True)
+            self._rescue_error = _describe(exc)
+            log.error(
+                "store_rescue_failed",
+                store=str(self.path),
+                reason=self._gone,
+                error=self._rescue_error,
+            )
+            return
+        self._rescued = target
+        self._rescue_error = None
+        log.warning("store_rescued", store=str(self.path), reason=self._gone, copy=str(target))
+
+    def _refuse(self) -> None:
+        """Raise while the store cannot take writes (nothing is attempted)."""
+        if self._gone is not None or self._failure is not None:
+            raise StoreError(self.health().reason)
+
+    def _write(self, fn: Callable[..., T], *args: Any) -> T:
+        """Run a write on the worker thread: refused while down; checked after its commit."""
+        self._refuse()
+        result = fn(*args)
+        moved = self._moved()
+        if moved is not None:
+            # Committed into a file that is no longer at the path: in the rescue copy, but
+            # never acknowledged.
+            self._mark_gone(moved)
+            raise StoreError(self.health().reason)
+        return result
 
     # --- plumbing ------------------------------------------------------------------------------
 
@@ -772,6 +1038,8 @@ class SqliteStore:
         try:
             return fn(*args)
         except sqlite3.Error as exc:
+            if _is_disk_failure(exc) and self._conn is not None and self._failure is None:
+                self._failure = _describe(exc)  # down until a probe write succeeds
             raise StoreError(f"store {self.path}: {exc}") from exc
 
     def _connection(self) -> sqlite3.Connection:
@@ -789,10 +1057,18 @@ class SqliteStore:
             raise StoreError(f"store {self.path} is closed")
         return self._order
 
+    def _submit_write(self, fn: Callable[..., T], *args: Any) -> asyncio.Future[T]:
+        return self._submit(self._write, fn, *args)
+
     async def _call(self, fn: Callable[..., T], *args: Any) -> T:
         # Reads go through the same queue as writes, so they see every write called before.
         async with self._lock():
             future = self._submit(fn, *args)
+        return await future
+
+    async def _call_write(self, fn: Callable[..., T], *args: Any) -> T:
+        async with self._lock():
+            future = self._submit_write(fn, *args)
         return await future
 
     # --- tasks ---------------------------------------------------------------------------------
@@ -812,18 +1088,18 @@ class SqliteStore:
         return found[0] if found else None
 
     async def save_task(self, task: Task) -> None:
-        await self._call(self._executemany_sync, _UPSERT_TASK, [_task_row(task)])
+        await self._call_write(self._executemany_sync, _UPSERT_TASK, [_task_row(task)])
 
     async def save_tasks(self, tasks: Sequence[Task]) -> None:
         async with self._lock():
             rows = await _rows(tasks, _task_row)
-            future = self._submit(self._executemany_sync, _UPSERT_TASK, rows)
+            future = self._submit_write(self._executemany_sync, _UPSERT_TASK, rows)
         await future
 
     async def save_health(self, tasks: Sequence[Task]) -> None:
         async with self._lock():
             rows = await _rows(tasks, _health_row)
-            future = self._submit(self._executemany_sync, _UPDATE_HEALTH, rows)
+            future = self._submit_write(self._executemany_sync, _UPDATE_HEALTH, rows)
         await future
 
     def _executemany_sync(self, sql: str, rows: list[Any]) -> None:
@@ -832,7 +1108,7 @@ class SqliteStore:
             conn.executemany(sql, rows)
 
     async def delete_task(self, key: TaskKey) -> None:
-        await self._call(self._delete_task_sync, key.sdk_app_id, key.task_id)
+        await self._call_write(self._delete_task_sync, key.sdk_app_id, key.task_id)
 
     def _delete_task_sync(self, sdk_app_id: int, task_id: str) -> None:
         conn = self._connection()
@@ -841,7 +1117,7 @@ class SqliteStore:
             conn.execute(_DELETE_TASK, (sdk_app_id, task_id))
 
     async def purge(self, before: float) -> list[TaskKey]:
-        return await self._call(self._purge_sync, before)
+        return await self._call_write(self._purge_sync, before)
 
     def _purge_sync(self, before: float) -> list[TaskKey]:
         conn = self._connection()
@@ -864,7 +1140,7 @@ class SqliteStore:
             )
         if transition.seq is not None:
             raise ValueError(f"transition {transition.seq} of {task.key} is already recorded")
-        seq = await self._call(
+        seq = await self._call_write(
             self._record_transition_sync, _task_row(task), _transition_row(transition)
         )
         return dataclasses.replace(transition, seq=seq)
@@ -898,12 +1174,12 @@ class SqliteStore:
     # --- alerts --------------------------------------------------------------------------------
 
     async def save_alert(self, record: AlertRecord) -> None:
-        await self._call(self._executemany_sync, _UPSERT_ALERT, [_alert_row(record)])
+        await self._call_write(self._executemany_sync, _UPSERT_ALERT, [_alert_row(record)])
 
     async def save_alerts(self, records: Sequence[AlertRecord]) -> None:
         async with self._lock():
             rows = await _rows(records, _alert_row)
-            future = self._submit(self._executemany_sync, _UPSERT_ALERT, rows)
+            future = self._submit_write(self._executemany_sync, _UPSERT_ALERT, rows)
         await future
 
     async def load_alerts(self) -> list[AlertRecord]:
@@ -914,7 +1190,7 @@ class SqliteStore:
         return [r for r in map(_alert_from_row, rows) if r is not None]
 
     async def delete_alert(self, fingerprint: str) -> None:
-        await self._call(self._executemany_sync, _DELETE_ALERT, [(fingerprint,)])
+        await self._call_write(self._executemany_sync, _DELETE_ALERT, [(fingerprint,)])
 
     # --- meta ----------------------------------------------------------------------------------
 
@@ -926,7 +1202,21 @@ class SqliteStore:
         return None if row is None else str(row[0])
 
     async def meta_set(self, key: str, value: str) -> None:
-        await self._call(self._executemany_sync, _UPSERT_META, [(key, value)])
+        await self._call_write(self._executemany_sync, _UPSERT_META, [(key, value)])
+
+
+def _is_disk_failure(exc: sqlite3.Error) -> bool:
+    code = getattr(exc, "sqlite_errorcode", None)
+    return code is not None and code & 0xFF in _DISK_FAILURES
+
+
+def _describe(exc: BaseException) -> str:
+    if isinstance(exc, sqlite3.Error):
+        name = getattr(exc, "sqlite_errorname", None)
+        return f"{exc} ({name})" if name else str(exc)
+    if isinstance(exc, OSError) and exc.strerror:
+        return exc.strerror
+    return str(exc) or type(exc).__name__
 
 
 def _statements(script: str) -> Iterator[str]:
