@@ -317,6 +317,9 @@ class ServerConfig(_Model):
     max_body_bytes: PositiveInt = 1024 * 1024
     # How people reach this monitor: the base of links in alert messages ("" = no links).
     external_url: Annotated[str, AfterValidator(_check_external_url)] = ""
+    # Prometheus exporters' web configuration file (TLS, basic auth, headers); the run flag
+    # --web.config.file wins over it.
+    web_config_file: Path | None = None
 
     @model_validator(mode="after")
     def _single_token_source(self) -> Self:
@@ -611,6 +614,10 @@ class CallbacksConfig(_Model):
     region: Region = "ap-guangzhou"
     # A signed callback sent longer ago than this is a replay (the signature covers no time).
     max_age: Duration = 600.0
+    # A listener of its own for the callback path (only it: everything else there is 404),
+    # and its web configuration file (TLS only: TRTC cannot send basic auth).
+    listen: Annotated[str, AfterValidator(_check_listen)] | None = None
+    web_config_file: Path | None = None
 
     @field_validator("path")
     @classmethod
@@ -624,6 +631,18 @@ class CallbacksConfig(_Model):
     @model_validator(mode="after")
     def _single_key_source(self) -> Self:
         _one_source(self, "key")
+        return self
+
+    @model_validator(mode="after")
+    def _own_listener(self) -> Self:
+        if self.web_config_file is not None and self.listen is None:
+            raise _LocatedErrors(
+                [(("web_config_file",), "needs callbacks.listen (the listener it configures)")]
+            )
+        if self.listen is not None and not self.enabled:
+            raise _LocatedErrors(
+                [(("listen",), "callbacks are off (no key is configured): nothing to serve")]
+            )
         return self
 
     @property
@@ -940,6 +959,9 @@ class Config(_Model):
                     (("tasks", index), f"duplicate task {task.key} (also tasks[{seen[task.key]}])")
                 )
             seen.setdefault(task.key, index)
+        listen = self.callbacks.listen
+        if listen is not None and parse_listen(listen)[1] == self.server.port != 0:
+            problems.append((("callbacks", "listen"), "same port as server.listen"))
         if self.callbacks.enabled and self.callbacks.account not in self.accounts:
             problems.append(
                 (
