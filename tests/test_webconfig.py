@@ -151,6 +151,17 @@ class TestFile:
         path = write(tmp_path, f"basic_auth_users:\n  trtc: {bcrypt_hash('x')}\n")
         assert "basic_auth_users" in refused(path, basic_auth_allowed=False)
 
+    def test_the_sample_file_is_valid(self, tmp_path: Path, pki: tuple[Ca, Ca, Ca]) -> None:
+        _, server, _ = pki
+        sample = (Path(__file__).parent.parent / "config" / "web-config.example.yml").read_text()
+        text = sample.replace("/etc/trtc-monitor/tls/tls.crt", str(server.cert)).replace(
+            "/etc/trtc-monitor/tls/tls.key", str(server.key)
+        )
+        config = load_web_config(write(tmp_path, text))
+        assert config.tls is not None
+        assert set(config.users) == {"prometheus"}
+        assert config.headers["X-Frame-Options"] == "deny"
+
     def test_an_empty_file_means_nothing_to_do(self, tmp_path: Path) -> None:
         config = load_web_config(write(tmp_path, ""))
         assert config.tls is None and not config.users and not config.headers  # noqa: PT018
