@@ -3,7 +3,6 @@ cache, client certificates, and the callback listener's own TLS."""
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import ssl
 from pathlib import Path
@@ -20,6 +19,7 @@ from monitor.http.webconfig import (
     parse_basic,
 )
 from monitor.simulator import Simulator
+from tests.support import wait_for_async
 from tests.test_listeners import KEY, PATH, callbacks_extra, signed_started, write_config
 from tests.tls_support import Ca, bcrypt_hash, make_ca, make_cert, served_daemon
 
@@ -279,7 +279,37 @@ class TestServed:
             assert not result.ok
             assert "restart" in result.errors[0]
             assert served.listeners.main.current.tls is not None
-            await asyncio.sleep(0)
+
+    async def test_a_file_named_on_reload_is_applied_and_then_watched(
+        self, tmp_path: Path, simulator: Simulator
+    ) -> None:
+        config = write_config(tmp_path, simulator.url, "127.0.0.1:0")
+        web = write(tmp_path, f"basic_auth_users:\n  a: {bcrypt_hash('pa')}\n")
+
+        def login(user: str, password: str) -> dict[str, str]:
+            raw = base64.b64encode(f"{user}:{password}".encode()).decode()
+            return {"Authorization": f"Basic {raw}"}
+
+        async with served_daemon(config) as served, aiohttp.ClientSession() as session:
+            healthy = served.main + "/-/healthy"
+            async with session.get(healthy) as r:
+                assert r.status == 200
+            config.write_text(
+                config.read_text().replace("server:\n", f"server:\n  web_config_file: {web}\n")
+            )
+            result = await served.daemon.reload()
+            assert result.ok, result.errors
+            async with session.get(healthy) as r:
+                assert r.status == 401
+            async with session.get(healthy, headers=login("a", "pa")) as r:
+                assert r.status == 200
+            web.write_text(f"basic_auth_users:\n  b: {bcrypt_hash('pb')}\n")
+
+            async def b_in() -> bool:
+                async with session.get(healthy, headers=login("b", "pb")) as r:
+                    return r.status == 200
+
+            await wait_for_async(b_in, timeout=20, what="the changed file taken")
 
 
 class TestConfigKeys:

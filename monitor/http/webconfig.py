@@ -529,6 +529,7 @@ class LiveWebConfig:
         self._failed_stamp: object = None
         self._lock = asyncio.Lock()
         self._watcher: asyncio.Task[None] | None = None
+        self._watch_period: float | None = None  # set once serving: watch files named later
 
     @property
     def tls(self) -> bool:
@@ -585,6 +586,8 @@ class LiveWebConfig:
         changed = config != self.current
         self.path, self.current, self._stamp = path, config, stamp
         self._failed_stamp = None
+        if self._watch_period is not None:
+            self.start_watching(self._watch_period)
         if changed:
             log.info(
                 "web_config_loaded",
@@ -611,6 +614,7 @@ class LiveWebConfig:
             self._on_failure(self.name)
 
     def start_watching(self, period: float = WATCH_SECONDS) -> None:
+        self._watch_period = period
         if self.path is not None and self._watcher is None:
             self._watcher = asyncio.get_running_loop().create_task(self._watch(period))
 
@@ -632,6 +636,7 @@ class LiveWebConfig:
                 await asyncio.sleep(period)
 
     async def stop(self) -> None:
+        self._watch_period = None
         if self._watcher is not None:
             self._watcher.cancel()
             with contextlib.suppress(asyncio.CancelledError):
