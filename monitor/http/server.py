@@ -240,8 +240,9 @@ def _headers_of(web_config: LiveWebConfig | None) -> Callable[[], Mapping[str, s
     return lambda: web_config.current.headers
 
 
-class ListenError(Exception):
-    """An address that cannot be listened on; the message names it."""
+class ListenError(OSError):
+    """An address that cannot be listened on; the message names it (an OSError, as what
+    aiohttp raised before binding moved here)."""
 
 
 def bind(listen: str) -> socket.socket:
