@@ -11,6 +11,7 @@ from pathlib import Path
 
 import aiohttp
 import pytest
+from structlog.testing import capture_logs
 
 from monitor.simulator import Simulator
 from tests.support import free_port, promql, require_binary, run_process, wait_for_async
@@ -119,15 +120,21 @@ async def test_credentials_are_required_on_every_path_and_https_only(
         aiohttp.ClientSession(connector=aiohttp.TCPConnector(ssl=client_ssl(ca))) as session,
     ):
         base = served.main
-        for path in ("/metrics", "/-/healthy", "/-/ready", "/", "/api/v1/tasks", "/nothing"):
-            async with session.get(base + path) as r:
-                assert r.status == 401, path
-                assert r.headers["WWW-Authenticate"].startswith("Basic")
-                assert r.headers["X-Content-Type-Options"] == "nosniff"
-            async with session.get(base + path, headers=basic(USER, "wrong")) as r:
-                assert r.status == 401, path
-            async with session.get(base + path, headers=basic("nobody", PASSWORD)) as r:
-                assert r.status == 401, path
+        with capture_logs() as logs:
+            for path in ("/metrics", "/-/healthy", "/-/ready", "/", "/api/v1/tasks", "/nothing"):
+                async with session.get(base + path) as r:
+                    assert r.status == 401, path
+                    assert r.headers["WWW-Authenticate"].startswith("Basic")
+                    assert r.headers["X-Content-Type-Options"] == "nosniff"
+                async with session.get(base + path, headers=basic(USER, "wrong-pw")) as r:
+                    assert r.status == 401, path
+                async with session.get(base + path, headers=basic("nobody", PASSWORD)) as r:
+                    assert r.status == 401, path
+        assert any(entry["event"] == "http_basic_auth_failed" for entry in logs)
+        logged = repr(logs)
+        assert "wrong-pw" not in logged
+        assert PASSWORD not in logged
+        assert "nobody" not in logged
         async with session.get(base + "/-/healthy", headers=good) as r:
             assert r.status == 200
         async with session.get(base + "/metrics", headers=good) as r:
