@@ -125,6 +125,36 @@ class TestBindFirst:
         assert sorted(p.name for p in tmp_path.glob("monitor.db*")) == ["monitor.db"]
         assert len(simulator.arrivals) == 0
 
+    def test_a_broken_web_config_file_stops_the_start_the_same_way(
+        self, tmp_path: Path, simulator: Simulator
+    ) -> None:
+        web = tmp_path / "web.yml"
+        web.write_text("basic_auth_users:\n  bob: not-a-hash\n")
+        config = write_config(tmp_path, simulator.url, "127.0.0.1:0", TASK)
+        done = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "monitor",
+                "run",
+                "-c",
+                str(config),
+                "--web.config.file",
+                str(web),
+            ],
+            env=daemon_env(),
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert done.returncode == 2
+        lines = done.stderr.strip().splitlines()
+        assert len(lines) == 1
+        assert lines[0].startswith(f"error: {web}: basic_auth_users.bob: not a bcrypt hash")
+        assert "not-a-hash" not in done.stderr
+        assert list(tmp_path.glob("monitor.db*")) == []
+        assert len(simulator.arrivals) == 0
+
 
 @pytest.fixture
 def callback_key(monkeypatch: pytest.MonkeyPatch) -> None:
