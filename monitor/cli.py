@@ -69,44 +69,61 @@ def cmd_run(args: argparse.Namespace) -> int:
         _print_errors(exc.errors)
         return EXIT_USAGE
     configure_logging(config.logging.format, config.logging.level, secrets.values())
-    return asyncio.run(_run(config, path))
+    web_config = Path(args.web_config_file) if args.web_config_file else None
+    return asyncio.run(_run(config, path, web_config))
 
 
-async def _run(config: Any, path: Path) -> int:
+async def _run(config: Any, path: Path, web_config: Path | None = None) -> int:
     import structlog
 
     from monitor.config import ConfigError
     from monitor.daemon import Daemon
-    from monitor.http.server import start_server
+    from monitor.http.listeners import CALLBACKS, MAIN, Listeners
+    from monitor.http.server import ListenError
+    from monitor.http.webconfig import WebConfigError
     from monitor.store.base import StoreError
 
     log = structlog.get_logger("monitor")
     daemon = Daemon(config, path)
+    listeners = Listeners(config, web_config, daemon.metrics.registry)
+    # Every address is taken, and every web configuration file read, before the store is
+    # opened or anything polled: a taken port or a broken file changes nothing.
+    try:
+        listeners.bind()
+        await listeners.load()
+    except (ListenError, WebConfigError) as exc:
+        listeners.close()
+        print(f"error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    daemon.reload_hooks.append(listeners)
     stop = asyncio.Event()
     try:
         await daemon.start()
     except StoreError as exc:
         # An unusable store is a configuration problem (storage.path): one line, exit 2.
+        listeners.close()
         await daemon.stop()
         print(f"error: {exc}", file=sys.stderr)
         return EXIT_USAGE
     except ConfigError as exc:
+        listeners.close()
         await daemon.stop()
         _print_errors(exc.errors)
         return EXIT_USAGE
     try:
-        runner, url = await start_server(daemon, config.server.listen)
+        await listeners.start(daemon)
     except OSError as exc:
         log.error("startup_failed", error=str(exc))
+        await listeners.stop()
         await daemon.stop()
         return EXIT_FAILURE
     daemon.install_signal_handlers(stop)
-    log.info("listening", url=url, metrics=f"{url}/metrics")
+    url = listeners.urls[MAIN]
+    callbacks = listeners.urls.get(CALLBACKS)
+    log.info("listening", url=url, metrics=f"{url}/metrics", callbacks=callbacks)
     await stop.wait()
     log.info("stopping")
-    try:
-        await asyncio.wait_for(runner.cleanup(), timeout=3)
-    except TimeoutError:
+    if not await listeners.stop():
         log.warning("http_shutdown_timeout")
     await daemon.stop()
     return EXIT_OK
@@ -413,6 +430,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("run", help="run the daemon")
     p.add_argument("-c", "--config", help=f"config file (default {DEFAULT_CONFIG})")
+    p.add_argument(
+        "--web.config.file",
+        dest="web_config_file",
+        metavar="FILE",
+        help="web configuration file of Prometheus exporters (TLS, basic auth); "
+        "wins over server.web_config_file",
+    )
     p.set_defaults(func=cmd_run)
 
     p = sub.add_parser("check-config", help="validate a config file")

@@ -318,6 +318,9 @@ class ServerConfig(_Model):
     max_body_bytes: PositiveInt = 1024 * 1024
     # How people reach this monitor: the base of links in alert messages ("" = no links).
     external_url: Annotated[str, AfterValidator(_check_external_url)] = ""
+    # Prometheus exporters' web configuration file (TLS, basic auth, headers); the run flag
+    # --web.config.file wins over it.
+    web_config_file: Path | None = None
 
     @model_validator(mode="after")
     def _single_token_source(self) -> Self:
@@ -645,6 +648,10 @@ class CallbacksConfig(_Model):
     # Per-application keys; when set, only these applications' callbacks are taken. An entry
     # without a key of its own is checked with the single key above.
     apps: dict[CallbackApp, CallbackAppConfig] = Field(default_factory=dict)
+    # A listener of its own for the callback path (only it: everything else there is 404),
+    # and its web configuration file (TLS only: TRTC cannot send basic auth).
+    listen: Annotated[str, AfterValidator(_check_listen)] | None = None
+    web_config_file: Path | None = None
 
     @field_validator("path")
     @classmethod
@@ -670,6 +677,18 @@ class CallbacksConfig(_Model):
                         )
                     ]
                 )
+        return self
+
+    @model_validator(mode="after")
+    def _own_listener(self) -> Self:
+        if self.web_config_file is not None and self.listen is None:
+            raise _LocatedErrors(
+                [(("web_config_file",), "needs callbacks.listen (the listener it configures)")]
+            )
+        if self.listen is not None and not self.enabled:
+            raise _LocatedErrors(
+                [(("listen",), "callbacks are off (no key is configured): nothing to serve")]
+            )
         return self
 
     @property
@@ -986,6 +1005,9 @@ class Config(_Model):
                     (("tasks", index), f"duplicate task {task.key} (also tasks[{seen[task.key]}])")
                 )
             seen.setdefault(task.key, index)
+        listen = self.callbacks.listen
+        if listen is not None and parse_listen(listen)[1] == self.server.port != 0:
+            problems.append((("callbacks", "listen"), "same port as server.listen"))
         if self.callbacks.enabled and self.callbacks.account not in self.accounts:
             problems.append(
                 (

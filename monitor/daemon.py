@@ -23,7 +23,7 @@ import time
 from collections.abc import Callable, Collection, Coroutine, Mapping
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import aiohttp
 import structlog
@@ -71,8 +71,17 @@ RESTART_KEYS: tuple[tuple[str, Callable[[Config], object]], ...] = (
     ("storage", lambda c: c.storage),
     ("cluster", lambda c: c.cluster),
     ("callbacks.path", lambda c: c.callbacks.path if c.callbacks.enabled else None),
+    ("callbacks.listen", lambda c: c.callbacks.listen),
     ("logging", lambda c: c.logging),
 )
+
+
+class ReloadHook(Protocol):
+    """Something read again with every reload (the listeners' web configuration files):
+    ``prepare`` reads and checks (ConfigError: the reload is refused, nothing changed), the
+    call it returns puts the result in force once the reload goes ahead."""
+
+    async def prepare(self, config: Config) -> Callable[[], None]: ...
 
 
 def restart_required(old: Config, new: Config) -> tuple[str, ...]:
@@ -113,6 +122,7 @@ class Daemon:
         self._jobs: AsyncIOScheduler | None = None
         self._reload_lock: asyncio.Lock | None = None
         self._background: set[asyncio.Task[Any]] = set()
+        self.reload_hooks: list[ReloadHook] = []
         # One credential provider per account (SPEC section 5); refresh attempts feed the
         # credential metrics and the expiring alert.
         self.credentials = CredentialSet(RefreshRecorder(self.metrics, [self._on_credentials]))
@@ -356,6 +366,7 @@ class Daemon:
             # New providers are made here but started only once the reload goes ahead.
             providers = self.credentials.plan(config, secrets)
             accounts = build_accounts(config, providers.providers)
+            commits = [await hook.prepare(config) for hook in self.reload_hooks]
             # Static tasks are stored before anything is swapped; applied after the swap, when
             # their accounts exist. A failed write leaves everything as it was.
             pending = await self.tracker.store_registrations(config.tasks)
@@ -367,6 +378,8 @@ class Daemon:
         assert self._session is not None
         await self.credentials.prepare(providers, self._session)
         self._swap(config, accounts, secrets)
+        for commit in commits:
+            commit()
         await self.credentials.commit(providers)
         await self.tracker.apply_registrations(pending)
         self.metrics.config_reload_ok.set(1)
