@@ -328,6 +328,17 @@ def _update_request(args: argparse.Namespace) -> tuple[str, dict[str, Any]]:
     return f"/api/v1/tasks/{args.sdk_app_id}/{args.task_id}", body
 
 
+def _interval_for_api(text: str) -> float | str:
+    """Any duration the configuration takes (``1500ms``), as the seconds the API takes; text
+    that is no duration is sent as it is, for the validator to name."""
+    from monitor.durations import parse_duration
+
+    try:
+        return parse_duration(text)
+    except ValueError:
+        return text
+
+
 def _conflict_note(data: Any) -> str:
     """For a 409 conflict: the fields that differ, and what to do."""
     error = data.get("error") if isinstance(data, dict) else None
@@ -369,7 +380,7 @@ def _spec_from_args(args: argparse.Namespace) -> dict[str, Any]:
     if labels:
         body["labels"] = labels
     if args.interval:
-        body["interval"] = args.interval
+        body["interval"] = _interval_for_api(args.interval)
     try:
         # The daemon's own validator (accounts are the daemon's to check): bad input is told
         # here, by the same words, without a round trip.

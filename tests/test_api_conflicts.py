@@ -192,3 +192,21 @@ class TestCli:
         assert "[0]" in result.stderr
         assert "region" in result.stderr
         assert (await get(running, "t-3"))[0] == 200
+
+    async def test_tasks_add_sends_any_duration_as_the_seconds_the_api_takes(
+        self, running: RunningDaemon
+    ) -> None:
+        env = {"TRTC_MONITOR_API_TOKEN": "test-api-token-0123456789"}
+        result = await acli(
+            "tasks", "--url", running.url, "add", "--sdk-app-id", str(APP), "--task-id", "ms-1",
+            "--region", "ap-guangzhou", "--interval", "1500ms", env=env,
+        )  # fmt: skip
+        assert result.returncode == 0, result.stderr
+        assert (await get(running, "ms-1"))[1]["interval_seconds"] == 1.5
+        # The API itself takes no milliseconds as text: its document says so.
+        status, body = await post(
+            running, {"sdk_app_id": APP, "task_id": "ms-2", "region": "ap-guangzhou",
+                      "interval": "1500ms"},
+        )  # fmt: skip
+        assert status == 422, body
+        assert body["error"]["message"].startswith("interval:")
