@@ -283,6 +283,8 @@ async def _tasks(args: argparse.Namespace) -> int:
         path = f"/api/v1/tasks/{args.sdk_app_id}/{args.task_id}"
     elif args.tasks_command == "remove":
         method, path = "DELETE", f"/api/v1/tasks/{args.sdk_app_id}/{args.task_id}"
+    elif args.tasks_command == "update":
+        method, path, body = "PATCH", *_update_request(args)
     try:
         async with (
             aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10)) as session,
@@ -301,12 +303,81 @@ async def _tasks(args: argparse.Namespace) -> int:
         data = {"raw": text}
     if status >= 400:
         message = data.get("error", {}).get("message", text) if isinstance(data, dict) else text
-        raise UserError(f"HTTP {status}: {message}", EXIT_FAILURE)
+        raise UserError(f"HTTP {status}: {message}{_conflict_note(data)}", EXIT_FAILURE)
     if args.tasks_command == "list" and not args.json:
         _print_task_table(data.get("tasks", []))
     else:
         print(json.dumps(data, indent=2, ensure_ascii=False))
-    return EXIT_OK
+    return _bulk_conflicts(data)
+
+
+# -- tasks update, and conflicts of tasks add ------------------------------------------------
+
+
+def _update_request(args: argparse.Namespace) -> tuple[str, dict[str, Any]]:
+    """``tasks update APP TASK``: the path and the PATCH body, checked here as the daemon
+    would (labels replace the whole set; an interval in any duration syntax is sent as
+    seconds)."""
+    from monitor.durations import parse_duration
+    from monitor.taskspec import ValidationError, validate_update
+
+    body: dict[str, Any] = {}
+    if args.label or args.clear_labels:
+        if args.label and args.clear_labels:
+            raise UserError("tasks update: --label and --clear-labels exclude each other")
+        body["labels"] = dict(_label(item) for item in args.label)
+    if args.interval is not None:
+        if args.interval == "default":
+            body["interval"] = None
+        else:
+            try:
+                body["interval"] = parse_duration(args.interval)
+            except ValueError as exc:
+                raise UserError(f"tasks update: --interval: {exc}") from None
+    if not body:
+        raise UserError(
+            "tasks update: nothing to change (give --label, --clear-labels or --interval)"
+        )
+    try:
+        validate_update(body)
+    except ValidationError as exc:
+        raise UserError(f"tasks update: {exc}") from None
+    return f"/api/v1/tasks/{args.sdk_app_id}/{args.task_id}", body
+
+
+def _interval_for_api(text: str) -> float | str:
+    """Any duration the configuration takes (``1500ms``), as the seconds the API takes; text
+    that is no duration is sent as it is, for the validator to name."""
+    from monitor.durations import parse_duration
+
+    try:
+        return parse_duration(text)
+    except ValueError:
+        return text
+
+
+def _conflict_note(data: Any) -> str:
+    """For a 409 conflict: the fields that differ, and what to do."""
+    error = data.get("error") if isinstance(data, dict) else None
+    if not isinstance(error, dict) or error.get("code") != "conflict":
+        return ""
+    fields = ", ".join(str(f) for f in error.get("fields", []))
+    return f"\n  fields that differ: {fields}\n  (change labels or interval with `tasks update`)"
+
+
+def _bulk_conflicts(data: Any) -> int:
+    """A bulk answer's conflicts, one line each on stderr; EXIT_FAILURE if there were any."""
+    results = data.get("results") if isinstance(data, dict) else None
+    if not isinstance(results, list):
+        return EXIT_OK
+    conflicts = [r for r in results if isinstance(r, dict) and r.get("status") == 409]
+    for r in conflicts:
+        error = r.get("error", {})
+        print(
+            f"error: [{r.get('index')}] {error.get('message', 'conflict')}",
+            file=sys.stderr,
+        )
+    return EXIT_FAILURE if conflicts else EXIT_OK
 
 
 def _spec_from_args(args: argparse.Namespace) -> dict[str, Any]:
@@ -326,7 +397,7 @@ def _spec_from_args(args: argparse.Namespace) -> dict[str, Any]:
     if labels:
         body["labels"] = labels
     if args.interval:
-        body["interval"] = args.interval
+        body["interval"] = _interval_for_api(args.interval)
     try:
         # The daemon's own validator (accounts are the daemon's to check): bad input is told
         # here, by the same words, without a round trip.
@@ -506,6 +577,19 @@ def build_parser() -> argparse.ArgumentParser:
         a = tsub.add_parser(name, help=text)
         a.add_argument("--sdk-app-id", type=int, required=True)
         a.add_argument("--task-id", required=True)
+    # tasks update: a block of its own.
+    a = tsub.add_parser(
+        "update",
+        help="change a task's labels and/or interval",
+        description="Labels given replace the task's whole label set.",
+    )
+    a.add_argument("sdk_app_id", type=int, metavar="SDK_APP_ID")
+    a.add_argument("task_id", metavar="TASK_ID")
+    a.add_argument("--label", action="append", default=[], help="name=value (repeatable)")
+    a.add_argument("--clear-labels", action="store_true", help="remove every label")
+    a.add_argument(
+        "--interval", help="poll interval, e.g. 30s or 1m30s; 'default' for the configured one"
+    )
     p.set_defaults(func=cmd_tasks)
 
     p = sub.add_parser("store", help="work on stores directly (the daemon need not run)")

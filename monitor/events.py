@@ -26,6 +26,7 @@ __all__ = [
     "HealthChanged",
     "TaskObserved",
     "TaskRegistered",
+    "TaskUpdated",
     "TasksPurged",
     "TransitionRecorded",
     "UploadChanged",
@@ -37,6 +38,15 @@ log = structlog.get_logger("monitor.events")
 @dataclass(frozen=True, slots=True)
 class TaskRegistered:
     task: Task
+
+
+@dataclass(frozen=True, slots=True)
+class TaskUpdated:
+    """The task's labels or interval were changed (through the API) and stored; ``changed``
+    names the fields whose values differ."""
+
+    task: Task
+    changed: tuple[str, ...]
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,6 +102,7 @@ class ApiAnswered:
 
 Event = (
     TaskRegistered
+    | TaskUpdated
     | TransitionRecorded
     | HealthChanged
     | TaskObserved

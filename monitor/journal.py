@@ -12,6 +12,7 @@ from monitor.events import (
     EventBus,
     HealthChanged,
     TaskRegistered,
+    TaskUpdated,
     TransitionRecorded,
     UploadChanged,
 )
@@ -24,6 +25,7 @@ log = structlog.get_logger("monitor.tracker")
 
 def subscribe(bus: EventBus) -> None:
     bus.subscribe(TaskRegistered, _registered)
+    bus.subscribe(TaskUpdated, _updated)
     bus.subscribe(TransitionRecorded, _transition)
     bus.subscribe(HealthChanged, _health)
     bus.subscribe(UploadChanged, _upload)
@@ -49,6 +51,18 @@ def _upload(event: UploadChanged) -> None:
         log.warning("task_upload", failure=state.failure.describe(), **fields)
     else:
         log.info("task_upload", **fields)
+
+
+def _updated(event: TaskUpdated) -> None:
+    task = event.task
+    log.info(
+        "task_updated",
+        sdk_app_id=task.sdk_app_id,
+        task_id=task.task_id,
+        changed=list(event.changed),
+        labels=task.labels,
+        interval=task.interval,
+    )
 
 
 def _registered(event: TaskRegistered) -> None:

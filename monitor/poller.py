@@ -19,7 +19,13 @@ import structlog
 from monitor.budget import Budget
 from monitor.config import PollingConfig
 from monitor.credentials import credentials_for_call
-from monitor.events import ApiAnswered, EventBus, TaskRegistered, TransitionRecorded
+from monitor.events import (
+    ApiAnswered,
+    EventBus,
+    TaskRegistered,
+    TaskUpdated,
+    TransitionRecorded,
+)
 from monitor.metrics import MonitorMetrics
 from monitor.models import Outcome, Source, Status, Task, TaskKey
 from monitor.ratelimit.factory import BucketKey
@@ -91,6 +97,7 @@ class Poller:
         )
         bus.subscribe(TaskRegistered, self._on_registered)
         bus.subscribe(TransitionRecorded, self._on_transition)
+        bus.subscribe(TaskUpdated, self._on_updated)
 
     # -- life cycle -------------------------------------------------------------------------
 
@@ -218,6 +225,12 @@ class Poller:
     def _on_registered(self, event: TaskRegistered) -> None:
         if self.owns(event.task.key):
             self._add(event.task, due_in=0.0)
+
+    def _on_updated(self, event: TaskUpdated) -> None:
+        # A new interval applies at once: the next poll is due one new interval after the last.
+        task = event.task
+        if "interval" in event.changed and not task.final:
+            self.scheduler.update_interval(task.key, self.intervals.of(task))
 
     def _on_transition(self, event: TransitionRecorded) -> None:
         task, transition = event.task, event.transition

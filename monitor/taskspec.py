@@ -29,6 +29,8 @@ from monitor.durations import parse_duration
 from monitor.models import REGIONS, TaskKey
 
 __all__ = [
+    "API_INTERVAL_PATTERN",
+    "LABEL_NAME_PATTERN",
     "LABEL_NAME_RE",
     "MAX_BULK",
     "MAX_INTERVAL",
@@ -40,10 +42,13 @@ __all__ = [
     "TASK_ID_RE",
     "LabelError",
     "TaskSpec",
+    "TaskUpdate",
     "ValidationError",
+    "conflicting_fields",
     "validate_sdk_app_id",
     "validate_spec",
     "validate_task_id",
+    "validate_update",
 ]
 
 # Labels the daemon itself puts on task series and alerts; user labels may not shadow them.
@@ -51,6 +56,8 @@ RESERVED_LABELS: frozenset[str] = frozenset(
     {"account", "region", "sdk_app_id", "task_id", "status", "alertname", "severity"}
 )
 LABEL_NAME_RE = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*")
+# A label name a user may set: a Prometheus name not starting with "__" (reserved names aside).
+LABEL_NAME_PATTERN = r"^(?:[a-zA-Z][a-zA-Z0-9_]*|_(?:[a-zA-Z0-9][a-zA-Z0-9_]*)?)$"
 # TaskIds are URL-safe tokens; "/" is excluded because the task id is a path segment of the API.
 TASK_ID_RE = re.compile(r"[A-Za-z0-9._~+=:-]{1,256}")
 
@@ -61,6 +68,24 @@ MAX_LABEL_VALUE = 256
 MAX_SDK_APP_ID = 2**63 - 1
 MIN_INTERVAL = 1.0
 MAX_INTERVAL = 24 * 3600.0
+
+# The interval as text in a JSON request (API, CLI): whole seconds, minutes or hours in the
+# allowed range, alone (``90s``, ``5m``, ``24h``) or as hours, minutes and seconds below 24h
+# (``1h30m``, ``2m30s``). Exactly what the OpenAPI document describes, so whatever the document
+# allows is taken; fractions go as a number of seconds. The YAML configuration keeps the
+# whole Prometheus syntax (checked against the same bounds).
+_H, _M, _S = r"(?:[1-9]|1[0-9]|2[0-3])h", r"(?:[1-9]|[1-5][0-9])m", r"(?:[1-9]|[1-5][0-9])s"
+API_INTERVAL_PATTERN = (
+    r"^(?:(?:[1-9][0-9]{0,3}|[1-7][0-9]{4}|8[0-5][0-9]{3}|86[0-3][0-9]{2}|86400)s"
+    r"|(?:[1-9][0-9]{0,2}|1[0-3][0-9]{2}|14[0-3][0-9]|1440)m"
+    r"|(?:[1-9]|1[0-9]|2[0-4])h"
+    rf"|{_H}(?:{_M})?(?:{_S})?|{_M}{_S})$"
+)
+_API_INTERVAL_RE = re.compile(API_INTERVAL_PATTERN)
+_API_INTERVAL_HINT = (
+    "must be a number of seconds from 1 to 86400, or a duration such as 90s, 5m, 1h30m or 24h "
+    "(whole seconds, minutes or hours)"
+)
 
 _TASK_ID_HINT = "must be 1 to 256 characters of letters, digits and ._~+=:-"
 _INTERVAL_HINT = "must be a duration such as 15s"
@@ -88,6 +113,10 @@ def validate_task_id(value: object) -> str:
 
 
 def _sdk_app_id(value: object) -> int:
+    # JSON has one number type: 1400000001.0 is the integer 1400000001 (the OpenAPI document
+    # says "integer", and JSON Schema counts it as one). Not beyond 2**53, where floats skip.
+    if isinstance(value, float) and value.is_integer() and 0 < value <= 2**53:
+        value = int(value)
     try:
         return validate_sdk_app_id(value)
     except ValidationError as exc:
@@ -222,3 +251,56 @@ def validate_spec(
         return TaskSpec.model_validate(body, context=context)
     except PydanticValidationError as exc:
         raise _first_problem(exc) from None
+
+
+def check_api_interval(value: object) -> None:
+    """The JSON form of ``interval`` (API and CLI requests): a number, or text in the
+    document's pattern (``API_INTERVAL_PATTERN``). Raises :class:`ValidationError`."""
+    if isinstance(value, str) and not _API_INTERVAL_RE.fullmatch(value):
+        raise ValidationError("interval", _API_INTERVAL_HINT)
+
+
+def validate_api_spec(data: Mapping[str, Any], accounts: Iterable[str] | None) -> TaskSpec:
+    """:func:`validate_spec` for a JSON request: the interval as the API document says."""
+    spec = validate_spec(data, accounts)
+    check_api_interval(data.get("interval"))
+    return spec
+
+
+# The fields a registration may carry besides the task's identity, in the order they are named.
+_COMPARED = ("region", "account", "labels", "interval")
+
+
+def conflicting_fields(spec: TaskSpec, given: Iterable[str], task: Any) -> list[str]:
+    """The fields of ``spec`` that differ from the registered ``task``, among those the request
+    actually ``given`` (a field left out is not compared: it asks for nothing)."""
+    named = set(given) | {"region"}
+    return [f for f in _COMPARED if f in named and getattr(spec, f) != getattr(task, f)]
+
+
+class TaskUpdate(BaseModel):
+    """What ``PATCH /api/v1/tasks/{sdk_app_id}/{task_id}`` may change: the labels (the whole
+    set, replaced) and the interval (null: back to the configured one)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    labels: dict[str, str] | None = None
+    interval: Annotated[float | None, BeforeValidator(_interval)] = None
+
+    @field_validator("labels", mode="before")
+    @classmethod
+    def _labels_valid(cls, value: object, info: ValidationInfo) -> dict[str, str]:
+        if value is None:
+            raise ValueError("must be an object of string values")
+        return _labels(value, info)
+
+
+def validate_update(data: Mapping[str, Any]) -> tuple[TaskUpdate, frozenset[str]]:
+    """Untrusted JSON into a :class:`TaskUpdate` and the fields it sets; raise on the first bad
+    field, as :func:`validate_spec` does."""
+    try:
+        update = TaskUpdate.model_validate(dict(data))
+    except PydanticValidationError as exc:
+        raise _first_problem(exc) from None
+    check_api_interval(data.get("interval"))
+    return update, frozenset(update.model_fields_set)

@@ -35,6 +35,7 @@ from monitor.events import (
     TaskObserved,
     TaskRegistered,
     TasksPurged,
+    TaskUpdated,
     TransitionRecorded,
     UploadChanged,
 )
@@ -216,6 +217,36 @@ class Tracker:
             stored = await self._store.record_transition(new, transition)
             self._registry.put(new)
         await self._bus.publish(TransitionRecorded(new, stored))
+        return new
+
+    async def update_task(
+        self,
+        key: TaskKey,
+        *,
+        labels: dict[str, str] | None = None,
+        interval: float | None = None,
+        fields: frozenset[str] = frozenset(),
+    ) -> Task | None:
+        """Change a task's labels and/or interval (those named in ``fields``): stored, then
+        applied, then announced as :class:`TaskUpdated`. None for an unknown task; a removed
+        task is answered unchanged (the caller refuses it). Nothing changes if the store
+        write fails (StoreError)."""
+        async with self._locks.hold(key):
+            task = self._registry.get(key)
+            if task is None or task.status is Status.REMOVED:
+                return task
+            new = replace(task)
+            if "labels" in fields and labels is not None:
+                new.labels = dict(labels)
+            if "interval" in fields:
+                new.interval = interval
+            fields_changed = ("labels", "interval")
+            changed = tuple(f for f in fields_changed if getattr(new, f) != getattr(task, f))
+            if not changed:
+                return task
+            await self._store.save_task(new)
+            self._registry.put(new)
+        await self._bus.publish(TaskUpdated(new, changed))
         return new
 
     # -- observations -----------------------------------------------------------------------

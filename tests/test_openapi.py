@@ -185,12 +185,15 @@ class TestStructure:
         checked = 0
         for where, schema in schemas(document):
             if "$ref" in schema:
-                assert set(schema) == {"$ref"}, where  # siblings of $ref are ignored in 3.0
+                assert set(schema) == {"$ref"}, where  # one meaning per schema
                 continue
             checked += 1
-            if "type" in schema:
-                assert schema["type"] in SCHEMA_TYPES, where
-            if schema.get("type") == "array":
+            # OpenAPI 3.1: a list of types says what else the value may be (null).
+            declared = schema.get("type", [])
+            types = declared if isinstance(declared, list) else [declared]
+            assert set(types) <= SCHEMA_TYPES | {"null"}, where
+            assert len(set(types) - {"null"}) <= 1, where
+            if "array" in types:
                 assert "items" in schema, where
             for name in schema.get("required", []):
                 assert name in schema.get("properties", {}), (where, name)
@@ -217,7 +220,7 @@ class TestAgainstTheApp:
             assert response.status == 200
             assert response.content_type == "application/json"
             served = await response.json()
-        assert served == openapi_document()
+        assert served == openapi_document(["default"])
 
     async def test_the_documented_schemas_name_every_field_the_api_answers(
         self, simulator: Simulator, make_daemon: DaemonFactory, document: dict[str, Any]
@@ -254,3 +257,58 @@ class TestAgainstTheApp:
         conforms(history["transitions"][0], "Transition")
         status_enum = components["Task"]["properties"]["status"]["enum"]
         assert one["status"] in status_enum
+
+
+class TestTheContract:
+    """What the document promises about registration and changes, read from the document."""
+
+    def test_a_registration_may_name_exactly_the_configured_accounts(self) -> None:
+        document = openapi_document(["default", "backup"])
+        account = document["components"]["schemas"]["Registration"]["properties"]["account"]
+        assert account["enum"] == ["backup", "default"]
+        assert (
+            "enum"
+            not in openapi_document()["components"]["schemas"]["Registration"]["properties"][
+                "account"
+            ]
+        )
+
+    async def test_the_served_document_names_the_running_configuration_s_accounts(
+        self, simulator: Simulator, make_daemon: DaemonFactory, tmp_path: Path
+    ) -> None:
+        text = daemon_config_text(simulator.url, tmp_path / "m.db").replace(
+            "polling:",
+            f"  second:\n    secret_id_env: TEST_SECRET_ID\n    secret_key_env: TEST_SECRET_KEY\n"
+            f'    endpoint: "{simulator.url}"\npolling:',
+            1,
+        )
+        running = await make_daemon(text=text)
+        async with running.session.get(f"{running.url}/api/v1/openapi.json") as response:
+            served = await response.json()
+        account = served["components"]["schemas"]["Registration"]["properties"]["account"]
+        assert account["enum"] == ["default", "second"]
+
+    def test_patch_changes_labels_and_interval_and_says_every_answer(
+        self, document: dict[str, Any]
+    ) -> None:
+        patch = document["paths"]["/api/v1/tasks/{sdk_app_id}/{task_id}"]["patch"]
+        body = resolve(
+            document, patch["requestBody"]["content"]["application/json"]["schema"]["$ref"]
+        )
+        assert set(body["properties"]) == {"labels", "interval"}
+        assert body["additionalProperties"] is False
+        assert {"200", "400", "401", "403", "404", "409", "413", "415", "422", "503"} <= set(
+            patch["responses"]
+        )
+
+    def test_a_conflicting_registration_is_documented_as_409_naming_the_fields(
+        self, document: dict[str, Any]
+    ) -> None:
+        post = document["paths"]["/api/v1/tasks"]["post"]
+        conflict = resolve(document, post["responses"]["409"]["$ref"])
+        schema = conflict["content"]["application/json"]["schema"]
+        error = resolve(document, schema["properties"]["error"]["$ref"])
+        assert "fields" in error["required"]
+        assert error["properties"]["code"]["enum"] == ["conflict"]
+        bulk = document["components"]["schemas"]["BulkResult"]
+        assert 409 in bulk["properties"]["results"]["items"]["properties"]["status"]["enum"]

@@ -77,6 +77,7 @@ from monitor.events import (
     EventBus,
     TaskObserved,
     TasksPurged,
+    TaskUpdated,
     TransitionRecorded,
     UploadChanged,
 )
@@ -334,6 +335,9 @@ class AlertEngine:
         async def uploaded(event: UploadChanged) -> None:
             await self.evaluate_task(event.task)
 
+        async def updated(event: TaskUpdated) -> None:
+            await self.evaluate_task(event.task)  # new labels, a new staleness threshold
+
         async def purged(event: TasksPurged) -> None:
             await self.on_purged(event.keys)
 
@@ -343,6 +347,7 @@ class AlertEngine:
         bus.subscribe(TransitionRecorded, transition)
         bus.subscribe(TaskObserved, observed)
         bus.subscribe(UploadChanged, uploaded)
+        bus.subscribe(TaskUpdated, updated)
         bus.subscribe(TasksPurged, purged)
         bus.subscribe(ApiAnswered, answered)
 

@@ -49,6 +49,7 @@ from monitor.events import (
     EventBus,
     TaskObserved,
     TaskRegistered,
+    TaskUpdated,
     TransitionRecorded,
     UploadChanged,
 )
@@ -98,6 +99,15 @@ class WriterOf(Protocol):
     ) -> list[tuple[Task, bool]]: ...
 
     async def remove(self, key: TaskKey) -> Task | None: ...
+
+    async def update_task(
+        self,
+        key: TaskKey,
+        *,
+        labels: dict[str, str] | None = None,
+        interval: float | None = None,
+        fields: frozenset[str] = frozenset(),
+    ) -> Task | None: ...
 
     async def transitions(self, key: TaskKey, limit: int | None = None) -> list[Transition]: ...
 
@@ -348,6 +358,17 @@ class _ReloadingWriter:
         await self._fresh(key)
         return await self._tracker.remove(key)
 
+    async def update_task(
+        self,
+        key: TaskKey,
+        *,
+        labels: dict[str, str] | None = None,
+        interval: float | None = None,
+        fields: frozenset[str] = frozenset(),
+    ) -> Task | None:
+        await self._fresh(key)
+        return await self._tracker.update_task(key, labels=labels, interval=interval, fields=fields)
+
     async def transitions(self, key: TaskKey, limit: int | None = None) -> list[Transition]:
         return await self._tracker.transitions(key, limit)
 
@@ -476,6 +497,7 @@ class Replica:
         self._bus.subscribe(TransitionRecorded, self._on_transition)
         self._bus.subscribe(UploadChanged, self._on_upload)
         self._bus.subscribe(TaskObserved, self._on_observed)
+        self._bus.subscribe(TaskUpdated, self._on_updated)
         loop = asyncio.get_running_loop()
         self._tasks.append(loop.create_task(self._worker()))
         await self.coordinator.start()
@@ -570,6 +592,10 @@ class Replica:
         else:
             kind = "transition"
         await self._announce(kind, event.task.key)
+
+    async def _on_updated(self, event: TaskUpdated) -> None:
+        # The others reload the record: labels for their reads, the interval for its owner.
+        await self._announce("transition", event.task.key)
 
     async def _on_upload(self, event: UploadChanged) -> None:
         await self._announce("callback", event.task.key)

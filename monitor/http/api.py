@@ -16,13 +16,14 @@ from monitor.http.ports import HttpContext
 from monitor.models import MAX_WALL_TIME, REGIONS, Source, Status, Task, TaskKey, Transition
 from monitor.registry import TaskFilter
 from monitor.taskspec import (
-    LABEL_NAME_RE,
     MAX_BULK,
     TaskSpec,
     ValidationError,
+    conflicting_fields,
+    validate_api_spec,
     validate_sdk_app_id,
-    validate_spec,
     validate_task_id,
+    validate_update,
 )
 from monitor.uploads import UploadFailure, UploadState
 
@@ -34,8 +35,18 @@ MAX_OFFSET = 10**9
 RECENT_TRANSITIONS = 20
 # ASCII digits only: str.isdigit() also accepts "²" and other digits int() refuses, and a
 # bounded length keeps int() away from its 4300-digit limit.
-_UNSIGNED = re.compile(r"[0-9]{1,19}")
+# "42.0" is the integer 42 as some clients write numbers (JSON Schema agrees).
+_UNSIGNED = re.compile(r"([0-9]{1,19})(?:\.0{1,20})?")
+
+
+def _unsigned(raw: str) -> int | None:
+    match = _UNSIGNED.fullmatch(raw)
+    return None if match is None else int(match[1])
+
+
 _INT64_MAX = 2**63 - 1
+# A label filter: a label name, then ":" or "=" (neither can be part of a name), then the value.
+LABEL_FILTER_RE = re.compile(r"([a-zA-Z_][a-zA-Z0-9_]*)[:=](.*)", re.DOTALL)
 
 
 def iso(ts: float | None) -> str | None:
@@ -138,10 +149,11 @@ def require_token(request: web.Request) -> None:
 
 def task_key(request: web.Request) -> TaskKey:
     raw_app = request.match_info["sdk_app_id"]
-    if not _UNSIGNED.fullmatch(raw_app):
+    number = _unsigned(raw_app)
+    if number is None:
         raise ApiError(400, "sdk_app_id: must be a positive integer")
     try:
-        sdk_app_id = validate_sdk_app_id(int(raw_app))
+        sdk_app_id = validate_sdk_app_id(number)
         task_id = validate_task_id(request.match_info["task_id"])
     except ValidationError as exc:
         raise ApiError(400, str(exc)) from None
@@ -187,9 +199,10 @@ def _int_param(request: web.Request, name: str, default: int, minimum: int, maxi
     raw = request.query.get(name)
     if raw is None:
         return default
-    if not _UNSIGNED.fullmatch(raw) or not minimum <= int(raw) <= maximum:
+    number = _unsigned(raw)
+    if number is None or not minimum <= number <= maximum:
         raise ApiError(400, f"{name}: must be an integer from {minimum} to {maximum}")
-    return int(raw)
+    return number
 
 
 def parse_filter(request: web.Request) -> TaskFilter:
@@ -206,10 +219,12 @@ def parse_filter(request: web.Request) -> TaskFilter:
         raise ApiError(400, f"region: must be one of {', '.join(REGIONS)}")
     labels: dict[str, str] = {}
     for item in request.query.getall("label", []):
-        name, sep, value = item.partition(":")
-        if not sep or not LABEL_NAME_RE.fullmatch(name):
-            raise ApiError(400, "label: use label=name:value with a valid label name")
-        labels[name] = value
+        match = LABEL_FILTER_RE.fullmatch(item)
+        if match is None:
+            raise ApiError(
+                400, "label: use label=name:value (or name=value) with a valid label name"
+            )
+        labels[match[1]] = match[2]
     return TaskFilter(status, region, request.query.get("account"), labels)
 
 
@@ -226,6 +241,16 @@ async def list_tasks(request: web.Request) -> web.Response:
     )
 
 
+def _conflict(spec: TaskSpec, fields: list[str], task: Task) -> tuple[str, dict[str, Any]]:
+    """The message and details of a registration that differs from the registered task."""
+    message = (
+        f"task {spec.sdk_app_id}/{spec.task_id} is already registered with other values for "
+        f"{', '.join(fields)}; change labels or interval with PATCH, or remove the task and "
+        "register it again"
+    )
+    return message, {"fields": fields, "task": task_json(task)}
+
+
 async def create_task(request: web.Request) -> web.Response:
     require_token(request)
     body = await read_json(request)
@@ -235,47 +260,69 @@ async def create_task(request: web.Request) -> web.Response:
         raise ApiError(400, "body must be a JSON object, or an array of them")
     context = request.app[CONTEXT]
     try:
-        spec = validate_spec(body, context.control.account_names())
+        spec = validate_api_spec(body, context.control.account_names())
     except ValidationError as exc:
         raise ApiError(422, str(exc), "invalid") from None
     task, created = await context.writer.register(spec, Source.API)
+    if not created:
+        # Registering again is idempotent only with the same values: others would be dropped.
+        fields = conflicting_fields(spec, body, task)
+        if fields:
+            message, details = _conflict(spec, fields, task)
+            raise ApiError(409, message, "conflict", details=details)
     return web.json_response(task_json(task, full=True), status=201 if created else 200)
 
 
 async def _create_many(request: web.Request, items: list[Any]) -> web.Response:
-    """Up to ``MAX_BULK`` specs: the valid ones registered in one transaction, every item
-    answered by its index (201 new, 200 already registered, 422 invalid)."""
+    """Up to ``MAX_BULK`` specs registered in one transaction, every item answered by its index
+    (201 new, 200 already registered, 409 registered with other values). One invalid item
+    refuses the whole array (422, the problems by index) and registers nothing."""
     if not items:
         raise ApiError(400, "the array of tasks is empty")
     if len(items) > MAX_BULK:
-        raise ApiError(413, f"at most {MAX_BULK} tasks in one request, got {len(items)}")
+        # A count, not a size: a validation error like any other (413 is for the body's bytes).
+        raise ApiError(422, f"at most {MAX_BULK} tasks in one request, got {len(items)}")
     context = request.app[CONTEXT]
     accounts = context.control.account_names()
-    results: list[dict[str, Any]] = [{} for _ in items]
     specs: list[TaskSpec] = []
-    where: list[int] = []
+    problems: list[dict[str, Any]] = []
     for index, item in enumerate(items):
         try:
             if not isinstance(item, dict):
                 raise ValidationError(f"[{index}]", "must be a JSON object")
-            specs.append(validate_spec(item, accounts))
-            where.append(index)
+            specs.append(validate_api_spec(item, accounts))
         except ValidationError as exc:
-            results[index] = {
-                "index": index,
-                "status": 422,
-                "error": {"code": "invalid", "message": str(exc)},
-            }
-    answers = await context.writer.register_many(specs, Source.API) if specs else []
-    for index, (task, created) in zip(where, answers, strict=True):
-        results[index] = {
-            "index": index,
-            "status": 201 if created else 200,
-            "task": task_json(task),
-        }
-    counts = {"created": 0, "existing": 0, "invalid": 0}
-    for result in results:
-        counts[{201: "created", 200: "existing"}.get(result["status"], "invalid")] += 1
+            problems.append({"index": index, "code": "invalid", "message": str(exc)})
+    if problems:
+        first = problems[0]
+        raise ApiError(
+            422,
+            f"{len(problems)} of {len(items)} tasks are invalid, nothing was registered; "
+            f"first: [{first['index']}] {first['message']}",
+            "invalid",
+            details={"items": problems},
+        )
+    answers = await context.writer.register_many(specs, Source.API)
+    results: list[dict[str, Any]] = []
+    counts = {"created": 0, "existing": 0, "conflicts": 0, "invalid": 0}
+    for index, (spec, item, (task, created)) in enumerate(zip(specs, items, answers, strict=True)):
+        fields = [] if created else conflicting_fields(spec, item, task)
+        if fields:
+            message, details = _conflict(spec, fields, task)
+            results.append(
+                {
+                    "index": index,
+                    "status": 409,
+                    "error": {"code": "conflict", "message": message, "fields": fields},
+                    "task": details["task"],
+                }
+            )
+            counts["conflicts"] += 1
+        else:
+            results.append(
+                {"index": index, "status": 201 if created else 200, "task": task_json(task)}
+            )
+            counts["created" if created else "existing"] += 1
     return web.json_response({"results": results, **counts})
 
 
@@ -296,6 +343,33 @@ async def delete_task(request: web.Request) -> web.Response:
     return web.json_response(task_json(task))
 
 
+async def update_task(request: web.Request) -> web.Response:
+    """Change labels (the whole set) and/or the interval (null: back to the configured one);
+    the poll schedule follows a new interval at once."""
+    require_token(request)
+    key = task_key(request)
+    body = await read_json(request)
+    if not isinstance(body, dict):
+        raise ApiError(400, "body must be a JSON object with labels and/or interval")
+    try:
+        update, fields = validate_update(body)
+    except ValidationError as exc:
+        raise ApiError(422, str(exc), "invalid") from None
+    task = await request.app[CONTEXT].writer.update_task(
+        key, labels=update.labels, interval=update.interval, fields=fields
+    )
+    if task is None:
+        raise ApiError(404, "no such task is registered")
+    if task.status is Status.REMOVED:
+        raise ApiError(
+            409,
+            "the task was removed; register it again to monitor it (its history stays until "
+            "retention purges it)",
+            "removed",
+        )
+    return web.json_response(task_json(task, full=True))
+
+
 async def task_transitions(request: web.Request) -> web.Response:
     task = existing_task(request)
     history = await request.app[CONTEXT].writer.transitions(task.key)
@@ -313,4 +387,5 @@ def add_routes(app: web.Application) -> None:
     app.router.add_post("/api/v1/tasks", create_task)
     app.router.add_get("/api/v1/tasks/{sdk_app_id}/{task_id}", get_task)
     app.router.add_delete("/api/v1/tasks/{sdk_app_id}/{task_id}", delete_task)
+    app.router.add_patch("/api/v1/tasks/{sdk_app_id}/{task_id}", update_task)
     app.router.add_get("/api/v1/tasks/{sdk_app_id}/{task_id}/transitions", task_transitions)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Mapping
+from typing import Any
 
 import structlog
 from aiohttp import web
@@ -35,12 +36,12 @@ def error_response(
     message: str,
     code: str | None = None,
     headers: Mapping[str, str] | None = None,
+    details: Mapping[str, Any] | None = None,
 ) -> web.Response:
-    return web.json_response(
-        {"error": {"code": code or _CODES.get(status, "error"), "message": message}},
-        status=status,
-        headers=headers,
-    )
+    """``{"error": {"code", "message", ...details}}``: ``details`` adds what a client acts on
+    (the fields in conflict, the items refused by index)."""
+    error = {**(details or {}), "code": code or _CODES.get(status, "error"), "message": message}
+    return web.json_response({"error": error}, status=status, headers=headers)
 
 
 class ApiError(Exception):
@@ -52,12 +53,14 @@ class ApiError(Exception):
         message: str,
         code: str | None = None,
         headers: Mapping[str, str] | None = None,
+        details: Mapping[str, Any] | None = None,
     ) -> None:
         super().__init__(message)
         self.status = status
         self.message = message
         self.code = code
         self.headers = dict(headers or {})
+        self.details = dict(details or {})
 
 
 @web.middleware
@@ -65,7 +68,7 @@ async def json_errors(request: web.Request, handler: Handler) -> web.StreamRespo
     try:
         return await handler(request)
     except ApiError as exc:
-        return error_response(exc.status, exc.message, exc.code, exc.headers)
+        return error_response(exc.status, exc.message, exc.code, exc.headers, exc.details)
     except web.HTTPException as exc:
         if exc.status < 400:
             raise

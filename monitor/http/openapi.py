@@ -1,16 +1,34 @@
-"""OpenAPI 3 description of the task API, built from one table of operations."""
+"""OpenAPI 3.1 description of the task API, built for the running configuration.
+
+The document is the contract: whatever it allows, the daemon takes, and whatever it forbids,
+the daemon refuses with a JSON error it documents. It is built per request from the running
+configuration, so the accounts a task may name are the ones configured now.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from typing import Any
 
 from monitor import __version__
 from monitor.http.api import DEFAULT_PAGE, MAX_OFFSET, MAX_PAGE
 from monitor.models import REGIONS, Source, Status
-from monitor.taskspec import MAX_BULK, MAX_LABEL_VALUE, MAX_LABELS, TASK_ID_RE
+from monitor.taskspec import (
+    API_INTERVAL_PATTERN,
+    LABEL_NAME_PATTERN,
+    MAX_BULK,
+    MAX_INTERVAL,
+    MAX_LABEL_VALUE,
+    MAX_LABELS,
+    MAX_SDK_APP_ID,
+    MIN_INTERVAL,
+    RESERVED_LABELS,
+    TASK_ID_RE,
+)
 from monitor.uploads import FileKind, UploadPhase
 
 _ERROR = {"$ref": "#/components/responses/Error"}
+_CONFLICT = {"$ref": "#/components/responses/Conflict"}
 _TASK = {"$ref": "#/components/schemas/Task"}
 _TRANSITION = {"$ref": "#/components/schemas/Transition"}
 _STATUSES = [s.value for s in Status]
@@ -20,7 +38,7 @@ _TASK_PATH_PARAMS = [
         "name": "sdk_app_id",
         "in": "path",
         "required": True,
-        "schema": {"type": "integer", "format": "int64", "minimum": 1},
+        "schema": {"type": "integer", "format": "int64", "minimum": 1, "maximum": MAX_SDK_APP_ID},
     },
     {
         "name": "task_id",
@@ -40,14 +58,53 @@ def _errors(*statuses: int) -> dict[str, Any]:
     return {str(status): _ERROR for status in statuses}
 
 
+def _nullable(type_: str, **schema: Any) -> dict[str, Any]:
+    return {"type": [type_, "null"], **schema}
+
+
 def _timestamp(description: str, *, nullable: bool = False) -> dict[str, Any]:
     schema: dict[str, Any] = {"type": "string", "format": "date-time", "description": description}
     if nullable:
-        schema["nullable"] = True
+        schema["type"] = ["string", "null"]
     return schema
 
 
-def _schemas() -> dict[str, Any]:
+def _labels(*, nullable: bool) -> dict[str, Any]:
+    return {
+        "type": ["object", "null"] if nullable else "object",
+        "description": "Prometheus label names, not starting with __; "
+        f"{', '.join(sorted(RESERVED_LABELS))} are reserved",
+        "maxProperties": MAX_LABELS,
+        "propertyNames": {
+            "pattern": LABEL_NAME_PATTERN,
+            "not": {"enum": sorted(RESERVED_LABELS)},
+        },
+        "additionalProperties": {"type": "string", "maxLength": MAX_LABEL_VALUE},
+    }
+
+
+def _interval(description: str) -> dict[str, Any]:
+    return {
+        "oneOf": [
+            {"type": "number", "minimum": MIN_INTERVAL, "maximum": MAX_INTERVAL},
+            {"type": "string", "pattern": API_INTERVAL_PATTERN},
+            {"type": "null"},
+        ],
+        "description": description,
+    }
+
+
+def _account(accounts: Collection[str] | None) -> dict[str, Any]:
+    schema: dict[str, Any] = {
+        "type": "string",
+        "description": "A configured account; default: default",
+    }
+    if accounts:
+        schema["enum"] = sorted(accounts)
+    return schema
+
+
+def _schemas(accounts: Collection[str] | None) -> dict[str, Any]:
     return {
         "Alert": {
             "type": "object",
@@ -74,22 +131,28 @@ def _schemas() -> dict[str, Any]:
                     "pattern": _TASK_ID_PATTERN,
                 },
                 "region": {"type": "string", "enum": list(REGIONS)},
-                "account": {
-                    "type": "string",
-                    "description": "A configured account; default: default",
+                "account": _account(accounts),
+                "labels": _labels(nullable=True),
+                "interval": _interval(
+                    "Polling interval: seconds (1 to 86400), or a duration such as 90s, 5m, "
+                    "1h30m, 24h; null or absent: by status, as configured"
+                ),
+            },
+        },
+        "TaskUpdate": {
+            "type": "object",
+            "additionalProperties": False,
+            "description": "What to change; a field left out stays as it is",
+            "properties": {
+                "labels": _labels(nullable=False)
+                | {
+                    "description": "The new labels: the whole "
+                    "set, replacing the old one ({} removes them all)"
                 },
-                "labels": {
-                    "type": "object",
-                    "description": "Prometheus label names; account, region, sdk_app_id, "
-                    "task_id, status, alertname and severity are reserved",
-                    "maxProperties": MAX_LABELS,
-                    "additionalProperties": {"type": "string", "maxLength": MAX_LABEL_VALUE},
-                },
-                "interval": {
-                    "oneOf": [{"type": "string"}, {"type": "number"}],
-                    "description": "Polling interval: a duration such as 10s, or seconds; "
-                    "from 1s to 24h",
-                },
+                "interval": _interval(
+                    "The new polling interval (as at registration); null: back to the "
+                    "configured one"
+                ),
             },
         },
         "Health": {
@@ -103,10 +166,10 @@ def _schemas() -> dict[str, Any]:
             ],
             "properties": {
                 "consecutive_errors": {"type": "integer", "minimum": 0},
-                "last_error_code": {"type": "string", "nullable": True},
+                "last_error_code": _nullable("string"),
                 "last_error_at": _timestamp("Last failed poll", nullable=True),
                 "last_success_at": _timestamp("Last successful observation", nullable=True),
-                "last_request_id": {"type": "string", "nullable": True},
+                "last_request_id": _nullable("string"),
             },
         },
         "Task": {
@@ -132,8 +195,7 @@ def _schemas() -> dict[str, Any]:
                 "account": {"type": "string"},
                 "labels": {"type": "object", "additionalProperties": {"type": "string"}},
                 "interval_seconds": {
-                    "type": "number",
-                    "nullable": True,
+                    "type": ["number", "null"],
                     "description": "The task's own interval; null: by status, else the default",
                 },
                 "registered_at": _timestamp("When the task was registered"),
@@ -141,14 +203,12 @@ def _schemas() -> dict[str, Any]:
                 "status_since": _timestamp("When the current status began"),
                 "health": {"$ref": "#/components/schemas/Health"},
                 "storage_files": {
-                    "type": "integer",
-                    "nullable": True,
+                    "type": ["integer", "null"],
                     "description": "Entries in StorageFileList at the last observation",
                 },
                 "upload": {"$ref": "#/components/schemas/Upload"},
                 "last_response": {
-                    "type": "object",
-                    "nullable": True,
+                    "type": ["object", "null"],
                     "description": "The last DescribeCloudRecording answer (single task only)",
                 },
                 "extra": {
@@ -172,8 +232,7 @@ def _schemas() -> dict[str, Any]:
             "properties": {
                 "state": {"type": "string", "enum": [p.value for p in UploadPhase]},
                 "failure": {
-                    "allOf": [{"$ref": "#/components/schemas/UploadFailure"}],
-                    "nullable": True,
+                    "oneOf": [{"$ref": "#/components/schemas/UploadFailure"}, {"type": "null"}],
                     "description": "The failure named by RecordingUploadFailed",
                 },
                 "started_at": _timestamp("First upload-started event", nullable=True),
@@ -224,8 +283,7 @@ def _schemas() -> dict[str, Any]:
                 "tasks": {"type": "array", "items": _TASK},
                 "total": {"type": "integer", "minimum": 0},
                 "next_offset": {
-                    "type": "integer",
-                    "nullable": True,
+                    "type": ["integer", "null"],
                     "description": "Offset of the next page; null on the last page",
                 },
             },
@@ -239,35 +297,59 @@ def _schemas() -> dict[str, Any]:
                 "to": {"type": "string", "enum": _STATUSES},
                 "at": _timestamp("When the change was observed"),
                 "source": {"type": "string", "enum": [s.value for s in Source]},
-                "request_id": {"type": "string", "nullable": True},
+                "request_id": _nullable("string"),
                 "detail": {"type": "object"},
             },
         },
         "BulkResult": {
             "type": "object",
-            "required": ["results", "created", "existing", "invalid"],
+            "required": ["results", "created", "existing", "conflicts", "invalid"],
             "properties": {
                 "results": {
                     "type": "array",
                     "items": {
                         "type": "object",
-                        "required": ["index", "status"],
+                        "required": ["index", "status", "task"],
                         "properties": {
                             "index": {"type": "integer", "minimum": 0},
                             "status": {
                                 "type": "integer",
-                                "enum": [200, 201, 422],
-                                "description": "201 registered, 200 already registered, "
-                                "422 invalid (see error)",
+                                "enum": [200, 201, 409],
+                                "description": "201 registered, 200 already registered with "
+                                "the same values, 409 registered with other values (see error; "
+                                "task is the registered one, unchanged)",
                             },
                             "task": _TASK,
-                            "error": {"type": "object"},
+                            "error": {"$ref": "#/components/schemas/ConflictError"},
                         },
                     },
                 },
                 "created": {"type": "integer", "minimum": 0},
                 "existing": {"type": "integer", "minimum": 0},
-                "invalid": {"type": "integer", "minimum": 0},
+                "conflicts": {"type": "integer", "minimum": 0},
+                "invalid": {
+                    "type": "integer",
+                    "enum": [0],
+                    "description": "Always 0: one invalid item refuses the whole array (422)",
+                },
+            },
+        },
+        "ConflictError": {
+            "type": "object",
+            "required": ["code", "message", "fields"],
+            "properties": {
+                "code": {"type": "string", "enum": ["conflict"]},
+                "message": {"type": "string"},
+                "fields": {
+                    "type": "array",
+                    "minItems": 1,
+                    "items": {
+                        "type": "string",
+                        "enum": ["region", "account", "labels", "interval"],
+                    },
+                    "description": "The fields whose values differ from the registered task's",
+                },
+                "task": _TASK,
             },
         },
         "History": {
@@ -282,6 +364,39 @@ def _schemas() -> dict[str, Any]:
     }
 
 
+def _error_schemas() -> dict[str, Any]:
+    return {
+        "Error": {
+            "type": "object",
+            "required": ["error"],
+            "properties": {"error": {"$ref": "#/components/schemas/ErrorBody"}},
+        },
+        "ErrorBody": {
+            "type": "object",
+            "required": ["code", "message"],
+            "properties": {
+                "code": {"type": "string"},
+                "message": {"type": "string"},
+                "fields": {"type": "array", "items": {"type": "string"}},
+                "task": _TASK,
+                "items": {
+                    "type": "array",
+                    "description": "An array refused (422): each invalid item by index",
+                    "items": {
+                        "type": "object",
+                        "required": ["index", "code", "message"],
+                        "properties": {
+                            "index": {"type": "integer", "minimum": 0},
+                            "code": {"type": "string"},
+                            "message": {"type": "string"},
+                        },
+                    },
+                },
+            },
+        },
+    }
+
+
 def _list_parameters() -> list[dict[str, Any]]:
     return [
         {"name": "status", "in": "query", "schema": {"type": "string", "enum": _STATUSES}},
@@ -290,8 +405,12 @@ def _list_parameters() -> list[dict[str, Any]]:
         {
             "name": "label",
             "in": "query",
-            "description": "name:value; repeatable, every one must match",
-            "schema": {"type": "array", "items": {"type": "string"}},
+            "description": "name:value or name=value (the value may be empty); repeatable, "
+            "every one must match",
+            "schema": {
+                "type": "array",
+                "items": {"type": "string", "pattern": r"^[a-zA-Z_][a-zA-Z0-9_]*[:=]"},
+            },
             "style": "form",
             "explode": True,
         },
@@ -313,14 +432,17 @@ def _list_parameters() -> list[dict[str, Any]]:
     ]
 
 
-def openapi_document() -> dict[str, Any]:
+def openapi_document(accounts: Collection[str] | None = None) -> dict[str, Any]:
+    """The document; ``accounts``, the configured ones, are what a registration may name (any
+    string when None: a document for reading, not for a running daemon)."""
     return {
-        "openapi": "3.0.3",
+        "openapi": "3.1.0",
         "info": {
             "title": "trtc-recording-monitor",
             "version": __version__,
             "description": "Register TRTC on-cloud recording tasks and read their state. "
-            'Errors are {"error": {"code": ..., "message": ...}}.',
+            'Errors are {"error": {"code": ..., "message": ...}}. A request body is JSON '
+            "(415 otherwise), limited in size (413).",
         },
         "paths": {
             "/api/v1/tasks": {
@@ -337,6 +459,11 @@ def openapi_document() -> dict[str, Any]:
                     "operationId": "registerTask",
                     "summary": "Register a task (idempotent), or up to "
                     f"{MAX_BULK} tasks in one transaction",
+                    "description": "Registering a task again with the same values answers "
+                    "200 and the task; with another region, account, labels or interval, 409 "
+                    "naming the fields that differ (fields left out are not compared). An "
+                    "array is registered in one transaction and answered item by item; one "
+                    "invalid item refuses the whole array (422, error.items by index).",
                     "security": _SECURED,
                     "requestBody": {
                         "required": True,
@@ -363,6 +490,7 @@ def openapi_document() -> dict[str, Any]:
                             "Already registered: the registered task; or, for an array, "
                             "one result per item by index",
                         ),
+                        "409": _CONFLICT,
                         **_errors(400, 401, 403, 413, 415, 422, 503),
                     },
                 },
@@ -374,6 +502,25 @@ def openapi_document() -> dict[str, Any]:
                     "summary": "One task with its status, health, last response and recent "
                     "transitions",
                     "responses": {"200": _json(_TASK, "The task"), **_errors(400, 404)},
+                },
+                "patch": {
+                    "operationId": "updateTask",
+                    "summary": "Change a task's labels and/or polling interval",
+                    "description": "Stored first, then applied; a new interval takes effect "
+                    "at once. 404 for an unknown task, 409 (code removed) for a removed one.",
+                    "security": _SECURED,
+                    "requestBody": {
+                        "required": True,
+                        "content": {
+                            "application/json": {
+                                "schema": {"$ref": "#/components/schemas/TaskUpdate"}
+                            }
+                        },
+                    },
+                    "responses": {
+                        "200": _json(_TASK, "The task as it now is"),
+                        **_errors(400, 401, 403, 404, 409, 413, 415, 422, 503),
+                    },
                 },
                 "delete": {
                     "operationId": "removeTask",
@@ -433,24 +580,16 @@ def openapi_document() -> dict[str, Any]:
         "components": {
             "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
             "responses": {
-                "Error": _json(
+                "Error": _json({"$ref": "#/components/schemas/Error"}, "An error"),
+                "Conflict": _json(
                     {
                         "type": "object",
                         "required": ["error"],
-                        "properties": {
-                            "error": {
-                                "type": "object",
-                                "properties": {
-                                    "code": {"type": "string"},
-                                    "message": {"type": "string"},
-                                },
-                                "required": ["code", "message"],
-                            }
-                        },
+                        "properties": {"error": {"$ref": "#/components/schemas/ConflictError"}},
                     },
-                    "An error",
-                )
+                    "Registered with other values: the fields that differ and the task",
+                ),
             },
-            "schemas": _schemas(),
+            "schemas": _schemas(accounts) | _error_schemas(),
         },
     }

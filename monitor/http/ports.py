@@ -35,7 +35,8 @@ class TaskReader(Protocol):
 
 
 class TaskWriter(Protocol):
-    """Registration and removal, stored before they are applied (503 when the store fails)."""
+    """Registration, changes and removal, stored before they are applied (503 when the store
+    fails)."""
 
     async def register(self, spec: TaskSpec, source: Source) -> tuple[Task, bool]: ...
 
@@ -44,6 +45,18 @@ class TaskWriter(Protocol):
     ) -> list[tuple[Task, bool]]: ...
 
     async def remove(self, key: TaskKey) -> Task | None: ...
+
+    async def update_task(
+        self,
+        key: TaskKey,
+        *,
+        labels: dict[str, str] | None = None,
+        interval: float | None = None,
+        fields: frozenset[str] = frozenset(),
+    ) -> Task | None:
+        """Labels and/or interval (those in ``fields``) changed; None for an unknown task, the
+        record unchanged for a removed one."""
+        ...
 
     async def transitions(self, key: TaskKey, limit: int | None = None) -> list[Transition]: ...
 

@@ -104,7 +104,7 @@ async def alerts(request: web.Request) -> web.Response:
 
 
 async def openapi(request: web.Request) -> web.Response:
-    return web.json_response(openapi_document())
+    return web.json_response(openapi_document(request.app[api.CONTEXT].control.account_names()))
 
 
 def security_headers(
