@@ -309,6 +309,19 @@ class _GatedWriter:
         with self._watching():
             return await self._tracker.remove(key)
 
+    async def update_task(
+        self,
+        key: TaskKey,
+        *,
+        labels: dict[str, str] | None = None,
+        interval: float | None = None,
+        fields: frozenset[str] = frozenset(),
+    ) -> Task | None:
+        with self._watching():
+            return await self._tracker.update_task(
+                key, labels=labels, interval=interval, fields=fields
+            )
+
     async def transitions(self, key: TaskKey, limit: int | None = None) -> list[Transition]:
         return await self._tracker.transitions(key, limit)
 
