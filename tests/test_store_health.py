@@ -398,10 +398,11 @@ class TestDaemonWhenItsFileIsRemoved:
                 await daemon.until_down(session)
                 assert_refused(*await daemon.register(session, "while-down"))
                 assert_refused(*await daemon.callback(session, "by-callback"))
-                async with session.delete(
-                    f"{daemon.base}/api/v1/tasks/{APP}/{sorted(acknowledged)[0]}", headers=AUTH
-                ) as r:
+                one = f"{daemon.base}/api/v1/tasks/{APP}/{sorted(acknowledged)[0]}"
+                async with session.delete(one, headers=AUTH) as r:
                     assert r.status == 503
+                async with session.patch(one, json={"labels": {"a": "b"}}, headers=AUTH) as r:
+                    assert_refused(r.status, await r.json())
                 # Still down a while later (never started afresh at the path), reads answer.
                 await asyncio.sleep(2)
                 assert await daemon.ready(session) == 503
