@@ -8,6 +8,7 @@ Loading is pure apart from reading the one file; secrets are read only by
 from __future__ import annotations
 
 import difflib
+import logging
 import math
 import re
 import string
@@ -1683,7 +1684,15 @@ def check_config(
             config = load_config(path)
             warnings = config.warnings() + _secret_warnings(config, environ)
         else:
-            validated = validate_for_run(path, environ)
+            # The literal secrets it reads are reported below as warnings, once, rather than
+            # also logged on stderr as `run` logs them.
+            quiet = logging.getLogger("monitor.secrets")
+            was = quiet.disabled
+            quiet.disabled = True
+            try:
+                validated = validate_for_run(path, environ)
+            finally:
+                quiet.disabled = was
             config = validated.config
             warnings = validated.warnings + credential_warnings(config, environ, home)
     except ConfigError as exc:
