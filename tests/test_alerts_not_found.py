@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import asyncio
 import time
+from pathlib import Path
 from typing import Any
 
+from monitor.alerts import AlertEngine
 from monitor.alerts.payloads import Notice
 from monitor.alerts.robots.messages import facts_of
 from monitor.alerts.rules import (
@@ -19,8 +21,11 @@ from monitor.alerts.rules import (
     not_found_annotations,
     task_alerts,
 )
+from monitor.config import AlertsConfig
+from monitor.metrics import MonitorMetrics
 from monitor.models import Outcome, Source, Status, Task
 from monitor.simulator import Simulator
+from monitor.store import SqliteStore
 from monitor.tracker import apply_callback_exit, apply_poll
 from monitor.trtc.client import CallResult
 from tests.conftest import DaemonFactory, RunningDaemon
@@ -154,3 +159,35 @@ class TestDaemon:
         await wait_until(lambda: TASK_EXITED in names(running), 30, "RecordingTaskExited")
         assert names(running)[TASK_EXITED].labels["task_id"] == seen
         assert names(running)[TASK_EXITED].labels["severity"] == "critical"
+
+
+class TestEngineWithoutTheTransition:
+    async def test_a_sweep_after_a_restart_finds_the_answer_in_the_store(
+        self, tmp_path: Path
+    ) -> None:
+        # The transition was stored, the alert not yet (the process died in between): the
+        # sweep fires it and reads what the API answered from the stored history.
+        async with SqliteStore(tmp_path / "m.db") as store:
+            task = new_task()
+            effect = apply_poll(task, GONE, T0 + 1)
+            assert effect.transition is not None
+            await store.record_transition(task, effect.transition)
+            engine = AlertEngine(
+                AlertsConfig(),
+                store,
+                MonitorMetrics(),
+                interval_of=lambda _: 15.0,
+                clock=lambda: T0 + 5,
+            )
+            await engine.start()
+            try:
+                await engine.sweep([task])
+                (record,) = engine.firing()
+            finally:
+                await engine.stop()
+        assert record.alertname == TASK_NOT_FOUND
+        assert record.labels["severity"] == "warning"
+        description = record.annotations["description"]
+        assert "went from Pending to Ended" in description
+        assert "error code ResourceNotFound" in description
+        assert NOT_FOUND_HINT in description
