@@ -651,8 +651,8 @@ def auth_annotations(account: str, health: AccountHealth) -> dict[str, str]:
                 f"DescribeCloudRecording calls of account {account} are not sent: its "
                 f"credential source fails to hand out credentials{code}, and none succeeded "
                 "since: no task of this account is being observed. See the daemon's "
-                "credentials_refresh_failed log lines or `trtc-monitor credentials`. Resolves "
-                "when a call with credentials succeeds."
+                "credentials_refresh_failed log lines or `trtc-monitor credentials -c FILE`. "
+                "Resolves when a call with credentials succeeds."
             ),
         }
     return {
@@ -675,7 +675,7 @@ def no_credentials_annotations(account: str, health: AccountHealth) -> dict[str,
             "Cloud (nothing was rejected) and no task of this account is being observed. "
             "Provide credentials (the account's secret_id/secret_key keys, "
             "TENCENTCLOUD_SECRET_ID and TENCENTCLOUD_SECRET_KEY, a profile file, TKE workload "
-            "identity or a CVM role); `trtc-monitor credentials` shows what this machine "
+            "identity or a CVM role); `trtc-monitor credentials -c FILE` shows what this machine "
             "finds. Resolves when a call with credentials succeeds."
         ),
     }
