@@ -1604,6 +1604,9 @@ def validate_for_run(path: Path | str, environ: Mapping[str, str] | None = None)
 
     config = load_config(path)
     secrets = resolve_secrets(config, environ)
+    problems = _storage_problems(config)
+    if problems:
+        raise ConfigError(problems)
     try:
         # As the daemon does at start, without starting anything: no I/O.
         plan = CredentialSet(lambda event: None).plan(config, secrets)
@@ -1611,6 +1614,39 @@ def validate_for_run(path: Path | str, environ: Mapping[str, str] | None = None)
     except ValueError as exc:
         raise ConfigError([f"{config.source}: {exc}"]) from None
     return Validated(config, secrets, config.warnings())
+
+
+_SQLITE_HEADER = b"SQLite format 3\x00"
+
+
+def _storage_problems(config: Config) -> list[str]:
+    """What makes ``run`` refuse an SQLite ``storage.path`` before anything else, found
+    without creating or locking anything (a running daemon may hold the file: that is fine)."""
+    if config.storage.backend != "sqlite":
+        return []
+    store = Path(config.storage.path)
+    loc: tuple[str | int, ...] = ("storage", "path")
+    if store.is_dir():
+        return [config._format(loc, f"store {store} is a directory; storage.path must name a file")]
+    if store.is_file():
+        try:
+            with store.open("rb") as file:
+                head = file.read(len(_SQLITE_HEADER))
+        except OSError as exc:
+            return [config._format(loc, f"store {store} cannot be read ({exc.strerror})")]
+        if head and head != _SQLITE_HEADER:
+            return [config._format(loc, f"store {store} is not a SQLite database")]
+        return []
+    ancestor = store.parent
+    while not ancestor.exists() and ancestor != ancestor.parent:
+        ancestor = ancestor.parent
+    if not ancestor.is_dir():
+        return [
+            config._format(
+                loc, f"store {store}: cannot create its directory ({ancestor} is not a directory)"
+            )
+        ]
+    return []
 
 
 def _secret_warnings(config: Config, environ: Mapping[str, str] | None) -> list[str]:

@@ -69,6 +69,7 @@ REFUSED = {
     "unset callback key": "callbacks:\n  key_env: EDGE_CALLBACK_KEY\n",
     "missing api token file": "server_extra: x\n",
     "robot URL that is no URL": "alerts:\n  receivers:\n    - {type: wecom, url_env: EDGE_ROBOT}\n",
+    "storage path that is a directory": "metrics: {per_task: true}\n",
     "malformed webhook headers": "alerts:\n  receivers:\n"
     "    - {type: webhook, url: 'https://h.example', headers_file: HEADERS}\n",
 }
@@ -90,6 +91,8 @@ class TestOneValidationPath:
             )
         else:
             path = write(tmp_path, body)
+        if case == "storage path that is a directory":
+            (tmp_path / "state.db").mkdir()
         env = {"EDGE_ROBOT": "not a url", "EDGE_ID": "AKIDx"} if "robot" in case else {}
         env.update(TENCENTCLOUD_SECRET_ID="AKIDx", TENCENTCLOUD_SECRET_KEY="k")
         if case == "unset secret_id_env":
@@ -97,11 +100,16 @@ class TestOneValidationPath:
 
         run = cli("run", "-c", str(path), env=env)
         assert run.returncode == 2, run.stdout + run.stderr
-        assert not (tmp_path / "state.db").exists()  # refused before anything was opened
+        if case != "storage path that is a directory":
+            assert not (tmp_path / "state.db").exists()  # refused before anything was opened
         checked = cli("check-config", "-c", str(path), env=env)
         assert checked.returncode == 1, checked.stdout + checked.stderr
         # Every error run names, check-config names too.
-        errors = [line.removeprefix("error: ") for line in run.stderr.splitlines()]
+        errors = [
+            line.removeprefix("error: ")
+            for line in run.stderr.splitlines()
+            if line.startswith("error: ")
+        ]
         assert errors
         for line in errors:
             assert line in checked.stderr
