@@ -52,7 +52,7 @@ def cmd_version(args: argparse.Namespace) -> int:
 def cmd_check_config(args: argparse.Namespace) -> int:
     from monitor.config import check_config
 
-    code, text = check_config(_config_path(args.config))
+    code, text = check_config(_config_path(args.config), syntax_only=args.syntax_only)
     print(text, file=sys.stdout if code == 0 else sys.stderr)
     return code
 
@@ -269,16 +269,16 @@ async def _tasks(args: argparse.Namespace) -> int:
     token = os.environ.get("TRTC_MONITOR_API_TOKEN")
     headers = {"Authorization": f"Bearer {token}"} if token else {}
     method, path, body = "GET", "/api/v1/tasks", None
+    query: list[tuple[str, str]] = []
     if args.tasks_command == "add":
         body = _specs_from_file(Path(args.file)) if args.file else _spec_from_args(args)
         method = "POST"
     elif args.tasks_command == "list":
-        query = []
         for name in ("status", "region", "account"):
             if getattr(args, name):
                 query.append((name, getattr(args, name)))
-        query += [("label", item) for item in args.label]
-        path += "?" + "&".join(f"{k}={v}" for k, v in query) if query else ""
+        # name=value on the command line, as for `tasks add`; the API's query takes name:value.
+        query += [("label", f"{name}:{value}") for name, value in map(_label, args.label)]
     elif args.tasks_command == "show":
         path = f"/api/v1/tasks/{args.sdk_app_id}/{args.task_id}"
     elif args.tasks_command == "remove":
@@ -288,7 +288,9 @@ async def _tasks(args: argparse.Namespace) -> int:
     try:
         async with (
             aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10)) as session,
-            session.request(method, base + path, json=body, headers=headers) as answer,
+            session.request(
+                method, base + path, params=query or None, json=body, headers=headers
+            ) as answer,
         ):
             text = await answer.text()
             status = answer.status
@@ -444,7 +446,7 @@ def cmd_store(args: argparse.Namespace) -> int:
 async def _store_copy(source_url: str, target_url: str, force: bool) -> int:
     from monitor.store import StoreError
     from monitor.store.factory import StoreUrlError, describe_store_url, store_from_url
-    from monitor.storecopy import copy_store
+    from monitor.storecopy import check_source, copy_store
 
     try:
         source, target = store_from_url(source_url), store_from_url(target_url)
@@ -453,8 +455,14 @@ async def _store_copy(source_url: str, target_url: str, force: bool) -> int:
     if source_url == target_url:
         raise UserError("--from and --to name the same store")
     where = f"{describe_store_url(source_url)} to {describe_store_url(target_url)}"
+    # The source first, and alone: a source that is missing or does not answer is refused
+    # before the target is opened (and so created), with nothing written anywhere.
     try:
+        check_source(source)
         await source.open()
+    except StoreError as exc:
+        raise UserError(f"store copy: source {str(exc).rstrip('.')}; nothing copied") from None
+    try:
         try:
             await target.open()
             try:
@@ -473,11 +481,18 @@ async def _store_copy(source_url: str, target_url: str, force: bool) -> int:
 
 
 def _label(item: str) -> tuple[str, str]:
+    """``--label name=value``: one syntax for every command (the value may hold ``=``)."""
+    from monitor.taskspec import LABEL_NAME_RE
+
     name, sep, value = item.partition("=")
     if not sep:
-        name, sep, value = item.partition(":")
-    if not sep or not name:
-        raise UserError(f"--label {item!r}: use name=value")
+        hint = f" (e.g. {item.replace(':', '=', 1)})" if ":" in item else ""
+        raise UserError(f"--label {item!r}: use name=value{hint}")
+    if not LABEL_NAME_RE.fullmatch(name):
+        raise UserError(
+            f"--label {item!r}: the name {name!r} must be letters, digits and _, "
+            "not starting with a digit"
+        )
     return name, value
 
 
@@ -497,6 +512,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="trtc-monitor", description="Monitor Tencent TRTC on-cloud recording tasks."
     )
+    parser.add_argument("--version", action="version", version=f"trtc-monitor {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
     p = sub.add_parser("run", help="run the daemon")
@@ -510,8 +526,19 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.set_defaults(func=cmd_run)
 
-    p = sub.add_parser("check-config", help="validate a config file")
+    p = sub.add_parser(
+        "check-config",
+        help="validate a config file as `run` would (its secrets too)",
+        description="Checks what `run` checks before it starts: the file, every secret it "
+        "names, the access hosts. Exit 0 when `run` would take it, 1 with every error.",
+    )
     p.add_argument("-c", "--config", help=f"config file (default {DEFAULT_CONFIG})")
+    p.add_argument(
+        "--syntax-only",
+        action="store_true",
+        help="check the file alone (on a machine that is not the one that runs it): "
+        "secrets that cannot be read here are warnings",
+    )
     p.set_defaults(func=cmd_check_config)
 
     p = sub.add_parser("demo", help="daemon + built-in simulator, zero set-up")
@@ -571,7 +598,9 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("--status")
     a.add_argument("--region")
     a.add_argument("--account")
-    a.add_argument("--label", action="append", default=[], help="name:value (repeatable)")
+    a.add_argument(
+        "--label", action="append", default=[], help="name=value (repeatable; all must match)"
+    )
     a.add_argument("--json", action="store_true", help="print JSON")
     for name, text in (("show", "show one task"), ("remove", "deregister a task")):
         a = tsub.add_parser(name, help=text)
@@ -610,11 +639,27 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _stdout_gone() -> int:
+    """The reader of our output went away (``trtc-monitor tasks list | head -1``): what is
+    left has nowhere to go, which is no failure. Quietly: stdout now points at /dev/null, so
+    the interpreter's last flush has nothing to complain about either."""
+    with contextlib.suppress(OSError, ValueError):
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        try:
+            os.dup2(devnull, sys.stdout.fileno())
+        finally:
+            os.close(devnull)
+    return EXIT_OK
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
     try:
+        args = parser.parse_args(argv)
         code: int = args.func(args)
+        sys.stdout.flush()  # here, where a closed pipe can still be told apart
+    except BrokenPipeError:
+        return _stdout_gone()
     except UserError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return exc.code

@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import os
 import secrets
+import shlex
 import socket
 import string
 import sys
@@ -219,6 +220,17 @@ class Narrator:
         self.line(f"alert       {mark} {alertname:<28} {who}")
 
 
+def cli_command() -> str:
+    """This very ``trtc-monitor``, as a fresh shell can run it: by its full path, since
+    nothing says the shell has the virtualenv's ``bin`` on its PATH (a bare
+    ``trtc-monitor`` would be "command not found" there)."""
+    # sys.executable as it is (a virtualenv's python is a link: resolving it leaves the venv)
+    script = Path(sys.executable).parent / "trtc-monitor"
+    if script.is_file() and os.access(script, os.X_OK):
+        return shlex.quote(str(script.absolute()))
+    return f"{shlex.quote(str(Path(sys.executable).absolute()))} -m monitor"
+
+
 async def run_demo(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
     from monitor.daemon import Daemon
     from monitor.http.server import start_server
@@ -281,7 +293,7 @@ async def run_demo(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
         f"  simulator    {sim.url}  (SecretId {DEFAULT_SECRET_ID})\n"
         f"  daemon log   {log_path}\n"
         f"  try          TRTC_MONITOR_API_TOKEN={token} "
-        f"trtc-monitor tasks --url {base} list\n"
+        f"{cli_command()} tasks --url {base} list\n"
         + (f"Stopping by itself after {args.duration}." if duration else "Ctrl-C stops it.")
         + "\n\nThe recordings:",
         file=out,

@@ -15,11 +15,12 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
+from pathlib import Path
 
 from monitor.models import Transition
 from monitor.store.base import Store, StoreError
 
-__all__ = ["CopyCounts", "copy_store"]
+__all__ = ["CopyCounts", "check_source", "copy_store"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -27,6 +28,19 @@ class CopyCounts:
     tasks: int
     transitions: int
     alerts: int
+
+
+def check_source(store: Store) -> None:
+    """Raise StoreError when the source names no existing store, before anything is opened:
+    opening an SQLite store creates its file and lock, and a mistyped source path would
+    otherwise become an empty store that copies nothing. (A Redis source is checked by
+    opening it: one that does not answer fails there.)"""
+    path = getattr(store, "path", None)  # a store kept in one file (SQLite)
+    if isinstance(path, Path):
+        if not path.exists():
+            raise StoreError(f"{path}: no such file")
+        if not path.is_file():
+            raise StoreError(f"{path} is not a file")
 
 
 async def _is_empty(store: Store) -> bool:

@@ -46,6 +46,8 @@ def make_task(task_id: str = "t-1", status: Status = Status.IN_PROGRESS, **field
         "registered_at": T0,
         "status_since": T0,
         "last_success_at": T0,
+        # Seen running: a status answer came (RecordingTaskNotFound is for tasks never seen).
+        "answer_status": Status.IN_PROGRESS,
     }
     defaults.update(fields)
     return Task(sdk_app_id=APP, task_id=task_id, status=status, **defaults)

@@ -17,6 +17,7 @@ from monitor.alerts.rules import (
     MONITOR_AUTH_FAILURE,
     MONITOR_OVER_BUDGET,
     MONITOR_THROTTLED,
+    NOT_FOUND,
     STALE,
     STALE_NEW,
     TASK_ERROR,
@@ -32,6 +33,7 @@ from monitor.alerts.rules import (
     exit_firing,
     idle_firing,
     leave_code,
+    not_found_firing,
     observe_outcome,
     over_budget_annotations,
     over_budget_firing,
@@ -60,6 +62,8 @@ def make_task(status: Status = Status.IN_PROGRESS, **fields: Any) -> Task:
         "registered_at": T0,
         "status_since": T0,
         "last_success_at": T0,
+        # Seen running: a status answer came (RecordingTaskNotFound is for tasks never seen).
+        "answer_status": Status.IN_PROGRESS,
     }
     defaults.update(fields)
     return Task(status=status, **defaults)
@@ -257,6 +261,7 @@ class TestCombinedConditions:
         interval=st.floats(1, 100),
         stale_duration=st.one_of(st.none(), st.floats(1, 500)),
         enabled=st.tuples(st.booleans(), st.booleans(), st.booleans(), st.booleans()),
+        seen=st.booleans(),
     )
     def test_the_sweeps_one_call_agrees_with_each_condition(
         self,
@@ -269,6 +274,7 @@ class TestCombinedConditions:
         interval: float,
         stale_duration: float | None,
         enabled: tuple[bool, bool, bool, bool],
+        seen: bool,
     ) -> None:
         t = make_task(
             status,
@@ -276,6 +282,7 @@ class TestCombinedConditions:
             last_success_at=last_success,
             status_since=since,
             extra={} if leave is None else {"leave_code": leave},
+            answer_status=Status.IN_PROGRESS if seen else None,
         )
         after = (
             StaleAfter(duration=stale_duration)
@@ -291,8 +298,10 @@ class TestCombinedConditions:
         )
         now = T0 + 500
         threshold = after.seconds(interval)
+        stopped = enabled[0] and exit_firing(t, th.expected_leave_codes)
         expected = (
-            (EXITED if enabled[0] and exit_firing(t, th.expected_leave_codes) else 0)
+            (EXITED if stopped and not not_found_firing(t) else 0)
+            | (NOT_FOUND if stopped and not_found_firing(t) else 0)
             | (ERROR if enabled[1] and error_firing(t, th.consecutive) else 0)
             | (STALE if enabled[2] and stale_firing(t, now, threshold) else 0)
             | (STALE_NEW if enabled[2] and stale_firing(t, now, threshold, floor) else 0)

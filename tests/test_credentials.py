@@ -744,7 +744,7 @@ class TestConfiguration:
             "accounts:\n  a: {}\n  b: {credentials: oidc, role_arn: " + OTHER_ROLE + "}\n"
             "  c: {secret_key_env: C_KEY, secret_id_env: C_ID}\n"
         )
-        code, text = check_config(path, environ={})
+        code, text = check_config(path, environ={}, syntax_only=True)
         assert code == 0, text
         lines = text.splitlines()
         a = lines[lines.index(next(x for x in lines if x.startswith("  a:"))) + 1]

@@ -347,6 +347,8 @@ class TestAlertRules:
         critical = {
             "RecordingTaskExited",
             "RecordingMonitorAuthFailure",
+            # No credentials at all blind the monitor to the account's tasks just the same.
+            "RecordingMonitorNoCredentials",
             "TRTCMonitorDown",
             # alerts.upload.severity: critical (a recording that never reaches storage is lost)
             "RecordingUploadFailed",

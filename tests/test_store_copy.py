@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 from pathlib import Path
 from typing import Any
 
@@ -167,6 +168,7 @@ class TestTargets:
     def test_an_unreachable_redis_is_one_line_without_the_password(
         self, tmp_path: Path, capsys: pytest.CaptureFixture[str]
     ) -> None:
+        sqlite3.connect(tmp_path / "src.db").close()  # an (empty) source that exists
         source = f"sqlite:{tmp_path / 'src.db'}"
         target = f"redis://:pa55-Wq7z@127.0.0.1:{free_port()}/0"
         assert main(["store", "copy", "--from", source, "--to", target]) == 1

@@ -33,8 +33,11 @@ from monitor.alerts.rules import (
     IDLE,
     MONITOR_AUTH_FAILURE,
     MONITOR_CREDENTIALS_EXPIRING,
+    MONITOR_NO_CREDENTIALS,
     MONITOR_OVER_BUDGET,
     MONITOR_THROTTLED,
+    NOT_FOUND,
+    NOT_FOUND_SEVERITY,
     OVERDUE_UPLOAD,
     STALE,
     STALE_NEW,
@@ -42,6 +45,7 @@ from monitor.alerts.rules import (
     TASK_ERROR,
     TASK_EXITED,
     TASK_IDLE,
+    TASK_NOT_FOUND,
     TASK_STALE,
     UPLOAD_FAILED,
     UPLOAD_OVERDUE,
@@ -56,6 +60,9 @@ from monitor.alerts.rules import (
     error_annotations,
     exit_annotations,
     idle_annotations,
+    no_credentials_annotations,
+    no_credentials_firing,
+    not_found_annotations,
     observe_credentials,
     observe_outcome,
     over_budget_annotations,
@@ -201,6 +208,7 @@ class AlertEngine:
         self._th = Thresholds.of(config)
         self._severity = {
             TASK_EXITED: config.exit.severity,
+            TASK_NOT_FOUND: NOT_FOUND_SEVERITY,
             TASK_ERROR: config.error.severity,
             TASK_STALE: config.stale.severity,
             TASK_IDLE: config.idle.severity,
@@ -342,7 +350,10 @@ class AlertEngine:
             await self.on_purged(event.keys)
 
         def answered(event: ApiAnswered) -> None:
-            self.on_api_outcome(event.account, event.result.outcome, event.at, event.result.code)
+            result = event.result
+            self.on_api_outcome(
+                event.account, result.outcome, event.at, result.code, result.message
+            )
 
         bus.subscribe(TransitionRecorded, transition)
         bus.subscribe(TaskObserved, observed)
@@ -439,10 +450,15 @@ class AlertEngine:
                 await self._commit(changes, now)
 
     def on_api_outcome(
-        self, account: str, outcome: Outcome, now: float, code: str | None = None
+        self,
+        account: str,
+        outcome: Outcome,
+        now: float,
+        code: str | None = None,
+        message: str | None = None,
     ) -> None:
         """Every DescribeCloudRecording attempt's outcome (cheap: acted upon by ``sweep``)."""
-        observe_outcome(self._health(account), outcome, now, code)
+        observe_outcome(self._health(account), outcome, now, code, message)
 
     def on_credentials(
         self,
@@ -629,7 +645,7 @@ class AlertEngine:
                     # trtc_recording_uploads_total{outcome="overdue"}: counted as it fires, so
                     # once per episode (a restart finds the record and does not fire again).
                     self._metrics.uploads.labels(task.account, task.region, "overdue").inc()
-                if bit == EXITED and transition is None:
+                if bit in (EXITED, NOT_FOUND) and transition is None:
                     changes.lookups.append((new, task))
             elif rec is not None and firing:
                 self._resolve(rec, now, changes)
@@ -640,6 +656,8 @@ class AlertEngine:
         th = self._th
         if bit == EXITED:
             return exit_annotations(task, transition, th.expected_leave_codes)
+        if bit == NOT_FOUND:
+            return not_found_annotations(task, transition)
         if bit == STALE:
             threshold = stale_threshold(task, th.stale_after, self._interval_of)
             return stale_annotations(task, now, threshold)
@@ -686,6 +704,7 @@ class AlertEngine:
                 expiring = False
             for name, holds in (
                 (MONITOR_AUTH_FAILURE, auth_firing(health)),
+                (MONITOR_NO_CREDENTIALS, no_credentials_firing(health)),
                 (MONITOR_THROTTLED, throttled_firing(health, now)),
                 (MONITOR_OVER_BUDGET, over_budget_firing(health)),
                 (MONITOR_CREDENTIALS_EXPIRING, expiring),
@@ -699,6 +718,8 @@ class AlertEngine:
                     severity = None
                     if name == MONITOR_AUTH_FAILURE:
                         annotations = auth_annotations(account, health)
+                    elif name == MONITOR_NO_CREDENTIALS:
+                        annotations = no_credentials_annotations(account, health)
                     elif name == MONITOR_THROTTLED:
                         annotations = throttled_annotations(account, health)
                     elif name == MONITOR_CREDENTIALS_EXPIRING:
@@ -857,7 +878,11 @@ class AlertEngine:
                 log.warning("alert_transition_lookup_failed", error=str(exc))
                 continue
             if latest and rec.state == FIRING and latest[0].to_status is task.status:
-                rec.annotations = exit_annotations(task, latest[0], self._th.expected_leave_codes)
+                rec.annotations = (
+                    not_found_annotations(task, latest[0])
+                    if rec.alertname == TASK_NOT_FOUND
+                    else exit_annotations(task, latest[0], self._th.expected_leave_codes)
+                )
                 self._dirty[rec.fingerprint] = rec
         for rec in changes.resolved:
             if rec.state == RESOLVED and self._resolve_done(rec, now):

@@ -14,24 +14,28 @@ from datetime import UTC, datetime
 from typing import Final
 
 from monitor.config import AlertsConfig, StaleAfter
+from monitor.credentials.base import CODE_NO_CREDENTIALS, CODE_UNAVAILABLE
 from monitor.durations import format_duration
-from monitor.models import Outcome, Status, Task, TaskKey, Transition
+from monitor.models import Outcome, Source, Status, Task, TaskKey, Transition
 from monitor.taskspec import LABEL_NAME_RE
-from monitor.uploads import UploadPhase, upload_overdue
+from monitor.uploads import NO_UPLOAD, UploadPhase, upload_overdue
 
 TASK_EXITED: Final = "RecordingTaskExited"
+TASK_NOT_FOUND: Final = "RecordingTaskNotFound"
 TASK_ERROR: Final = "RecordingTaskError"
 TASK_STALE: Final = "RecordingTaskStale"
 TASK_IDLE: Final = "RecordingTaskIdle"
 UPLOAD_FAILED: Final = "RecordingUploadFailed"
 UPLOAD_OVERDUE: Final = "RecordingUploadOverdue"
 MONITOR_AUTH_FAILURE: Final = "RecordingMonitorAuthFailure"
+MONITOR_NO_CREDENTIALS: Final = "RecordingMonitorNoCredentials"
 MONITOR_THROTTLED: Final = "RecordingMonitorThrottled"
 MONITOR_OVER_BUDGET: Final = "RecordingMonitorOverBudget"
 MONITOR_CREDENTIALS_EXPIRING: Final = "RecordingMonitorCredentialsExpiring"
 
 TASK_ALERTS: Final = (
     TASK_EXITED,
+    TASK_NOT_FOUND,
     TASK_ERROR,
     TASK_STALE,
     TASK_IDLE,
@@ -40,6 +44,7 @@ TASK_ALERTS: Final = (
 )
 MONITOR_ALERTS: Final = (
     MONITOR_AUTH_FAILURE,
+    MONITOR_NO_CREDENTIALS,
     MONITOR_THROTTLED,
     MONITOR_OVER_BUDGET,
     MONITOR_CREDENTIALS_EXPIRING,
@@ -51,11 +56,17 @@ ALERT_NAMES: Final = TASK_ALERTS + MONITOR_ALERTS
 # credentials have alerts.credentials (this is its default).
 MONITOR_SEVERITY: Final[dict[str, str]] = {
     MONITOR_AUTH_FAILURE: "critical",
+    # Blind to every task of the account, as rejected credentials are.
+    MONITOR_NO_CREDENTIALS: "critical",
     MONITOR_THROTTLED: "warning",
     MONITOR_OVER_BUDGET: "warning",
     MONITOR_CREDENTIALS_EXPIRING: "warning",
 }
 THROTTLED_WINDOW: Final = 300.0
+# A task the API says does not exist, never seen running: most likely a mistyped TaskId,
+# SdkAppId or region rather than a recording that stopped. Not a page.
+NOT_FOUND_SEVERITY: Final = "warning"
+NOT_FOUND_HINT: Final = "never seen running: check TaskId, SdkAppId and region"
 
 # What the LeaveCode of a 302 "recorder stopped" callback means (reference/TRTC.md).
 LEAVE_CODES: Final[dict[int, str]] = {
@@ -79,8 +90,10 @@ IDLE: Final = 8
 STALE_NEW: Final = 16
 FAILED_UPLOAD: Final = 32
 OVERDUE_UPLOAD: Final = 64
+NOT_FOUND: Final = 128
 TASK_BITS: Final = (
     (EXITED, TASK_EXITED),
+    (NOT_FOUND, TASK_NOT_FOUND),
     (ERROR, TASK_ERROR),
     (STALE, TASK_STALE),
     (IDLE, TASK_IDLE),
@@ -156,6 +169,24 @@ def exit_firing(task: Task, expected_leave_codes: frozenset[int]) -> bool:
         return True
     code = leave_code(task)
     return code is None or code not in expected_leave_codes
+
+
+def never_seen_running(task: Task) -> bool:
+    """Nothing ever said the task existed: no status answer (``answer_status`` is kept from
+    every answer that carried one), no callback (none registered it, no leave code or file
+    facts, no upload facts)."""
+    return (
+        task.answer_status is None
+        and task.source is not Source.CALLBACK
+        and not task.extra
+        and (task.upload is NO_UPLOAD or task.upload == NO_UPLOAD)
+    )
+
+
+def not_found_firing(task: Task) -> bool:
+    """Ended on its first answer: the API says the task does not exist, and it was never seen
+    running. Takes the place of the exit alert (``exit_firing`` holds for such a task too)."""
+    return task.status is _ENDED and never_seen_running(task)
 
 
 def error_firing(task: Task, consecutive: int) -> bool:
@@ -245,7 +276,7 @@ def task_alerts(
             bits = OVERDUE_UPLOAD
     if s is _ENDED or s is _EXPIRED:
         if th.exit_enabled and exit_firing(task, th.expected_leave_codes):
-            bits |= EXITED
+            bits |= NOT_FOUND if s is _ENDED and never_seen_running(task) else EXITED
         return bits
     if s is _EXITED and th.exit_enabled and exit_firing(task, th.expected_leave_codes):
         bits |= EXITED
@@ -278,6 +309,9 @@ class AccountHealth:
 
     auth_failing: bool | None = None
     auth_code: str | None = None
+    # No credential source of the account was present: nothing could be sent.
+    no_credentials: bool | None = None
+    no_credentials_detail: str | None = None  # the sources tried, and why each was absent
     last_throttled_at: float | None = None
     required_rate: float | None = None
     budget_rate: float | None = None
@@ -289,15 +323,29 @@ class AccountHealth:
 
 
 def observe_outcome(
-    health: AccountHealth, outcome: Outcome, now: float, code: str | None = None
+    health: AccountHealth,
+    outcome: Outcome,
+    now: float,
+    code: str | None = None,
+    message: str | None = None,
 ) -> None:
-    """Fold one API attempt's outcome into the account's health."""
+    """Fold one API attempt's outcome into the account's health. An ``auth`` attempt with
+    code ``Credentials.NotFound`` found no credentials at all (``message`` names the sources
+    tried): that is not a rejection, and it is told apart."""
     if outcome is Outcome.AUTH:
-        health.auth_failing = True
-        health.auth_code = code or health.auth_code
+        if code == CODE_NO_CREDENTIALS:
+            health.no_credentials = True
+            health.no_credentials_detail = message or health.no_credentials_detail
+            # Nothing is being sent, so nothing is being rejected any more.
+            health.auth_failing = False
+        else:
+            health.auth_failing = True
+            health.auth_code = code or health.auth_code
+            health.no_credentials = False
     elif outcome is Outcome.OK or outcome is Outcome.ENDED:
         # Both prove the signature was accepted.
         health.auth_failing = False
+        health.no_credentials = False
     elif outcome is Outcome.THROTTLED:
         last = health.last_throttled_at
         health.last_throttled_at = now if last is None else max(last, now)
@@ -305,6 +353,10 @@ def observe_outcome(
 
 def auth_firing(health: AccountHealth) -> bool | None:
     return health.auth_failing
+
+
+def no_credentials_firing(health: AccountHealth) -> bool | None:
+    return health.no_credentials
 
 
 def throttled_firing(health: AccountHealth, now: float) -> bool | None:
@@ -460,6 +512,35 @@ def exit_annotations(
     }
 
 
+def not_found_annotations(task: Task, transition: Transition | None) -> dict[str, str]:
+    """What ``RecordingTaskNotFound`` says: the answer that ended the task, and the hint."""
+    status = task.status.value
+    if transition is not None and transition.to_status is task.status:
+        happened = (
+            f"went from {transition.from_status.value} to {status} at "
+            f"{timestamp(transition.at)} (seen by {transition.source.value})"
+        )
+        code = transition.detail.get("code")
+        request_id = transition.request_id or task.last_request_id
+    else:
+        happened = f"is {status} since {timestamp(task.status_since)}"
+        code = None
+        request_id = task.last_request_id
+    facts = [f"error code {code}" if code else "", f"request id {request_id}" if request_id else ""]
+    said = "; ".join(f for f in facts if f)
+    return {
+        "summary": (
+            f"Recording task {task.task_id} ({task.sdk_app_id}, {task.region}) not found: "
+            "never seen running"
+        ),
+        "description": (
+            f"The {_who(task)} {happened}: the API answered that it does not exist"
+            f"{f' ({said})' if said else ''}, and it was {NOT_FOUND_HINT}. Resolves when "
+            "the task is removed or purged."
+        ),
+    }
+
+
 def error_annotations(task: Task, consecutive: int) -> dict[str, str]:
     facts = [f"last error code {task.last_error_code or 'unknown'}"]
     if task.last_request_id:
@@ -561,6 +642,19 @@ def upload_overdue_annotations(task: Task, now: float, deadline: float) -> dict[
 
 def auth_annotations(account: str, health: AccountHealth) -> dict[str, str]:
     code = f" ({health.auth_code})" if health.auth_code else ""
+    if health.auth_code == CODE_UNAVAILABLE:
+        # A source is there but failed to hand out credentials (STS, the metadata service, a
+        # broken profile file): the polls were not sent, so Tencent rejected nothing.
+        return {
+            "summary": f"The credentials of account {account} cannot be obtained",
+            "description": (
+                f"DescribeCloudRecording calls of account {account} are not sent: its "
+                f"credential source fails to hand out credentials{code}, and none succeeded "
+                "since: no task of this account is being observed. See the daemon's "
+                "credentials_refresh_failed log lines or `trtc-monitor credentials -c FILE`. "
+                "Resolves when a call with credentials succeeds."
+            ),
+        }
     return {
         "summary": f"Tencent Cloud rejects the credentials of account {account}",
         "description": (
@@ -568,6 +662,21 @@ def auth_annotations(account: str, health: AccountHealth) -> dict[str, str]:
             f"authentication failure{code} and none succeeded since: no task of this account is "
             "being observed. Check the SecretId/SecretKey (and session token) and the host "
             "clock. Resolves when a call with these credentials succeeds."
+        ),
+    }
+
+
+def no_credentials_annotations(account: str, health: AccountHealth) -> dict[str, str]:
+    detail = health.no_credentials_detail or "no credentials found"
+    return {
+        "summary": f"No credentials found for account {account}",
+        "description": (
+            f"Account {account} has no credentials: {detail}. Nothing was sent to Tencent "
+            "Cloud (nothing was rejected) and no task of this account is being observed. "
+            "Provide credentials (the account's secret_id/secret_key keys, "
+            "TENCENTCLOUD_SECRET_ID and TENCENTCLOUD_SECRET_KEY, a profile file, TKE workload "
+            "identity or a CVM role); `trtc-monitor credentials -c FILE` shows what this machine "
+            "finds. Resolves when a call with credentials succeeds."
         ),
     }
 

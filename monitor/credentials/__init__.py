@@ -6,6 +6,7 @@ from __future__ import annotations
 from monitor.credentials.base import (
     AUTO,
     CHAIN_ORDER,
+    CODE_NO_CREDENTIALS,
     CODE_UNAVAILABLE,
     CredentialProvider,
     CredentialsError,
@@ -23,6 +24,7 @@ from monitor.credentials.use import credentials_for_call
 __all__ = [
     "AUTO",
     "CHAIN_ORDER",
+    "CODE_NO_CREDENTIALS",
     "CODE_UNAVAILABLE",
     "ChainSource",
     "CredentialProvider",

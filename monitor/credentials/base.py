@@ -29,6 +29,9 @@ ROLE_SUFFIX = "+role"
 # The code of a poll that could not be sent for want of credentials; it shares the `code`
 # label space with Tencent's codes and the client's Transport.* codes, and counts as `auth`.
 CODE_UNAVAILABLE = "Credentials.Unavailable"
+# The same, when no source of the account's chain is present at all: nothing to send, and
+# nothing Tencent Cloud could have rejected (alert RecordingMonitorNoCredentials).
+CODE_NO_CREDENTIALS = "Credentials.NotFound"
 
 
 class CredentialsError(Exception):

@@ -15,15 +15,29 @@ from monitor.credentials.base import AUTO, CredentialsError, Issued, NotPresent,
 
 
 class NoCredentials(CredentialsError):
-    """No source of the chain is present; ``tried`` says why, source by source."""
+    """No source of the chain is present; ``tried`` says why, source by source. Also raised
+    by a provider whose last attempt found nothing (``source`` is then what the account is
+    configured with, e.g. ``env`` or ``auto``)."""
 
-    def __init__(self, tried: Sequence[NotPresent]) -> None:
-        super().__init__(
-            AUTO,
-            "no credentials found; tried "
-            + "; ".join(f"{absent.source} ({absent.reason})" for absent in tried),
-        )
+    def __init__(self, tried: Sequence[NotPresent], source: str = AUTO) -> None:
+        super().__init__(source, "no credentials found; tried " + describe_tried(tried))
         self.tried = tuple(tried)
+
+
+def describe_tried(tried: Sequence[NotPresent]) -> str:
+    """``env (TENCENTCLOUD_SECRET_ID not set); profile (no file at ...)``: names and reasons,
+    never a secret (the reasons name variables, files and endpoints only)."""
+    return "; ".join(f"{absent.source} ({absent.reason})" for absent in tried) or "nothing"
+
+
+def absent_sources(exc: CredentialsError) -> tuple[NotPresent, ...] | None:
+    """The sources an attempt tried when none of them was present; None when a present
+    source failed (that is a failure to report, not an absence)."""
+    if isinstance(exc, NoCredentials):
+        return exc.tried
+    if isinstance(exc, NotPresent):
+        return (exc,)
+    return None
 
 
 class ChainSource:

@@ -20,7 +20,8 @@ from dataclasses import dataclass
 import aiohttp
 import structlog
 
-from monitor.credentials.base import CredentialsError, Issued, Source
+from monitor.credentials.base import CredentialsError, Issued, NotPresent, Source
+from monitor.credentials.chain import NoCredentials, absent_sources
 from monitor.log import set_secret_group
 from monitor.secrets import Credentials
 
@@ -127,6 +128,8 @@ class RefreshingProvider:
         self._due = 0.0
         self._failures = 0
         self._last_error: str | None = None
+        # The sources the last attempt tried, when none of them was present (else None).
+        self._absent: tuple[NotPresent, ...] | None = None
         self._session: aiohttp.ClientSession | None = None
         self._task: asyncio.Task[None] | None = None
         self._stopping = False
@@ -215,6 +218,10 @@ class RefreshingProvider:
         return credentials
 
     def _unavailable(self) -> CredentialsError:
+        if self._absent is not None:
+            # Nothing was found at all: said as such, with every source tried, so that it is
+            # never mistaken for credentials that Tencent Cloud rejected.
+            return NoCredentials(self._absent, self._source.name)
         what = "expired" if self._issued is not None else "not available"
         reason = f"; last refresh: {self._last_error}" if self._last_error else ""
         return CredentialsError(self.source, f"credentials {what}{reason}")
@@ -280,6 +287,7 @@ class RefreshingProvider:
     async def _refresh(self) -> None:
         assert self._session is not None, "provider not started"
         failed_source = self._source.name
+        absent: tuple[NotPresent, ...] | None = None
         try:
             issued: Issued | None = await asyncio.wait_for(
                 self._source.fetch(self._session), self._fetch_timeout
@@ -287,6 +295,7 @@ class RefreshingProvider:
             error: str | None = None
         except CredentialsError as exc:
             issued, error, failed_source = None, str(exc), exc.source
+            absent = absent_sources(exc)
         except TimeoutError:
             issued, error = None, f"{failed_source}: no answer within {self._fetch_timeout:g}s"
         except Exception as exc:  # a bug in one source must not end refreshing
@@ -294,9 +303,11 @@ class RefreshingProvider:
             log.exception("credentials_refresh_crashed", account=self._account)
         now = self._clock()
         if issued is not None:
+            self._absent = None
             self._accept(issued, now)
         else:
             assert error is not None
+            self._absent = absent
             self._fail(error, failed_source, now)
         attempted = self._attempted
         if attempted is not None:

@@ -22,7 +22,7 @@ from datetime import UTC, datetime
 from typing import Final, TypeVar
 
 from monitor.alerts.payloads import Notice, generator_url
-from monitor.alerts.rules import LEAVE_CODES, TASK_EXITED
+from monitor.alerts.rules import LEAVE_CODES, NOT_FOUND_HINT, TASK_EXITED, TASK_NOT_FOUND
 from monitor.models import Outcome
 from monitor.trtc.errors import classify_code
 
@@ -81,7 +81,7 @@ def facts_of(notice: Notice, external_url: str = "") -> Facts:
     from_status = to_status = ""
     if m := _FROM_TO.search(description):
         from_status, to_status = m.group(1), m.group(2)
-    elif notice.alertname == TASK_EXITED and (m := _IS_SINCE.search(description)):
+    elif notice.alertname in (TASK_EXITED, TASK_NOT_FOUND) and (m := _IS_SINCE.search(description)):
         to_status = m.group(1)
     code = meaning = ""
     if m := _LEAVE.search(description):
@@ -93,6 +93,8 @@ def facts_of(notice: Notice, external_url: str = "") -> Facts:
     if error and error != "unknown":
         code = f"{code}, error code {error}" if code else f"error code {error}"
         meaning = meaning or _OUTCOME_MEANING.get(classify_code(error), "")
+    if notice.alertname == TASK_NOT_FOUND:
+        meaning = NOT_FOUND_HINT  # not "no longer exists": it was never seen to exist
     m = _REQUEST_ID.search(description)
     task = ""
     if "task_id" in labels:
