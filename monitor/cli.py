@@ -50,25 +50,48 @@ def cmd_version(args: argparse.Namespace) -> int:
 
 
 def cmd_check_config(args: argparse.Namespace) -> int:
-    from monitor.config import check_config
+    from monitor.config import check_config, load_config
 
-    code, text = check_config(_config_path(args.config), syntax_only=args.syntax_only)
+    path = _config_path(args.config)
+    code, text = check_config(path, syntax_only=args.syntax_only)
+    if code == 0 and not args.syntax_only:
+        # The web configuration files are read at start too: a broken one stops `run`.
+        problem = _web_config_problem(load_config(path), args.web_config_file)
+        if problem is not None:
+            code, text = 1, problem
     print(text, file=sys.stdout if code == 0 else sys.stderr)
     return code
 
 
+def _web_config_problem(config: Any, flag: str | None) -> str | None:
+    """Why ``run`` would refuse the web configuration files this config names, if it would."""
+    from monitor.http.webconfig import WebConfigError, load_web_config
+
+    main = Path(flag) if flag else config.server.web_config_file
+    try:
+        load_web_config(main)
+        load_web_config(config.callbacks.web_config_file, basic_auth_allowed=False)
+    except WebConfigError as exc:
+        return str(exc)
+    return None
+
+
 def cmd_run(args: argparse.Namespace) -> int:
-    from monitor.config import ConfigError, load_config, resolve_secrets
-    from monitor.log import configure_logging
+    from monitor.config import ConfigError, validate_for_run
+    from monitor.log import configure_logging, get_logger
 
     path = _config_path(args.config)
     try:
-        config = load_config(path)
-        secrets = resolve_secrets(config)
+        # The very checks check-config runs: a file it calls valid is one run takes.
+        validated = validate_for_run(path)
     except ConfigError as exc:
         _print_errors(exc.errors)
         return EXIT_USAGE
-    configure_logging(config.logging.format, config.logging.level, secrets.values())
+    config = validated.config
+    configure_logging(config.logging.format, config.logging.level, validated.secrets.values())
+    log = get_logger("monitor")
+    for warning in validated.warnings:
+        log.warning("config_warning", detail=warning)
     web_config = Path(args.web_config_file) if args.web_config_file else None
     return asyncio.run(_run(config, path, web_config))
 
@@ -538,6 +561,13 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="check the file alone (on a machine that is not the one that runs it): "
         "secrets that cannot be read here are warnings",
+    )
+    p.add_argument(
+        "--web.config.file",
+        dest="web_config_file",
+        metavar="FILE",
+        help="the main port's web configuration file, as given to run (wins over "
+        "server.web_config_file)",
     )
     p.set_defaults(func=cmd_check_config)
 

@@ -72,6 +72,7 @@ REFUSED = {
     "storage path that is a directory": "metrics: {per_task: true}\n",
     "malformed webhook headers": "alerts:\n  receivers:\n"
     "    - {type: webhook, url: 'https://h.example', headers_file: HEADERS}\n",
+    "web configuration file with a typo": "",
 }
 
 
@@ -86,6 +87,15 @@ class TestOneValidationPath:
             path = tmp_path / "m.yaml"
             path.write_text(
                 f'server: {{listen: "127.0.0.1:0", api_token_file: {tmp_path / "nope"}}}\n'
+                f"storage: {{path: {tmp_path / 'state.db'}}}\n",
+                encoding="utf-8",
+            )
+        elif case == "web configuration file with a typo":
+            web = tmp_path / "web.yml"
+            web.write_text("tls_server_confg: {}\n", encoding="utf-8")
+            path = tmp_path / "m.yaml"
+            path.write_text(
+                f'server: {{listen: "127.0.0.1:0", web_config_file: {web}}}\n'
                 f"storage: {{path: {tmp_path / 'state.db'}}}\n",
                 encoding="utf-8",
             )
