@@ -8,6 +8,7 @@ it remembers having fired, which makes a restart idempotent.
 from __future__ import annotations
 
 import hashlib
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -223,9 +224,17 @@ def task_alerts(
     th: Thresholds,
     interval_of: Callable[[Task], float],
     floor: float = 0.0,
+    mono: float | None = None,
+    mono_floor: float = -math.inf,
 ) -> int:
     """Which task alerts hold for ``task``, as bits (EXITED, ERROR, STALE, IDLE, STALE_NEW,
     FAILED_UPLOAD, OVERDUE_UPLOAD).
+
+    ``now`` and ``floor`` are wall-clock times. With ``mono`` (now on the monotonic clock) and
+    ``mono_floor`` (``floor`` on it), staleness and idleness are measured on the monotonic
+    clock from the task's monotonic stamps (``Task.polled_mono``, ``Task.since_mono``), so a
+    step of the wall clock neither fakes nor delays them; a record without them falls back to
+    its wall-clock stamps.
 
     Called for every task on every sweep, so it is written out rather than composed from the
     functions above (the same rules; the tests hold them together): one call, no allocation.
@@ -252,19 +261,30 @@ def task_alerts(
     if th.error_enabled and task.consecutive_errors >= th.consecutive:
         bits |= ERROR
     if th.stale_enabled:
-        last = task.last_success_at
-        if last is None:
-            last = task.registered_at
+        last = task.polled_mono
+        if mono is not None and last is not None:
+            at, start = mono, mono_floor
+        else:
+            at, start = now, floor
+            last = task.last_success_at
+            if last is None:
+                last = task.registered_at
         after = th.stale_after
         threshold = after.duration
         if threshold is None:
             threshold = after.seconds(interval_of(task))
-        if now - last > threshold:
+        if at - last > threshold:
             bits |= STALE
-            if now - (last if last > floor else floor) > threshold:
+            if at - (last if last > start else start) > threshold:
                 bits |= STALE_NEW
-    if s is _IDLE and th.idle_enabled and now - task.status_since > th.idle_after:
-        bits |= IDLE
+    if s is _IDLE and th.idle_enabled:
+        since = task.since_mono
+        if (
+            now - task.status_since > th.idle_after
+            if mono is None or since is None
+            else mono - since > th.idle_after
+        ):
+            bits |= IDLE
     return bits
 
 
