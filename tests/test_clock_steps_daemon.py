@@ -18,6 +18,7 @@ import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -191,7 +192,7 @@ class TestAWallClockStepUnderTheDaemon:
                             await daemon.register(ids[name])
                         for task_id in ids.values():
                             await wait_for_async(
-                                lambda t=task_id: daemon.status_is(t, "InProgress"),
+                                partial(daemon.status_is, task_id, "InProgress"),
                                 timeout=20,
                                 what="the task seen recording",
                             )
@@ -204,7 +205,7 @@ class TestAWallClockStepUnderTheDaemon:
                             for _ in range(2):
                                 mark = time.time()
                                 await wait_for_async(
-                                    lambda t=task_id, m=mark: polled_since(control, t, m),
+                                    partial(polled_since, control, task_id, mark),
                                     timeout=20,
                                     what="a poll after the step",
                                 )
@@ -212,7 +213,7 @@ class TestAWallClockStepUnderTheDaemon:
                             assert await control.exit_task(APP, task_id)
                             exited = time.monotonic()
                             await wait_for_async(
-                                lambda t=task_id: daemon.status_is(t, "Exited"),
+                                partial(daemon.status_is, task_id, "Exited"),
                                 timeout=DETECTED_WITHIN,
                                 what=f"the exit after the step {name} to be recorded",
                             )
