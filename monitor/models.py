@@ -124,6 +124,8 @@ class Task:
     # hands (see ``with_monotonic_stamps``).
     polled_mono: float | None = field(default=None, repr=False, compare=False)
     since_mono: float | None = field(default=None, repr=False, compare=False)
+    # ``upload.stopped_at`` (what the upload deadline counts from), converted when it was set.
+    stopped_mono: float | None = field(default=None, repr=False, compare=False)
     # The key, made once per record: the table, the scheduler and every lookup share it.
     # An argument only so that ``dataclasses.replace`` hands it on to the new record.
     _key: TaskKey | None = field(default=None, repr=False, compare=False)
@@ -162,7 +164,13 @@ def with_monotonic_stamps(task: Task, wall_now: float, mono_now: float) -> Task:
         last = task.registered_at
     task.polled_mono = mono_now - max(0.0, wall_now - last)
     task.since_mono = mono_now - max(0.0, wall_now - task.status_since)
+    task.stopped_mono = mono_stamp(task.upload.stopped_at, wall_now, mono_now)
     return task
+
+
+def mono_stamp(at: float | None, wall_now: float, mono_now: float) -> float | None:
+    """A wall-clock time (ours or TRTC's) on the monotonic clock, as of now; never later."""
+    return None if at is None else mono_now - max(0.0, wall_now - at)
 
 
 # The documented fields of a StorageFile (TRTC.md): what the summary of an answer keeps.

@@ -56,6 +56,7 @@ from monitor.models import (
     Task,
     TaskKey,
     Transition,
+    mono_stamp,
     with_monotonic_stamps,
 )
 from monitor.registry import TaskRegistry
@@ -286,6 +287,7 @@ class Tracker:
                 # A poll saw the stop (no 302 came): RecordingUploadOverdue counts from here,
                 # not from a later Exited -> Ended.
                 new.upload = note_stopped(new.upload, t.at)
+                self._stopped(task, new)
             if says_status:
                 new.seen_mono = sent_tick
                 new.observed_at = sent_at
@@ -370,6 +372,7 @@ class Tracker:
             if not change.changed:
                 return change
             new = replace(task, upload=change.state)
+            self._stopped(task, new)
             await self._store.save_task(new)
             self._registry.put(new)
         await self._bus.publish(UploadChanged(new, change, event.event_type))
@@ -391,6 +394,12 @@ class Tracker:
                 self._registry.put(self._taken(old, new))
         return old, new
 
+    def _stopped(self, old: Task, new: Task) -> None:
+        """The upload deadline's start on the monotonic clock, when the stop time changed."""
+        at = new.upload.stopped_at
+        if at != old.upload.stopped_at:
+            new.stopped_mono = mono_stamp(at, self._clock(), self._mono())
+
     def _taken(self, old: Task | None, new: Task) -> Task:
         """A record read from the store, with this process's monotonic stamps: kept from the
         record held where its wall-clock stamp is unchanged, else converted as of now."""
@@ -407,6 +416,8 @@ class Tracker:
             new.polled_mono = old.polled_mono
         if old.status_since == new.status_since and old.since_mono is not None:
             new.since_mono = old.since_mono
+        if old.upload.stopped_at == new.upload.stopped_at:
+            new.stopped_mono = old.stopped_mono
         if old.status is new.status and old.observed_at == new.observed_at:
             new.seen_mono = old.seen_mono  # nothing observed of the status meanwhile
         else:

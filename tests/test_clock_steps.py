@@ -24,6 +24,7 @@ from monitor.store import SqliteStore
 from monitor.taskspec import TaskSpec
 from monitor.tracking import Tracker
 from monitor.trtc.client import CallResult
+from monitor.uploads import UploadEvent
 
 APP = 1400000001
 T0 = 1_700_000_000.0
@@ -246,6 +247,52 @@ class TestAgesOnTheMonotonicClock:
             assert await firing() == {"RecordingTaskStale", "RecordingTaskIdle"}
             await one.tracker.observe_poll(key, answer("Idle"), *one.send())
             assert await firing() == {"RecordingTaskIdle"}
+        finally:
+            await engine.stop()
+
+    async def test_the_upload_deadline_counts_on_the_monotonic_clock_from_the_stop(
+        self, store: SqliteStore
+    ) -> None:
+        one = Replica(store)
+        config = AlertsConfig.model_validate(
+            {
+                "upload": {"deadline": "200s"},
+                "exit": {"enabled": False},
+                "stale": {"enabled": False},
+                "idle": {"enabled": False},
+            }
+        )
+        engine = AlertEngine(
+            config,
+            store,
+            MonitorMetrics(),
+            interval_of=lambda task: 2.0,
+            clock=one.clocks.wall,
+            mono=one.clocks.mono,
+        )
+        await engine.start()
+        try:
+            polled, called = await one.register("t-poll"), await one.register("t-callback")
+            for key in (polled, called):
+                await one.tracker.observe_poll(key, answer("InProgress"), *one.send())
+                await one.tracker.observe_upload(key, UploadEvent(303, 0, at=one.clocks.wall_now))
+            one.clocks.elapse(5)
+            # One stop seen by a poll, one reported by the 302 (its time by TRTC's clock).
+            await one.tracker.observe_poll(polled, answer("Exited"), *one.send())
+            await one.tracker.observe_upload(called, UploadEvent(302, at=one.clocks.wall_now - 1))
+            assert one.task("t-poll").upload.stopped_at is not None
+            assert one.task("t-callback").upload.stopped_at is not None
+
+            async def overdue() -> set[str]:
+                await engine.sweep(one.registry.tasks())
+                return {r.labels["task_id"] for r in engine.firing()}
+
+            one.clocks.elapse(10)
+            one.clocks.step(STEP)  # 11 s after the stops, though the wall clock says 251 s
+            assert await overdue() == set()
+            one.clocks.step(-2 * STEP)
+            one.clocks.elapse(195)  # 206 s after the stops: overdue, whatever the clock says
+            assert await overdue() == {"t-poll", "t-callback"}
         finally:
             await engine.stop()
 

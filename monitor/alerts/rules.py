@@ -231,10 +231,10 @@ def task_alerts(
     FAILED_UPLOAD, OVERDUE_UPLOAD).
 
     ``now`` and ``floor`` are wall-clock times. With ``mono`` (now on the monotonic clock) and
-    ``mono_floor`` (``floor`` on it), staleness and idleness are measured on the monotonic
-    clock from the task's monotonic stamps (``Task.polled_mono``, ``Task.since_mono``), so a
-    step of the wall clock neither fakes nor delays them; a record without them falls back to
-    its wall-clock stamps.
+    ``mono_floor`` (``floor`` on it), staleness, idleness and the upload deadline are measured
+    on the monotonic clock from the task's monotonic stamps (``Task.polled_mono``,
+    ``since_mono``, ``stopped_mono``), so a step of the wall clock neither fakes nor delays
+    them; a record without them falls back to its wall-clock stamps.
 
     Called for every task on every sweep, so it is written out rather than composed from the
     functions above (the same rules; the tests hold them together): one call, no allocation.
@@ -248,10 +248,15 @@ def task_alerts(
         bits = FAILED_UPLOAD
     elif upload is _UPLOADING and th.upload_enabled:
         at = task.upload.stopped_at
+        stopped = task.stopped_mono
         if at is None and (s is _EXITED or s is _ENDED or s is _EXPIRED):
-            at = task.status_since
-        if at is not None and now - at > th.upload_deadline:
-            bits = OVERDUE_UPLOAD
+            at, stopped = task.status_since, task.since_mono
+        if at is not None:
+            if mono is None or stopped is None:
+                if now - at > th.upload_deadline:
+                    bits = OVERDUE_UPLOAD
+            elif mono - stopped > th.upload_deadline:
+                bits = OVERDUE_UPLOAD
     if s is _ENDED or s is _EXPIRED:
         if th.exit_enabled and exit_firing(task, th.expected_leave_codes):
             bits |= EXITED
