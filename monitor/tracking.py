@@ -56,7 +56,6 @@ from monitor.models import (
     Task,
     TaskKey,
     Transition,
-    mono_stamp,
     with_monotonic_stamps,
 )
 from monitor.registry import TaskRegistry
@@ -395,10 +394,16 @@ class Tracker:
         return old, new
 
     def _stopped(self, old: Task, new: Task) -> None:
-        """The upload deadline's start on the monotonic clock, when the stop time changed."""
+        """The upload deadline's start on the monotonic clock, when the stop time changed: when
+        the stop was learnt (a poll's answer, a 302's arrival), or the stop already known if
+        that was earlier. A 302's own time is TRTC's clock: turning it into an age would take
+        this host's wall clock, which may just have been set."""
         at = new.upload.stopped_at
-        if at != old.upload.stopped_at:
-            new.stopped_mono = mono_stamp(at, self._clock(), self._mono())
+        if at is None:
+            new.stopped_mono = None
+        elif at != old.upload.stopped_at:
+            now, known = self._mono(), old.stopped_mono
+            new.stopped_mono = now if known is None else min(known, now)
 
     def _taken(self, old: Task | None, new: Task) -> Task:
         """A record read from the store, with this process's monotonic stamps: kept from the

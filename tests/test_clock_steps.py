@@ -277,21 +277,24 @@ class TestAgesOnTheMonotonicClock:
                 await one.tracker.observe_poll(key, answer("InProgress"), *one.send())
                 await one.tracker.observe_upload(key, UploadEvent(303, 0, at=one.clocks.wall_now))
             one.clocks.elapse(5)
+            one.clocks.step(STEP)  # ours is set forward; TRTC's clock is not
             # One stop seen by a poll, one reported by the 302 (its time by TRTC's clock).
             await one.tracker.observe_poll(polled, answer("Exited"), *one.send())
-            await one.tracker.observe_upload(called, UploadEvent(302, at=one.clocks.wall_now - 1))
+            trtc_now = one.clocks.wall_now - STEP
+            await one.tracker.observe_upload(called, UploadEvent(302, at=trtc_now - 1))
             assert one.task("t-poll").upload.stopped_at is not None
-            assert one.task("t-callback").upload.stopped_at is not None
+            assert one.task("t-callback").upload.stopped_at == trtc_now - 1
 
             async def overdue() -> set[str]:
                 await engine.sweep(one.registry.tasks())
                 return {r.labels["task_id"] for r in engine.firing()}
 
             one.clocks.elapse(10)
-            one.clocks.step(STEP)  # 11 s after the stops, though the wall clock says 251 s
+            assert await overdue() == set()  # 10 s after the stops
+            one.clocks.step(STEP)  # and on: the wall clock says 490 s
             assert await overdue() == set()
-            one.clocks.step(-2 * STEP)
-            one.clocks.elapse(195)  # 206 s after the stops: overdue, whatever the clock says
+            one.clocks.step(-3 * STEP)
+            one.clocks.elapse(195)  # 205 s after the stops: overdue, whatever the clock says
             assert await overdue() == {"t-poll", "t-callback"}
         finally:
             await engine.stop()
