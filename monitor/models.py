@@ -10,6 +10,8 @@ from __future__ import annotations
 import enum
 import json
 import math
+import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -120,8 +122,9 @@ class Task:
     # poll sent before it is older news. A record read at start-up is older than any poll.
     seen_mono: float = field(default=-math.inf, repr=False, compare=False)
     # The last successful poll (else the registration) and the start of the status: what the
-    # stale and idle alerts measure from. None until the record has been in this process's
-    # hands (see ``with_monotonic_stamps``).
+    # stale and idle alerts measure from. None in a record read from the store until this
+    # process first polls it (``with_monotonic_stamps``); until then, ages are taken from the
+    # wall-clock stamps.
     polled_mono: float | None = field(default=None, repr=False, compare=False)
     since_mono: float | None = field(default=None, repr=False, compare=False)
     # ``upload.stopped_at`` (what the upload deadline counts from), converted when it was set.
@@ -171,6 +174,12 @@ def with_monotonic_stamps(task: Task, wall_now: float, mono_now: float) -> Task:
 def mono_stamp(at: float | None, wall_now: float, mono_now: float) -> float | None:
     """A wall-clock time (ours or TRTC's) on the monotonic clock, as of now; never later."""
     return None if at is None else mono_now - max(0.0, wall_now - at)
+
+
+def monotonic_beside(clock: Callable[[], float]) -> Callable[[], float]:
+    """The monotonic clock to go with a wall clock: ``time.monotonic`` beside ``time.time``;
+    a manual clock (a test's) is its own monotonic clock."""
+    return time.monotonic if clock is time.time else clock
 
 
 # The documented fields of a StorageFile (TRTC.md): what the summary of an answer keeps.

@@ -8,12 +8,11 @@ consistent task.
 
 from __future__ import annotations
 
-import time
 from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 
-from monitor.models import Status, Task, TaskKey, with_monotonic_stamps
+from monitor.models import Status, Task, TaskKey
 
 __all__ = ["TaskFilter", "TaskRegistry"]
 
@@ -73,12 +72,7 @@ class TaskRegistry:
         self._tasks[task.key] = task
 
     def put_many(self, tasks: Iterable[Task]) -> None:
-        """Records read from the store (the daemon's start): those without monotonic stamps
-        get them, converted once from their wall-clock ones (``with_monotonic_stamps``)."""
-        wall, mono = time.time(), time.monotonic()
         for task in tasks:
-            if task.polled_mono is None or task.since_mono is None:
-                with_monotonic_stamps(task, wall, mono)
             self._tasks[task.key] = task
 
     def drop(self, key: TaskKey) -> None:

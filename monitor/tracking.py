@@ -56,6 +56,7 @@ from monitor.models import (
     Task,
     TaskKey,
     Transition,
+    monotonic_beside,
     with_monotonic_stamps,
 )
 from monitor.registry import TaskRegistry
@@ -125,14 +126,17 @@ class Tracker:
         *,
         resource_expired_hours: Callable[[], float] = lambda: 72.0,
         clock: Callable[[], float] = time.time,
-        mono: Callable[[], float] = time.monotonic,
+        mono: Callable[[], float] | None = None,
     ) -> None:
+        """``clock`` is the wall clock (stamps for people), ``mono`` the monotonic one (order
+        and ages); without ``mono``, ``time.monotonic`` beside the real wall clock, else the
+        given ``clock`` serves as both (a test's manual clock is all the time there is)."""
         self._store = store
         self._registry = registry
         self._bus = bus
         self._expired_hours = resource_expired_hours
         self._clock = clock
-        self._mono = mono
+        self._mono = monotonic_beside(clock) if mono is None else mono
         self._locks = _KeyedLocks()
 
     def tick(self) -> float:
@@ -275,7 +279,11 @@ class Tracker:
                 )
                 return PollApplied(task, outdated=True)
             new = replace(task)
-            effect = apply_poll(new, result, self._clock(), self._expired_hours())
+            now = self._clock()
+            if new.since_mono is None:
+                # Read from the store at start-up: first in this process's hands.
+                with_monotonic_stamps(new, now, self._mono())
+            effect = apply_poll(new, result, now, self._expired_hours())
             # Ages count from the send, a round trip early: one stamp object for all three.
             if says_status:
                 new.polled_mono = sent_tick

@@ -8,13 +8,13 @@ between a callback and a poll), and a monotonic clock that only moves forward.
 
 from __future__ import annotations
 
-import time
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 
 from monitor.alerts import AlertEngine
+from monitor.alerts.rules import IDLE, Thresholds, task_alerts
 from monitor.config import AlertsConfig
 from monitor.events import EventBus
 from monitor.metrics import MonitorMetrics
@@ -299,25 +299,39 @@ class TestAgesOnTheMonotonicClock:
         finally:
             await engine.stop()
 
-    def test_records_read_at_start_up_count_their_ages_from_their_wall_clock_stamps(
-        self,
+    async def test_a_record_read_at_start_up_counts_its_ages_from_its_stamps_once(
+        self, store: SqliteStore
     ) -> None:
-        wall, mono = time.time(), time.monotonic()
-        task = Task(
-            sdk_app_id=APP,
-            task_id="t-1",
-            region="ap-guangzhou",
-            account="default",
-            registered_at=wall - 600,
-            status=Status.IDLE,
-            status_since=wall - 100,
-            last_success_at=wall - 5,
+        one = Replica(store)
+        wall = one.clocks.wall_now
+        await store.save_task(
+            Task(
+                sdk_app_id=APP,
+                task_id="t-1",
+                region="ap-guangzhou",
+                account="default",
+                registered_at=wall - 600,
+                status=Status.IDLE,
+                status_since=wall - 100,
+                last_success_at=wall - 5,
+            )
         )
-        registry = TaskRegistry()
-        registry.put_many([task])
-        loaded = registry.get(task.key)
-        assert loaded is not None
-        assert loaded.polled_mono is not None
-        assert loaded.since_mono is not None
-        assert abs((mono - 5) - loaded.polled_mono) < 1.0
-        assert abs((mono - 100) - loaded.since_mono) < 1.0
+        one.registry.put_many(await store.load_tasks())  # as the daemon starts
+        th = Thresholds(idle_after=150.0, stale_enabled=False)
+
+        def idle() -> bool:
+            bits = task_alerts(
+                one.task("t-1"), one.clocks.wall_now, th, lambda task: 2.0, 0.0, one.clocks.mono()
+            )
+            return bool(bits & IDLE)
+
+        sent = one.send()
+        await one.tracker.observe_poll(TaskKey(APP, "t-1"), answer("Idle"), *sent)
+        task = one.task("t-1")
+        assert task.polled_mono == sent[1]
+        assert task.since_mono == one.clocks.mono_now - 100  # Idle for 100 s, on its clock now
+        one.clocks.step(STEP)
+        assert not idle()  # the wall clock says 340 s
+        one.clocks.step(-2 * STEP)
+        one.clocks.elapse(51)
+        assert idle()  # 151 s, though the wall clock says -89 s

@@ -80,7 +80,7 @@ from monitor.events import (
     UploadChanged,
 )
 from monitor.metrics import MonitorMetrics
-from monitor.models import Outcome, Task, TaskKey, Transition
+from monitor.models import Outcome, Task, TaskKey, Transition, monotonic_beside
 from monitor.secrets import Secret
 from monitor.store.base import AlertRecord, Store, StoreError
 
@@ -141,7 +141,7 @@ class AlertEngine:
         *,
         interval_of: Callable[[Task], float],
         clock: Callable[[], float] = time.time,
-        mono: Callable[[], float] = time.monotonic,
+        mono: Callable[[], float] | None = None,
         session: aiohttp.ClientSession | None = None,
         external_url: str = "",
         webhook_headers: WebhookHeaders | None = None,
@@ -161,8 +161,9 @@ class AlertEngine:
         self._metrics = metrics
         self._interval_of = interval_of
         self._clock = clock
-        # Staleness and idleness are measured on it (a wall-clock step must not fake them).
-        self._mono = mono
+        # Staleness, idleness and upload deadlines are measured on it (a wall-clock step must
+        # not fake or hide them); by default ``time.monotonic`` beside the real wall clock.
+        self._mono = monotonic_beside(clock) if mono is None else mono
         self._session = session
         self._own_session = session is None
         self._external_url = external_url
