@@ -19,23 +19,24 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[test]'
 	touch $@
 
-# Prometheus, Alertmanager, Redis and Chromium (the status page's browser tests) are real parts
-# of the test suite (Debian packages).
+# Prometheus, Alertmanager, Redis, Chromium (the status page's browser tests) and faketime (the
+# daemon under a stepped wall clock) are real parts of the test suite (Debian packages).
 system-deps:
 	@if command -v promtool >/dev/null && command -v prometheus >/dev/null \
 	    && command -v prometheus-alertmanager >/dev/null && command -v amtool >/dev/null \
-	    && command -v redis-server >/dev/null && command -v chromium >/dev/null; then \
+	    && command -v redis-server >/dev/null && command -v chromium >/dev/null \
+	    && command -v faketime >/dev/null; then \
 	  exit 0; \
 	fi; \
 	if [ "$$(id -u)" != 0 ]; then \
 	  echo "system-deps: need the Debian packages prometheus, prometheus-alertmanager," \
-	       "redis-server and chromium; run 'sudo apt-get install prometheus" \
-	       "prometheus-alertmanager redis-server chromium' or 'sudo make system-deps'" >&2; \
+	       "redis-server, chromium and faketime; run 'sudo apt-get install prometheus" \
+	       "prometheus-alertmanager redis-server chromium faketime' or 'sudo make system-deps'" >&2; \
 	  exit 1; \
 	fi; \
-	echo "installing Debian packages: prometheus prometheus-alertmanager redis-server chromium"; \
+	echo "installing Debian packages: prometheus prometheus-alertmanager redis-server chromium faketime"; \
 	apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
-	  --no-install-recommends prometheus prometheus-alertmanager redis-server chromium >/dev/null
+	  --no-install-recommends prometheus prometheus-alertmanager redis-server chromium faketime >/dev/null
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -9,6 +9,9 @@ from __future__ import annotations
 
 import enum
 import json
+import math
+import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -126,9 +129,23 @@ class Task:
     # where its files went (upload callbacks 301-312); immutable, replaced on every change
     upload: UploadState = NO_UPLOAD
     ended_at: float | None = None  # when it entered a final status; drives retention
-    # When the newest recorded observation of the status was made: a poll's send time or a
-    # callback's event time. Not stored: after a restart no answer from before is in flight.
+    # When the newest recorded observation of the status was made, by the wall clock, for
+    # people: a poll's send time or a callback's event time. Never used to order observations.
     observed_at: float = 0.0
+    # This process's monotonic clock (``time.monotonic``), in memory only: never stored, never
+    # compared, so a step of the wall clock can neither reorder observations nor age a task.
+    # The newest recorded observation of the status (a poll's send time, a callback's arrival,
+    # or the moment a record another replica changed was taken from the store): an answer to a
+    # poll sent before it is older news. A record read at start-up is older than any poll.
+    seen_mono: float = field(default=-math.inf, repr=False, compare=False)
+    # The last successful poll (else the registration) and the start of the status: what the
+    # stale and idle alerts measure from. None in a record read from the store until this
+    # process first polls it (``with_monotonic_stamps``); until then, ages are taken from the
+    # wall-clock stamps.
+    polled_mono: float | None = field(default=None, repr=False, compare=False)
+    since_mono: float | None = field(default=None, repr=False, compare=False)
+    # ``upload.stopped_at`` (what the upload deadline counts from), converted when it was set.
+    stopped_mono: float | None = field(default=None, repr=False, compare=False)
     # The key, made once per record: the table, the scheduler and every lookup share it.
     # An argument only so that ``dataclasses.replace`` hands it on to the new record.
     _key: TaskKey | None = field(default=None, repr=False, compare=False)
@@ -154,6 +171,32 @@ class Task:
             "StorageFileList": None if self.answer_files is None else json.loads(self.answer_files),
             "RequestId": self.answer_request_id,
         }
+
+
+def with_monotonic_stamps(task: Task, wall_now: float, mono_now: float) -> Task:
+    """Give a record read from the store the monotonic stamps it cannot carry (in place: call
+    it before the record is shared), converted once from its wall-clock ones as of now.
+
+    A stamp in the future of this host's clock (another replica's clock ahead) counts as now.
+    """
+    last = task.last_success_at
+    if last is None:
+        last = task.registered_at
+    task.polled_mono = mono_now - max(0.0, wall_now - last)
+    task.since_mono = mono_now - max(0.0, wall_now - task.status_since)
+    task.stopped_mono = mono_stamp(task.upload.stopped_at, wall_now, mono_now)
+    return task
+
+
+def mono_stamp(at: float | None, wall_now: float, mono_now: float) -> float | None:
+    """A wall-clock time (ours or TRTC's) on the monotonic clock, as of now; never later."""
+    return None if at is None else mono_now - max(0.0, wall_now - at)
+
+
+def monotonic_beside(clock: Callable[[], float]) -> Callable[[], float]:
+    """The monotonic clock to go with a wall clock: ``time.monotonic`` beside ``time.time``;
+    a manual clock (a test's) is its own monotonic clock."""
+    return time.monotonic if clock is time.time else clock
 
 
 # The documented fields of a StorageFile (TRTC.md): what the summary of an answer keeps.

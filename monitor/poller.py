@@ -115,7 +115,9 @@ class Poller:
                     found = known[kind] = (self._budget.bucket_of(task), self.intervals.of(task))
                 bucket, interval = found
                 last = task.last_success_at or task.registered_at
-                self.scheduler.add(task.key, bucket, interval, due_in=last + interval - now)
+                # Within one interval even if the wall clock was set back since ``last``.
+                due_in = min(interval, last + interval - now)
+                self.scheduler.add(task.key, bucket, interval, due_in=due_in)
 
     def start(self) -> None:
         self.scheduler.start()
@@ -134,7 +136,9 @@ class Poller:
                 self.scheduler.update_interval(task.key, self.intervals.of(task))
 
     def follow(self, task: Task, due_in: float) -> None:
-        """Start polling a task this replica has just come to own (or learnt of)."""
+        """Start polling a task this replica has just come to own (or learnt of); within one
+        interval at the latest, whatever ``due_in`` a wall-clock step made of its last poll."""
+        due_in = min(due_in, self.intervals.of(task))
         if task.final:
             self.scheduler.remove(task.key)
         elif task.key in self.scheduler:
@@ -168,7 +172,9 @@ class Poller:
         if task is None or task.final or not self.owns(key):
             return STOP
         account = self._budget.accounts.get(task.account)
-        sent_at = self._clock()
+        # The wall clock stamps the observation for people; the tracker's monotonic clock
+        # decides whether its answer is still news when it comes back.
+        sent_at, sent_tick = self._clock(), self._tracker.tick()
         if account is None:
             result = CallResult(
                 Outcome.INVALID,
@@ -182,7 +188,7 @@ class Poller:
             if isinstance(credentials, CallResult):
                 result = credentials
             else:
-                sent_at = self._clock()  # after any wait for credentials
+                sent_at, sent_tick = self._clock(), self._tracker.tick()  # after any wait
                 result = await self._client.describe_cloud_recording(
                     endpoint=account.endpoint,
                     credentials=credentials,
@@ -202,7 +208,7 @@ class Poller:
             )
             return RETRY  # keep its place in the queue; the limiter has already slowed down
         try:
-            applied = await self._tracker.observe_poll(key, result, sent_at)
+            applied = await self._tracker.observe_poll(key, result, sent_at, sent_tick)
         except StoreError as exc:
             # Nothing was applied: the next poll, at the usual time, observes it again.
             log.error(

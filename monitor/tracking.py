@@ -13,8 +13,18 @@ with an error (an API call or a callback gets a 503; TRTC re-delivers callbacks)
 
 Changes to one task are serialised by a lock per task, so a callback and a poll answer arriving
 together cannot both start from the same old record. An answer to a poll sent before the
-newest recorded observation of the task (a callback's event, a poll sent later) carries older
-news and never overrides it.
+newest recorded observation of the task (a callback, a poll sent later) carries older news and
+never overrides it.
+
+Which observation is newer is decided on the monotonic clock (:meth:`Tracker.tick`), never on
+the wall clock: a step of the wall clock (an NTP correction, an operator's ``date -s``) must
+neither make every answer look older than the last one, nor an old answer look newer. A
+callback is stamped when it is recorded here (its own times come from TRTC's clock, and are
+kept for people); an answer to a poll that was in flight meanwhile is dropped, and the poll
+that confirms the callback follows at once. With several replicas, a record another replica
+changed counts as observed when this replica takes it from the store (:meth:`Tracker.reload`):
+a poll of this replica in flight across that change is older. Wall-clock stamps
+(``observed_at``, transitions, health) are for people.
 """
 
 from __future__ import annotations
@@ -39,7 +49,17 @@ from monitor.events import (
     TransitionRecorded,
     UploadChanged,
 )
-from monitor.models import ERROR_OUTCOMES, Outcome, Source, Status, Task, TaskKey, Transition
+from monitor.models import (
+    ERROR_OUTCOMES,
+    Outcome,
+    Source,
+    Status,
+    Task,
+    TaskKey,
+    Transition,
+    monotonic_beside,
+    with_monotonic_stamps,
+)
 from monitor.registry import TaskRegistry
 from monitor.store.base import Store
 from monitor.taskspec import TaskSpec
@@ -107,13 +127,22 @@ class Tracker:
         *,
         resource_expired_hours: Callable[[], float] = lambda: 72.0,
         clock: Callable[[], float] = time.time,
+        mono: Callable[[], float] | None = None,
     ) -> None:
+        """``clock`` is the wall clock (stamps for people), ``mono`` the monotonic one (order
+        and ages); without ``mono``, ``time.monotonic`` beside the real wall clock, else the
+        given ``clock`` serves as both (a test's manual clock is all the time there is)."""
         self._store = store
         self._registry = registry
         self._bus = bus
         self._expired_hours = resource_expired_hours
         self._clock = clock
+        self._mono = monotonic_beside(clock) if mono is None else mono
         self._locks = _KeyedLocks()
+
+    def tick(self) -> float:
+        """Now, on the clock that orders observations: a poll takes it as it is sent."""
+        return self._mono()
 
     # -- reads ------------------------------------------------------------------------------
 
@@ -132,7 +161,7 @@ class Tracker:
             existing = self._registry.get(spec.key)
             if existing is not None and existing.status is not Status.REMOVED:
                 return existing, False
-            task = self._new_task(spec, source, self._clock())
+            task = self._new_task(spec, source, self._clock(), self._mono())
             await self._store.save_task(task)
             self._registry.put(task)
         await self._announce_registered([task])
@@ -157,7 +186,7 @@ class Tracker:
         A reload stores the file's tasks before it swaps the configuration, and applies them
         after, once their accounts exist.
         """
-        now = self._clock()
+        now, mono = self._clock(), self._mono()
         answers: list[tuple[Task, bool]] = []
         new: dict[TaskKey, Task] = {}
         for spec in specs:
@@ -165,7 +194,7 @@ class Tracker:
             if known is not None and known.status is not Status.REMOVED:
                 answers.append((known, False))
                 continue
-            task = self._new_task(spec, source, now)
+            task = self._new_task(spec, source, now, mono)
             new[spec.key] = task
             answers.append((task, True))
         if new:
@@ -185,7 +214,7 @@ class Tracker:
         await self._announce_registered(applied)
 
     @staticmethod
-    def _new_task(spec: TaskSpec, source: Source, now: float) -> Task:
+    def _new_task(spec: TaskSpec, source: Source, now: float, mono: float) -> Task:
         return Task(
             sdk_app_id=spec.sdk_app_id,
             task_id=spec.task_id,
@@ -198,6 +227,8 @@ class Tracker:
             source=source,
             status=Status.PENDING,
             status_since=now,
+            polled_mono=mono,
+            since_mono=mono,
         )
 
     async def _announce_registered(self, tasks: Sequence[Task]) -> None:
@@ -214,6 +245,7 @@ class Tracker:
             transition = apply_removal(new, self._clock())
             if transition is None:
                 return task
+            new.since_mono = self._mono()
             stored = await self._store.record_transition(new, transition)
             self._registry.put(new)
         await self._bus.publish(TransitionRecorded(new, stored))
@@ -251,8 +283,14 @@ class Tracker:
 
     # -- observations -----------------------------------------------------------------------
 
-    async def observe_poll(self, key: TaskKey, result: CallResult, sent_at: float) -> PollApplied:
-        """One DescribeCloudRecording answer to a request sent at ``sent_at``."""
+    async def observe_poll(
+        self, key: TaskKey, result: CallResult, sent_at: float, sent_tick: float | None = None
+    ) -> PollApplied:
+        """One DescribeCloudRecording answer to a request sent at ``sent_at`` (wall clock, for
+        people) and ``sent_tick`` (:meth:`tick` as it was sent, which decides whether the answer
+        is news; None: sent just now)."""
+        if sent_tick is None:
+            sent_tick = self._mono()
         if result.outcome is Outcome.THROTTLED:
             # The monitor's own budget problem: nothing about the task was learnt.
             return PollApplied(self._registry.get(key))
@@ -261,24 +299,36 @@ class Tracker:
             if task is None or task.final:
                 return PollApplied(task)  # removed or ended while the request was in flight
             says_status = result.outcome not in ERROR_OUTCOMES
-            if says_status and sent_at < task.observed_at:
+            if says_status and sent_tick < task.seen_mono:
                 log.info(
                     "poll_answer_outdated",
                     sdk_app_id=task.sdk_app_id,
                     task_id=task.task_id,
                     sent_at=sent_at,
                     newest_observation=task.observed_at,
+                    older_by=round(task.seen_mono - sent_tick, 3),
                 )
                 return PollApplied(task, outdated=True)
             new = replace(task)
-            effect = apply_poll(new, result, self._clock(), self._expired_hours())
+            now = self._clock()
+            if new.since_mono is None:
+                # Read from the store at start-up: first in this process's hands.
+                with_monotonic_stamps(new, now, self._mono())
+            effect = apply_poll(new, result, now, self._expired_hours())
+            # Ages count from the send, a round trip early: one stamp object for all three.
+            if says_status:
+                new.polled_mono = sent_tick
             t = effect.transition
+            if t is not None:
+                new.since_mono = sent_tick
             if t is not None and t.to_status in _STOPPED and new.upload.state is _UPLOADING:
                 # A poll saw the stop (no 302 came): RecordingUploadOverdue counts from here,
                 # not from a later Exited -> Ended.
                 new.upload = note_stopped(new.upload, t.at)
+                self._stopped(task, new)
             if says_status:
-                new.observed_at = max(new.observed_at, sent_at)
+                new.seen_mono = sent_tick
+                new.observed_at = sent_at
             stored = None
             if effect.transition is not None:
                 stored = await self._store.record_transition(new, effect.transition)
@@ -305,16 +355,21 @@ class Tracker:
     async def observe_exit(
         self, key: TaskKey, leave_code: int | None, detail: dict[str, Any], at: float
     ) -> Transition | None:
-        """A 302 callback: the recorder stopped at ``at`` (its event time)."""
+        """A 302 callback: the recorder stopped at ``at`` (its event time, by TRTC's clock: kept
+        for people). It counts as observed now, on the monotonic clock: newer than any poll
+        already in flight."""
         async with self._locks.hold(key):
             task = self._registry.get(key)
             if task is None:
                 return None
-            new = replace(task, observed_at=max(task.observed_at, at))
+            mono = self._mono()
+            new = replace(task, observed_at=at, seen_mono=max(task.seen_mono, mono))
             if leave_code is not None:
                 # Kept on the task (and stored with it) for the alert rules.
                 new.extra = {**task.extra, "leave_code": leave_code}
             transition = apply_callback_exit(new, self._clock(), leave_code, detail)
+            if transition is not None:
+                new.since_mono = mono
             stored = None
             if transition is None:
                 # Already Exited by a poll: the leave code must still be kept, and may turn
@@ -355,6 +410,7 @@ class Tracker:
             if not change.changed:
                 return change
             new = replace(task, upload=change.state)
+            self._stopped(task, new)
             await self._store.save_task(new)
             self._registry.put(new)
         await self._bus.publish(UploadChanged(new, change, event.event_type))
@@ -363,15 +419,54 @@ class Tracker:
     async def reload(self, key: TaskKey) -> tuple[Task | None, Task | None]:
         """Take the task as the store has it now: another replica changed it (SPEC section
         13). Answers the record held before and the one held now; announces nothing, since
-        the replica that made the change has announced it."""
+        the replica that made the change has announced it.
+
+        The other replica's observation is learnt now: an answer to a poll this replica sent
+        before it is older (module docstring), whatever the two replicas' wall clocks say."""
         async with self._locks.hold(key):
             old = self._registry.get(key)
             new = await self._store.load_task(key)
             if new is None:
                 self._registry.drop(key)
             else:
-                self._registry.put(new)
+                self._registry.put(self._taken(old, new))
         return old, new
+
+    def _stopped(self, old: Task, new: Task) -> None:
+        """The upload deadline's start on the monotonic clock, when the stop time changed: when
+        the stop was learnt (a poll's answer, a 302's arrival), or the stop already known if
+        that was earlier. A 302's own time is TRTC's clock: turning it into an age would take
+        this host's wall clock, which may just have been set."""
+        at = new.upload.stopped_at
+        if at is None:
+            new.stopped_mono = None
+        elif at != old.upload.stopped_at:
+            now, known = self._mono(), old.stopped_mono
+            new.stopped_mono = now if known is None else min(known, now)
+
+    def _taken(self, old: Task | None, new: Task) -> Task:
+        """A record read from the store, with this process's monotonic stamps: kept from the
+        record held where its wall-clock stamp is unchanged, else converted as of now."""
+        mono = self._mono()
+        with_monotonic_stamps(new, self._clock(), mono)
+        if old is None:
+            new.seen_mono = mono
+            return new
+        same_polled = (old.last_success_at, old.registered_at) == (
+            new.last_success_at,
+            new.registered_at,
+        )
+        if same_polled and old.polled_mono is not None:
+            new.polled_mono = old.polled_mono
+        if old.status_since == new.status_since and old.since_mono is not None:
+            new.since_mono = old.since_mono
+        if old.upload.stopped_at == new.upload.stopped_at:
+            new.stopped_mono = old.stopped_mono
+        if old.status is new.status and old.observed_at == new.observed_at:
+            new.seen_mono = old.seen_mono  # nothing observed of the status meanwhile
+        else:
+            new.seen_mono = mono
+        return new
 
     async def purge(self, before: float) -> list[TaskKey]:
         """Forget tasks that ended before ``before``, with their history and alert records."""

@@ -329,7 +329,9 @@ class TestAnOlderAnswerNeverOverridesANewerObservation:
         try:
             registry = TaskRegistry()
             clock = [1000.0]
-            tracker = Tracker(store, registry, EventBus(), clock=lambda: clock[0])
+            tracker = Tracker(
+                store, registry, EventBus(), clock=lambda: clock[0], mono=lambda: clock[0]
+            )
             key = TaskKey(APP, "t-1")
             spec = TaskSpec(sdk_app_id=APP, task_id="t-1", region="ap-guangzhou")
             await tracker.register(spec, Source.API)
@@ -338,7 +340,9 @@ class TestAnOlderAnswerNeverOverridesANewerObservation:
             clock[0] = 1002.0
             assert await tracker.observe_exit(key, 3, {}, at=1001.5)  # ... the recorder stops
             clock[0] = 1003.0
-            applied = await tracker.observe_poll(key, _answer("InProgress"), sent_before)
+            applied = await tracker.observe_poll(
+                key, _answer("InProgress"), sent_before, sent_tick=sent_before
+            )
             assert applied.outdated
             assert applied.transition is None
             task = registry.get(key)

@@ -14,6 +14,7 @@ sent, and the periodic sweep sends it once a later save succeeds.
 from __future__ import annotations
 
 import asyncio
+import math
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -89,7 +90,7 @@ from monitor.events import (
     UploadChanged,
 )
 from monitor.metrics import MonitorMetrics
-from monitor.models import Outcome, Task, TaskKey, Transition
+from monitor.models import Outcome, Task, TaskKey, Transition, monotonic_beside
 from monitor.secrets import Secret
 from monitor.store.base import AlertRecord, Store, StoreError
 
@@ -150,6 +151,7 @@ class AlertEngine:
         *,
         interval_of: Callable[[Task], float],
         clock: Callable[[], float] = time.time,
+        mono: Callable[[], float] | None = None,
         session: aiohttp.ClientSession | None = None,
         external_url: str = "",
         webhook_headers: WebhookHeaders | None = None,
@@ -169,6 +171,9 @@ class AlertEngine:
         self._metrics = metrics
         self._interval_of = interval_of
         self._clock = clock
+        # Staleness, idleness and upload deadlines are measured on it (a wall-clock step must
+        # not fake or hide them); by default ``time.monotonic`` beside the real wall clock.
+        self._mono = monotonic_beside(clock) if mono is None else mono
         self._session = session
         self._own_session = session is None
         self._external_url = external_url
@@ -196,6 +201,7 @@ class AlertEngine:
         self._sweep_confirmed: set[str] | None = None
         self._sweep_purged: set[TaskKey] = set()
         self._started_at = 0.0
+        self._started_mono = -math.inf
         self._running = False
         self._apply(config)
         self._update_gauge()
@@ -232,6 +238,7 @@ class AlertEngine:
                     self._health(account).last_throttled_at = now
         self._gauge_dirty = True
         self._started_at = now
+        self._started_mono = self._mono()
         if self._session is None:
             self._session = _new_session()
         self._running = True
@@ -370,7 +377,15 @@ class AlertEngine:
             return  # its owner alerts on it
         now = self._clock()
         existing = self._by_task.get(key)
-        bits = task_alerts(task, now, self._th, self._interval_of, self._started_at)
+        bits = task_alerts(
+            task,
+            now,
+            self._th,
+            self._interval_of,
+            self._started_at,
+            self._mono(),
+            self._started_mono,
+        )
         if not bits and not existing:
             return
         changes = _Changes()
@@ -390,6 +405,7 @@ class AlertEngine:
             snapshot = list(tasks)  # the caller's table may change while we yield
             now = self._clock()
             th, interval_of, floor = self._th, self._interval_of, self._started_at
+            mono, mono_floor = self._mono(), self._started_mono
             owns = self._owns
             by_task = self._by_task
             changes = _Changes()
@@ -403,7 +419,7 @@ class AlertEngine:
                     purged = self._sweep_purged
                     for task in snapshot[start : start + SWEEP_CHUNK]:
                         try:
-                            bits = task_alerts(task, now, th, interval_of, floor)
+                            bits = task_alerts(task, now, th, interval_of, floor, mono, mono_floor)
                             if bits:
                                 key = task.key
                                 if (purged and key in purged) or not owns(key):

@@ -8,6 +8,7 @@ it remembers having fired, which makes a restart idempotent.
 from __future__ import annotations
 
 import hashlib
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -254,9 +255,17 @@ def task_alerts(
     th: Thresholds,
     interval_of: Callable[[Task], float],
     floor: float = 0.0,
+    mono: float | None = None,
+    mono_floor: float = -math.inf,
 ) -> int:
     """Which task alerts hold for ``task``, as bits (EXITED, ERROR, STALE, IDLE, STALE_NEW,
     FAILED_UPLOAD, OVERDUE_UPLOAD).
+
+    ``now`` and ``floor`` are wall-clock times. With ``mono`` (now on the monotonic clock) and
+    ``mono_floor`` (``floor`` on it), staleness, idleness and the upload deadline are measured
+    on the monotonic clock from the task's monotonic stamps (``Task.polled_mono``,
+    ``since_mono``, ``stopped_mono``), so a step of the wall clock neither fakes nor delays
+    them; a record without them falls back to its wall-clock stamps.
 
     Called for every task on every sweep, so it is written out rather than composed from the
     functions above (the same rules; the tests hold them together): one call, no allocation.
@@ -270,10 +279,15 @@ def task_alerts(
         bits = FAILED_UPLOAD
     elif upload is _UPLOADING and th.upload_enabled:
         at = task.upload.stopped_at
+        stopped = task.stopped_mono
         if at is None and (s is _EXITED or s is _ENDED or s is _EXPIRED):
-            at = task.status_since
-        if at is not None and now - at > th.upload_deadline:
-            bits = OVERDUE_UPLOAD
+            at, stopped = task.status_since, task.since_mono
+        if at is not None:
+            if mono is None or stopped is None:
+                if now - at > th.upload_deadline:
+                    bits = OVERDUE_UPLOAD
+            elif mono - stopped > th.upload_deadline:
+                bits = OVERDUE_UPLOAD
     if s is _ENDED or s is _EXPIRED:
         if th.exit_enabled and exit_firing(task, th.expected_leave_codes):
             bits |= NOT_FOUND if s is _ENDED and never_seen_running(task) else EXITED
@@ -283,19 +297,30 @@ def task_alerts(
     if th.error_enabled and task.consecutive_errors >= th.consecutive:
         bits |= ERROR
     if th.stale_enabled:
-        last = task.last_success_at
-        if last is None:
-            last = task.registered_at
+        last = task.polled_mono
+        if mono is not None and last is not None:
+            at, start = mono, mono_floor
+        else:
+            at, start = now, floor
+            last = task.last_success_at
+            if last is None:
+                last = task.registered_at
         after = th.stale_after
         threshold = after.duration
         if threshold is None:
             threshold = after.seconds(interval_of(task))
-        if now - last > threshold:
+        if at - last > threshold:
             bits |= STALE
-            if now - (last if last > floor else floor) > threshold:
+            if at - (last if last > start else start) > threshold:
                 bits |= STALE_NEW
-    if s is _IDLE and th.idle_enabled and now - task.status_since > th.idle_after:
-        bits |= IDLE
+    if s is _IDLE and th.idle_enabled:
+        since = task.since_mono
+        if (
+            now - task.status_since > th.idle_after
+            if mono is None or since is None
+            else mono - since > th.idle_after
+        ):
+            bits |= IDLE
     return bits
 
 

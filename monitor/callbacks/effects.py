@@ -133,12 +133,10 @@ def task_facts(event: Callback, extra: Mapping[str, Any]) -> dict[str, Any] | No
 
 
 def event_time(event: Callback, now: float) -> float:
-    """When the event happened, by TRTC's clock, never later than ``now``.
-
-    A poll sent before this time and answered after it says less than the event does
-    (SPEC section 6): the tracker compares the two. A sender's clock ahead of ours must not
-    make every later poll look older than the event, hence the clamp.
-    """
+    """When the event happened, by TRTC's clock, never later than ``now``: the wall-clock time
+    of the observation, for people. It orders nothing: the tracker stamps the callback on its
+    monotonic clock as it records it, so neither TRTC's clock nor a step of ours can make a
+    poll's answer look newer or older than the callback."""
     if event.event_ms_ts is not None:
         at = event.event_ms_ts / 1000.0
     elif event.event_ts is not None:
