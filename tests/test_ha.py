@@ -362,8 +362,17 @@ class TestTakeover:
             assert mine, "rendezvous hashing gave r0 none of 15 tasks"
 
             async def recording() -> bool:
-                states = [(await group.task(group.replicas[2], t))["status"] for t in ids]
-                return all(s == "InProgress" for s in states)
+                # Another replica learns of the registration through the change feed, within
+                # a second: until then it may not know a task at all.
+                for t in ids:
+                    url = f"{group.replicas[2].url}/api/v1/tasks/{APP}/{t}"
+                    async with group.session.get(url) as r:
+                        if r.status == 404:
+                            return False
+                        assert r.status == 200, await r.text()
+                        if (await r.json())["status"] != "InProgress":
+                            return False
+                return True
 
             await wait_for_async(recording, timeout=20, what="every task recording")
             # Exits the victim alerts on before it dies.

@@ -3,8 +3,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import socket
+import sqlite3
 import subprocess
 import sys
 import time
@@ -107,7 +109,11 @@ class TestBindFirst:
         self, tmp_path: Path, simulator: Simulator
     ) -> None:
         db = tmp_path / "monitor.db"
-        db.write_bytes(b"not touched")
+        # A real SQLite file (run refuses anything else before it even binds).
+        with contextlib.closing(sqlite3.connect(db)) as conn:
+            conn.execute("CREATE TABLE untouched (x)")
+            conn.commit()
+        content = db.read_bytes()
         before = db.stat().st_mtime_ns
         for _sock, port in held_port():
             config = write_config(tmp_path, simulator.url, f"127.0.0.1:{port}", TASK)
@@ -120,7 +126,7 @@ class TestBindFirst:
             )
             assert done.returncode == 2
             assert f"127.0.0.1:{port}" in done.stderr
-        assert db.read_bytes() == b"not touched"
+        assert db.read_bytes() == content
         assert db.stat().st_mtime_ns == before
         assert sorted(p.name for p in tmp_path.glob("monitor.db*")) == ["monitor.db"]
         assert len(simulator.arrivals) == 0
