@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: demo test lint typecheck pytest system-deps venv bench clean
+.PHONY: demo test lint typecheck pytest system-deps venv bench clean image
 
 demo: $(STAMP)
 	$(BIN)/trtc-monitor demo $(DEMO_ARGS)
@@ -24,7 +24,9 @@ $(STAMP): pyproject.toml
 system-deps:
 	@if command -v promtool >/dev/null && command -v prometheus >/dev/null \
 	    && command -v prometheus-alertmanager >/dev/null && command -v amtool >/dev/null \
-	    && command -v redis-server >/dev/null && command -v chromium >/dev/null; then \
+	    && command -v redis-server >/dev/null && command -v chromium >/dev/null \
+	    && command -v mmdebstrap >/dev/null && command -v umoci >/dev/null \
+	    && command -v systemd-analyze >/dev/null && command -v npm >/dev/null; then \
 	  exit 0; \
 	fi; \
 	if [ "$$(id -u)" != 0 ]; then \
@@ -33,9 +35,16 @@ system-deps:
 	       "prometheus-alertmanager redis-server chromium' or 'sudo make system-deps'" >&2; \
 	  exit 1; \
 	fi; \
-	echo "installing Debian packages: prometheus prometheus-alertmanager redis-server chromium"; \
+	echo "installing Debian packages: prometheus prometheus-alertmanager redis-server chromium" \
+	  "mmdebstrap umoci systemd npm"; \
 	apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
-	  --no-install-recommends prometheus prometheus-alertmanager redis-server chromium >/dev/null
+	  --no-install-recommends prometheus prometheus-alertmanager redis-server chromium \
+	  mmdebstrap umoci systemd npm >/dev/null
+
+# The OCI image archive build/trtc-recording-monitor-<version>.oci.tar, without any registry:
+# Debian's packages (mmdebstrap), the wheel in a virtual environment, umoci. Needs root.
+image: $(STAMP) system-deps
+	PYTHON=$(abspath $(BIN)/python) deploy/image/build.sh
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
