@@ -109,7 +109,8 @@ R="$WORK/bundle/rootfs"
 tar -C "$R" -xf "$ROOTFS_TAR"
 clamp() { find "$R" -newermt "@$SOURCE_DATE_EPOCH" -exec touch --no-dereference --date="@$SOURCE_DATE_EPOCH" {} +; }
 clamp
-umoci repack --image "$IMAGE:$TAG" --history.created "$CREATED" \
+# --refresh-bundle: the next repack diffs against this layer, not against the empty image.
+umoci repack --image "$IMAGE:$TAG" --refresh-bundle --history.created "$CREATED" \
   --history.created_by "mmdebstrap --variant=essential --include=$PACKAGES $SUITE" \
   --history.comment "Debian $SUITE" "$WORK/bundle"
 
