@@ -43,6 +43,9 @@ KUBERNETES_VERSION = "1.34.0"
 OPERATOR_KINDS = frozenset({"ServiceMonitor", "PrometheusRule"})
 VALUE_SETS = ("default", "ha", "callbacks-ingress")
 
+# The first run downloads helm and kubectl (about 37 MB).
+pytestmark = pytest.mark.timeout(600)
+
 
 # ---------------------------------------------------------------------------------------------
 # tools
@@ -210,7 +213,7 @@ class TestChartRenders:
         try:
             parse_config(yaml.safe_dump(config))
         except Exception as exc:
-            if "listen" in str(exc) or "web_config_file" in str(exc):
+            if "unknown key" in str(exc):
                 pytest.skip(f"the daemon does not know the listener keys yet: {exc}")
             raise
 

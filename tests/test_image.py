@@ -147,8 +147,10 @@ def read_image(archive: Path, into: Path) -> Image:
 
 
 @pytest.fixture(scope="session")
-def image(archive: Path, tmp_path_factory: pytest.TempPathFactory) -> Image:
-    return read_image(archive, tmp_path_factory.mktemp("oci") / "layout")
+def image(archive: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Image]:
+    layout = tmp_path_factory.mktemp("oci") / "layout"
+    yield read_image(archive, layout)
+    shutil.rmtree(layout, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")
@@ -416,8 +418,12 @@ def test_two_builds_of_one_commit_give_the_same_layers(
     """
     if not _tree_is_clean():
         pytest.skip("uncommitted changes to the image's sources: a build is not of one commit")
-    again = read_image(build(tmp_path / "build"), tmp_path / "again")
-    digests = [layer["digest"] for layer in image.manifest["layers"]]
-    assert len(digests) == 2  # Debian, then the application
-    assert [layer["digest"] for layer in again.manifest["layers"]] == digests
-    assert again.config == image.config
+    try:
+        again = read_image(build(tmp_path / "build"), tmp_path / "again")
+        digests = [layer["digest"] for layer in image.manifest["layers"]]
+        assert len(digests) == 2  # Debian, then the application
+        assert [layer["digest"] for layer in again.manifest["layers"]] == digests
+        assert again.config == image.config
+    finally:
+        shutil.rmtree(tmp_path / "build", ignore_errors=True)
+        shutil.rmtree(tmp_path / "again", ignore_errors=True)

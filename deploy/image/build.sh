@@ -94,7 +94,8 @@ cleanup() {
 }
 trap cleanup EXIT INT TERM
 cleanup
-rm -rf "$WORK"
+# --one-file-system: never into a mount left behind, whatever happened before.
+rm -rf --one-file-system "$WORK"
 mkdir -p "$WORK/wheels"
 
 IMAGE="$WORK/oci"
@@ -184,5 +185,5 @@ tar -C "$IMAGE" --sort=name --mtime="@$SOURCE_DATE_EPOCH" --owner=0 --group=0 --
   -cf "$OUT.tmp" .
 mv "$OUT.tmp" "$OUT"
 echo "$REVISION" >"$OUT.revision"
-rm -rf "$WORK"
+rm -rf --one-file-system "$WORK"
 log "built $OUT (tag $TAG)"
