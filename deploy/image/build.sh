@@ -73,7 +73,9 @@ if [ ! -f "$ROOTFS_TAR" ]; then
   log "debootstrapping $SUITE from $MIRROR (cached as $ROOTFS_TAR)"
   # The essential set plus our packages; no documentation, manuals or translations.
   rm -f "$ROOTFS_TAR.tmp"
-  mmdebstrap --variant=essential --format=tar --include="$PACKAGES" \
+  # A fixed time for the root filesystem (bookworm's release day), not the commit's: the same
+  # packages give the same Debian layer, whichever commit or machine builds it.
+  SOURCE_DATE_EPOCH=1686355200 mmdebstrap --variant=essential --format=tar --include="$PACKAGES" \
     --dpkgopt='path-exclude=/usr/share/man/*' \
     --dpkgopt='path-exclude=/usr/share/doc/*' \
     --dpkgopt='path-include=/usr/share/doc/*/copyright' \
@@ -132,8 +134,8 @@ fi
 log "installing the wheel into $APP with Debian's python3 (chroot)"
 mount --bind /dev "$R/dev"
 mount -t proc proc "$R/proc"
-mkdir -p "$R/tmp/wheels"
-cp "$WORK"/wheels/*.whl "$R/tmp/wheels/"
+mkdir -p "$R/opt/wheels"
+cp "$WORK"/wheels/*.whl "$R/opt/wheels/"
 chroot "$R" /bin/sh -eu -c "
   # The essential set has no useradd: the account is two lines, no password, no login.
   echo 'trtc:x:$UID_GID:' >>/etc/group
@@ -143,11 +145,11 @@ chroot "$R" /bin/sh -eu -c "
   python3 -m venv --without-pip $APP
   # pip from Debian's wheel, run once; the environment itself carries no pip.
   PIP=\$(ls /usr/share/python-wheels/pip-*.whl)
-  $APP/bin/python \$PIP/pip install --no-index --find-links /tmp/wheels --quiet \
+  $APP/bin/python \$PIP/pip install --no-index --find-links /opt/wheels --quiet \
     --no-compile --disable-pip-version-check --no-cache-dir $NAME==$VERSION
   # Bytecode once, with hash-based invalidation: no source time inside, same bytes every build.
   $APP/bin/python -m compileall -q -j 1 --invalidation-mode unchecked-hash $APP/lib >/dev/null
-  rm -rf /tmp/wheels
+  rm -rf /opt/wheels
 "
 cleanup
 rm -rf "$R/root/.cache"
