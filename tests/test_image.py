@@ -427,3 +427,20 @@ def test_two_builds_of_one_commit_give_the_same_layers(
     finally:
         shutil.rmtree(tmp_path / "build", ignore_errors=True)
         shutil.rmtree(tmp_path / "again", ignore_errors=True)
+
+
+# ---------------------------------------------------------------------------------------------
+# the Makefile
+
+
+def test_make_image_runs_the_build_script_and_system_deps_installs_its_tools() -> None:
+    makefile = (ROOT / "Makefile").read_text(encoding="utf-8").replace("\\\n", " ")
+    target = re.search(r"^image:[^\n]*\n((?:\t[^\n]*\n)+)", makefile, re.M)
+    assert target is not None
+    assert "deploy/image/build.sh" in target.group(1)
+    install = re.search(r"apt-get install ([^\n]*)", makefile)
+    assert install is not None
+    packages = set(install.group(1).split())
+    assert {"mmdebstrap", "umoci", "systemd", "npm"} <= packages
+    for tool in ("mmdebstrap", "umoci", "systemd-analyze", "npm"):
+        assert f"command -v {tool} " in makefile, tool

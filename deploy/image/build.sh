@@ -84,6 +84,8 @@ if [ ! -f "$ROOTFS_TAR" ]; then
     --customize-hook='rm -rf "$1"/var/cache/apt/* "$1"/var/lib/apt/lists/* "$1"/var/log/*' \
     "$SUITE" "$ROOTFS_TAR.tmp" "$MIRROR"
   mv "$ROOTFS_TAR.tmp" "$ROOTFS_TAR"
+  # Older recipes' tarballs (about 150 MB each) are of no further use.
+  find "$BUILD/cache/" -maxdepth 1 -name 'rootfs-*.tar' ! -name "${ROOTFS_TAR##*/}" -delete
 fi
 # end-rootfs-recipe
 
