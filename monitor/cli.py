@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import base64
 import contextlib
 import json
 import os
@@ -289,8 +290,10 @@ async def _tasks(args: argparse.Namespace) -> int:
     import aiohttp
 
     base = args.url.rstrip("/")
-    token = os.environ.get("TRTC_MONITOR_API_TOKEN")
-    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    headers = _auth_headers(
+        os.environ.get("TRTC_MONITOR_API_TOKEN"), os.environ.get("TRTC_MONITOR_BASIC_AUTH")
+    )
+    connector = _tls_connector(args.cacert)
     method, path, body = "GET", "/api/v1/tasks", None
     query: list[tuple[str, str]] = []
     if args.tasks_command == "add":
@@ -310,7 +313,9 @@ async def _tasks(args: argparse.Namespace) -> int:
         method, path, body = "PATCH", *_update_request(args)
     try:
         async with (
-            aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10)) as session,
+            aiohttp.ClientSession(
+                timeout=aiohttp.ClientTimeout(total=10), connector=connector
+            ) as session,
             session.request(
                 method, base + path, params=query or None, json=body, headers=headers
             ) as answer,
@@ -334,6 +339,36 @@ async def _tasks(args: argparse.Namespace) -> int:
     else:
         print(json.dumps(data, indent=2, ensure_ascii=False))
     return _bulk_conflicts(data)
+
+
+def _auth_headers(token: str | None, basic: str | None) -> dict[str, str]:
+    """The API token as a bearer token; with basic auth (``user:password``, the main port's
+    web configuration asks for it) the login takes ``Authorization`` and the token travels in
+    ``X-API-Token``, which the daemon reads once the login passed."""
+    if not basic:
+        return {"Authorization": f"Bearer {token}"} if token else {}
+    if ":" not in basic:
+        raise UserError("TRTC_MONITOR_BASIC_AUTH must be user:password")
+    login = base64.b64encode(basic.encode("utf-8")).decode("ascii")
+    headers = {"Authorization": f"Basic {login}"}
+    if token:
+        headers["X-API-Token"] = token
+    return headers
+
+
+def _tls_connector(cacert: str | None) -> Any:
+    """A connector trusting ``cacert`` (a daemon whose certificate a private CA signed)."""
+    if not cacert:
+        return None
+    import ssl
+
+    import aiohttp
+
+    try:
+        context = ssl.create_default_context(cafile=cacert)
+    except (OSError, ssl.SSLError) as exc:
+        raise UserError(f"--cacert {cacert}: cannot read it as CA certificates ({exc})") from None
+    return aiohttp.TCPConnector(ssl=context)
 
 
 # -- tasks update, and conflicts of tasks add ------------------------------------------------
@@ -610,6 +645,14 @@ def build_parser() -> argparse.ArgumentParser:
         "--url",
         default=os.environ.get("TRTC_MONITOR_URL", DEFAULT_URL),
         help="daemon URL (default %(default)s; env TRTC_MONITOR_URL)",
+    )
+    p.add_argument(
+        "--cacert",
+        default=os.environ.get("TRTC_MONITOR_CA_FILE"),
+        metavar="FILE",
+        help="CA certificates to trust for an https URL (env TRTC_MONITOR_CA_FILE); the "
+        "token comes from TRTC_MONITOR_API_TOKEN, a basic auth login from "
+        "TRTC_MONITOR_BASIC_AUTH=user:password",
     )
     tsub = p.add_subparsers(dest="tasks_command", metavar="ACTION", required=True)
     a = tsub.add_parser("add", help="register a task, or many from a file")

@@ -534,7 +534,7 @@ class TestAlertmanagerConfig:
         route = load_yaml(ALERTMANAGER_YML)["route"]
         assert route["group_by"] == ["alertname", "account", "sdk_app_id"]
 
-    def test_rejected_credentials_silence_task_errors_and_staleness_of_that_account_only(
+    def test_rejected_or_missing_credentials_silence_task_errors_and_staleness_of_that_account(
         self, alertmanager: str
     ) -> None:
         now = datetime.now(UTC)
@@ -561,6 +561,9 @@ class TestAlertmanagerConfig:
             alert("RecordingMonitorOverBudget", "warning", account="c"),
             alert("RecordingTaskStale", "warning", account="c", **task),
             alert("RecordingTaskError", "warning", account="c", **task),
+            alert("RecordingMonitorNoCredentials", "critical", account="d"),
+            alert("RecordingTaskError", "warning", account="d", **task),
+            alert("RecordingTaskStale", "warning", account="d", **task),
         ]
         response = httpx.post(f"{alertmanager}/api/v2/alerts", json=sent, timeout=5)
         assert response.status_code == 200, response.text
@@ -575,6 +578,9 @@ class TestAlertmanagerConfig:
             ("RecordingMonitorOverBudget", "c"): "active",
             ("RecordingTaskStale", "c"): "suppressed",
             ("RecordingTaskError", "c"): "active",
+            ("RecordingMonitorNoCredentials", "d"): "active",
+            ("RecordingTaskError", "d"): "suppressed",
+            ("RecordingTaskStale", "d"): "suppressed",
         }
         # The inhibitor learns of source alerts asynchronously: poll until it settles.
         states: dict[tuple[str, str], str] = {}
