@@ -45,17 +45,22 @@ from redis.backoff import NoBackoff
 from redis.exceptions import RedisError
 from redis.retry import Retry
 
-from monitor.models import Source, Status, Task, TaskKey, Transition, answer_fields
+from monitor.models import Task, TaskKey, Transition
 from monitor.secrets import MASK
-from monitor.store.base import AlertRecord, AlertState, StoreError, StoreHealth
-from monitor.store.records import (
-    checked_alert,
-    checked_task,
-    checked_transition,
+from monitor.store.base import AlertRecord, StoreError, StoreHealth
+from monitor.store.codec import (
+    NO_HEALTH,
+    TaskDecoder,
+    alert_of,
+    alert_values,
+    check_transition,
     decoded,
-    decoded_upload,
+    dumps,
+    health_values,
+    spec_values,
+    transition_of,
+    transition_values,
 )
-from monitor.uploads import NO_UPLOAD
 
 __all__ = ["REDIS_SCHEMA_VERSION", "RedisKeys", "RedisStore", "redis_location"]
 
@@ -71,13 +76,6 @@ _CONNECT_TIMEOUT: Final = 5.0
 # asyncio.wait_for, which can swallow a cancellation that lands as the write completes, and
 # a daemon that is stopping would then wait forever on its pollers.
 COMMAND_TIMEOUT: Final = 10.0
-
-_STATUSES: Final = {s.value: s for s in Status}
-_SOURCES: Final = {s.value: s for s in Source}
-_ALERT_STATES: Final[dict[str, AlertState]] = {"firing": "firing", "resolved": "resolved"}
-
-# ensure_ascii keeps every value plain ASCII, lone surrogates from callback bodies included.
-_dumps = json.JSONEncoder(separators=(",", ":")).encode
 
 
 def _text(value: str) -> bytes:
@@ -406,42 +404,9 @@ def _pairs(flat: list[Any]) -> dict[bytes, bytes]:
     return {flat[i]: flat[i + 1] for i in range(0, len(flat), 2)}
 
 
-# --- records <-> values (pure) -----------------------------------------------------------------
+# --- records <-> values: the codec's values as JSON lists ------------------------------------
 
-
-def _spec_value(task: Task) -> bytes:
-    return _dumps(
-        [
-            task.sdk_app_id,
-            task.task_id,
-            task.region,
-            task.account,
-            task.labels,
-            task.interval,
-            task.registered_at,
-            task.source.value,
-            task.status.value,
-            task.status_since,
-            task.extra,
-            task.ended_at,
-            None if task.upload == NO_UPLOAD else task.upload.to_json(),
-        ]
-    ).encode()
-
-
-def _health_value(task: Task) -> bytes:
-    return _dumps(
-        [
-            task.consecutive_errors,
-            task.last_error_code,
-            task.last_error_at,
-            task.last_success_at,
-            task.last_request_id,
-            task.storage_files,
-            task.last_response,
-            task.observed_at,
-        ]
-    ).encode()
+_STORE: Final = "redis"
 
 
 def _ended_value(task: Task) -> bytes:
@@ -458,118 +423,44 @@ def _score(value: float) -> bytes:
     return repr(float(value)).encode()
 
 
+def _stored_answer(task: Task) -> object:
+    return task.last_response
+
+
+def _health_value(task: Task) -> bytes:
+    return dumps(health_values(task, _stored_answer)).encode()
+
+
 def _task_args(task: Task) -> list[bytes]:
-    return [task_field(task.key), _spec_value(task), _health_value(task), _ended_value(task)]
+    spec = dumps(spec_values(task)).encode()
+    return [task_field(task.key), spec, _health_value(task), _ended_value(task)]
 
 
-_NO_HEALTH: Final[list[Any]] = [0, None, None, None, None, None, None, 0.0]
+_NO_HEALTH_VALUE: Final = dumps(list(NO_HEALTH)).encode()
 
 
-_NO_HEALTH_VALUE: Final = _dumps(_NO_HEALTH).encode()
-
-
-_STORE: Final = "redis"
-
-
-def _task_from(spec: bytes, health: bytes | None, field: bytes) -> Task | None:
+def _task_from(
+    decoder: TaskDecoder, spec: bytes, health: bytes | None, field: bytes
+) -> Task | None:
     """The stored task, its unreadable times unknown; None (logged once) if it is unreadable."""
-    task = decoded(lambda: _task_of(spec, health), _STORE, _untext(field))
-    return None if task is None else checked_task(task, _STORE)
 
+    def decode() -> Task:
+        # One parse for both halves: at 100,000 tasks the per-call cost of json.loads shows.
+        both = json.loads(b"[%s,%s]" % (spec, _NO_HEALTH_VALUE if health is None else health))
+        return decoder.task(both[0] + both[1])
 
-def _task_of(spec: bytes, health: bytes | None) -> Task:
-    # One parse for both halves: at 100,000 tasks the per-call cost of json.loads shows.
-    both = json.loads(b"[%s,%s]" % (spec, _NO_HEALTH_VALUE if health is None else health))
-    (
-        sdk_app_id,
-        task_id,
-        region,
-        account,
-        labels,
-        interval,
-        registered_at,
-        source,
-        status,
-        status_since,
-        extra,
-        ended_at,
-        upload,
-    ) = both[0]
-    (
-        consecutive_errors,
-        last_error_code,
-        last_error_at,
-        last_success_at,
-        last_request_id,
-        storage_files,
-        last_response,
-        observed_at,
-    ) = both[1]
-    if type(sdk_app_id) is not int or type(task_id) is not str:
-        raise TypeError("task identity")
-    # Kept as Task.last_response shows it; only what the API shows of it is kept in memory.
-    answer_status, answer_request_id, answer_files = answer_fields(last_response)
-    return Task(
-        sdk_app_id=sdk_app_id,
-        task_id=task_id,
-        region=region,
-        account=account,
-        labels=labels,
-        interval=interval,
-        registered_at=registered_at,
-        source=_SOURCES[source],
-        status=_STATUSES[status],
-        status_since=status_since,
-        consecutive_errors=consecutive_errors,
-        last_error_code=last_error_code,
-        last_error_at=last_error_at,
-        last_success_at=last_success_at,
-        last_request_id=last_request_id,
-        storage_files=storage_files,
-        answer_status=answer_status,
-        answer_request_id=answer_request_id,
-        answer_files=answer_files,
-        extra=extra,
-        ended_at=ended_at,
-        observed_at=observed_at,
-        upload=decoded_upload(upload, _STORE, f"{sdk_app_id}/{task_id}"),
-    )
+    return decoded(decode, _STORE, _untext(field))
 
 
 def _transition_value(t: Transition) -> bytes:
-    return _dumps(
-        [
-            t.sdk_app_id,
-            t.task_id,
-            t.from_status.value,
-            t.to_status.value,
-            t.at,
-            t.source.value,
-            t.request_id,
-            t.detail,
-        ]
-    ).encode()
+    return dumps(transition_values(t)).encode()
 
 
 def _transition_from(seq: bytes | int, value: bytes) -> Transition | None:
-    return decoded(lambda: _transition_of(seq, value), _STORE, f"transition #{seq!r}")
-
-
-def _transition_of(seq: bytes | int, value: bytes) -> Transition:
-    sdk_app_id, task_id, from_status, to_status, at, source, request_id, detail = json.loads(value)
-    return checked_transition(
-        Transition(
-            sdk_app_id=sdk_app_id,
-            task_id=task_id,
-            from_status=_STATUSES[from_status],
-            to_status=_STATUSES[to_status],
-            at=at,
-            source=_SOURCES[source],
-            request_id=request_id,
-            detail=detail,
-            seq=int(seq),
-        ),
+    return decoded(
+        lambda: transition_of(int(seq), json.loads(value), _STORE),
         _STORE,
+        f"transition #{seq!r}",
     )
 
 
@@ -583,53 +474,15 @@ def _transitions_from(flat: list[Any]) -> list[Transition]:
 
 
 def _alert_args(r: AlertRecord) -> list[bytes]:
-    value = _dumps(
-        [
-            r.alertname,
-            r.labels,
-            r.annotations,
-            r.state,
-            r.starts_at,
-            r.ends_at,
-            None if r.task is None else [r.task.sdk_app_id, r.task.task_id],
-            r.last_sent_at,
-            sorted(r.resolved_sent),
-        ]
-    ).encode()
+    value = dumps(alert_values(r)).encode()
     return [_text(r.fingerprint), value, b"" if r.task is None else task_field(r.task)]
 
 
 def _alert_from(fingerprint: bytes, value: bytes) -> AlertRecord | None:
     return decoded(
-        lambda: checked_alert(_alert_of(fingerprint, value), _STORE),
+        lambda: alert_of(_untext(fingerprint), json.loads(value), _STORE),
         _STORE,
         f"alert {_untext(fingerprint)}",
-    )
-
-
-def _alert_of(fingerprint: bytes, value: bytes) -> AlertRecord:
-    (
-        alertname,
-        labels,
-        annotations,
-        state,
-        starts_at,
-        ends_at,
-        task,
-        last_sent_at,
-        resolved_sent,
-    ) = json.loads(value)
-    return AlertRecord(
-        fingerprint=_untext(fingerprint),
-        alertname=alertname,
-        labels=labels,
-        annotations=annotations,
-        state=_ALERT_STATES[state],
-        starts_at=starts_at,
-        ends_at=ends_at,
-        task=None if task is None else TaskKey(task[0], task[1]),
-        last_sent_at=last_sent_at,
-        resolved_sent=set(resolved_sent),
     )
 
 
@@ -820,10 +673,11 @@ class RedisStore:
         )
         specs, healths = _pairs(flat_specs), _pairs(flat_healths)
         tasks: list[Task] = []
+        decoder = TaskDecoder(_STORE, texts=False)
         for i, (field, spec) in enumerate(specs.items()):
             if i and i % _CHUNK == 0:
                 await asyncio.sleep(0)
-            task = _task_from(spec, healths.get(field), field)
+            task = _task_from(decoder, spec, healths.get(field), field)
             if task is not None:
                 tasks.append(task)
         tasks.sort(key=lambda t: (t.sdk_app_id, t.task_id))
@@ -834,7 +688,9 @@ class RedisStore:
             "load_task", [self.keys.tasks, self.keys.health], [task_field(key)]
         )
         # Lua's false comes back as None.
-        return None if not spec else _task_from(spec, health or None, task_field(key))
+        if not spec:
+            return None
+        return _task_from(TaskDecoder(_STORE, texts=False), spec, health or None, task_field(key))
 
     async def save_task(self, task: Task) -> None:
         await self.save_tasks([task])
@@ -879,15 +735,7 @@ class RedisStore:
     # --- transitions ---------------------------------------------------------------------------
 
     async def record_transition(self, task: Task, transition: Transition) -> Transition:
-        if transition.key != task.key:
-            raise ValueError(f"transition of {transition.key} recorded with task {task.key}")
-        if transition.to_status is not task.status:
-            raise ValueError(
-                f"task {task.key} is {task.status}, not {transition.to_status}: set the new "
-                "status on the task before recording the transition"
-            )
-        if transition.seq is not None:
-            raise ValueError(f"transition {transition.seq} of {task.key} is already recorded")
+        check_transition(task, transition)
         k = self.keys
         keys = [
             k.tasks,

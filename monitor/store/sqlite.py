@@ -40,33 +40,33 @@ import json
 import os
 import sqlite3
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Final, TypeVar
 
 from monitor.log import get_logger
-from monitor.models import (
-    MAX_WALL_TIME,
-    MIN_WALL_TIME,
-    Source,
-    Status,
-    Task,
-    TaskKey,
-    Transition,
-    answer_fields,
-)
-from monitor.store.base import AlertRecord, AlertState, StoreError, StoreHealth
-from monitor.store.records import (
-    checked_alert,
-    checked_task,
-    checked_transition,
+from monitor.models import Task, TaskKey, Transition
+from monitor.store.base import AlertRecord, StoreError, StoreHealth
+from monitor.store.codec import (
+    HEALTH_FIELDS,
+    SPEC_FIELDS,
+    TASK_FIELDS,
+    TRANSITION_FIELDS,
+    TaskDecoder,
+    alert_of,
+    alert_values,
+    answer_text,
+    check_transition,
     decoded,
-    decoded_upload,
-    note_repair,
+    dumps,
+    health_values,
+    loads_dict,
+    spec_values,
+    transition_of,
+    transition_values,
 )
-from monitor.uploads import NO_UPLOAD, UploadState
 
 T = TypeVar("T")
 
@@ -164,43 +164,23 @@ _MIGRATIONS: Final[tuple[str, ...]] = (
 )
 assert len(_MIGRATIONS) == SCHEMA_VERSION
 
-# The SQL is spelt out rather than assembled, so what runs is what is read. Column order in
-# every statement matches the row tuples built below.
-_UPSERT_TASK: Final = """
-    INSERT INTO tasks (
-        sdk_app_id, task_id, region, account, labels, interval, registered_at, source,
-        status, status_since, consecutive_errors, last_error_code, last_error_at,
-        last_success_at, last_request_id, storage_files, last_response, extra, ended_at,
-        observed_at, upload
-    ) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
-    ON CONFLICT (sdk_app_id, task_id) DO UPDATE SET
-        region = excluded.region, account = excluded.account, labels = excluded.labels,
-        interval = excluded.interval, registered_at = excluded.registered_at,
-        source = excluded.source, status = excluded.status,
-        status_since = excluded.status_since, consecutive_errors = excluded.consecutive_errors,
-        last_error_code = excluded.last_error_code, last_error_at = excluded.last_error_at,
-        last_success_at = excluded.last_success_at, last_request_id = excluded.last_request_id,
-        storage_files = excluded.storage_files, last_response = excluded.last_response,
-        extra = excluded.extra, ended_at = excluded.ended_at,
-        observed_at = excluded.observed_at, upload = excluded.upload
-"""
-_UPDATE_HEALTH: Final = """
-    UPDATE tasks SET
-        consecutive_errors = ?, last_error_code = ?, last_error_at = ?, last_success_at = ?,
-        last_request_id = ?, storage_files = ?, last_response = ?, observed_at = ?
-    WHERE sdk_app_id = ? AND task_id = ?
-"""
-_SELECT_TASKS: Final = """
-    SELECT
-        sdk_app_id, task_id, region, account, labels, interval, registered_at, source,
-        status, status_since, consecutive_errors, last_error_code, last_error_at,
-        last_success_at, last_request_id, storage_files, last_response, extra, ended_at,
-        observed_at, upload
-    FROM tasks ORDER BY sdk_app_id, task_id
-"""
-_SELECT_TASK: Final = _SELECT_TASKS.replace(
-    "ORDER BY sdk_app_id, task_id", "WHERE sdk_app_id = ? AND task_id = ?"
+# Task statements name their columns in the codec's order (the table's own column order is
+# the schema's): a row is the codec's spec values followed by its health values. Assembled
+# from the codec's field names only (constants, never input): hence the noqa S608 below.
+_TASK_COLUMNS: Final = ", ".join(TASK_FIELDS)
+_TASK_UPDATES: Final = ", ".join(f"{name} = excluded.{name}" for name in TASK_FIELDS[2:])
+_UPSERT_TASK: Final = (
+    f"INSERT INTO tasks ({_TASK_COLUMNS}) VALUES ({', '.join('?' * len(TASK_FIELDS))}) "  # noqa: S608
+    f"ON CONFLICT (sdk_app_id, task_id) DO UPDATE SET {_TASK_UPDATES}"
 )
+_UPDATE_HEALTH: Final = (
+    "UPDATE tasks SET "  # noqa: S608
+    + ", ".join(f"{name} = ?" for name in HEALTH_FIELDS)
+    + " WHERE sdk_app_id = ? AND task_id = ?"
+)
+_SELECT_TASKS: Final = f"SELECT {_TASK_COLUMNS} FROM tasks ORDER BY sdk_app_id, task_id"  # noqa: S608
+_SELECT_TASK: Final = f"SELECT {_TASK_COLUMNS} FROM tasks WHERE sdk_app_id = ? AND task_id = ?"  # noqa: S608
+
 _DELETE_TASK_ALERTS: Final = "DELETE FROM alerts WHERE sdk_app_id = ? AND task_id = ?"
 # Transitions go with their task by ON DELETE CASCADE.
 _DELETE_TASK: Final = "DELETE FROM tasks WHERE sdk_app_id = ? AND task_id = ?"
@@ -259,368 +239,97 @@ _DELETE_ALERT: Final = "DELETE FROM alerts WHERE fingerprint = ?"
 _SELECT_META: Final = "SELECT value FROM meta WHERE key = ?"
 _UPSERT_META: Final = "INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)"
 
-_STATUSES: Final = {s.value: s for s in Status}
-_SOURCES: Final = {s.value: s for s in Source}
-_ALERT_STATES: Final[dict[str, AlertState]] = {"firing": "firing", "resolved": "resolved"}
 
-
-# --- rows <-> records (pure) -------------------------------------------------------------------
-
-# ensure_ascii (the default) keeps lone surrogates, which json.loads happily produces from
-# callback bodies, encodable as TEXT.
-_dumps = json.JSONEncoder(separators=(",", ":")).encode
-
-
-def _loads_dict(text: str) -> dict[str, Any]:
-    if text == "{}":  # the common case, skipped for load speed at 100k tasks
-        return {}
-    value: dict[str, Any] = json.loads(text)
-    return value
-
+# --- rows <-> records: the codec's values, dicts and lists as JSON text ----------------------
 
 _STORE: Final = "sqlite"
-_LO: Final = MIN_WALL_TIME
-_HI: Final = MAX_WALL_TIME
 
 
-def _upload(text: str, sdk_app_id: object, task_id: object) -> UploadState:
-    try:
-        data: object = json.loads(text)
-    except ValueError:
-        data = text
-    return decoded_upload(data, _STORE, f"{sdk_app_id}/{task_id}")
+def _text_or_empty(value: dict[str, Any]) -> str:
+    return dumps(value) if value else "{}"
 
 
-def _answer_text(task: Task) -> str | None:
-    """The kept fields of the last answer as the ``last_response`` column holds them.
-
-    RequestId comes before StorageFileList, unlike in Tencent's answers (which earlier versions
-    stored whole): ``_answer_fields`` reads this layout without a JSON parser.
-    """
-    if task.answer_status is None:
-        return None
-    return (
-        f'{{"Status":"{task.answer_status.value}",'
-        f'"RequestId":{_dumps(task.answer_request_id)},'
-        f'"StorageFileList":{task.answer_files or "null"}}}'
-    )
+def _task_row(task: Task) -> list[Any]:
+    row = spec_values(task)
+    row[_LABELS] = _text_or_empty(row[_LABELS])
+    row[_EXTRA] = _text_or_empty(row[_EXTRA])
+    if row[_UPLOAD] is not None:
+        row[_UPLOAD] = dumps(row[_UPLOAD])
+    row.extend(health_values(task, answer_text))
+    return row
 
 
-def _task_row(task: Task) -> tuple[Any, ...]:
-    return (
-        task.sdk_app_id,
-        task.task_id,
-        task.region,
-        task.account,
-        _dumps(task.labels) if task.labels else "{}",
-        task.interval,
-        task.registered_at,
-        task.source.value,
-        task.status.value,
-        task.status_since,
-        task.consecutive_errors,
-        task.last_error_code,
-        task.last_error_at,
-        task.last_success_at,
-        task.last_request_id,
-        task.storage_files,
-        _answer_text(task),
-        _dumps(task.extra) if task.extra else "{}",
-        task.ended_at,
-        task.observed_at,
-        None if task.upload == NO_UPLOAD else _dumps(task.upload.to_json()),
-    )
+def _health_row(task: Task) -> list[Any]:
+    row = health_values(task, answer_text)
+    row.append(task.sdk_app_id)
+    row.append(task.task_id)
+    return row
 
 
-def _health_row(task: Task) -> tuple[Any, ...]:
-    return (
-        task.consecutive_errors,
-        task.last_error_code,
-        task.last_error_at,
-        task.last_success_at,
-        task.last_request_id,
-        task.storage_files,
-        _answer_text(task),
-        task.observed_at,
-        task.sdk_app_id,
-        task.task_id,
-    )
+_LABELS: Final = SPEC_FIELDS.index("labels")
+_EXTRA: Final = SPEC_FIELDS.index("extra")
+_UPLOAD: Final = SPEC_FIELDS.index("upload")
+_DETAIL: Final = TRANSITION_FIELDS.index("detail")
 
 
-class _TaskReader:
-    """Rows to tasks for one load, sharing what many tasks hold equal.
-
-    SQLite hands out a new object for every value of every row; at 100,000 tasks the copies of
-    the same account, region, application id and label set were a large part of the table. Label
-    and ``extra`` dicts are shared between tasks that hold equal ones (keyed by their stored JSON
-    text, which also skips decoding it again): records are never changed in place, only
-    replaced, so sharing them is safe.
-    """
-
-    __slots__ = ("_dicts", "_ints", "_strings", "_times")
-
-    def __init__(self) -> None:
-        self._dicts: dict[str, dict[str, Any]] = {"{}": {}}
-        self._ints: dict[int, int] = {}
-        self._strings: dict[str, str] = {}
-        # Registration times: a file's or a bulk request's tasks share one.
-        self._times: dict[float, float] = {}
-
-    def _dict(self, text: str) -> dict[str, Any]:
-        found = self._dicts.get(text)
-        if found is None:
-            shared = self._strings.setdefault
-            found = self._dicts[text] = {
-                shared(k, k): shared(v, v) if type(v) is str else v
-                for k, v in _loads_dict(text).items()
-            }
-        return found
-
-    def tasks(self, rows: Iterable[tuple[Any, ...]]) -> list[Task]:
-        # Locals and positional arguments (in _TASK_FIELDS order): this loop is most of a
-        # restart's own work at 100,000 tasks.
-        dicts, strings, ints, times = self._dicts, self._strings, self._ints, self._times
-        new_dict, answer_fields = self._dict, _answer_fields
-        sources, statuses = _SOURCES, _STATUSES
-        out: list[Task] = []
-        append = out.append
-        for row in rows:
-            try:
-                (
-                    sdk_app_id,
-                    task_id,
-                    region,
-                    account,
-                    labels,
-                    interval,
-                    registered_at,
-                    source,
-                    status,
-                    status_since,
-                    consecutive_errors,
-                    last_error_code,
-                    last_error_at,
-                    last_success_at,
-                    last_request_id,
-                    storage_files,
-                    last_response,
-                    extra,
-                    ended_at,
-                    observed_at,
-                    upload,
-                ) = row
-                if type(sdk_app_id) is not int or type(task_id) is not str:
-                    raise TypeError("task identity")
-                answer_status = answer_request_id = answer_files = None
-                if last_response is not None:
-                    answer_status, answer_request_id, answer_files = answer_fields(last_response)
-                    if answer_request_id == last_request_id:
-                        answer_request_id = last_request_id
-                label_dict = dicts.get(labels)
-                if label_dict is None:
-                    label_dict = new_dict(labels)
-                extra_dict = dicts.get(extra)
-                if extra_dict is None:
-                    extra_dict = new_dict(extra)
-                task = Task(
-                    ints.setdefault(sdk_app_id, sdk_app_id),
-                    task_id,
-                    strings.setdefault(region, region),
-                    strings.setdefault(account, account),
-                    label_dict,
-                    interval,
-                    times.setdefault(registered_at, registered_at),
-                    sources[source],
-                    statuses[status],
-                    status_since,
-                    consecutive_errors,
-                    None
-                    if last_error_code is None
-                    else strings.setdefault(last_error_code, last_error_code),
-                    last_error_at,
-                    last_success_at,
-                    last_request_id,
-                    storage_files,
-                    answer_status,
-                    answer_request_id,
-                    answer_files,
-                    extra_dict,
-                    NO_UPLOAD if upload is None else _upload(upload, sdk_app_id, task_id),
-                    ended_at,
-                    observed_at or _NEVER,
-                )
-            except (ValueError, TypeError, KeyError, AttributeError) as exc:
-                # A row this version cannot read is left out of the read, never a crash.
-                note_repair(_STORE, f"{row[0]}/{row[1]}", "record", type(exc).__name__)
-                continue
-            # Every time a date can show (the common case, checked inline for load speed),
-            # else repaired: a stored time out of range never reaches a reader.
-            try:
-                readable = (
-                    upload is None
-                    and _LO <= registered_at <= _HI
-                    and _LO <= status_since <= _HI
-                    and (last_error_at is None or _LO <= last_error_at <= _HI)
-                    and (last_success_at is None or _LO <= last_success_at <= _HI)
-                    and (ended_at is None or _LO <= ended_at <= _HI)
-                )
-            except TypeError:
-                readable = False
-            append(task if readable else checked_task(task, _STORE))
-        return out
+def _row_name(row: Any) -> str:
+    return f"{row[0]}/{row[1]}"
 
 
-# The order ``_TaskReader.tasks`` passes Task's fields in.
-_TASK_FIELDS: Final = (
-    "sdk_app_id",
-    "task_id",
-    "region",
-    "account",
-    "labels",
-    "interval",
-    "registered_at",
-    "source",
-    "status",
-    "status_since",
-    "consecutive_errors",
-    "last_error_code",
-    "last_error_at",
-    "last_success_at",
-    "last_request_id",
-    "storage_files",
-    "answer_status",
-    "answer_request_id",
-    "answer_files",
-    "extra",
-    "upload",
-    "ended_at",
-    "observed_at",
-)
-assert tuple(f.name for f in dataclasses.fields(Task))[: len(_TASK_FIELDS)] == _TASK_FIELDS
-
-
-_NEVER: Final = 0.0
-_OWN_PREFIX: Final = '{"Status":"'
-_OWN_REQUEST: Final = '","RequestId":'
-_OWN_FILES: Final = ',"StorageFileList":'
-
-
-def _answer_fields(text: str) -> tuple[Status | None, str | None, str | None]:
-    """Status, RequestId and the StorageFileList summary of a stored answer.
-
-    The layout ``_answer_text`` writes is read by slicing (a JSON parse per task was a good
-    part of a restart at 100,000 tasks); anything else (the whole answers earlier versions
-    stored) is parsed and cut down to what is kept now.
-    """
-    head, found, files = text.partition(_OWN_FILES)
-    status_text, found_request, request = head[len(_OWN_PREFIX) :].partition(_OWN_REQUEST)
-    status = _STATUSES.get(status_text)
-    if (
-        not found
-        or not found_request
-        or status is None
-        or not text.startswith(_OWN_PREFIX)
-        or files[-1:] != "}"
-    ):
-        return _parse_answer(text)
-    if request == "null":
-        request_id = None
-    elif len(request) >= 2 and request[0] == request[-1] == '"' and "\\" not in request:
-        request_id = request[1:-1]
-    else:  # escapes: leave them to the parser
-        return _parse_answer(text)
-    files = files[:-1]
-    return status, request_id, None if files == "null" else files
-
-
-def _parse_answer(text: str) -> tuple[Status | None, str | None, str | None]:
-    return answer_fields(json.loads(text))
-
-
-def _transition_row(t: Transition) -> tuple[Any, ...]:
-    return (
-        t.sdk_app_id,
-        t.task_id,
-        t.from_status.value,
-        t.to_status.value,
-        t.at,
-        t.source.value,
-        t.request_id,
-        _dumps(t.detail),
-    )
+def _transition_row(t: Transition) -> list[Any]:
+    row = transition_values(t)
+    row[_DETAIL] = dumps(row[_DETAIL])
+    return row
 
 
 def _transition_from_row(row: tuple[Any, ...]) -> Transition | None:
-    return decoded(lambda: _transition_of(row), _STORE, f"transition #{row[0]}")
+    def decode() -> Transition:
+        values = list(row[1:])
+        values[_DETAIL] = loads_dict(values[_DETAIL])
+        return transition_of(row[0], values, _STORE)
 
-
-def _transition_of(row: tuple[Any, ...]) -> Transition:
-    seq, sdk_app_id, task_id, from_status, to_status, at, source, request_id, detail = row
-    return checked_transition(
-        Transition(
-            sdk_app_id=sdk_app_id,
-            task_id=task_id,
-            from_status=_STATUSES[from_status],
-            to_status=_STATUSES[to_status],
-            at=at,
-            source=_SOURCES[source],
-            request_id=request_id,
-            detail=_loads_dict(detail),
-            seq=seq,
-        ),
-        _STORE,
-    )
+    return decoded(decode, _STORE, f"transition #{row[0]}")
 
 
 def _alert_row(r: AlertRecord) -> tuple[Any, ...]:
+    (alertname, labels, annotations, state, starts_at, ends_at, task, last_sent_at, resolved) = (
+        alert_values(r)
+    )
     return (
         r.fingerprint,
-        r.alertname,
-        None if r.task is None else r.task.sdk_app_id,
-        None if r.task is None else r.task.task_id,
-        _dumps(r.labels),
-        _dumps(r.annotations),
-        r.state,
-        r.starts_at,
-        r.ends_at,
-        _dumps(r.last_sent_at),
-        _dumps(sorted(r.resolved_sent)),
+        alertname,
+        None if task is None else task[0],
+        None if task is None else task[1],
+        dumps(labels),
+        dumps(annotations),
+        state,
+        starts_at,
+        ends_at,
+        dumps(last_sent_at),
+        dumps(resolved),
     )
 
 
 def _alert_from_row(row: tuple[Any, ...]) -> AlertRecord | None:
-    return decoded(lambda: checked_alert(_alert_of(row), _STORE), _STORE, f"alert {row[0]}")
+    def decode() -> AlertRecord:
+        (fingerprint, alertname, app, task_id, labels, annotations, state, starts, ends) = row[:9]
+        values = (
+            alertname,
+            loads_dict(labels),
+            loads_dict(annotations),
+            state,
+            starts,
+            ends,
+            None if task_id is None else (app, task_id),
+            loads_dict(row[9]),
+            json.loads(row[10]),
+        )
+        return alert_of(fingerprint, values, _STORE)
+
+    return decoded(decode, _STORE, f"alert {row[0]}")
 
 
-def _alert_of(row: tuple[Any, ...]) -> AlertRecord:
-    (
-        fingerprint,
-        alertname,
-        sdk_app_id,
-        task_id,
-        labels,
-        annotations,
-        state,
-        starts_at,
-        ends_at,
-        last_sent_at,
-        resolved_sent,
-    ) = row
-    return AlertRecord(
-        fingerprint=fingerprint,
-        alertname=alertname,
-        labels=_loads_dict(labels),
-        annotations=_loads_dict(annotations),
-        state=_ALERT_STATES[state],
-        starts_at=starts_at,
-        ends_at=ends_at,
-        task=None if task_id is None else TaskKey(sdk_app_id, task_id),
-        last_sent_at=_loads_dict(last_sent_at),
-        resolved_sent=set(json.loads(resolved_sent)),
-    )
-
-
-async def _rows(items: Sequence[T], convert: Callable[[T], tuple[Any, ...]]) -> list[Any]:
+async def _rows(items: Sequence[T], convert: Callable[[T], Sequence[Any]]) -> list[Any]:
     """Convert on the event loop, yielding between chunks so a large batch never stalls it."""
     rows: list[Any] = []
     for start in range(0, len(items), _CHUNK):
@@ -1077,14 +786,15 @@ class SqliteStore:
         return await self._call(self._load_tasks_sync)
 
     def _load_tasks_sync(self) -> list[Task]:
-        return _TaskReader().tasks(self._connection().execute(_SELECT_TASKS))
+        rows = self._connection().execute(_SELECT_TASKS)
+        return TaskDecoder(_STORE, texts=True).tasks(rows, _row_name)
 
     async def load_task(self, key: TaskKey) -> Task | None:
         return await self._call(self._load_task_sync, key)
 
     def _load_task_sync(self, key: TaskKey) -> Task | None:
         cursor = self._connection().execute(_SELECT_TASK, (key.sdk_app_id, key.task_id))
-        found = _TaskReader().tasks(cursor)
+        found = TaskDecoder(_STORE, texts=True).tasks(cursor, _row_name)
         return found[0] if found else None
 
     async def save_task(self, task: Task) -> None:
@@ -1131,23 +841,13 @@ class SqliteStore:
     # --- transitions ---------------------------------------------------------------------------
 
     async def record_transition(self, task: Task, transition: Transition) -> Transition:
-        if transition.key != task.key:
-            raise ValueError(f"transition of {transition.key} recorded with task {task.key}")
-        if transition.to_status is not task.status:
-            raise ValueError(
-                f"task {task.key} is {task.status}, not {transition.to_status}: set the new "
-                "status on the task before recording the transition"
-            )
-        if transition.seq is not None:
-            raise ValueError(f"transition {transition.seq} of {task.key} is already recorded")
+        check_transition(task, transition)
         seq = await self._call_write(
             self._record_transition_sync, _task_row(task), _transition_row(transition)
         )
         return dataclasses.replace(transition, seq=seq)
 
-    def _record_transition_sync(
-        self, task_row: tuple[Any, ...], transition_row: tuple[Any, ...]
-    ) -> int:
+    def _record_transition_sync(self, task_row: list[Any], transition_row: list[Any]) -> int:
         conn = self._connection()
         with _transaction(conn):
             conn.execute(_UPSERT_TASK, task_row)
