@@ -879,7 +879,7 @@ class TestUpgrade:
     async def test_a_version_1_file_is_upgraded_in_place_keeping_its_tasks(
         self, tmp_path: Path
     ) -> None:
-        from monitor.store.sqlite import _MIGRATIONS
+        from monitor.store.sqlite.schema import MIGRATIONS as _MIGRATIONS
 
         path = tmp_path / "v1.db"
         side = sqlite3.connect(path)
