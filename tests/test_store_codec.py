@@ -27,7 +27,7 @@ from monitor.store.base import AlertRecord
 from monitor.store.codec import (
     HEALTH_FIELDS,
     NO_HEALTH,
-    SPEC_FIELDS,
+    STATE_FIELDS,
     TASK_FIELDS,
     TaskDecoder,
     alert_of,
@@ -35,7 +35,7 @@ from monitor.store.codec import (
     check_transition,
     dumps,
     health_values,
-    spec_values,
+    state_values,
     transition_of,
     transition_values,
 )
@@ -47,7 +47,7 @@ from tests.store.helpers import alert, full_task, move
 
 # --- what earlier versions wrote for full_task() and its records (captured from them) -------
 
-REDIS_SPEC = (
+REDIS_STATE = (
     b'[1400000001,"\\u4efb\\u52a1-42 \\u2713","ap-singapore'
     b'","\\u8d26\\u53f7-b",{"room":"\\u623f\\u95f4-42","cust'
     b'omer":"acme","empty":"","emoji":"\\ud83c\\udfa5"},7.'
@@ -272,7 +272,7 @@ SETTINGS = settings(
 class TestFields:
     def test_the_stored_fields_are_fields_of_a_task_each_once(self) -> None:
         names = {f.name for f in dataclasses.fields(Task) if f.compare}
-        assert len(set(TASK_FIELDS)) == len(TASK_FIELDS) == len(SPEC_FIELDS) + len(HEALTH_FIELDS)
+        assert len(set(TASK_FIELDS)) == len(TASK_FIELDS) == len(STATE_FIELDS) + len(HEALTH_FIELDS)
         # last_response stands for the three answer_* fields.
         assert set(TASK_FIELDS) - {"last_response"} <= names
         assert names - set(TASK_FIELDS) == {"answer_status", "answer_request_id", "answer_files"}
@@ -291,7 +291,7 @@ class TestFields:
 class TestFormatsAreUnchanged:
     def test_a_task_is_written_as_earlier_versions_wrote_it(self) -> None:
         spec, health = redis_task_values(full_task())
-        assert spec == REDIS_SPEC
+        assert spec == REDIS_STATE
         assert health == REDIS_HEALTH
         assert dict(zip(TASK_FIELDS, sqlite_rows.task_row(full_task()), strict=True)) == (
             SQLITE_TASK
@@ -316,7 +316,7 @@ class TestFormatsAreUnchanged:
     def test_what_earlier_versions_wrote_reads_back_as_the_same_records(
         self, db: sqlite3.Connection
     ) -> None:
-        assert through_redis(REDIS_SPEC, REDIS_HEALTH) == full_task()
+        assert through_redis(REDIS_STATE, REDIS_HEALTH) == full_task()
         db.execute("DELETE FROM tasks")
         columns = ", ".join(SQLITE_TASK)
         db.execute(
@@ -356,7 +356,7 @@ class TestRoundTrips:
             if name != "last_response":
                 assert getattr(found, name) == getattr(task, name)
         assert found.last_response == task.last_response
-        for name in SPEC_FIELDS:
+        for name in STATE_FIELDS:
             assert getattr(found, name) == getattr(stored, name)
 
     @SETTINGS
@@ -476,5 +476,5 @@ def _fields(transition: Transition) -> dict[str, Any]:
 
 def test_values_are_compact_ascii_json() -> None:
     assert dumps({"a": "\ud800é"}) == '{"a":"\\ud800\\u00e9"}'
-    assert spec_values(full_task())[SPEC_FIELDS.index("upload")] == full_task().upload.to_json()
+    assert state_values(full_task())[STATE_FIELDS.index("upload")] == full_task().upload.to_json()
     assert health_values(full_task(), lambda t: "x")[HEALTH_FIELDS.index("last_response")] == "x"

@@ -1,5 +1,5 @@
 """Every stored record's fields, spelt once: the stores only map these values to rows and
-hashes. ``tasks`` (spec and health), ``records`` (transitions and alert records), ``values``
+hashes. ``tasks`` (state and health), ``records`` (transitions and alert records), ``values``
 (lookup tables, JSON), ``checks`` (what a read repairs: times no date can show)."""
 
 from __future__ import annotations
@@ -25,12 +25,12 @@ from monitor.store.codec.records import (
 from monitor.store.codec.tasks import (
     HEALTH_FIELDS,
     NO_HEALTH,
-    SPEC_FIELDS,
+    STATE_FIELDS,
     TASK_FIELDS,
     TaskDecoder,
     answer_text,
     health_values,
-    spec_values,
+    state_values,
 )
 from monitor.store.codec.values import ALERT_STATES, SOURCES, STATUSES, dumps, loads_dict
 
@@ -40,7 +40,7 @@ __all__ = [
     "HEALTH_FIELDS",
     "NO_HEALTH",
     "SOURCES",
-    "SPEC_FIELDS",
+    "STATE_FIELDS",
     "STATUSES",
     "TASK_FIELDS",
     "TRANSITION_FIELDS",
@@ -59,7 +59,7 @@ __all__ = [
     "health_values",
     "loads_dict",
     "note_repair",
-    "spec_values",
+    "state_values",
     "transition_of",
     "transition_values",
 ]

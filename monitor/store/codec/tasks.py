@@ -1,6 +1,6 @@
 """A task's stored fields, spelt once for both stores: names, order, encoding, decoding.
 
-A task is stored in two parts: its spec (identity, status, upload state; ``SPEC_FIELDS``) and
+A task is stored in two parts: its state (identity, status, upload state; ``STATE_FIELDS``) and
 its health (``HEALTH_FIELDS``), apart so that a health write never rewrites a status. SQLite
 keeps the values of both in one row of columns named as the fields (dicts as JSON text, the
 last answer in the compact layout of ``answer_text``), Redis each part as one JSON list (the
@@ -21,15 +21,15 @@ from monitor.uploads import NO_UPLOAD, UploadState
 __all__ = [
     "HEALTH_FIELDS",
     "NO_HEALTH",
-    "SPEC_FIELDS",
+    "STATE_FIELDS",
     "TASK_FIELDS",
     "TaskDecoder",
     "answer_text",
     "health_values",
-    "spec_values",
+    "state_values",
 ]
 
-SPEC_FIELDS: Final = (
+STATE_FIELDS: Final = (
     "sdk_app_id",
     "task_id",
     "region",
@@ -54,8 +54,8 @@ HEALTH_FIELDS: Final = (
     "last_response",
     "observed_at",
 )
-# What ``TaskDecoder.task`` reads: the spec's values, then the health's.
-TASK_FIELDS: Final = SPEC_FIELDS + HEALTH_FIELDS
+# What ``TaskDecoder.task`` reads: the state's values, then the health's.
+TASK_FIELDS: Final = STATE_FIELDS + HEALTH_FIELDS
 # The health of a task whose health was never written.
 NO_HEALTH: Final[tuple[Any, ...]] = (0, None, None, None, None, None, None, 0.0)
 assert len(NO_HEALTH) == len(HEALTH_FIELDS)
@@ -66,8 +66,8 @@ _NEVER: Final = 0.0
 _NO_ANSWER: Final[tuple[None, None, None]] = (None, None, None)
 
 
-def spec_values(task: Task) -> list[Any]:
-    """The task's spec in ``SPEC_FIELDS`` order (the upload state as JSON, None when none)."""
+def state_values(task: Task) -> list[Any]:
+    """The task's state in ``STATE_FIELDS`` order (the upload state as JSON, None when none)."""
     return [
         task.sdk_app_id,
         task.task_id,

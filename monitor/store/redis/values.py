@@ -23,7 +23,7 @@ from monitor.store.codec import (
     decoded,
     dumps,
     health_values,
-    spec_values,
+    state_values,
     transition_of,
     transition_values,
 )
@@ -62,7 +62,7 @@ def health_value(task: Task) -> bytes:
 
 
 def task_args(task: Task) -> list[bytes]:
-    spec = dumps(spec_values(task)).encode()
+    spec = dumps(state_values(task)).encode()
     return [task_field(task.key), spec, health_value(task), ended_value(task)]
 
 

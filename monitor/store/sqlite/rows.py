@@ -15,7 +15,7 @@ from monitor.models import Task, Transition
 from monitor.store.base import AlertRecord
 from monitor.store.codec import (
     HEALTH_FIELDS,
-    SPEC_FIELDS,
+    STATE_FIELDS,
     TASK_FIELDS,
     TRANSITION_FIELDS,
     alert_of,
@@ -25,7 +25,7 @@ from monitor.store.codec import (
     dumps,
     health_values,
     loads_dict,
-    spec_values,
+    state_values,
     transition_of,
     transition_values,
 )
@@ -38,7 +38,7 @@ STORE: Final = "sqlite"
 _CHUNK: Final = 500
 
 # Task statements name their columns in the codec's order (the table's own column order is
-# the schema's): a row is the codec's spec values followed by its health values. Assembled
+# the schema's): a row is the codec's state values followed by its health values. Assembled
 # from the codec's field names only (constants, never input): hence the noqa S608 below.
 _TASK_COLUMNS: Final = ", ".join(TASK_FIELDS)
 _TASK_UPDATES: Final = ", ".join(f"{name} = excluded.{name}" for name in TASK_FIELDS[2:])
@@ -115,7 +115,7 @@ def _text_or_empty(value: dict[str, Any]) -> str:
 
 
 def task_row(task: Task) -> list[Any]:
-    row = spec_values(task)
+    row = state_values(task)
     row[_LABELS] = _text_or_empty(row[_LABELS])
     row[_EXTRA] = _text_or_empty(row[_EXTRA])
     if row[_UPLOAD] is not None:
@@ -131,9 +131,9 @@ def health_row(task: Task) -> list[Any]:
     return row
 
 
-_LABELS: Final = SPEC_FIELDS.index("labels")
-_EXTRA: Final = SPEC_FIELDS.index("extra")
-_UPLOAD: Final = SPEC_FIELDS.index("upload")
+_LABELS: Final = STATE_FIELDS.index("labels")
+_EXTRA: Final = STATE_FIELDS.index("extra")
+_UPLOAD: Final = STATE_FIELDS.index("upload")
 _DETAIL: Final = TRANSITION_FIELDS.index("detail")
 
 

@@ -103,7 +103,7 @@ MIGRATIONS: Final[tuple[str, ...]] = (
     """
     ALTER TABLE tasks ADD COLUMN observed_at REAL NOT NULL DEFAULT 0;
     """,
-    # 3: the upload state of each task (SPEC section 8), JSON; NULL while no upload event came.
+    # 3: the upload state of each task (from upload callbacks), JSON; NULL while none came.
     """
     ALTER TABLE tasks ADD COLUMN upload TEXT;
     """,

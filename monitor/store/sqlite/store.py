@@ -11,7 +11,7 @@ a second daemon pointed at the same file is refused instead of interleaving its 
 
 Durability: WAL with ``synchronous=NORMAL`` makes every committed transaction survive a crash
 of the process (``kill -9``); only an operating system crash or power loss can take back the
-last commits, which is the guarantee SPEC section 6 asks for.
+last commits, which is the durability the store promises.
 
 Health: the store knows when it cannot take writes, refuses them meanwhile (StoreError, nothing
 changed) and says why (``probe``):
@@ -71,7 +71,7 @@ _DISK_FAILURES: Final = frozenset({3, 8, 10, 11, 13, 14, 26})
 
 
 class SqliteStore:
-    """The embedded store (SPEC section 6). See the module docstring for its threading model."""
+    """The embedded store. See the module docstring for its threading model."""
 
     def __init__(self, path: Path) -> None:
         self.path = Path(path)
