@@ -1,18 +1,11 @@
 """Every stored record's fields, spelt once: the stores only map these values to rows and
 hashes. ``tasks`` (state and health), ``records`` (transitions and alert records), ``values``
-(lookup tables, JSON), ``checks`` (what a read repairs: times no date can show)."""
+(lookup tables, JSON), ``checks`` (what a read repairs: times no date can show; imported from
+there)."""
 
 from __future__ import annotations
 
-from monitor.store.codec.checks import (
-    checked_alert,
-    checked_task,
-    checked_transition,
-    checked_upload_json,
-    decoded,
-    decoded_upload,
-    note_repair,
-)
+from monitor.store.codec.checks import decoded
 from monitor.store.codec.records import (
     ALERT_FIELDS,
     TRANSITION_FIELDS,
@@ -49,16 +42,10 @@ __all__ = [
     "alert_values",
     "answer_text",
     "check_transition",
-    "checked_alert",
-    "checked_task",
-    "checked_transition",
-    "checked_upload_json",
     "decoded",
-    "decoded_upload",
     "dumps",
     "health_values",
     "loads_dict",
-    "note_repair",
     "state_values",
     "transition_of",
     "transition_values",

@@ -18,14 +18,14 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-from collections.abc import Sequence
-from typing import Any, Final
+from collections.abc import Callable, Sequence
+from typing import Any, Final, TypeVar
 
 import redis.asyncio as aredis
 from redis.exceptions import RedisError
 
 from monitor.models import Task, TaskKey, Transition
-from monitor.store.base import AlertRecord, StoreError, StoreHealth
+from monitor.store.base import AlertRecord, OpenedByWith, StoreError, StoreHealth
 from monitor.store.codec import TaskDecoder, check_transition
 from monitor.store.redis.connection import (
     COMMAND_TIMEOUT,
@@ -45,7 +45,7 @@ from monitor.store.redis.values import (
     alert_args,
     alert_from,
     chunked,
-    health_value,
+    health_args,
     pairs,
     score,
     task_args,
@@ -56,6 +56,8 @@ from monitor.store.redis.values import (
 
 __all__ = ["REDIS_SCHEMA_VERSION", "RedisStore"]
 
+T = TypeVar("T")
+
 # Version of the key layout (``connection``), kept in ``meta`` as ``schema_version``.
 REDIS_SCHEMA_VERSION: Final = 1
 
@@ -63,7 +65,7 @@ REDIS_SCHEMA_VERSION: Final = 1
 # --- the store ---------------------------------------------------------------------------------
 
 
-class RedisStore:
+class RedisStore(OpenedByWith):
     """The shared store. Its keys are listed in ``monitor.store.redis.connection``."""
 
     def __init__(self, url: str, key_prefix: str = "trtc-monitor:") -> None:
@@ -80,13 +82,6 @@ class RedisStore:
     def __repr__(self) -> str:
         state = "open" if self.connection.is_open else "closed"
         return f"RedisStore({self.name!r}, {state})"
-
-    async def __aenter__(self) -> RedisStore:
-        await self.open()
-        return self
-
-    async def __aexit__(self, *exc_info: object) -> None:
-        await self.close()
 
     # --- life cycle ----------------------------------------------------------------------------
 
@@ -200,19 +195,27 @@ class RedisStore:
         await self.save_tasks([task])
 
     async def save_tasks(self, tasks: Sequence[Task]) -> None:
-        async with self._lock():
-            if not tasks:
-                return
-            args = [self.keys.prefix, *await chunked(tasks, task_args)]
-            k = self.keys
-            await self._script("save_tasks", [k.tasks, k.health, k.ended], args)
+        k = self.keys
+        await self._save("save_tasks", [k.tasks, k.health, k.ended], [k.prefix], tasks, task_args)
 
     async def save_health(self, tasks: Sequence[Task]) -> None:
+        keys = [self.keys.tasks, self.keys.health]
+        await self._save("save_health", keys, [], tasks, health_args)
+
+    async def _save(
+        self,
+        script: str,
+        keys: list[bytes],
+        head: list[bytes],
+        items: Sequence[T],
+        convert: Callable[[T], list[bytes]],
+    ) -> None:
+        """One script writing many records: their values encoded while the call waits its turn
+        (in chunks), nothing sent for none."""
         async with self._lock():
-            if not tasks:
+            if not items:
                 return
-            args = await chunked(tasks, lambda t: [task_field(t.key), health_value(t)])
-            await self._script("save_health", [self.keys.tasks, self.keys.health], args)
+            await self._script(script, keys, [*head, *await chunked(items, convert)])
 
     def _drop_keys(self) -> list[bytes]:
         k = self.keys
@@ -277,11 +280,8 @@ class RedisStore:
         await self.save_alerts([record])
 
     async def save_alerts(self, records: Sequence[AlertRecord]) -> None:
-        async with self._lock():
-            if not records:
-                return
-            args = [self.keys.prefix, *await chunked(records, alert_args)]
-            await self._script("save_alerts", [self.keys.alerts, self.keys.alert_tasks], args)
+        keys = [self.keys.alerts, self.keys.alert_tasks]
+        await self._save("save_alerts", keys, [self.keys.prefix], records, alert_args)
 
     async def load_alerts(self) -> list[AlertRecord]:
         flat = await self._run("hgetall", [self.keys.alerts], [])

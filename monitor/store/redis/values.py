@@ -61,6 +61,10 @@ def health_value(task: Task) -> bytes:
     return dumps(health_values(task, stored_answer)).encode()
 
 
+def health_args(task: Task) -> list[bytes]:
+    return [task_field(task.key), health_value(task)]
+
+
 def task_args(task: Task) -> list[bytes]:
     spec = dumps(state_values(task)).encode()
     return [task_field(task.key), spec, health_value(task), ended_value(task)]

@@ -43,7 +43,7 @@ from typing import Any, Final, TypeVar
 
 from monitor.log import get_logger
 from monitor.models import Task, TaskKey, Transition
-from monitor.store.base import AlertRecord, StoreError, StoreHealth
+from monitor.store.base import AlertRecord, OpenedByWith, StoreError, StoreHealth
 from monitor.store.codec import TaskDecoder, check_transition
 from monitor.store.sqlite import rows as sql
 from monitor.store.sqlite.files import FileGuard, describe
@@ -70,7 +70,7 @@ _DISK_FAILURES: Final = frozenset({3, 8, 10, 11, 13, 14, 26})
 # --- the store ---------------------------------------------------------------------------------
 
 
-class SqliteStore:
+class SqliteStore(OpenedByWith):
     """The embedded store. See the module docstring for its threading model."""
 
     def __init__(self, path: Path) -> None:
@@ -87,13 +87,6 @@ class SqliteStore:
     def __repr__(self) -> str:
         state = "open" if self._executor is not None else "closed"
         return f"SqliteStore({str(self.path)!r}, {state})"
-
-    async def __aenter__(self) -> SqliteStore:
-        await self.open()
-        return self
-
-    async def __aexit__(self, *exc_info: object) -> None:
-        await self.close()
 
     # --- life cycle ----------------------------------------------------------------------------
 
@@ -330,15 +323,18 @@ class SqliteStore:
         await self._call_write(self._executemany_sync, sql.UPSERT_TASK, [sql.task_row(task)])
 
     async def save_tasks(self, tasks: Sequence[Task]) -> None:
-        async with self._lock():
-            rows = await sql.converted(tasks, sql.task_row)
-            future = self._submit_write(self._executemany_sync, sql.UPSERT_TASK, rows)
-        await future
+        await self._save(sql.UPSERT_TASK, tasks, sql.task_row)
 
     async def save_health(self, tasks: Sequence[Task]) -> None:
+        await self._save(sql.UPDATE_HEALTH, tasks, sql.health_row)
+
+    async def _save(
+        self, statement: str, items: Sequence[T], convert: Callable[[T], Sequence[Any]]
+    ) -> None:
+        """One transaction writing many records: rows taken while the call waits its turn."""
         async with self._lock():
-            rows = await sql.converted(tasks, sql.health_row)
-            future = self._submit_write(self._executemany_sync, sql.UPDATE_HEALTH, rows)
+            rows = await sql.converted(items, convert)
+            future = self._submit_write(self._executemany_sync, statement, rows)
         await future
 
     def _executemany_sync(self, statement: str, rows: list[Any]) -> None:
@@ -410,10 +406,7 @@ class SqliteStore:
         await self._call_write(self._executemany_sync, sql.UPSERT_ALERT, [sql.alert_row(record)])
 
     async def save_alerts(self, records: Sequence[AlertRecord]) -> None:
-        async with self._lock():
-            rows = await sql.converted(records, sql.alert_row)
-            future = self._submit_write(self._executemany_sync, sql.UPSERT_ALERT, rows)
-        await future
+        await self._save(sql.UPSERT_ALERT, records, sql.alert_row)
 
     async def load_alerts(self) -> list[AlertRecord]:
         return await self._call(self._load_alerts_sync)
