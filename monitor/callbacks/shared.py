@@ -13,7 +13,8 @@ from redis.exceptions import RedisError
 
 from monitor.callbacks.dedupe import Claim
 from monitor.store.base import Store, StoreError
-from monitor.store.redis import RedisConnection, redis_connection_of
+from monitor.store.redis import redis_connection_of
+from monitor.store.redis.connection import RedisConnection
 
 __all__ = ["SharedDeliveries", "deliveries_for"]
 
