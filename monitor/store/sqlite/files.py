@@ -12,13 +12,25 @@ import os
 import sqlite3
 import time
 from pathlib import Path
+from typing import Final
 
 from monitor.log import get_logger
 from monitor.store.base import StoreError
 
-__all__ = ["FileGuard", "describe"]
+__all__ = ["FileGuard", "describe", "is_disk_failure"]
 
 log = get_logger("monitor.store.sqlite")
+
+
+# Primary SQLite result codes that say the disk cannot take (or give back) the data now:
+# SQLITE_PERM, SQLITE_READONLY, SQLITE_IOERR, SQLITE_CORRUPT, SQLITE_FULL, SQLITE_CANTOPEN,
+# SQLITE_NOTADB. Any of them marks the store down until a probe write succeeds.
+_DISK_FAILURES: Final = frozenset({3, 8, 10, 11, 13, 14, 26})
+
+
+def is_disk_failure(exc: sqlite3.Error) -> bool:
+    code = getattr(exc, "sqlite_errorcode", None)
+    return code is not None and code & 0xFF in _DISK_FAILURES
 
 
 def describe(exc: BaseException) -> str:
@@ -48,6 +60,15 @@ class FileGuard:
         self.rescued: Path | None = None
         self.rescue_error: str | None = None
         self.rescue_tried: float | None = None
+
+    def saved(self) -> str:
+        """Where what the store held was saved, or why that failed, for its health."""
+        if self.rescued is not None:
+            return f"everything it held was saved to {self.rescued}"
+        return (
+            f"saving a copy of what it holds failed ({self.rescue_error}; retried "
+            "every few seconds): keep the daemon running until it succeeds"
+        )
 
     @property
     def wal_path(self) -> Path:

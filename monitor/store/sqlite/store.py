@@ -46,7 +46,7 @@ from monitor.models import Task, TaskKey, Transition
 from monitor.store.base import AlertRecord, OpenedByWith, StoreError, StoreHealth
 from monitor.store.codec import TaskDecoder, check_transition
 from monitor.store.sqlite import rows as sql
-from monitor.store.sqlite.files import FileGuard, describe
+from monitor.store.sqlite.files import FileGuard, describe, is_disk_failure
 from monitor.store.sqlite.schema import (
     BUSY_TIMEOUT_MS,
     SELECT_META,
@@ -61,10 +61,6 @@ log = get_logger("monitor.store.sqlite")
 
 # A rescue copy that could not be written is tried again this often (seconds).
 _RESCUE_RETRY_SECONDS: Final = 10.0
-# Primary SQLite result codes that say the disk cannot take (or give back) the data now:
-# SQLITE_PERM, SQLITE_READONLY, SQLITE_IOERR, SQLITE_CORRUPT, SQLITE_FULL, SQLITE_CANTOPEN,
-# SQLITE_NOTADB. Any of them marks the store down until a probe write succeeds.
-_DISK_FAILURES: Final = frozenset({3, 8, 10, 11, 13, 14, 26})
 
 
 # --- the store ---------------------------------------------------------------------------------
@@ -224,17 +220,10 @@ class SqliteStore(OpenedByWith):
     def health(self) -> StoreHealth:
         """What the last write, probe or check found (no disk access)."""
         if self._gone is not None:
-            if self._files.rescued is not None:
-                saved = f"everything it held was saved to {self._files.rescued}"
-            else:
-                saved = (
-                    f"saving a copy of what it holds failed ({self._files.rescue_error}; retried "
-                    "every few seconds): keep the daemon running until it succeeds"
-                )
             return StoreHealth(
                 False,
-                f"store {self.path}: {self._gone}; {saved}; writes are refused until a "
-                "restart (see the README, what to do when the store disappears)",
+                f"store {self.path}: {self._gone}; {self._files.saved()}; writes are refused "
+                "until a restart (see the README, what to do when the store disappears)",
                 restart=True,
             )
         if self._failure is not None:
@@ -269,7 +258,7 @@ class SqliteStore(OpenedByWith):
         try:
             return fn(*args)
         except sqlite3.Error as exc:
-            if _is_disk_failure(exc) and self._conn is not None and self._failure is None:
+            if is_disk_failure(exc) and self._conn is not None and self._failure is None:
                 self._failure = describe(exc)  # down until a probe write succeeds
             raise StoreError(f"store {self.path}: {exc}") from exc
 
@@ -429,8 +418,3 @@ class SqliteStore(OpenedByWith):
 
     async def meta_set(self, key: str, value: str) -> None:
         await self._call_write(self._executemany_sync, UPSERT_META, [(key, value)])
-
-
-def _is_disk_failure(exc: sqlite3.Error) -> bool:
-    code = getattr(exc, "sqlite_errorcode", None)
-    return code is not None and code & 0xFF in _DISK_FAILURES
