@@ -27,7 +27,7 @@ from monitor.metrics import MonitorMetrics
 from monitor.models import MAX_WALL_TIME, Status, Task, wall_time
 from monitor.secrets import Secret
 from monitor.store import SqliteStore
-from monitor.store.records import checked_task
+from monitor.store.codec.checks import checked_task
 from monitor.uploads import UploadFailure, UploadState
 from tests.test_alert_engine import T0, Clock, am_config, make_task
 from tests.test_callbacks import body

@@ -1,6 +1,6 @@
 """What only the Redis store has: key layout, a server that goes away and comes back, secrets.
 
-The behaviour both backends share is tested once for both in ``tests/test_store.py``.
+The behaviour both backends share is tested once for both in ``tests/store/``.
 """
 
 from __future__ import annotations

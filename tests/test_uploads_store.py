@@ -8,7 +8,8 @@ from pathlib import Path
 
 from monitor.models import Source, Status, Task
 from monitor.store import SCHEMA_VERSION, SqliteStore
-from monitor.store.sqlite import _MIGRATIONS, _statements
+from monitor.store.sqlite.schema import MIGRATIONS as _MIGRATIONS
+from monitor.store.sqlite.schema import statements as _statements
 from monitor.uploads import (
     NO_UPLOAD,
     FileKind,

@@ -13,32 +13,34 @@ from redis.exceptions import RedisError
 
 from monitor.callbacks.dedupe import Claim
 from monitor.store.base import Store, StoreError
-from monitor.store.redis import RedisStore
+from monitor.store.redis import redis_connection_of
+from monitor.store.redis.connection import RedisConnection
 
 __all__ = ["SharedDeliveries", "deliveries_for"]
 
 
 def deliveries_for(store: Store | None) -> SharedDeliveries | None:
     """Deliveries shared through ``store`` when it is Redis; None: this process keeps its own."""
-    return SharedDeliveries(store) if isinstance(store, RedisStore) else None
+    connection = redis_connection_of(store)
+    return None if connection is None else SharedDeliveries(connection)
 
 
 class SharedDeliveries:
-    """The deliveries of every replica sharing ``store``'s Redis (and key prefix)."""
+    """The deliveries of every replica sharing one Redis (and key prefix)."""
 
-    def __init__(self, store: RedisStore) -> None:
-        self._store = store
+    def __init__(self, connection: RedisConnection) -> None:
+        self._connection = connection
         # Claims whose release failed (Redis away): released before they are claimed again,
         # so that TRTC's retry of a delivery that failed is applied, not taken as a repeat.
         self._unreleased: set[bytes] = set()
 
     def _name(self, key: bytes) -> bytes:
-        return self._store.keys.prefix + b"callback-delivery:" + key.hex().encode()
+        return self._connection.keys.callback_delivery(key)
 
     async def claim(self, key: bytes, app: int, ttl: float) -> Claim:
         name = self._name(key)
         try:
-            client = self._store.client
+            client = self._connection.client
             if key in self._unreleased:
                 await client.delete(name)
                 self._unreleased.discard(key)
@@ -55,6 +57,6 @@ class SharedDeliveries:
 
     async def release(self, key: bytes) -> None:
         try:
-            await self._store.client.delete(self._name(key))
+            await self._connection.client.delete(self._name(key))
         except (RedisError, StoreError):
             self._unreleased.add(key)

@@ -34,7 +34,7 @@ from monitor.cluster.ownership import Ownership, hash_key
 from monitor.config import ClusterConfig
 from monitor.log import get_logger
 from monitor.models import Task, TaskKey
-from monitor.store.redis import RedisKeys
+from monitor.store.redis.connection import RedisKeys
 
 __all__ = ["ClusterCoordinator", "last_observed", "replica_id_of"]
 

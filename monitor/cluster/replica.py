@@ -430,8 +430,8 @@ class Replica:
         self._resync_every = resync_every
         self._probe_every = config.heartbeat
         self.coordinator = ClusterCoordinator(
-            store.client,
-            store.keys,
+            store.connection.client,
+            store.connection.keys,
             config,
             tasks=registry.tasks,
             interval_of=lambda task: poller.intervals.of(task),

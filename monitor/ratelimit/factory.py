@@ -9,7 +9,7 @@ from monitor.ratelimit.base import RateLimiter
 from monitor.ratelimit.local import LocalRateLimiter
 from monitor.ratelimit.redis import RedisRateLimiter
 from monitor.store.base import Store
-from monitor.store.redis import RedisStore
+from monitor.store.redis import redis_connection_of
 
 __all__ = ["BucketKey", "LimiterBackend", "LimiterSettings", "new_limiter"]
 
@@ -68,12 +68,13 @@ def new_limiter(
         return LocalRateLimiter(
             limit=settings.limit, window=settings.window, guard=settings.guard, key=str(key)
         )
-    if not isinstance(store, RedisStore):
+    connection = redis_connection_of(store)
+    if connection is None:
         raise ValueError("the redis limiter shares the Redis store: pass the open store")
     return RedisRateLimiter(
-        store.client,
-        store.keys.limiter(str(key)),
-        store.keys.limiter_sends(str(key)),
+        connection.client,
+        connection.keys.limiter(str(key)),
+        connection.keys.limiter_sends(str(key)),
         settings.limit,
         settings.window,
         guard=settings.guard,

@@ -40,7 +40,7 @@ from redis.exceptions import RedisError
 from monitor.log import get_logger
 from monitor.ratelimit.base import QueuedLimiter
 from monitor.ratelimit.window import DEFAULT_GUARD, BudgetShape
-from monitor.store.redis import COMMAND_TIMEOUT
+from monitor.store.redis.connection import COMMAND_TIMEOUT
 
 __all__ = ["RedisRateLimiter"]
 

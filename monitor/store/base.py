@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Literal, Protocol
+from typing import Literal, Protocol, Self
 
 from monitor.models import Task, TaskKey, Transition
 
@@ -53,6 +53,23 @@ class AlertRecord:
     task: TaskKey | None = None
     last_sent_at: dict[str, float] = field(default_factory=dict)  # receiver name -> time
     resolved_sent: set[str] = field(default_factory=set)  # receivers that got the resolve
+
+
+class OpenedByWith:
+    """``async with store:`` opens the store and closes it at the end."""
+
+    async def open(self) -> None:
+        raise NotImplementedError
+
+    async def close(self) -> None:
+        raise NotImplementedError
+
+    async def __aenter__(self) -> Self:
+        await self.open()
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.close()
 
 
 class Store(Protocol):
