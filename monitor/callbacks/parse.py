@@ -26,6 +26,7 @@ from monitor.taskspec import (
 from monitor.uploads import FileKind, UploadEvent, UploadFile
 
 EVENT_GROUP_RECORDING = 3
+EVENT_GROUP_WEB = 8
 
 RECORDER_STARTED = 301
 RECORDER_STOPPED = 302
@@ -93,6 +94,7 @@ class Kind(enum.Enum):
     IGNORED = "ignored"  # another event group: not ours to read
     UNKNOWN = "unknown"  # event group 3, but a type this monitor does not know
     RECORDING = "recording"
+    WEB = "web"  # event group 8, a web-page recording (parsed only when asked for)
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,6 +119,7 @@ class Callback:
     vod: dict[str, Any] | None = None  # Payload.TencentVod (311)
     callback_ts: int | None = None  # CallbackTs, milliseconds: when TRTC sent this message
     upload: UploadEvent | None = None  # what the event says about the upload (301-312)
+    event_message: str | None = None  # Payload.EventMessage (group 8)
 
     @property
     def key(self) -> TaskKey:
@@ -259,8 +262,14 @@ def delivery_key(sdk_app_id: int, body: Mapping[str, Any]) -> bytes:
     return hashlib.sha256(canonical.encode("ascii")).digest()
 
 
-def parse_callback(raw: bytes, sdk_app_id_header: str | None = None) -> Callback:
-    """Read a (verified) body; raise ``CallbackInvalid`` with a message naming the field."""
+def parse_callback(
+    raw: bytes, sdk_app_id_header: str | None = None, *, web: bool = False
+) -> Callback:
+    """Read a (verified) body; raise ``CallbackInvalid`` with a message naming the field.
+
+    With ``web``, event group 8 (web-page recordings) is read into a ``Kind.WEB`` event
+    (:mod:`monitor.callbacks.web`); without it, group 8 is ignored like any other group.
+    """
     event_type: int | None = None
     try:
         try:
@@ -274,6 +283,10 @@ def parse_callback(raw: bytes, sdk_app_id_header: str | None = None) -> Callback
         group = _int(body.get("EventGroupId"), "EventGroupId")
         event_type = _int(body.get("EventType"), "EventType")
         callback_ts = _opt_int(body, "CallbackTs", "body", lo=0)
+        if web and group == EVENT_GROUP_WEB:
+            from monitor.callbacks.web import parse_web_body
+
+            return parse_web_body(body, event_type, sdk_app_id_header, callback_ts)
         if group != EVENT_GROUP_RECORDING:
             return Callback(Kind.IGNORED, group, event_type, callback_ts=callback_ts)
         sdk_app_id = _sdk_app_id(sdk_app_id_header, body.get("SdkAppId"))
@@ -309,6 +322,9 @@ def _recording(
     payload = _object(info.get("Payload"), "EventInfo.Payload")
     where = "EventInfo.Payload"
     status = _opt_int(payload, "Status", where)
+    if status is None and event_type == 305:
+        # The page's table names 305's field LeaveCode, its example body Status: either.
+        status = _opt_int(payload, "LeaveCode", where)
     leave_code = None
     file_name = None
     files: tuple[dict[str, Any], ...] = ()
