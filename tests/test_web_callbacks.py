@@ -7,7 +7,7 @@ import json
 import pytest
 
 from monitor.callbacks.parse import CallbackInvalid, Kind, parse_callback
-from monitor.callbacks.web import WebEffect, web_effect
+from monitor.callbacks.web import WebEffect, parse_any_callback, web_effect
 
 APP = "1400000001"
 
@@ -32,11 +32,12 @@ class TestGroup8:
     def test_without_asking_group_8_stays_ignored(self) -> None:
         parsed = parse_callback(web_event(801, {"Status": 1}), APP)
         assert parsed.kind is Kind.IGNORED
+        # ... and the reader of both groups hands any other group to the group-3 reader.
+        group3 = web_event(801, {"Status": 1}).replace(b'"EventGroupId": 8', b'"EventGroupId": 1')
+        assert parse_any_callback(group3, APP).kind is Kind.IGNORED
 
     def test_the_page_example_of_801_reads_as_a_started_web_task(self) -> None:
-        parsed = parse_callback(
-            web_event(801, {"Status": 1, "EventMessage": "Success"}), APP, web=True
-        )
+        parsed = parse_any_callback(web_event(801, {"Status": 1, "EventMessage": "Success"}), APP)
         assert parsed.kind is Kind.WEB
         assert (parsed.group, parsed.sdk_app_id, parsed.task_id) == (8, 1400000001, "web-task-1")
         assert parsed.event_ms_ts == 1622186275757
@@ -63,23 +64,23 @@ class TestGroup8:
     def test_each_event_and_status_has_its_effect(
         self, event_type: int, status: int, effect: WebEffect
     ) -> None:
-        parsed = parse_callback(web_event(event_type, {"Status": status}), APP, web=True)
+        parsed = parse_any_callback(web_event(event_type, {"Status": status}), APP)
         assert web_effect(parsed) is effect
 
     def test_a_failed_start_is_an_upload_failure(self) -> None:
         body = web_event(801, {"Status": 2, "EventMessage": "Goto url timeout"})
-        upload = parse_callback(body, APP, web=True).upload
+        upload = parse_any_callback(body, APP).upload
         assert upload is not None
         assert (upload.event_type, upload.status, upload.message) == (301, 1, "Goto url timeout")
 
     def test_the_vod_commit_carries_its_file(self) -> None:
         payload = {"Status": 0, "TencentVod": {"FileId": 5285890781, "VideoUrl": "https://v/x.mp4"}}
-        parsed = parse_callback(web_event(311, payload), APP, web=True)
+        parsed = parse_any_callback(web_event(311, payload), APP)
         assert parsed.upload is not None
         assert parsed.upload.files[0].file_id == "5285890781"
 
     def test_an_unknown_type_of_group_8_is_unknown(self) -> None:
-        assert parse_callback(web_event(899, {}), APP, web=True).kind is Kind.UNKNOWN
+        assert parse_any_callback(web_event(899, {}), APP).kind is Kind.UNKNOWN
 
     @pytest.mark.parametrize(
         ("body", "message"),
@@ -91,11 +92,11 @@ class TestGroup8:
     )
     def test_a_bad_field_is_named(self, body: bytes, message: str) -> None:
         with pytest.raises(CallbackInvalid, match=message):
-            parse_callback(body, APP, web=True)
+            parse_any_callback(body, APP)
 
     def test_the_app_header_is_required(self) -> None:
         with pytest.raises(CallbackInvalid, match="SdkAppId"):
-            parse_callback(web_event(802, {"Status": 1}), None, web=True)
+            parse_any_callback(web_event(802, {"Status": 1}), None)
 
 
 class Test305:

@@ -262,13 +262,11 @@ def delivery_key(sdk_app_id: int, body: Mapping[str, Any]) -> bytes:
     return hashlib.sha256(canonical.encode("ascii")).digest()
 
 
-def parse_callback(
-    raw: bytes, sdk_app_id_header: str | None = None, *, web: bool = False
-) -> Callback:
+def parse_callback(raw: bytes, sdk_app_id_header: str | None = None) -> Callback:
     """Read a (verified) body; raise ``CallbackInvalid`` with a message naming the field.
 
-    With ``web``, event group 8 (web-page recordings) is read into a ``Kind.WEB`` event
-    (:mod:`monitor.callbacks.web`); without it, group 8 is ignored like any other group.
+    Event group 8 (web-page recordings) is ignored here like any other group;
+    :func:`monitor.callbacks.web.parse_any_callback` reads it too.
     """
     event_type: int | None = None
     try:
@@ -283,10 +281,6 @@ def parse_callback(
         group = _int(body.get("EventGroupId"), "EventGroupId")
         event_type = _int(body.get("EventType"), "EventType")
         callback_ts = _opt_int(body, "CallbackTs", "body", lo=0)
-        if web and group == EVENT_GROUP_WEB:
-            from monitor.callbacks.web import parse_web_body
-
-            return parse_web_body(body, event_type, sdk_app_id_header, callback_ts)
         if group != EVENT_GROUP_RECORDING:
             return Callback(Kind.IGNORED, group, event_type, callback_ts=callback_ts)
         sdk_app_id = _sdk_app_id(sdk_app_id_header, body.get("SdkAppId"))

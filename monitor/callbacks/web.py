@@ -18,6 +18,7 @@ events, and what each means for the task (:func:`web_effect`):
 from __future__ import annotations
 
 import enum
+import json
 from collections.abc import Mapping
 from typing import Any
 
@@ -26,6 +27,7 @@ from monitor.callbacks.parse import (
     VOD_COMMITTED,
     VOD_FINISHED,
     Callback,
+    CallbackInvalid,
     Kind,
     _int,
     _object,
@@ -35,11 +37,12 @@ from monitor.callbacks.parse import (
     _upload,
     _vod,
     delivery_key,
+    parse_callback,
 )
 from monitor.taskspec import ValidationError, validate_task_id
 from monitor.uploads import UploadEvent
 
-__all__ = ["WEB_EVENT_NAMES", "WebEffect", "parse_web_body", "web_effect"]
+__all__ = ["WEB_EVENT_NAMES", "WebEffect", "parse_any_callback", "parse_web_body", "web_effect"]
 
 WEB_STARTED = 801
 WEB_STOPPED = 802
@@ -93,7 +96,7 @@ def parse_web_body(
     callback_ts: int | None,
 ) -> Callback:
     """A group-8 body (already a JSON object) -> a ``Kind.WEB`` callback; ValueError naming
-    the field otherwise (``parse_callback`` turns it into ``CallbackInvalid``)."""
+    the field otherwise (:func:`parse_any_callback` turns it into ``CallbackInvalid``)."""
     sdk_app_id = _sdk_app_id(sdk_app_id_header, body.get("SdkAppId"))
     try:
         delivery = delivery_key(sdk_app_id, body)
@@ -137,3 +140,21 @@ def parse_web_body(
         upload=upload,
         event_message=_opt_text(payload, "EventMessage", where),
     )
+
+
+def parse_any_callback(raw: bytes, sdk_app_id_header: str | None = None) -> Callback:
+    """Read a (verified) body of either group: group 8 into a ``Kind.WEB`` event, anything
+    else as :func:`~monitor.callbacks.parse.parse_callback` reads it (which it also refuses)."""
+    try:
+        body = json.loads(raw)
+    except (ValueError, RecursionError):
+        body = None
+    if not isinstance(body, dict) or body.get("EventGroupId") not in (EVENT_GROUP_WEB, "8"):
+        return parse_callback(raw, sdk_app_id_header)
+    event_type: int | None = None
+    try:
+        event_type = _int(body.get("EventType"), "EventType")
+        callback_ts = _opt_int(body, "CallbackTs", "body", lo=0)
+        return parse_web_body(body, event_type, sdk_app_id_header, callback_ts)
+    except ValueError as exc:
+        raise CallbackInvalid(str(exc), event_type) from None

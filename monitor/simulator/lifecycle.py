@@ -9,27 +9,24 @@ from __future__ import annotations
 
 import enum
 import hashlib
-import math
 from dataclasses import dataclass, field
 from typing import Any
 
 from monitor.models import Status
 
 # Re-exported: the lives and upload plans were defined here before they had modules of their own.
+from monitor.simulator.lives import INF as INF
+from monitor.simulator.lives import LEAVE_API as LEAVE_API
+from monitor.simulator.lives import LEAVE_IDLE_TIMEOUT as LEAVE_IDLE_TIMEOUT
 from monitor.simulator.lives import LEAVE_KICKED_BY_SERVER as LEAVE_KICKED_BY_SERVER
 from monitor.simulator.lives import Life as Life
 from monitor.simulator.lives import LifeRange as LifeRange
+from monitor.simulator.lives import PlannedEvent as PlannedEvent
 from monitor.simulator.lives import Range as Range
 from monitor.simulator.upload_plan import UploadFault as UploadFault
 from monitor.simulator.upload_plan import UploadPlan as UploadPlan
 from monitor.simulator.upload_plan import check_upload as check_upload
-
-INF = math.inf
-
-# LeaveCode of a 302 callback: 0 = stopped through DeleteCloudRecording, 99 = nobody published
-# for MaxIdleTime, 3 = recorder kicked by the server (the default for other ends).
-LEAVE_API = 0
-LEAVE_IDLE_TIMEOUT = 99
+from monitor.simulator.web_life import web_timeline
 
 
 class Phase(enum.IntEnum):
@@ -44,17 +41,6 @@ _PHASE_STATUS: dict[Phase, Status] = {
     Phase.IN_PROGRESS: Status.IN_PROGRESS,
     Phase.EXITED: Status.EXITED,
 }
-
-
-@dataclass(frozen=True, slots=True)
-class PlannedEvent:
-    """One callback of a timeline; ``key`` tells apart two events of one type (305 twice)."""
-
-    key: str
-    event_type: int
-    at: float  # monotonic
-    payload: dict[str, Any]
-    group: int = 3  # EventGroupId: 3 cloud recording, 8 web-page recording
 
 
 @dataclass(frozen=True, slots=True)
@@ -216,8 +202,6 @@ class SimTask:
         VideoUrl) and 312 when the upload ends. A recording that never started uploads nothing.
         """
         if self.kind == "web":
-            from monitor.simulator.web_record import web_timeline
-
             return web_timeline(self)
         up = self.upload
         fault = up.fault

@@ -1,17 +1,32 @@
-"""How simulated tasks live: a task's durations (:class:`Life`) and the bounds random lives are
-drawn from (:class:`LifeRange`). Pure."""
+"""How simulated tasks live: a task's durations (:class:`Life`), the bounds random lives are
+drawn from (:class:`LifeRange`) and the callbacks a timeline plans (:class:`PlannedEvent`). Pure."""
 
 from __future__ import annotations
 
 import math
 import random
 from dataclasses import dataclass
+from typing import Any
 
-__all__ = ["LEAVE_KICKED_BY_SERVER", "Life", "LifeRange", "Range", "check_duration"]
+__all__ = [
+    "INF",
+    "LEAVE_API",
+    "LEAVE_IDLE_TIMEOUT",
+    "LEAVE_KICKED_BY_SERVER",
+    "Life",
+    "LifeRange",
+    "PlannedEvent",
+    "Range",
+    "check_duration",
+]
 
-# LeaveCode of a 302 callback for an end the simulator has no other reason for: the recorder
-# was kicked by the server.
+INF = math.inf
+
+# LeaveCode of a 302 callback: 0 = stopped through DeleteCloudRecording, 99 = nobody published
+# for MaxIdleTime, 3 = recorder kicked by the server (the default for other ends).
+LEAVE_API = 0
 LEAVE_KICKED_BY_SERVER = 3
+LEAVE_IDLE_TIMEOUT = 99
 
 
 def check_duration(name: str, value: float) -> None:
@@ -84,3 +99,14 @@ class LifeRange:
             leave_code=rng.choice(self.leave_codes),
             hang_idle=self.hang_idle > 0 and rng.random() < self.hang_idle,
         )
+
+
+@dataclass(frozen=True, slots=True)
+class PlannedEvent:
+    """One callback of a timeline; ``key`` tells apart two events of one type (305 twice)."""
+
+    key: str
+    event_type: int
+    at: float  # monotonic
+    payload: dict[str, Any]
+    group: int = 3  # EventGroupId: 3 cloud recording, 8 web-page recording

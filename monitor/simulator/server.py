@@ -138,6 +138,7 @@ class Simulator:
             callback=scenario.callback,
             faults=scenario.faults,
             clock_skew=scenario.clock_skew,
+            default_site=scenario.site,
         )
         for spec in scenario.tasks:
             sim.add_task(
@@ -150,6 +151,9 @@ class Simulator:
                 expire_after=spec.expire_after,
                 vod=spec.vod,
                 upload=spec.upload,
+                kind=spec.kind,
+                record_id=spec.record_id,
+                recorder_key=spec.recorder_key,
             )
         return sim
 

@@ -1,65 +1,30 @@
-"""Web-page recordings in the simulator: StartWebRecord, DescribeWebRecord, StopWebRecord and
-the event-group-8 callbacks of their lives.
+"""Web-page recordings in the simulator's API: StartWebRecord, DescribeWebRecord and
+StopWebRecord.
 
 A web task lives like a cloud task (:class:`~monitor.simulator.lifecycle.SimTask` with
 ``kind="web"``): it records from the moment it starts (DescribeWebRecord answers ``Status`` 1,
 the only value the API pages list) until it is stopped or its life ends; from then on the API
-answers the ended code, as for a cloud task that has gone. Its callbacks (trtc.io 54914):
-
-* 801 ``Status`` 1 "Success" when it starts (``Status`` 2 when its upload plan is
-  ``start_failed``: the recorder never started, nothing else follows);
-* 802 ``Status`` 1 when stopped through StopWebRecord; 804 ``Status`` 1 (maximum duration
-  reached) when its life ends by itself;
-* 311 and 312 (the VOD commit and the end of the upload) when its upload ends, failing as the
-  upload plan says.
+answers the ended code, as for a cloud task that has gone. Its callbacks are planned by
+:mod:`monitor.simulator.web_life`.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-from monitor.simulator.lifecycle import INF, LEAVE_API, PlannedEvent
+from monitor.simulator.lifecycle import LEAVE_API
 from monitor.simulator.protocol import ApiError, check_sdk_app_id
-from monitor.simulator.upload_plan import UploadFault
 
 if TYPE_CHECKING:
     from monitor.simulator.actions import ActionSettings, Payload
-    from monitor.simulator.lifecycle import SimTask
     from monitor.simulator.task_table import TaskTable
 
-__all__ = ["WEB_ACTIONS", "web_timeline"]
+__all__ = ["WEB_ACTIONS"]
 
 START_WEB = "StartWebRecord"
 DESCRIBE_WEB = "DescribeWebRecord"
 STOP_WEB = "StopWebRecord"
-GROUP_WEB = 8
 MAX_RECORD_ID_BYTES = 31  # "less than 32 bytes" (StartWebRecord)
-
-
-def web_timeline(task: SimTask) -> list[PlannedEvent]:
-    """Every group-8 callback of a web task as now planned, in time order (INF: not yet)."""
-    fault = task.upload.fault
-    if fault is UploadFault.START_FAILED:
-        failed = {"Status": 2, "EventMessage": "StartRecording error"}
-        return [PlannedEvent("801", 801, task.created, failed, GROUP_WEB)]
-    out = [PlannedEvent("801", 801, task.created, {"Status": 1, "EventMessage": "Success"}, 8)]
-    if task.leave_code == LEAVE_API:
-        stop = PlannedEvent("802", 802, task.exited_at, {"Status": 1, "EventMessage": "Success"}, 8)
-    else:
-        limit = {"Status": 1, "EventMessage": "Over time limit"}
-        stop = PlannedEvent("804", 804, task.exited_at, limit, GROUP_WEB)
-    out.append(stop)
-    end = task.gone_at
-    if end < INF and task.upload.finish:
-        if fault is UploadFault.NONE:
-            commit: dict[str, Any] = {"Status": 0, **task._vod()}
-            finished = 0
-        else:
-            commit = {"Status": 2, "Errmsg": task.upload.error_message, "TencentVod": {}}
-            finished = 1
-        out.append(PlannedEvent("311", 311, end, commit, GROUP_WEB))
-        out.append(PlannedEvent("312", 312, end, {"Status": finished}, GROUP_WEB))
-    return sorted(out, key=lambda e: e.at)
 
 
 def _record_id(params: Payload) -> str | ApiError | None:

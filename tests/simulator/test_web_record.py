@@ -9,8 +9,8 @@ from collections.abc import AsyncIterator
 import aiohttp
 import pytest
 
-from monitor.callbacks.parse import Kind, parse_callback
-from monitor.callbacks.web import WebEffect, web_effect
+from monitor.callbacks.parse import Kind
+from monitor.callbacks.web import WebEffect, parse_any_callback, web_effect
 from monitor.simulator import CallbackSettings, Life, ManualClock, Simulator
 from monitor.simulator.lifecycle import UploadFault, UploadPlan
 from monitor.trtc.signing import authorization
@@ -155,7 +155,7 @@ class TestCallbacks:
         effects = []
         for _ in range(4):
             headers, body = await receiver.received.get()
-            parsed = parse_callback(body, headers["SdkAppId"], web=True)
+            parsed = parse_any_callback(body, headers["SdkAppId"])
             assert parsed.kind is Kind.WEB
             assert parsed.task_id == task_id
             effects.append((parsed.event_type, web_effect(parsed)))
