@@ -374,8 +374,9 @@ def _upload(
     vod: dict[str, Any] | None,
     at: float | None,
 ) -> UploadEvent:
-    """The upload fields of an event (SPEC section 8): the storage's code and message, and
-    the files it reports (307 a COS slice, 310 MP4 files, 311 the VOD media)."""
+    """The upload fields of an event, from which a task's upload state is built: the storage's
+    code and message, and the files it reports (307 a COS slice, 310 MP4 files, 311 the VOD
+    media)."""
     code = message = ""
     files: list[UploadFile] = []
     if event_type == 307:
