@@ -48,7 +48,7 @@ def describe(
     if err is not None:
         return err
     task = table.visible(params["SdkAppId"], params["TaskId"], now)
-    if task is None:
+    if task is None or task.kind != "cloud":  # a web recording is not a cloud recording task
         return ApiError.of(settings.ended_code)
     key = params.get("RecorderKey")
     if key is not None and not isinstance(key, str):
@@ -77,7 +77,7 @@ def delete(
     if err is not None:
         return err
     task = table.visible(params["SdkAppId"], params["TaskId"], now)
-    if task is None:
+    if task is None or task.kind != "cloud":  # a web recording is not a cloud recording task
         return ApiError.of(settings.ended_code)
     if task.stop(now, LEAVE_API):
         table.changed(task)
@@ -91,7 +91,7 @@ def modify(
     if err is not None:
         return err
     task = table.visible(params["SdkAppId"], params["TaskId"], now)
-    if task is None:
+    if task is None or task.kind != "cloud":  # a web recording is not a cloud recording task
         return ApiError.of(settings.ended_code)
     task.modifications += 1
     return {"TaskId": task.task_id}

@@ -29,9 +29,13 @@ def web_timeline(task: SimTask) -> list[PlannedEvent]:
     if fault is UploadFault.START_FAILED:
         failed = {"Status": 2, "EventMessage": "StartRecording error"}
         return [PlannedEvent("801", 801, task.created, failed, GROUP_WEB)]
-    out = [PlannedEvent("801", 801, task.created, {"Status": 1, "EventMessage": "Success"}, 8)]
+    out = [
+        PlannedEvent("801", 801, task.created, {"Status": 1, "EventMessage": "Success"}, GROUP_WEB)
+    ]
     if task.leave_code == LEAVE_API:
-        stop = PlannedEvent("802", 802, task.exited_at, {"Status": 1, "EventMessage": "Success"}, 8)
+        stop = PlannedEvent(
+            "802", 802, task.exited_at, {"Status": 1, "EventMessage": "Success"}, GROUP_WEB
+        )
     else:
         limit = {"Status": 1, "EventMessage": "Over time limit"}
         stop = PlannedEvent("804", 804, task.exited_at, limit, GROUP_WEB)

@@ -265,3 +265,14 @@ class TestSites:
                 "DescribeCloudRecording", {"SdkAppId": APP, "TaskId": task_id}, headers=mumbai
             )
         ).code == "UnsupportedRegion"
+
+
+class TestKindsApart:
+    async def test_the_cloud_actions_do_not_see_a_web_task(
+        self, client: Client, sim: Simulator
+    ) -> None:
+        web_id = sim.add_task(APP, life=Life(idle=0), kind="web")
+        assert (await client.describe(web_id)).code == "FailedOperation.TaskNotExist"
+        cloud_id = sim.add_task(APP, life=Life(idle=0))
+        answer = await client.call("DescribeWebRecord", {"TaskId": cloud_id}, headers=SINGAPORE)
+        assert answer.code == "FailedOperation.TaskNotExist"
