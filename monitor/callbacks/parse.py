@@ -26,6 +26,7 @@ from monitor.taskspec import (
 from monitor.uploads import FileKind, UploadEvent, UploadFile
 
 EVENT_GROUP_RECORDING = 3
+EVENT_GROUP_WEB = 8
 
 RECORDER_STARTED = 301
 RECORDER_STOPPED = 302
@@ -93,6 +94,7 @@ class Kind(enum.Enum):
     IGNORED = "ignored"  # another event group: not ours to read
     UNKNOWN = "unknown"  # event group 3, but a type this monitor does not know
     RECORDING = "recording"
+    WEB = "web"  # event group 8, a web-page recording (parsed only when asked for)
 
 
 @dataclass(frozen=True, slots=True)
@@ -117,6 +119,7 @@ class Callback:
     vod: dict[str, Any] | None = None  # Payload.TencentVod (311)
     callback_ts: int | None = None  # CallbackTs, milliseconds: when TRTC sent this message
     upload: UploadEvent | None = None  # what the event says about the upload (301-312)
+    event_message: str | None = None  # Payload.EventMessage (group 8)
 
     @property
     def key(self) -> TaskKey:
@@ -260,7 +263,11 @@ def delivery_key(sdk_app_id: int, body: Mapping[str, Any]) -> bytes:
 
 
 def parse_callback(raw: bytes, sdk_app_id_header: str | None = None) -> Callback:
-    """Read a (verified) body; raise ``CallbackInvalid`` with a message naming the field."""
+    """Read a (verified) body; raise ``CallbackInvalid`` with a message naming the field.
+
+    Event group 8 (web-page recordings) is ignored here like any other group;
+    :func:`monitor.callbacks.web.parse_any_callback` reads it too.
+    """
     event_type: int | None = None
     try:
         try:
@@ -309,6 +316,9 @@ def _recording(
     payload = _object(info.get("Payload"), "EventInfo.Payload")
     where = "EventInfo.Payload"
     status = _opt_int(payload, "Status", where)
+    if status is None and event_type == 305:
+        # The page's table names 305's field LeaveCode, its example body Status: either.
+        status = _opt_int(payload, "LeaveCode", where)
     leave_code = None
     file_name = None
     files: tuple[dict[str, Any], ...] = ()
@@ -364,8 +374,9 @@ def _upload(
     vod: dict[str, Any] | None,
     at: float | None,
 ) -> UploadEvent:
-    """The upload fields of an event (SPEC section 8): the storage's code and message, and
-    the files it reports (307 a COS slice, 310 MP4 files, 311 the VOD media)."""
+    """The upload fields of an event, from which a task's upload state is built: the storage's
+    code and message, and the files it reports (307 a COS slice, 310 MP4 files, 311 the VOD
+    media)."""
     code = message = ""
     files: list[UploadFile] = []
     if event_type == 307:

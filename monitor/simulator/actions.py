@@ -1,6 +1,7 @@
 """The recording API's actions, each answering one checked request from the task table.
 
-CreateCloudRecording, DescribeCloudRecording, ModifyCloudRecording and DeleteCloudRecording.
+CreateCloudRecording, DescribeCloudRecording, ModifyCloudRecording and DeleteCloudRecording;
+the web-page recording actions live in :mod:`monitor.simulator.web_record`.
 By the time an action runs the server has verified the signature, the rate limit, the region
 and that the body is a JSON object; an action checks its own parameters and returns the
 ``Response`` payload or the :class:`ApiError` to answer with.
@@ -22,6 +23,7 @@ from monitor.simulator.protocol import (
     parse_create,
 )
 from monitor.simulator.task_table import TaskTable
+from monitor.simulator.web_record import WEB_ACTIONS
 
 __all__ = ["ACTIONS", "Action", "ActionSettings", "Payload"]
 
@@ -46,14 +48,26 @@ def describe(
     if err is not None:
         return err
     task = table.visible(params["SdkAppId"], params["TaskId"], now)
-    if task is None:
+    if task is None or task.kind != "cloud":  # a web recording is not a cloud recording task
         return ApiError.of(settings.ended_code)
+    key = params.get("RecorderKey")
+    if key is not None and not isinstance(key, str):
+        return ApiError("InvalidParameter", "RecorderKey must be a string.")
+    if key and key != (task.recorder_key or ""):
+        # The pages do not say what a wrong key answers; the simulator treats it as a bad
+        # parameter (docs/simulator.md).
+        return ApiError(
+            "InvalidParameter", "RecorderKey does not identify a recording of the task."
+        )
     status = task.api_status(now)
-    return {
+    answer: Payload = {
         "TaskId": task.task_id,
         "Status": status.value if status is not None else None,
         "StorageFileList": task.storage_files(now),
     }
+    if task.recorder_key is not None:
+        answer["RecorderKey"] = task.recorder_key
+    return answer
 
 
 def delete(
@@ -63,7 +77,7 @@ def delete(
     if err is not None:
         return err
     task = table.visible(params["SdkAppId"], params["TaskId"], now)
-    if task is None:
+    if task is None or task.kind != "cloud":  # a web recording is not a cloud recording task
         return ApiError.of(settings.ended_code)
     if task.stop(now, LEAVE_API):
         table.changed(task)
@@ -77,7 +91,7 @@ def modify(
     if err is not None:
         return err
     task = table.visible(params["SdkAppId"], params["TaskId"], now)
-    if task is None:
+    if task is None or task.kind != "cloud":  # a web recording is not a cloud recording task
         return ApiError.of(settings.ended_code)
     task.modifications += 1
     return {"TaskId": task.task_id}
@@ -108,4 +122,5 @@ ACTIONS: dict[str, Action] = {
     DESCRIBE: describe,
     DELETE: delete,
     MODIFY: modify,
+    **WEB_ACTIONS,
 }

@@ -129,7 +129,7 @@ def answer_recording(
     if count > sim.rate_limit:
         sim.arrivals.limited += 1
         return ApiError("RequestLimitExceeded", throttle_message(count, sim.rate_limit))
-    err = check_region(region)
+    err = check_region(region, signed.host, action, sim.default_site)
     if err is not None:
         return err
     if params is None:

@@ -1,4 +1,5 @@
-"""Signed TRTC recording callbacks (event group 3), sent as TRTC sends them.
+"""Signed TRTC recording callbacks (event groups 3 and 8), sent as TRTC sends them, or the
+group-3 events wrapped as TUICallKit and TUILiveKit deliver them (:mod:`.tuikit`).
 
 Building and signing a callback is pure; ``CallbackSender`` delivers them from a queue in the
 background so that API answers never wait on a callback receiver, and retries like TRTC: once
@@ -20,16 +21,23 @@ from typing import Any
 
 import aiohttp
 
+from monitor.simulator.tuikit import wrap
+
 EVENT_GROUP_RECORDING = 3
 RECORDER_STARTED = 301
 RECORDER_STOPPED = 302
 UPLOAD_STARTED = 303
 FIRST_M3U8_UPLOADED = 304
 HLS_UPLOAD_FINISHED = 305
+EVENT_GROUP_WEB = 8
 # 301-312: the recorder's start and stop, and every upload event of COS, MP4 and VOD storage.
+# (A web-page recording sends every event of its own, group 8, whenever callbacks are on.)
 SUPPORTED_EVENTS: frozenset[int] = frozenset(range(301, 313))
 ALL_EVENTS: frozenset[int] = SUPPORTED_EVENTS
 DEFAULT_EVENTS: frozenset[int] = frozenset({RECORDER_STARTED, RECORDER_STOPPED})
+# How the events reach the receiver: as TRTC sends them (``Sign`` header), or wrapped by a
+# TUIKit and authenticated with the Chat webhook token (``key`` is that token then).
+ENVELOPES = ("trtc", "tuicallkit", "tuilivekit")
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,8 +50,11 @@ class CallbackSettings:
     timeout: float = 5.0
     retry_interval: float = 10.0
     retry_for: float = 60.0
+    envelope: str = "trtc"
 
     def __post_init__(self) -> None:
+        if self.envelope not in ENVELOPES:
+            raise ValueError(f"envelope: one of {', '.join(ENVELOPES)}")
         if not self.url.startswith(("http://", "https://")):
             raise ValueError("url: must be an http(s) URL")
         if not self.key:
@@ -71,21 +82,26 @@ def build_body(
     payload: Mapping[str, Any],
     event_wall: float,
     callback_wall: float,
+    group: int = EVENT_GROUP_RECORDING,
 ) -> bytes:
+    """The body of one event; group 8 (web-page recordings) carries no room and user."""
     event_ms = int(event_wall * 1000)
+    info: dict[str, Any] = {
+        "RoomId": room_id,
+        "EventTs": event_ms // 1000,
+        "EventMsTs": event_ms,
+        "UserId": user_id,
+        "TaskId": task_id,
+        "Payload": dict(payload),
+    }
+    if group == EVENT_GROUP_WEB:
+        info = {"EventMsTs": event_ms, "TaskId": task_id, "Payload": dict(payload)}
     return json.dumps(
         {
-            "EventGroupId": EVENT_GROUP_RECORDING,
+            "EventGroupId": group,
             "EventType": event_type,
             "CallbackTs": int(callback_wall * 1000),
-            "EventInfo": {
-                "RoomId": room_id,
-                "EventTs": event_ms // 1000,
-                "EventMsTs": event_ms,
-                "UserId": user_id,
-                "TaskId": task_id,
-                "Payload": dict(payload),
-            },
+            "EventInfo": info,
         }
     ).encode()
 
@@ -188,13 +204,9 @@ class CallbackSender:
         if session is None:
             return False
         self.stats.attempts += 1
-        headers = {
-            "Content-Type": "application/json",
-            "Sign": sign(self.settings.key, msg.body),
-            "SdkAppId": str(msg.sdk_app_id),
-        }
+        url, body, headers = delivery(self.settings, msg.sdk_app_id, msg.body, time.time())
         try:
-            async with session.post(self.settings.url, data=msg.body, headers=headers) as resp:
+            async with session.post(url, data=body, headers=headers) as resp:
                 await resp.read()
                 ok = 200 <= resp.status < 300
         except Exception:
@@ -203,3 +215,19 @@ class CallbackSender:
         if ok:
             self.stats.delivered += 1
         return ok
+
+
+def delivery(
+    settings: CallbackSettings, sdk_app_id: int, body: bytes, now: float
+) -> tuple[str, bytes, dict[str, str]]:
+    """URL, body and headers of one attempt to deliver ``body`` (an event) at ``now``."""
+    if settings.envelope != "trtc":
+        wrapped = wrap(settings.envelope, settings.url, settings.key, sdk_app_id, body, now)
+        if wrapped is not None:
+            return wrapped
+    headers = {
+        "Content-Type": "application/json",
+        "Sign": sign(settings.key, body),
+        "SdkAppId": str(sdk_app_id),
+    }
+    return settings.url, body, headers

@@ -9,20 +9,24 @@ from __future__ import annotations
 
 import enum
 import hashlib
-import math
-import random
 from dataclasses import dataclass, field
 from typing import Any
 
 from monitor.models import Status
 
-INF = math.inf
-
-# LeaveCode of a 302 callback: 0 = stopped through DeleteCloudRecording, 99 = nobody published
-# for MaxIdleTime, 3 = recorder kicked by the server (the default for other ends).
-LEAVE_API = 0
-LEAVE_KICKED_BY_SERVER = 3
-LEAVE_IDLE_TIMEOUT = 99
+# Re-exported: the lives and upload plans were defined here before they had modules of their own.
+from monitor.simulator.lives import INF as INF
+from monitor.simulator.lives import LEAVE_API as LEAVE_API
+from monitor.simulator.lives import LEAVE_IDLE_TIMEOUT as LEAVE_IDLE_TIMEOUT
+from monitor.simulator.lives import LEAVE_KICKED_BY_SERVER as LEAVE_KICKED_BY_SERVER
+from monitor.simulator.lives import Life as Life
+from monitor.simulator.lives import LifeRange as LifeRange
+from monitor.simulator.lives import PlannedEvent as PlannedEvent
+from monitor.simulator.lives import Range as Range
+from monitor.simulator.upload_plan import UploadFault as UploadFault
+from monitor.simulator.upload_plan import UploadPlan as UploadPlan
+from monitor.simulator.upload_plan import check_upload as check_upload
+from monitor.simulator.web_life import web_timeline
 
 
 class Phase(enum.IntEnum):
@@ -37,122 +41,6 @@ _PHASE_STATUS: dict[Phase, Status] = {
     Phase.IN_PROGRESS: Status.IN_PROGRESS,
     Phase.EXITED: Status.EXITED,
 }
-
-
-def _check_duration(name: str, value: float) -> None:
-    if not (value >= 0 and math.isfinite(value)):
-        raise ValueError(f"{name} must be a finite number of seconds >= 0, got {value!r}")
-
-
-@dataclass(frozen=True, slots=True)
-class Life:
-    """How one task lives, in seconds of the simulator's clock.
-
-    ``in_progress=None`` records until stopped. ``hang_idle`` keeps the task Idle forever,
-    whatever its MaxIdleTime says (the hang the monitor must notice).
-    """
-
-    idle: float = 1.0
-    in_progress: float | None = None
-    exited: float = 2.0
-    leave_code: int = LEAVE_KICKED_BY_SERVER
-    hang_idle: bool = False
-
-    def __post_init__(self) -> None:
-        _check_duration("idle", self.idle)
-        if self.in_progress is not None:
-            _check_duration("in_progress", self.in_progress)
-        _check_duration("exited", self.exited)
-
-
-class UploadFault(enum.StrEnum):
-    """How a recording's upload goes wrong (SPEC section 8, "uploads")."""
-
-    NONE = "none"
-    START_FAILED = "start_failed"  # 301 Status 1: the recorder never started, nothing uploads
-    UPLOAD_START_FAILED = "upload_start_failed"  # COS: 303 Status 1, then the files stranded
-    STRANDED = "stranded"  # files left on the recording server: 305 / 310 / 311 Status 1
-    UPLOAD_ERROR = "upload_error"  # a 308 with the storage's Code and Message, then stranded
-    VOD_COMMIT_ERROR = "vod_commit_error"  # 311 Status 2 with an Errmsg, then 312 Status 1
-    MP4_ERROR = "mp4_error"  # 310 Status 2 (the MP4 step could not read the HLS files)
-    IMAGE_ERROR = "image_error"  # 309: a watermark/placeholder image could not be downloaded
-
-
-@dataclass(frozen=True, slots=True)
-class UploadPlan:
-    """What the upload callbacks of one recording say.
-
-    ``finish=False`` leaves out the event that says the upload ended (305, 310, 312): the
-    upload started and never finished. ``recover_after`` sends a 305 with Status 2 (stranded
-    files uploaded later) that long after the upload ended.
-    """
-
-    mp4: bool = False
-    fault: UploadFault = UploadFault.NONE
-    error_code: str = "InvalidParameter"
-    error_message: str = "AccessKey invalid"
-    finish: bool = True
-    recover_after: float | None = None
-
-    def __post_init__(self) -> None:
-        if self.recover_after is not None:
-            _check_duration("recover_after", self.recover_after)
-
-
-@dataclass(frozen=True, slots=True)
-class PlannedEvent:
-    """One callback of a timeline; ``key`` tells apart two events of one type (305 twice)."""
-
-    key: str
-    event_type: int
-    at: float  # monotonic
-    payload: dict[str, Any]
-
-
-Range = tuple[float, float]
-
-
-def _draw(rng: random.Random, bounds: Range) -> float:
-    lo, hi = bounds
-    return lo if lo == hi else rng.uniform(lo, hi)
-
-
-@dataclass(frozen=True, slots=True)
-class LifeRange:
-    """Bounds from which random lives are drawn (for created tasks and unspecified lives)."""
-
-    idle: Range = (0.5, 2.0)
-    in_progress: Range | None = None
-    exited: Range = (1.0, 3.0)
-    leave_codes: tuple[int, ...] = (LEAVE_KICKED_BY_SERVER,)
-    hang_idle: float = 0.0  # probability of an idle hang
-
-    def __post_init__(self) -> None:
-        ranges: list[tuple[str, Range | None]] = [
-            ("idle", self.idle),
-            ("in_progress", self.in_progress),
-            ("exited", self.exited),
-        ]
-        for name, bounds in ranges:
-            if bounds is None:
-                continue
-            _check_duration(name, bounds[0])
-            _check_duration(name, bounds[1])
-            if bounds[0] > bounds[1]:
-                raise ValueError(f"{name}: lower bound {bounds[0]} exceeds upper {bounds[1]}")
-        if not self.leave_codes:
-            raise ValueError("leave_codes must not be empty")
-        if not 0.0 <= self.hang_idle <= 1.0:
-            raise ValueError("hang_idle must be a probability between 0 and 1")
-
-    def draw(self, rng: random.Random) -> Life:
-        return Life(
-            idle=_draw(rng, self.idle),
-            in_progress=None if self.in_progress is None else _draw(rng, self.in_progress),
-            exited=_draw(rng, self.exited),
-            leave_code=rng.choice(self.leave_codes),
-            hang_idle=self.hang_idle > 0 and rng.random() < self.hang_idle,
-        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -181,16 +69,6 @@ def plan(life: Life, created: float, max_idle_time: float | None = None) -> Plan
     return Plan(in_progress_at, exited_at, exited_at + life.exited, life.leave_code)
 
 
-def check_upload(upload: UploadPlan, vod: bool) -> None:
-    """Refuse a plan that cannot happen with the task's storage."""
-    if upload.fault is UploadFault.VOD_COMMIT_ERROR and not vod:
-        raise ValueError("upload_failure vod_commit_error needs a VOD task (vod: true)")
-    if upload.fault is UploadFault.UPLOAD_START_FAILED and vod:
-        raise ValueError("upload_failure upload_start_failed is a COS failure (vod: false)")
-    if (upload.mp4 or upload.fault is UploadFault.MP4_ERROR) and vod:
-        raise ValueError("MP4 files are made from COS recordings: not with vod: true")
-
-
 @dataclass(slots=True)
 class SimTask:
     """One simulated recording task and its (re)planned timeline."""
@@ -210,6 +88,9 @@ class SimTask:
     vod: bool = False
     upload: UploadPlan = field(default_factory=UploadPlan)
     modifications: int = 0
+    kind: str = "cloud"  # "cloud" (CreateCloudRecording) or "web" (StartWebRecord)
+    record_id: str | None = None  # StartWebRecord's RecordId
+    recorder_key: str | None = None  # a relay recording's RecorderKey
     # keys of the callback events already sent, so that re-checks never send one twice
     sent: set[str] = field(default_factory=set)
 
@@ -228,6 +109,9 @@ class SimTask:
         expire_after: float | None = None,
         vod: bool = False,
         upload: UploadPlan | None = None,
+        kind: str = "cloud",
+        record_id: str | None = None,
+        recorder_key: str | None = None,
     ) -> SimTask:
         upload = upload or UploadPlan()
         check_upload(upload, vod)
@@ -247,6 +131,9 @@ class SimTask:
             expires_at=INF if expire_after is None else created + expire_after,
             vod=vod,
             upload=upload,
+            kind=kind,
+            record_id=record_id,
+            recorder_key=recorder_key,
         )
 
     def phase(self, now: float) -> Phase:
@@ -314,6 +201,8 @@ class SimTask:
         MP4) when the upload ends. VOD: 301, 302, then 311 (the commit, with the FileId and
         VideoUrl) and 312 when the upload ends. A recording that never started uploads nothing.
         """
+        if self.kind == "web":
+            return web_timeline(self)
         up = self.upload
         fault = up.fault
         start, stop, end = self.in_progress_at, self.exited_at, self.gone_at
@@ -373,11 +262,13 @@ class SimTask:
         return sorted(out, key=lambda e: e.at)  # stable: same-time events keep their order
 
     def events(self, enabled: frozenset[int]) -> list[PlannedEvent]:
-        """Callback events this timeline produces, enabled, due some time, not yet sent."""
+        """Callback events this timeline produces, enabled (a web task's always are), due
+        some time, not yet sent."""
+        web = self.kind == "web"
         return [
             e
             for e in self.timeline()
-            if e.event_type in enabled and e.key not in self.sent and e.at < INF
+            if (web or e.event_type in enabled) and e.key not in self.sent and e.at < INF
         ]
 
     def _base_name(self) -> str:
@@ -441,6 +332,9 @@ class SimTask:
             "hang_idle": self.life.hang_idle,
             "modifications": self.modifications,
             "storage": "vod" if self.vod else "cos",
+            "kind": self.kind,
+            "record_id": self.record_id,
+            "recorder_key": self.recorder_key,
             "upload": {
                 "mp4": self.upload.mp4,
                 "fault": self.upload.fault.value,

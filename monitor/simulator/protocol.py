@@ -16,6 +16,7 @@ from typing import Any
 
 from monitor.models import REGIONS
 from monitor.trtc.signing import SERVICE, SIGNED_HEADERS, ParsedAuthorization, signature, utc_date
+from monitor.trtc.sites import Site, site_info, site_of_host
 
 VERSION = "2019-07-22"
 CONTENT_TYPE = "application/json"  # exactly: the official SDK parses errors only then
@@ -24,7 +25,8 @@ CREATE = "CreateCloudRecording"
 DESCRIBE = "DescribeCloudRecording"
 DELETE = "DeleteCloudRecording"
 MODIFY = "ModifyCloudRecording"
-ACTIONS: frozenset[str] = frozenset({CREATE, DESCRIBE, DELETE, MODIFY})
+WEB_ACTIONS: frozenset[str] = frozenset({"StartWebRecord", "DescribeWebRecord", "StopWebRecord"})
+ACTIONS: frozenset[str] = frozenset({CREATE, DESCRIBE, DELETE, MODIFY}) | WEB_ACTIONS
 
 ENDED_CODES: tuple[str, ...] = (
     "FailedOperation.TaskNotExist",
@@ -51,6 +53,10 @@ _MESSAGES: dict[str, str] = {
     "FailedOperation.RestrictedConcurrency": (
         "The number of concurrent recording tasks exceeds the limit of the application."
     ),
+    "FailedOperation.QueryTaskInfoFailed": "Query task failed.",
+    "FailedOperation.TaskExist": "The task already exists.",
+    "UnsupportedOperation.TaskLimit": "The number of tasks has reached the limit.",
+    "InvalidParameter.RecordId": "RecordId is invalid.",
     "InternalError": (
         "An internal error has occurred. Retry your request, but if the problem persists, "
         "contact us."
@@ -113,10 +119,21 @@ def check_common(action: str, version: str) -> ApiError | None:
     return None
 
 
-def check_region(region: str) -> ApiError | None:
+def check_region(
+    region: str, host: str = "", action: str = DESCRIBE, default_site: Site | None = None
+) -> ApiError | None:
+    """The region against the site the signed ``host`` belongs to (the default site's for any
+    other host, e.g. loopback; every region of the API when there is none), and against the
+    narrower regions of the web-page recording actions."""
     if not region:
         return _missing("Region")
-    if region not in REGIONS:
+    site = site_of_host(host) or default_site
+    if site is None:
+        served: tuple[str, ...] = REGIONS
+    else:
+        info = site_info(site)
+        served = info.web_regions if action in WEB_ACTIONS else info.regions
+    if region not in served:
         return ApiError("UnsupportedRegion", f"The region `{region}` is not supported.")
     return None
 

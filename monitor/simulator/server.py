@@ -37,6 +37,7 @@ from monitor.simulator.scenario import Scenario
 from monitor.simulator.stats import arrival_stats
 from monitor.simulator.sts import CredentialIssuer
 from monitor.simulator.task_table import TaskTable
+from monitor.trtc.sites import Site
 
 __all__ = ["DEFAULT_SECRET_ID", "DEFAULT_SECRET_KEY", "Simulator"]
 
@@ -73,6 +74,7 @@ class Simulator:
         arrival_log_size: int = 200_000,
         credential_lifetime: float | None = None,
         metadata_role: str | None = None,
+        default_site: Site | None = None,
     ) -> None:
         if rate_limit < 1:
             raise ValueError("rate_limit must be at least 1")
@@ -91,6 +93,10 @@ class Simulator:
         self._counter = SlidingWindowCounter(rate_window)
         self.ended_code = ended_code
         self.clock_skew = clock_skew
+        # The site whose regions a request signed for a host of neither site (loopback) may
+        # use; None: every region of the API. A request signed for a site's own host always
+        # gets that site's regions.
+        self.default_site = default_site
         rng = random.Random(seed)
         self.hour_length = hour_length
         self.max_tasks_per_app = max_tasks_per_app
@@ -132,6 +138,7 @@ class Simulator:
             callback=scenario.callback,
             faults=scenario.faults,
             clock_skew=scenario.clock_skew,
+            default_site=scenario.site,
         )
         for spec in scenario.tasks:
             sim.add_task(
@@ -144,6 +151,9 @@ class Simulator:
                 expire_after=spec.expire_after,
                 vod=spec.vod,
                 upload=spec.upload,
+                kind=spec.kind,
+                record_id=spec.record_id,
+                recorder_key=spec.recorder_key,
             )
         return sim
 
@@ -301,12 +311,17 @@ class Simulator:
         expire_after: float | None = None,
         vod: bool = False,
         upload: UploadPlan | None = None,
+        kind: str = "cloud",
+        record_id: str | None = None,
+        recorder_key: str | None = None,
     ) -> str:
         """Start a task now and return its TaskId.
 
         Without ``life``, one is drawn from ``random_life``. ``max_idle_time`` ends an idle
         task after that long with LeaveCode 99; ``expire_after`` (seconds) hides the task
         from the API after that long, as ResourceExpiredHour does, while its life goes on.
+        ``kind="web"`` makes a web-page recording (with an optional ``record_id``);
+        ``recorder_key`` makes a relay recording that DescribeCloudRecording reports with it.
         """
         return self.table.add_task(
             sdk_app_id,
@@ -318,6 +333,9 @@ class Simulator:
             expire_after=expire_after,
             vod=vod,
             upload=upload,
+            kind=kind,
+            record_id=record_id,
+            recorder_key=recorder_key,
         )
 
     def exit_task(

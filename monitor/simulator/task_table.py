@@ -58,6 +58,8 @@ class TaskTable:
         self._callback = callback
         self._sender = sender
         self._tasks: dict[TaskKey, SimTask] = {}
+        # Web tasks are asked for by TaskId alone (DescribeWebRecord, StopWebRecord).
+        self._web: dict[str, SimTask] = {}
         self._events: list[tuple[float, int, TaskKey]] = []
         self._seq = itertools.count()
 
@@ -69,6 +71,18 @@ class TaskTable:
         if task is None or not task.visible(now):
             return None
         return task
+
+    def web_by_task(self, task_id: str, now: float) -> SimTask | None:
+        """The web task with this TaskId while the API can see it."""
+        task = self._web.get(task_id)
+        return task if task is not None and task.visible(now) else None
+
+    def web_by_record(self, sdk_app_id: int, record_id: str, now: float) -> SimTask | None:
+        """The visible web task the application started with this RecordId."""
+        for task in self._web.values():
+            if task.sdk_app_id == sdk_app_id and task.record_id == record_id and task.visible(now):
+                return task
+        return None
 
     def live_count(self, sdk_app_id: int, now: float) -> int:
         """Tasks of the application that have not yet gone."""
@@ -116,6 +130,9 @@ class TaskTable:
         expire_after: float | None = None,
         vod: bool = False,
         upload: UploadPlan | None = None,
+        kind: str = "cloud",
+        record_id: str | None = None,
+        recorder_key: str | None = None,
     ) -> str:
         """Start a task now and return its TaskId (see :meth:`Simulator.add_task`)."""
         if task_id is None:
@@ -137,8 +154,13 @@ class TaskTable:
             expire_after=expire_after,
             vod=vod,
             upload=upload,
+            kind=kind,
+            record_id=record_id,
+            recorder_key=recorder_key,
         )
         self._tasks[key] = task
+        if kind == "web":
+            self._web[task_id] = task
         self.changed(task)
         return task_id
 
@@ -214,6 +236,7 @@ class TaskTable:
     def _callback_body(self, task: SimTask, event: PlannedEvent) -> bytes:
         return build_body(
             event.event_type,
+            group=event.group,
             room_id=task.room_id,
             user_id=task.user_id,
             task_id=task.task_id,

@@ -135,6 +135,12 @@ class CallResult:
             return None
 
     @property
+    def recorder_key(self) -> str | None:
+        """The answer's ``RecorderKey`` (relay recordings), when it carried one."""
+        raw = self.response.get("RecorderKey") if self.response else None
+        return raw if isinstance(raw, str) and raw else None
+
+    @property
     def storage_files(self) -> list[dict[str, Any]]:
         files = self.response.get("StorageFileList") if self.response else None
         return [f for f in files if isinstance(f, dict)] if isinstance(files, list) else []
@@ -304,14 +310,20 @@ class TrtcClient:
         region: str,
         sdk_app_id: int,
         task_id: str,
+        recorder_key: str | None = None,
         language: str = "en-US",
     ) -> CallResult:
+        """One DescribeCloudRecording; ``recorder_key`` names one recording of a relay
+        recording task and is sent only when given."""
+        params: dict[str, Any] = {"SdkAppId": sdk_app_id, "TaskId": task_id}
+        if recorder_key:
+            params["RecorderKey"] = recorder_key
         result = await self.call(
             endpoint=endpoint,
             credentials=credentials,
             action="DescribeCloudRecording",
             region=region,
-            params={"SdkAppId": sdk_app_id, "TaskId": task_id},
+            params=params,
             language=language,
         )
         return describe_result(result)
