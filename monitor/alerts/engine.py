@@ -24,7 +24,7 @@ import aiohttp
 import structlog
 
 from monitor.alerts.payloads import Notice
-from monitor.alerts.receivers import ReceiverConfig, ReceiverWorker
+from monitor.alerts.receivers import DeliveryContext, ReceiverConfig, ReceiverWorker
 from monitor.alerts.retry import RetryPolicy
 from monitor.alerts.robots.worker import RobotWorker
 from monitor.alerts.rules import (
@@ -321,8 +321,7 @@ class AlertEngine:
                 hint="its URL was not resolved (pass ResolvedSecrets.robots to the engine)",
             )
             return
-        worker = build_worker(
-            receiver,
+        context = DeliveryContext(
             session=self._session,
             notifications=self._metrics.notifications,
             clock=self._clock,
@@ -330,8 +329,9 @@ class AlertEngine:
             retry=self._retry,
             redeliver_after=self._redeliver_after,
             external_url=self._external_url,
-            headers=self._headers.get(receiver.name),
-            robot=robot,
+        )
+        worker = build_worker(
+            receiver, context, headers=self._headers.get(receiver.name), robot=robot
         )
         self._workers[receiver.name] = worker
         worker.start()
