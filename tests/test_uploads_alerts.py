@@ -9,18 +9,18 @@ from typing import Any
 import pytest
 
 from monitor.alerts import AlertEngine, RetryPolicy
-from monitor.alerts.rules import (
+from monitor.alerts.conditions import (
     EXITED,
     FAILED_UPLOAD,
     OVERDUE_UPLOAD,
     Thresholds,
     stopped_at,
     task_alerts,
-    upload_failed_annotations,
     upload_failed_firing,
-    upload_overdue_annotations,
     upload_overdue_firing,
 )
+from monitor.alerts.kinds import NO_TASK_ALERT
+from monitor.alerts.texts import upload_failed_annotations, upload_overdue_annotations
 from monitor.config import AlertsConfig
 from monitor.metrics import MonitorMetrics
 from monitor.models import Status, Task
@@ -111,7 +111,7 @@ class TestConditions:
             OVERDUE_UPLOAD | FAILED_UPLOAD
         )
         removed = make_task(Status.REMOVED, UPLOADING_STOPPED)
-        assert task_alerts(removed, late, TH, interval) == 0
+        assert task_alerts(removed, late, TH, interval) == NO_TASK_ALERT
 
     def test_disabled_upload_alerts_never_fire(self) -> None:
         off = Thresholds(upload_enabled=False)
