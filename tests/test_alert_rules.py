@@ -34,8 +34,7 @@ from monitor.alerts.rules import (
     account_alerts,
     account_fingerprint,
     account_labels,
-    task_alert,
-    task_alerts_desired,
+    desired_task_alerts,
     task_fingerprint,
     task_labels,
 )
@@ -99,14 +98,15 @@ class TestDesiredAlerts:
         t = make_task(status=Status.EXITED, consecutive_errors=5, last_success_at=T0 - 1000)
         kinds = task_alerts(t, T0, th, interval_15)
         assert kinds == EXITED | ERROR | STALE | STALE_NEW
-        desired = task_alerts_desired(kinds, t, T0, th, interval_15)
+        desired = desired_task_alerts(kinds, t, T0, th, interval_15)
         # STALE_NEW qualifies STALE: it is no alert of its own.
         assert [d.alertname for d in desired] == [TASK_EXITED, TASK_ERROR, TASK_STALE]
         exited = desired[0]
         assert exited.fingerprint == task_fingerprint(TASK_EXITED, t.key)
         assert exited.labels == task_labels(TASK_EXITED, "page", t)
         assert exited.annotations == exit_annotations(t, None, th.expected_leave_codes)
-        assert task_alert(ERROR, t, T0, th, interval_15).annotations == error_annotations(t, 3)
+        (error,) = desired_task_alerts(ERROR, t, T0, th, interval_15)
+        assert error.annotations == error_annotations(t, 3)
 
     def test_an_account_answers_only_what_was_seen(self) -> None:
         health = AccountHealth()

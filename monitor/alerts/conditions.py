@@ -13,17 +13,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Final
 
-from monitor.alerts.kinds import (
-    NOT_FOUND_SEVERITY,
-    TASK_ERROR,
-    TASK_EXITED,
-    TASK_IDLE,
-    TASK_NOT_FOUND,
-    TASK_STALE,
-    UPLOAD_FAILED,
-    UPLOAD_OVERDUE,
-    TaskKind,
-)
+from monitor.alerts.kinds import TASK_SEVERITY, TaskKind
 from monitor.credentials.base import CODE_NO_CREDENTIALS
 from monitor.models import Outcome, Source, Status, Task
 from monitor.uploads import NO_UPLOAD, UploadPhase, upload_overdue
@@ -75,18 +65,6 @@ class StaleRule:
         return self.multiple * interval
 
 
-def _task_severities() -> dict[str, str]:
-    return {
-        TASK_EXITED: "critical",
-        TASK_NOT_FOUND: NOT_FOUND_SEVERITY,
-        TASK_ERROR: "warning",
-        TASK_STALE: "warning",
-        TASK_IDLE: "warning",
-        UPLOAD_FAILED: "critical",
-        UPLOAD_OVERDUE: "critical",
-    }
-
-
 @dataclass(frozen=True, slots=True)
 class Thresholds:
     """The alert settings the rules read, in the shape the hot loop reads them. Built from the
@@ -107,7 +85,7 @@ class Thresholds:
     credentials_before: float = 900.0
     credentials_severity: str = "warning"
     # Severity of each task alert, by alert name.
-    severity: Mapping[str, str] = field(default_factory=_task_severities)
+    severity: Mapping[str, str] = field(default_factory=lambda: dict(TASK_SEVERITY))
 
 
 # --- task conditions ---------------------------------------------------------------------------

@@ -24,13 +24,12 @@ from typing import Final
 import aiohttp
 import structlog
 
-from monitor.alerts.conditions import task_alerts
+from monitor.alerts.conditions import observe_credentials, observe_outcome, task_alerts
 from monitor.alerts.delivery import Deliveries, WebhookHeaders
 from monitor.alerts.health import Accounts
 from monitor.alerts.kinds import (
     MONITOR_THROTTLED,
     TASK_NOT_FOUND,
-    TaskKind,
 )
 from monitor.alerts.observer import AlertInstruments, InstrumentObserver
 from monitor.alerts.receivers import ReceiverWorker
@@ -58,13 +57,6 @@ log = structlog.get_logger("monitor.alerts")
 
 # Tasks evaluated between two yields to the event loop: a few milliseconds of work.
 SWEEP_CHUNK: Final = 1000
-
-_EXITED: Final = TaskKind.EXITED
-_NOT_FOUND: Final = TaskKind.NOT_FOUND
-_STALE: Final = TaskKind.STALE
-_STALE_NEW: Final = TaskKind.STALE_NEW
-_FAILED_UPLOAD: Final = TaskKind.FAILED_UPLOAD
-_OVERDUE_UPLOAD: Final = TaskKind.OVERDUE_UPLOAD
 
 
 class AlertEngine:
@@ -232,7 +224,7 @@ class AlertEngine:
         message: str | None = None,
     ) -> None:
         """Every DescribeCloudRecording attempt's outcome (cheap: acted upon by ``sweep``)."""
-        self._accounts.on_api_outcome(account, outcome, now, code, message)
+        observe_outcome(self._accounts[account], outcome, now, code, message)
 
     def on_credentials(
         self,
@@ -244,13 +236,18 @@ class AlertEngine:
         error: str | None = None,
     ) -> None:
         """After each refresh attempt of an account's credentials (acted upon by ``sweep``)."""
-        self._accounts.on_credentials(
-            account, failing=failing, expires_at=expires_at, source=source, error=error
+        observe_credentials(
+            self._accounts[account],
+            failing=failing,
+            expires_at=expires_at,
+            source=source,
+            error=error,
         )
 
     def set_budget(self, account: str, required: float, budget: float) -> None:
         """Requests per second the account's tasks need, and what its limiter may send."""
-        self._accounts.set_budget(account, required, budget)
+        health = self._accounts[account]
+        health.required_rate, health.budget_rate = required, budget
 
     def forget_account(self, account: str) -> None:
         """The account left the configuration: its alerts resolve at the next sweep."""

@@ -1,12 +1,12 @@
 """What was last seen of each account's API calls and credentials, which the monitor-level
-alerts are decided from (``rules.account_alerts``)."""
+alerts are decided from (``rules.account_alerts``); the engine folds what it hears into them
+with ``conditions.observe_outcome`` and ``observe_credentials``."""
 
 from __future__ import annotations
 
 from collections.abc import ItemsView
 
-from monitor.alerts.conditions import AccountHealth, observe_credentials, observe_outcome
-from monitor.models import Outcome
+from monitor.alerts.conditions import AccountHealth
 
 __all__ = ["Accounts"]
 
@@ -31,34 +31,6 @@ class Accounts:
 
     def items(self) -> ItemsView[str, AccountHealth]:
         return self._health.items()
-
-    def on_api_outcome(
-        self,
-        account: str,
-        outcome: Outcome,
-        now: float,
-        code: str | None = None,
-        message: str | None = None,
-    ) -> None:
-        observe_outcome(self[account], outcome, now, code, message)
-
-    def on_credentials(
-        self,
-        account: str,
-        *,
-        failing: bool,
-        expires_at: float | None,
-        source: str,
-        error: str | None = None,
-    ) -> None:
-        observe_credentials(
-            self[account], failing=failing, expires_at=expires_at, source=source, error=error
-        )
-
-    def set_budget(self, account: str, required: float, budget: float) -> None:
-        health = self[account]
-        health.required_rate = required
-        health.budget_rate = budget
 
     def forget(self, account: str) -> None:
         self._health.pop(account, None)

@@ -26,6 +26,7 @@ __all__ = [
     "TASK_IDLE",
     "TASK_KINDS",
     "TASK_NOT_FOUND",
+    "TASK_SEVERITY",
     "TASK_STALE",
     "UPLOAD_FAILED",
     "UPLOAD_OVERDUE",
@@ -77,6 +78,16 @@ MONITOR_SEVERITY: Final[dict[str, str]] = {
 # A task the API says does not exist, never seen running: most likely a mistyped TaskId,
 # SdkAppId or region rather than a recording that stopped. Not a page.
 NOT_FOUND_SEVERITY: Final = "warning"
+# The severity of each task alert when the configuration does not say.
+TASK_SEVERITY: Final[dict[str, str]] = {
+    TASK_EXITED: "critical",
+    TASK_NOT_FOUND: NOT_FOUND_SEVERITY,
+    TASK_ERROR: "warning",
+    TASK_STALE: "warning",
+    TASK_IDLE: "warning",
+    UPLOAD_FAILED: "critical",
+    UPLOAD_OVERDUE: "critical",
+}
 
 
 class TaskKind(enum.Flag):

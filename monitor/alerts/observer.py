@@ -26,14 +26,9 @@ class AlertObserver(Protocol):
 class AlertInstruments(Protocol):
     """The metrics the alerts write (the daemon's metrics object has them)."""
 
-    @property
-    def alerts_firing(self) -> Gauge: ...
-
-    @property
-    def notifications(self) -> Counter: ...
-
-    @property
-    def uploads(self) -> Counter: ...
+    alerts_firing: Gauge
+    notifications: Counter
+    uploads: Counter
 
 
 class InstrumentObserver:

@@ -6,15 +6,22 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Final
 
 import structlog
 
-from monitor.alerts.conditions import Thresholds
+from monitor.alerts.conditions import (
+    EXITED,
+    FAILED_UPLOAD,
+    NOT_FOUND,
+    OVERDUE_UPLOAD,
+    STALE,
+    STALE_NEW,
+    Thresholds,
+)
 from monitor.alerts.health import Accounts
 from monitor.alerts.kinds import TASK_KINDS, TaskKind
 from monitor.alerts.observer import AlertObserver
-from monitor.alerts.rules import Desired, account_alerts, task_alert
+from monitor.alerts.rules import Desired, account_alerts, desired_task_alerts
 from monitor.alerts.state import FIRING, AlertBook
 from monitor.alerts.texts import exit_annotations, upload_failed_annotations
 from monitor.models import Task, TaskKey, Transition
@@ -23,13 +30,6 @@ from monitor.store.base import AlertRecord
 __all__ = ["Changes", "Reconciler"]
 
 log = structlog.get_logger("monitor.alerts")
-
-_EXITED: Final = TaskKind.EXITED
-_NOT_FOUND: Final = TaskKind.NOT_FOUND
-_STALE: Final = TaskKind.STALE
-_STALE_NEW: Final = TaskKind.STALE_NEW
-_FAILED_UPLOAD: Final = TaskKind.FAILED_UPLOAD
-_OVERDUE_UPLOAD: Final = TaskKind.OVERDUE_UPLOAD
 
 
 @dataclass(slots=True)
@@ -80,22 +80,24 @@ class Reconciler:
                 if rec is not None and firing:
                     if confirmed is not None:
                         confirmed.add(rec.fingerprint)
-                    if kind is _EXITED and transition is not None:
+                    if kind is EXITED and transition is not None:
                         self.refresh_exit(rec, task, transition)
-                    elif kind is _FAILED_UPLOAD:
+                    elif kind is FAILED_UPLOAD:
                         self.refresh(rec, upload_failed_annotations(task))
                     continue
-                if kind is _STALE and _STALE_NEW not in kinds:
+                if kind is STALE and STALE_NEW not in kinds:
                     continue
-                desired = task_alert(kind, task, now, self.th, self.interval_of, transition)
+                (desired,) = desired_task_alerts(
+                    kind, task, now, self.th, self.interval_of, transition
+                )
                 new = self.fire(desired, now, task.key, changes)
                 if confirmed is not None:
                     confirmed.add(new.fingerprint)
-                if kind is _OVERDUE_UPLOAD:
+                if kind is OVERDUE_UPLOAD:
                     # Counted as it fires, so once per episode (a restart finds the record and
                     # does not fire again).
                     self.observer.upload_overdue(task.account, task.region)
-                if (kind is _EXITED or kind is _NOT_FOUND) and transition is None:
+                if (kind is EXITED or kind is NOT_FOUND) and transition is None:
                     changes.lookups.append((new, task))
             elif rec is not None and firing:
                 self.resolve(rec, now, changes)

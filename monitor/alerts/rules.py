@@ -54,10 +54,8 @@ __all__ = [
     "account_alerts",
     "account_fingerprint",
     "account_labels",
+    "desired_task_alerts",
     "fingerprint",
-    "task_alert",
-    "task_alerts_desired",
-    "task_annotations",
     "task_fingerprint",
     "task_labels",
 ]
@@ -131,49 +129,7 @@ def account_labels(alertname: str, account: str, severity: str | None = None) ->
 # --- task alerts -------------------------------------------------------------------------------
 
 
-def task_annotations(
-    kind: TaskKind,
-    task: Task,
-    now: float,
-    th: Thresholds,
-    interval_of: Callable[[Task], float],
-    transition: Transition | None = None,
-) -> dict[str, str]:
-    """What the task alert of one ``kind`` says."""
-    if kind is TaskKind.EXITED:
-        return exit_annotations(task, transition, th.expected_leave_codes)
-    if kind is TaskKind.NOT_FOUND:
-        return not_found_annotations(task, transition)
-    if kind is TaskKind.STALE or kind is TaskKind.STALE_NEW:
-        return stale_annotations(task, now, stale_threshold(task, th.stale_after, interval_of))
-    if kind is TaskKind.IDLE:
-        return idle_annotations(task, now, th.idle_after)
-    if kind is TaskKind.FAILED_UPLOAD:
-        return upload_failed_annotations(task)
-    if kind is TaskKind.OVERDUE_UPLOAD:
-        return upload_overdue_annotations(task, now, th.upload_deadline)
-    return error_annotations(task, th.consecutive)
-
-
-def task_alert(
-    kind: TaskKind,
-    task: Task,
-    now: float,
-    th: Thresholds,
-    interval_of: Callable[[Task], float],
-    transition: Transition | None = None,
-) -> Desired:
-    """The alert of one ``kind`` (a single kind) about ``task``."""
-    name = kind.alertname
-    return Desired(
-        name,
-        task_fingerprint(name, task.key),
-        task_labels(name, th.severity[name], task),
-        task_annotations(kind, task, now, th, interval_of, transition),
-    )
-
-
-def task_alerts_desired(
+def desired_task_alerts(
     kinds: TaskKind,
     task: Task,
     now: float,
@@ -181,13 +137,40 @@ def task_alerts_desired(
     interval_of: Callable[[Task], float],
     transition: Transition | None = None,
 ) -> list[Desired]:
-    """Every alert ``kinds`` (from ``conditions.task_alerts``) asks for, in one call.
-    ``STALE_NEW`` is not an alert of its own: it adds nothing beside ``STALE``."""
-    return [
-        task_alert(kind, task, now, th, interval_of, transition)
-        for kind in kinds
-        if kind is not TaskKind.STALE_NEW
-    ]
+    """Every alert ``kinds`` (from ``conditions.task_alerts``, or a single kind) asks for
+    about ``task``, in one call. ``STALE_NEW`` is not an alert of its own: it adds nothing
+    beside ``STALE``. ``transition``, when known, is the one that brought the task to its
+    status (the exit and not-found alerts describe it)."""
+
+    def says(kind: TaskKind) -> dict[str, str]:
+        if kind is TaskKind.EXITED:
+            return exit_annotations(task, transition, th.expected_leave_codes)
+        if kind is TaskKind.NOT_FOUND:
+            return not_found_annotations(task, transition)
+        if kind is TaskKind.STALE:
+            return stale_annotations(task, now, stale_threshold(task, th.stale_after, interval_of))
+        if kind is TaskKind.IDLE:
+            return idle_annotations(task, now, th.idle_after)
+        if kind is TaskKind.FAILED_UPLOAD:
+            return upload_failed_annotations(task)
+        if kind is TaskKind.OVERDUE_UPLOAD:
+            return upload_overdue_annotations(task, now, th.upload_deadline)
+        return error_annotations(task, th.consecutive)
+
+    desired: list[Desired] = []
+    for kind in kinds:
+        if kind is TaskKind.STALE_NEW:
+            continue
+        name = kind.alertname
+        desired.append(
+            Desired(
+                name,
+                task_fingerprint(name, task.key),
+                task_labels(name, th.severity[name], task),
+                says(kind),
+            )
+        )
+    return desired
 
 
 # --- account alerts ----------------------------------------------------------------------------

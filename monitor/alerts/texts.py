@@ -186,7 +186,7 @@ def idle_annotations(task: Task, now: float, after: float) -> dict[str, str]:
 
 
 def upload_failed_annotations(task: Task) -> dict[str, str]:
-    """Names the failing event, the storage's code and its message (SPEC section 7)."""
+    """Names the failing event, the storage's code and its message."""
     upload = task.upload
     failure = upload.failure
     what = failure.describe() if failure is not None else "an upload failure"
