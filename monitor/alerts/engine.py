@@ -29,6 +29,7 @@ from monitor.alerts.delivery import Deliveries, WebhookHeaders
 from monitor.alerts.health import Accounts
 from monitor.alerts.kinds import (
     MONITOR_THROTTLED,
+    NO_TASK_ALERT,
     TASK_NOT_FOUND,
 )
 from monitor.alerts.observer import AlertInstruments, InstrumentObserver
@@ -272,7 +273,7 @@ class AlertEngine:
             self._mono(),
             self._started_mono,
         )
-        if not kinds and not existing:
+        if kinds is NO_TASK_ALERT and not existing:
             return
         changes = Changes()
         self._decide.task(task, kinds, existing, now, transition, changes, None)
@@ -306,7 +307,7 @@ class AlertEngine:
                     for task in snapshot[start : start + SWEEP_CHUNK]:
                         try:
                             kinds = task_alerts(task, now, th, interval_of, floor, mono, mono_floor)
-                            if kinds:
+                            if kinds is not NO_TASK_ALERT:  # the common case, cheaply
                                 key = task.key
                                 if (purged and key in purged) or not owns(key):
                                     continue
