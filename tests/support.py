@@ -20,6 +20,8 @@ from typing import Any, TypeVar
 
 import pytest
 
+from monitor.models import Status, Task
+
 T = TypeVar("T")
 
 
@@ -192,3 +194,38 @@ async def wait_for_async(
             return value
         await asyncio.sleep(interval)
     raise AssertionError(f"timed out after {timeout}s waiting for {what or probe}")
+
+
+# --------------------------------------------------------------------------- tasks and time
+
+# The wall-clock start of tests on a manual clock, and the SdkAppId their tasks belong to.
+T0 = 1_700_000_000.0
+APP = 1400000001
+
+
+class ManualClock:
+    """A clock that says ``now`` until a test moves it (``clock.now = ...``)."""
+
+    def __init__(self, now: float = T0) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def make_task(task_id: str = "t-1", status: Status = Status.IN_PROGRESS, **fields: Any) -> Task:
+    """A task of ``APP`` in ap-guangzhou, registered, in its status and last observed at
+    ``T0``, seen running (a status answer came); ``fields`` override any of that."""
+    defaults: dict[str, Any] = {
+        "sdk_app_id": APP,
+        "region": "ap-guangzhou",
+        "account": "default",
+        "labels": {"room": "r-42"},
+        "registered_at": T0,
+        "status_since": T0,
+        "last_success_at": T0,
+        # Seen running: a status answer came (RecordingTaskNotFound is for tasks never seen).
+        "answer_status": Status.IN_PROGRESS,
+    }
+    defaults.update(fields)
+    return Task(task_id=task_id, status=status, **defaults)

@@ -1,361 +1,49 @@
-"""Alert conditions and alert content, tested as pure functions."""
+"""The desired alerts: identity, labels, and everything a task or an account asks for in one
+call, tested as pure functions."""
 
 from __future__ import annotations
 
 import re
-from typing import Any
 
-import pytest
-from hypothesis import given, settings
-from hypothesis import strategies as st
-
-from monitor.alerts.rules import (
+from monitor.alerts.conditions import (
     ERROR,
     EXITED,
-    IDLE,
-    LEAVE_CODES,
-    MONITOR_AUTH_FAILURE,
-    MONITOR_OVER_BUDGET,
-    MONITOR_THROTTLED,
-    NOT_FOUND,
     STALE,
     STALE_NEW,
-    TASK_ERROR,
-    TASK_EXITED,
     AccountHealth,
     Thresholds,
+    observe_credentials,
+    observe_outcome,
+    task_alerts,
+)
+from monitor.alerts.kinds import (
+    MONITOR_AUTH_FAILURE,
+    MONITOR_CREDENTIALS_EXPIRING,
+    MONITOR_OVER_BUDGET,
+    MONITOR_THROTTLED,
+    NO_TASK_ALERT,
+    TASK_ALERTS,
+    TASK_ERROR,
+    TASK_EXITED,
+    TASK_KINDS,
+    TASK_NOT_FOUND,
+    TASK_STALE,
+    TaskKind,
+)
+from monitor.alerts.rules import (
+    account_alerts,
     account_fingerprint,
     account_labels,
-    auth_firing,
-    error_annotations,
-    error_firing,
-    exit_annotations,
-    exit_firing,
-    idle_firing,
-    leave_code,
-    not_found_firing,
-    observe_outcome,
-    over_budget_annotations,
-    over_budget_firing,
-    stale_annotations,
-    stale_firing,
-    task_alerts,
+    desired_task_alerts,
     task_fingerprint,
     task_labels,
-    throttled_firing,
 )
-from monitor.config import AlertsConfig, StaleAfter
-from monitor.models import Outcome, Source, Status, Task, TaskKey, Transition
-from monitor.tracker import apply_callback_exit, apply_poll, apply_removal
-from monitor.trtc.client import CallResult
-
-T0 = 1_700_000_000.0
-EXPECTED = frozenset({0, 1, 2})
-
-
-def make_task(status: Status = Status.IN_PROGRESS, **fields: Any) -> Task:
-    defaults: dict[str, Any] = {
-        "sdk_app_id": 1400000001,
-        "task_id": "t-1",
-        "region": "ap-guangzhou",
-        "account": "default",
-        "registered_at": T0,
-        "status_since": T0,
-        "last_success_at": T0,
-        # Seen running: a status answer came (RecordingTaskNotFound is for tasks never seen).
-        "answer_status": Status.IN_PROGRESS,
-    }
-    defaults.update(fields)
-    return Task(status=status, **defaults)
-
-
-def interval_15(task: Task) -> float:
-    return 15.0
-
-
-def bits(task: Task, now: float, th: Thresholds | None = None, floor: float = 0.0) -> int:
-    return task_alerts(task, now, th or Thresholds(), interval_15, floor)
-
-
-def ok(status: str, request_id: str = "req-ok") -> CallResult:
-    return CallResult(
-        Outcome.OK, "", request_id=request_id, response={"Status": status, "RequestId": request_id}
-    )
-
-
-class TestExitCondition:
-    @pytest.mark.parametrize("status", [Status.EXITED, Status.ENDED, Status.EXPIRED])
-    def test_a_stop_without_a_leave_code_fires(self, status: Status) -> None:
-        assert exit_firing(make_task(status), EXPECTED)
-        assert bits(make_task(status), T0) & EXITED
-
-    @pytest.mark.parametrize(
-        "status", [Status.PENDING, Status.IDLE, Status.IN_PROGRESS, Status.REMOVED]
-    )
-    def test_live_and_removed_tasks_do_not_fire(self, status: Status) -> None:
-        assert not exit_firing(make_task(status), EXPECTED)
-        assert not bits(make_task(status), T0) & EXITED
-
-    @pytest.mark.parametrize("code", sorted(EXPECTED))
-    def test_an_expected_leave_code_means_no_alert(self, code: int) -> None:
-        for status in (Status.EXITED, Status.ENDED, Status.EXPIRED):
-            assert not exit_firing(make_task(status, extra={"leave_code": code}), EXPECTED)
-
-    @pytest.mark.parametrize("code", [3, 4, 99, 100, 101])
-    def test_an_unexpected_leave_code_fires(self, code: int) -> None:
-        assert exit_firing(make_task(Status.EXITED, extra={"leave_code": code}), EXPECTED)
-
-    def test_expected_codes_come_from_the_configuration(self) -> None:
-        config = AlertsConfig.model_validate({"exit": {"expected_leave_codes": [0, 99]}})
-        th = Thresholds.of(config)
-        assert not bits(make_task(Status.EXITED, extra={"leave_code": 99}), T0, th) & EXITED
-        assert bits(make_task(Status.EXITED, extra={"leave_code": 1}), T0, th) & EXITED
-
-    def test_a_leave_code_written_as_text_is_understood(self) -> None:
-        assert leave_code(make_task(extra={"leave_code": "2"})) == 2
-        assert leave_code(make_task(extra={"leave_code": True})) is None
-        assert leave_code(make_task(extra={"leave_code": "soon"})) is None
-        assert not exit_firing(make_task(Status.ENDED, extra={"leave_code": "1"}), EXPECTED)
-
-    def test_other_callback_facts_do_not_hide_an_exit(self) -> None:
-        assert exit_firing(make_task(Status.EXITED, extra={"vod_file_id": "x"}), EXPECTED)
-
-    def test_deregistering_first_never_alerts_and_removing_resolves(self) -> None:
-        t = make_task(Status.IN_PROGRESS)
-        apply_removal(t, T0 + 1)
-        assert not bits(t, T0 + 2) & EXITED
-        stopped = make_task(Status.EXITED)
-        assert bits(stopped, T0) & EXITED
-        apply_removal(stopped, T0 + 5)
-        assert not bits(stopped, T0 + 6) & EXITED
-
-    def test_exited_then_ended_is_one_alert(self) -> None:
-        t = make_task(Status.IN_PROGRESS)
-        apply_poll(t, ok("Exited"), T0 + 10)
-        fp_exited = task_fingerprint(TASK_EXITED, t.key)
-        assert bits(t, T0 + 10) & EXITED
-        apply_poll(t, CallResult(Outcome.ENDED, "ResourceNotFound", request_id="r"), T0 + 20)
-        assert t.status is Status.ENDED
-        assert bits(t, T0 + 20) & EXITED
-        assert task_fingerprint(TASK_EXITED, t.key) == fp_exited
-
-    def test_a_callback_with_an_expected_code_prevents_the_alert(self) -> None:
-        t = make_task(Status.IN_PROGRESS)
-        apply_callback_exit(t, T0 + 1, leave_code=0)
-        t.extra["leave_code"] = 0  # what the daemon keeps from the 302 callback
-        assert t.status is Status.EXITED
-        assert not bits(t, T0 + 1) & EXITED
-
-    def test_disabled_exit_alert_never_fires(self) -> None:
-        th = Thresholds(exit_enabled=False)
-        assert not bits(make_task(Status.ENDED), T0, th) & EXITED
-
-
-class TestErrorCondition:
-    def test_fires_at_the_configured_number_of_failed_polls(self) -> None:
-        t = make_task(consecutive_errors=2)
-        assert not error_firing(t, 3)
-        t.consecutive_errors = 3
-        assert error_firing(t, 3)
-        assert bits(t, T0) & ERROR
-
-    def test_throttled_answers_never_count(self) -> None:
-        t = make_task()
-        for _ in range(10):
-            apply_poll(t, CallResult(Outcome.THROTTLED, "RequestLimitExceeded"), T0 + 1)
-        assert not bits(t, T0 + 1) & ERROR
-
-    def test_failed_polls_fire_and_a_success_resolves(self) -> None:
-        t = make_task()
-        for i in range(3):
-            apply_poll(t, CallResult(Outcome.TRANSIENT, "InternalError", request_id=f"r{i}"), T0)
-        assert bits(t, T0) & ERROR
-        apply_poll(t, ok("InProgress"), T0 + 1)
-        assert not bits(t, T0 + 1) & ERROR
-
-    @pytest.mark.parametrize("status", [Status.ENDED, Status.EXPIRED, Status.REMOVED])
-    def test_tasks_no_longer_polled_do_not_fire(self, status: Status) -> None:
-        assert not error_firing(make_task(status, consecutive_errors=9), 3)
-
-    def test_annotations_name_the_last_error_code_and_request_id(self) -> None:
-        t = make_task(consecutive_errors=4, last_error_code="InternalError", last_request_id="q-7")
-        text = error_annotations(t, 3)["description"]
-        assert "InternalError" in text
-        assert "q-7" in text
-        assert "4 polls" in text
-
-
-class TestStaleCondition:
-    def test_a_multiple_of_the_interval_is_measured_from_the_last_success(self) -> None:
-        t = make_task(last_success_at=T0)
-        assert not bits(t, T0 + 45) & STALE  # exactly 3 x 15 s is not yet longer
-        assert bits(t, T0 + 45.5) & STALE
-
-    def test_the_threshold_follows_each_tasks_interval(self) -> None:
-        t = make_task(last_success_at=T0)
-        th = Thresholds()
-        assert not task_alerts(t, T0 + 50, th, lambda _: 60.0) & STALE
-        assert task_alerts(t, T0 + 50, th, lambda _: 10.0) & STALE
-
-    def test_a_fixed_duration_ignores_the_interval(self) -> None:
-        th = Thresholds(stale_after=StaleAfter(duration=20.0))
-
-        def never(task: Task) -> float:
-            raise AssertionError("the interval is not needed")
-
-        assert task_alerts(make_task(), T0 + 21, th, never) & STALE
-
-    def test_a_task_never_observed_counts_from_its_registration(self) -> None:
-        t = make_task(Status.PENDING, last_success_at=None, registered_at=T0)
-        assert not stale_firing(t, T0 + 30, 45.0)
-        assert stale_firing(t, T0 + 46, 45.0)
-
-    @pytest.mark.parametrize("status", [Status.ENDED, Status.EXPIRED, Status.REMOVED])
-    def test_tasks_no_longer_polled_never_go_stale(self, status: Status) -> None:
-        assert not bits(make_task(status, last_success_at=T0 - 10_000), T0) & STALE
-
-    def test_an_exited_task_is_still_watched(self) -> None:
-        assert bits(make_task(Status.EXITED, last_success_at=T0), T0 + 100) & STALE
-
-    def test_the_monitors_own_downtime_does_not_start_new_alerts(self) -> None:
-        t = make_task(last_success_at=T0)
-        started = T0 + 600  # the monitor came back ten minutes later
-        b = bits(t, started + 10, floor=started)
-        assert b & STALE  # an alert already firing stays firing
-        assert not b & STALE_NEW  # but no new one yet
-        assert bits(t, started + 46, floor=started) & STALE_NEW
-
-    def test_annotations_give_the_age_and_the_threshold(self) -> None:
-        t = make_task(last_success_at=T0)
-        text = stale_annotations(t, T0 + 90, 45.0)["description"]
-        assert "1m30s" in text
-        assert "45s" in text
-
-
-class TestIdleCondition:
-    def test_idle_longer_than_the_limit_fires(self) -> None:
-        t = make_task(Status.IDLE, status_since=T0, last_success_at=T0 + 299)
-        assert not idle_firing(t, T0 + 300, 300.0)
-        assert idle_firing(t, T0 + 301, 300.0)
-        assert bits(t, T0 + 301) & IDLE
-
-    def test_leaving_idle_resolves(self) -> None:
-        t = make_task(Status.IDLE, status_since=T0, last_success_at=T0 + 400)
-        assert bits(t, T0 + 401) & IDLE
-        apply_poll(t, ok("InProgress"), T0 + 402)
-        assert not bits(t, T0 + 403) & IDLE
-
-    def test_other_statuses_never_count_as_idle(self) -> None:
-        assert not idle_firing(make_task(Status.IN_PROGRESS, status_since=T0), T0 + 9999, 300.0)
-
-
-class TestCombinedConditions:
-    @settings(max_examples=300, deadline=None)
-    @given(
-        status=st.sampled_from(list(Status)),
-        errors=st.integers(0, 6),
-        last_success=st.one_of(st.none(), st.floats(T0 - 1000, T0 + 1000)),
-        since=st.floats(T0 - 1000, T0 + 1000),
-        leave=st.one_of(st.none(), st.sampled_from([0, 1, 2, 3, 99, "2", "x"])),
-        floor=st.floats(0, T0 + 1000),
-        interval=st.floats(1, 100),
-        stale_duration=st.one_of(st.none(), st.floats(1, 500)),
-        enabled=st.tuples(st.booleans(), st.booleans(), st.booleans(), st.booleans()),
-        seen=st.booleans(),
-    )
-    def test_the_sweeps_one_call_agrees_with_each_condition(
-        self,
-        status: Status,
-        errors: int,
-        last_success: float | None,
-        since: float,
-        leave: object,
-        floor: float,
-        interval: float,
-        stale_duration: float | None,
-        enabled: tuple[bool, bool, bool, bool],
-        seen: bool,
-    ) -> None:
-        t = make_task(
-            status,
-            consecutive_errors=errors,
-            last_success_at=last_success,
-            status_since=since,
-            extra={} if leave is None else {"leave_code": leave},
-            answer_status=Status.IN_PROGRESS if seen else None,
-        )
-        after = (
-            StaleAfter(duration=stale_duration)
-            if stale_duration is not None
-            else StaleAfter(multiple=3.0)
-        )
-        th = Thresholds(
-            exit_enabled=enabled[0],
-            error_enabled=enabled[1],
-            stale_enabled=enabled[2],
-            stale_after=after,
-            idle_enabled=enabled[3],
-        )
-        now = T0 + 500
-        threshold = after.seconds(interval)
-        stopped = enabled[0] and exit_firing(t, th.expected_leave_codes)
-        expected = (
-            (EXITED if stopped and not not_found_firing(t) else 0)
-            | (NOT_FOUND if stopped and not_found_firing(t) else 0)
-            | (ERROR if enabled[1] and error_firing(t, th.consecutive) else 0)
-            | (STALE if enabled[2] and stale_firing(t, now, threshold) else 0)
-            | (STALE_NEW if enabled[2] and stale_firing(t, now, threshold, floor) else 0)
-            | (IDLE if enabled[3] and idle_firing(t, now, th.idle_after) else 0)
-        )
-        assert task_alerts(t, now, th, lambda _: interval, floor) == expected
-
-
-class TestAccountConditions:
-    def test_nothing_is_known_before_any_call(self) -> None:
-        h = AccountHealth()
-        assert auth_firing(h) is None
-        assert throttled_firing(h, T0) is None
-        assert over_budget_firing(h) is None
-
-    def test_rejected_credentials_fire_until_a_call_succeeds(self) -> None:
-        h = AccountHealth()
-        observe_outcome(h, Outcome.AUTH, T0, "AuthFailure.SignatureFailure")
-        assert auth_firing(h) is True
-        assert h.auth_code == "AuthFailure.SignatureFailure"
-        for outcome in (Outcome.TRANSIENT, Outcome.THROTTLED, Outcome.INVALID):
-            observe_outcome(h, outcome, T0 + 1)
-            assert auth_firing(h) is True
-        observe_outcome(h, Outcome.OK, T0 + 2)
-        assert auth_firing(h) is False
-
-    def test_an_ended_answer_also_proves_the_credentials(self) -> None:
-        h = AccountHealth()
-        observe_outcome(h, Outcome.AUTH, T0)
-        observe_outcome(h, Outcome.ENDED, T0 + 1)
-        assert auth_firing(h) is False
-
-    def test_throttling_fires_for_five_minutes_after_the_last_throttle(self) -> None:
-        h = AccountHealth()
-        observe_outcome(h, Outcome.THROTTLED, T0)
-        assert throttled_firing(h, T0 + 299) is True
-        observe_outcome(h, Outcome.THROTTLED, T0 + 200)
-        assert throttled_firing(h, T0 + 499) is True
-        assert throttled_firing(h, T0 + 500) is False
-
-    def test_a_late_report_does_not_move_the_last_throttle_back(self) -> None:
-        h = AccountHealth()
-        observe_outcome(h, Outcome.THROTTLED, T0 + 100)
-        observe_outcome(h, Outcome.THROTTLED, T0)
-        assert h.last_throttled_at == T0 + 100
-
-    def test_over_budget_when_the_required_rate_exceeds_the_budget(self) -> None:
-        h = AccountHealth(required_rate=20.0, budget_rate=20.0)
-        assert over_budget_firing(h) is False
-        h.required_rate = 133.4
-        assert over_budget_firing(h) is True
-        text = over_budget_annotations("default", h)["summary"]
-        assert "133.4" in text
-        assert "20.0" in text
+from monitor.alerts.settings import thresholds_of
+from monitor.alerts.texts import error_annotations, exit_annotations
+from monitor.config import AlertsConfig
+from monitor.models import Outcome, Status, Task, TaskKey
+from tests.support import T0, make_task
+from tests.test_import_graph import MONITOR, import_graph
 
 
 class TestIdentityAndLabels:
@@ -400,39 +88,105 @@ class TestIdentityAndLabels:
         assert account_labels(MONITOR_OVER_BUDGET, "acc")["severity"] == "warning"
 
 
-class TestExitDescription:
-    def test_it_names_statuses_leave_code_meaning_and_request_id(self) -> None:
-        t = make_task(Status.EXITED, extra={"leave_code": 3})
-        transition = Transition(
-            t.sdk_app_id, t.task_id, Status.IN_PROGRESS, Status.EXITED, T0, Source.CALLBACK,
-            request_id="req-302", detail={"leave_code": 3},
-        )  # fmt: skip
-        text = exit_annotations(t, transition, EXPECTED)["description"]
-        assert "from InProgress to Exited" in text
-        assert "leave code 3 (bot kicked by the server)" in text
-        assert "req-302" in text
-        assert "callback" in text
+def interval_15(task: Task) -> float:
+    return 15.0
 
-    def test_an_ended_code_and_a_poll_request_id_are_named(self) -> None:
-        t = make_task(Status.ENDED)
-        transition = Transition(
-            t.sdk_app_id, t.task_id, Status.EXITED, Status.ENDED, T0, Source.POLL,
-            request_id="req-e", detail={"code": "FailedOperation.TaskNotExist"},
-        )  # fmt: skip
-        text = exit_annotations(t, transition, EXPECTED)["description"]
-        assert "from Exited to Ended" in text
-        assert "FailedOperation.TaskNotExist" in text
-        assert "req-e" in text
 
-    def test_without_the_transition_it_still_says_what_is_known(self) -> None:
-        t = make_task(Status.EXPIRED, status_since=T0, last_request_id="req-last")
-        annotations = exit_annotations(t, None, EXPECTED)
-        assert "Expired" in annotations["summary"]
-        assert "is Expired since 2023-11-14T22:13:20Z" in annotations["description"]
-        assert "req-last" in annotations["description"]
+class TestDesiredAlerts:
+    def test_a_task_asks_for_all_its_alerts_in_one_call(self) -> None:
+        th = Thresholds(severity={**Thresholds().severity, TASK_EXITED: "page"})
+        t = make_task(status=Status.EXITED, consecutive_errors=5, last_success_at=T0 - 1000)
+        kinds = task_alerts(t, T0, th, interval_15)
+        assert kinds == EXITED | ERROR | STALE | STALE_NEW
+        desired = desired_task_alerts(kinds, t, T0, th, interval_15)
+        # STALE_NEW qualifies STALE: it is no alert of its own.
+        assert [d.alertname for d in desired] == [TASK_EXITED, TASK_ERROR, TASK_STALE]
+        exited = desired[0]
+        assert exited.fingerprint == task_fingerprint(TASK_EXITED, t.key)
+        assert exited.labels == task_labels(TASK_EXITED, "page", t)
+        assert exited.annotations == exit_annotations(t, None, th.expected_leave_codes)
+        (error,) = desired_task_alerts(ERROR, t, T0, th, interval_15)
+        assert error.annotations == error_annotations(t, 3)
 
-    @pytest.mark.parametrize("code", sorted(LEAVE_CODES))
-    def test_every_documented_leave_code_is_explained(self, code: int) -> None:
-        t = make_task(Status.EXITED, extra={"leave_code": code})
-        text = exit_annotations(t, None, frozenset())["description"]
-        assert f"leave code {code} ({LEAVE_CODES[code]})" in text
+    def test_an_account_answers_only_what_was_seen(self) -> None:
+        health = AccountHealth()
+        assert account_alerts("acc", health, T0, Thresholds()) == []
+        observe_outcome(health, Outcome.THROTTLED, T0)
+        health.required_rate, health.budget_rate = 5.0, 20.0
+        verdicts = {v.alertname: v for v in account_alerts("acc", health, T0 + 1, Thresholds())}
+        assert sorted(verdicts) == [MONITOR_OVER_BUDGET, MONITOR_THROTTLED]
+        assert verdicts[MONITOR_OVER_BUDGET].desired is None
+        throttled = verdicts[MONITOR_THROTTLED].desired
+        assert throttled is not None
+        assert throttled.fingerprint == account_fingerprint(MONITOR_THROTTLED, "acc")
+        assert throttled.labels == account_labels(MONITOR_THROTTLED, "acc")
+
+    def test_expiring_credentials_take_their_severity_and_can_be_disabled(self) -> None:
+        health = AccountHealth()
+        observe_credentials(health, failing=True, expires_at=T0 + 60, source="sts", error="x")
+        on = Thresholds(credentials_severity="critical")
+        (verdict,) = account_alerts("acc", health, T0, on)
+        assert verdict.alertname == MONITOR_CREDENTIALS_EXPIRING
+        assert verdict.desired is not None
+        assert verdict.desired.labels["severity"] == "critical"
+        off = Thresholds(credentials_enabled=False)
+        (verdict,) = account_alerts("acc", health, T0, off)
+        assert verdict.desired is None  # a disabled alert resolves: a verdict, not silence
+
+
+class TestKinds:
+    def test_every_kind_but_the_qualifier_is_an_alert(self) -> None:
+        assert [name for _, name in TASK_KINDS] == list(TASK_ALERTS)
+        assert {kind for kind, _ in TASK_KINDS} | {STALE_NEW} == set(TaskKind)
+        assert STALE_NEW.alertname == TASK_STALE
+        assert all(kind.alertname == name for kind, name in TASK_KINDS)
+
+    def test_the_sweeps_answer_is_a_kind_whatever_holds(self) -> None:
+        quiet = task_alerts(make_task(), T0, Thresholds(), interval_15)
+        assert quiet is NO_TASK_ALERT
+        assert not quiet
+
+
+class TestSettings:
+    def test_the_thresholds_follow_the_alerts_section(self) -> None:
+        config = AlertsConfig.model_validate(
+            {
+                "exit": {"severity": "page", "expected_leave_codes": [0]},
+                "error": {"consecutive": 7},
+                "stale": {"after": "2m"},
+                "credentials": {"enabled": False, "before": "1h", "severity": "critical"},
+            }
+        )
+        th = thresholds_of(config)
+        assert th.severity[TASK_EXITED] == "page"
+        assert th.severity[TASK_NOT_FOUND] == "warning"
+        assert th.expected_leave_codes == frozenset({0})
+        assert th.consecutive == 7
+        assert th.stale_after.seconds(15.0) == 120.0
+        assert (th.credentials_enabled, th.credentials_before) == (False, 3600.0)
+        assert th.credentials_severity == "critical"
+        multiple = thresholds_of(AlertsConfig.model_validate({"stale": {"after": "4x"}}))
+        assert multiple.stale_after.seconds(15.0) == 60.0
+
+    def test_the_defaults_match_the_configurations(self) -> None:
+        assert thresholds_of(AlertsConfig()) == Thresholds()
+
+    def test_the_rules_do_not_import_the_configuration_or_the_metrics(self) -> None:
+        graph = import_graph(MONITOR)
+        reached: set[str] = set()
+        todo = ["monitor.alerts.rules"]
+        while todo:
+            module = todo.pop()
+            if module not in reached:
+                reached.add(module)
+                todo.extend(graph.get(module, ()))
+        assert {"monitor.alerts.conditions", "monitor.alerts.texts"} <= reached
+        assert (
+            sorted(
+                m
+                for m in reached
+                if m.split(".")[:2] in (["monitor", "config"], ["monitor", "metrics"])
+            )
+            == []
+        )
+        assert "monitor.alerts.engine" not in reached

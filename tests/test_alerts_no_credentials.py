@@ -11,15 +11,14 @@ from typing import Any
 import aiohttp
 import pytest
 
-from monitor.alerts.rules import (
-    MONITOR_AUTH_FAILURE,
-    MONITOR_NO_CREDENTIALS,
+from monitor.alerts.conditions import (
     AccountHealth,
-    auth_annotations,
     auth_firing,
     no_credentials_firing,
     observe_outcome,
 )
+from monitor.alerts.kinds import MONITOR_AUTH_FAILURE, MONITOR_NO_CREDENTIALS
+from monitor.alerts.texts import auth_annotations
 from monitor.config import parse_config
 from monitor.credentials import (
     CODE_NO_CREDENTIALS,

@@ -9,18 +9,11 @@ from pathlib import Path
 from typing import Any
 
 from monitor.alerts import AlertEngine
+from monitor.alerts.conditions import EXITED, NOT_FOUND, Thresholds, task_alerts
+from monitor.alerts.kinds import NO_TASK_ALERT, TASK_EXITED, TASK_NOT_FOUND, TaskKind
 from monitor.alerts.payloads import Notice
 from monitor.alerts.robots.messages import facts_of
-from monitor.alerts.rules import (
-    EXITED,
-    NOT_FOUND,
-    NOT_FOUND_HINT,
-    TASK_EXITED,
-    TASK_NOT_FOUND,
-    Thresholds,
-    not_found_annotations,
-    task_alerts,
-)
+from monitor.alerts.texts import NOT_FOUND_HINT, not_found_annotations
 from monitor.config import AlertsConfig
 from monitor.metrics import MonitorMetrics
 from monitor.models import Outcome, Source, Status, Task
@@ -53,7 +46,7 @@ def ok(status: str) -> CallResult:
     )
 
 
-def bits(task: Task, th: Thresholds | None = None) -> int:
+def bits(task: Task, th: Thresholds | None = None) -> TaskKind:
     return task_alerts(task, T0 + 10, th or Thresholds(), lambda _: 15.0)
 
 
@@ -92,7 +85,7 @@ class TestCondition:
     def test_the_exit_switch_covers_it_too(self) -> None:
         task = new_task()
         apply_poll(task, GONE, T0 + 1)
-        assert bits(task, Thresholds(exit_enabled=False)) == 0
+        assert bits(task, Thresholds(exit_enabled=False)) == NO_TASK_ALERT
 
     def test_what_it_says(self) -> None:
         task = new_task()

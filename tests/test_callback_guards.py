@@ -29,7 +29,8 @@ from monitor.secrets import Secret
 from monitor.store import SqliteStore
 from monitor.store.codec.checks import checked_task
 from monitor.uploads import UploadFailure, UploadState
-from tests.test_alert_engine import T0, Clock, am_config, make_task
+from tests.alerts.engine_support import am_config
+from tests.support import T0, ManualClock, make_task
 from tests.test_callbacks import body
 
 NOW = 1_800_000_000.0
@@ -192,7 +193,7 @@ class TestSweep:
     async def test_a_task_the_rules_cannot_read_does_not_stop_the_others(
         self, tmp_path: Path
     ) -> None:
-        clock = Clock(T0 + 3600)
+        clock = ManualClock(T0 + 3600)
         async with SqliteStore(tmp_path / "m.db") as store:
             engine = AlertEngine(
                 am_config("http://127.0.0.1:9"),

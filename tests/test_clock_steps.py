@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from monitor.alerts import AlertEngine
-from monitor.alerts.rules import IDLE, Thresholds, task_alerts
+from monitor.alerts.conditions import IDLE, Thresholds, task_alerts
 from monitor.config import AlertsConfig
 from monitor.events import EventBus
 from monitor.metrics import MonitorMetrics

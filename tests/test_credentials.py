@@ -18,12 +18,12 @@ import aiohttp
 import pytest
 import structlog
 
-from monitor.alerts.rules import (
+from monitor.alerts.conditions import (
     AccountHealth,
-    credentials_expiring_annotations,
     credentials_expiring_firing,
     observe_credentials,
 )
+from monitor.alerts.texts import credentials_expiring_annotations
 from monitor.cli import main
 from monitor.config import AccountConfig, ConfigError, check_config, parse_config
 from monitor.credentials import (

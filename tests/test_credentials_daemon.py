@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 import structlog
 
-from monitor.alerts.rules import MONITOR_CREDENTIALS_EXPIRING, TASK_EXITED
+from monitor.alerts.kinds import MONITOR_CREDENTIALS_EXPIRING, TASK_EXITED
 from monitor.credentials import CODE_UNAVAILABLE
 from monitor.log import configure_logging, set_secrets
 from monitor.models import Status

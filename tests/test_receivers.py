@@ -22,7 +22,12 @@ from monitor.alerts.payloads import (
     rfc3339,
     webhook_payloads,
 )
-from monitor.alerts.receivers import AlertmanagerWorker, ReceiverWorker, WebhookWorker
+from monitor.alerts.receivers import (
+    AlertmanagerWorker,
+    DeliveryContext,
+    ReceiverWorker,
+    WebhookWorker,
+)
 from monitor.alerts.retry import RetryPolicy
 from monitor.alerts.worker_factory import build_worker
 from monitor.config import AlertsConfig
@@ -132,16 +137,15 @@ def make_worker(
     external_url: str = "",
 ) -> ReceiverWorker:
     config = AlertsConfig.model_validate({"receivers": [receiver]}).receivers[0]
-    return build_worker(
-        config,
+    context = DeliveryContext(
         session=session,
         notifications=metrics.notifications,
         clock=lambda: T0 + 100,
         on_result=recorder(results),
         retry=FAST,
         external_url=external_url,
-        headers=headers,
     )
+    return build_worker(config, context, headers=headers)
 
 
 def count(metrics: MonitorMetrics, receiver: str, outcome: str) -> float:

@@ -20,7 +20,7 @@ from structlog.testing import capture_logs
 
 from monitor.alerts import AlertEngine, RetryPolicy
 from monitor.alerts.payloads import Notice
-from monitor.alerts.receivers import ReceiverWorker
+from monitor.alerts.receivers import DeliveryContext, ReceiverWorker
 from monitor.alerts.robots.worker import RobotWorker
 from monitor.alerts.worker_factory import build_worker
 from monitor.config import AlertsConfig, RobotSecrets
@@ -76,15 +76,14 @@ class Bench:
         robot = RobotSecrets(
             Secret(standin.robot_url()), Secret(secret) if secret is not None else None
         )
-        worker = build_worker(
-            config,
+        context = DeliveryContext(
             session=self.session,
             notifications=self.metrics.notifications,
             clock=time.time,
             on_result=self.on_result,
             retry=FAST,
-            robot=robot,
         )
+        worker = build_worker(config, context, robot=robot)
         assert isinstance(worker, RobotWorker)
         if throttle is not None:
             worker.throttle = throttle

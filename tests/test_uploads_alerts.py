@@ -9,23 +9,24 @@ from typing import Any
 import pytest
 
 from monitor.alerts import AlertEngine, RetryPolicy
-from monitor.alerts.rules import (
+from monitor.alerts.conditions import (
     EXITED,
     FAILED_UPLOAD,
     OVERDUE_UPLOAD,
     Thresholds,
     stopped_at,
     task_alerts,
-    upload_failed_annotations,
     upload_failed_firing,
-    upload_overdue_annotations,
     upload_overdue_firing,
 )
+from monitor.alerts.kinds import NO_TASK_ALERT
+from monitor.alerts.texts import upload_failed_annotations, upload_overdue_annotations
 from monitor.config import AlertsConfig
 from monitor.metrics import MonitorMetrics
 from monitor.models import Status, Task
 from monitor.store import SqliteStore
 from monitor.uploads import NO_UPLOAD, UploadEvent, UploadState, apply_upload_event
+from tests.support import ManualClock
 from tests.test_receivers import Sink, serving
 
 T0 = 1_700_000_000.0
@@ -111,7 +112,7 @@ class TestConditions:
             OVERDUE_UPLOAD | FAILED_UPLOAD
         )
         removed = make_task(Status.REMOVED, UPLOADING_STOPPED)
-        assert task_alerts(removed, late, TH, interval) == 0
+        assert task_alerts(removed, late, TH, interval) == NO_TASK_ALERT
 
     def test_disabled_upload_alerts_never_fire(self) -> None:
         off = Thresholds(upload_enabled=False)
@@ -160,14 +161,6 @@ class TestAnnotations:
 # --------------------------------------------------------------------------- the engine
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.now = T0
-
-    def __call__(self) -> float:
-        return self.now
-
-
 @pytest.fixture
 async def sink() -> AsyncIterator[Sink]:
     async with serving(Sink()) as s:
@@ -191,7 +184,7 @@ def config(url: str, **upload_settings: Any) -> AlertsConfig:
     )
 
 
-async def start(store: SqliteStore, clock: Clock, url: str) -> AlertEngine:
+async def start(store: SqliteStore, clock: ManualClock, url: str) -> AlertEngine:
     engine = AlertEngine(
         config(url),
         store,
@@ -212,7 +205,7 @@ class TestEngine:
     async def test_a_failure_fires_once_and_a_later_recovery_resolves_it(
         self, store: SqliteStore, sink: Sink
     ) -> None:
-        clock = Clock()
+        clock = ManualClock()
         engine = await start(store, clock, sink.url)
         try:
             task = make_task(Status.IN_PROGRESS, FAILED)
@@ -239,7 +232,7 @@ class TestEngine:
     async def test_a_later_failure_of_the_same_episode_is_added_to_the_firing_alert(
         self, store: SqliteStore, sink: Sink
     ) -> None:
-        clock = Clock()
+        clock = ManualClock()
         engine = await start(store, clock, sink.url)
         try:
             task = make_task(Status.IN_PROGRESS, FAILED)
@@ -260,7 +253,7 @@ class TestEngine:
     async def test_overdue_fires_after_the_deadline_and_survives_a_restart(
         self, store: SqliteStore, sink: Sink
     ) -> None:
-        clock = Clock()
+        clock = ManualClock()
         engine = await start(store, clock, sink.url)
         task = make_task(Status.EXITED, UPLOADING_STOPPED, status_since=T0 + 100)
         try:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import ClassVar, Final
 from urllib.parse import urlsplit
 
@@ -48,6 +49,23 @@ def origin(url: str) -> str:
 ResultHandler = Callable[["ReceiverWorker", list[Notice], list[Notice]], Awaitable[None]]
 
 
+@dataclass(frozen=True, slots=True)
+class DeliveryContext:
+    """What every receiver worker shares, whatever its kind: the HTTP session, the counter of
+    notification outcomes (``trtc_monitor_notifications_total``), the clock, where batch
+    outcomes are reported, the retry policy, how long a failed or dropped alert waits before it
+    is due again, and the monitor's external URL (a worker keeps its own copy, which a reload
+    updates)."""
+
+    session: aiohttp.ClientSession
+    notifications: Counter
+    clock: Callable[[], float]
+    on_result: ResultHandler
+    retry: RetryPolicy | None = None
+    redeliver_after: float = 60.0
+    external_url: str = ""
+
+
 class ReceiverWorker:
     """A bounded queue of notices for one receiver and the task that sends them.
 
@@ -66,13 +84,7 @@ class ReceiverWorker:
         queue_size: int,
         resend: float | None,
         timeout: float,
-        session: aiohttp.ClientSession,
-        notifications: Counter,
-        clock: Callable[[], float],
-        on_result: ResultHandler,
-        retry: RetryPolicy | None = None,
-        redeliver_after: float = 60.0,
-        external_url: str = "",
+        context: DeliveryContext,
         headers: Mapping[str, str] | None = None,
     ) -> None:
         self.name = name
@@ -80,15 +92,15 @@ class ReceiverWorker:
         self.queue_size = queue_size
         self.resend = resend
         self.timeout = timeout
-        self.retry = retry or RetryPolicy()
-        self.redeliver_after = redeliver_after
-        self.external_url = external_url
+        self.retry = context.retry or RetryPolicy()
+        self.redeliver_after = context.redeliver_after
+        self.external_url = context.external_url
         self.pending: dict[str, int] = {}
         self.retry_at: dict[str, float] = {}
         self._headers: dict[str, str] = dict(headers or {})
-        self._session = session
-        self._clock = clock
-        self._on_result = on_result
+        self._session = context.session
+        self._clock = context.clock
+        self._on_result = context.on_result
         self._queue: asyncio.Queue[Notice] = asyncio.Queue(queue_size)
         self._idle = asyncio.Event()
         self._idle.set()
@@ -96,7 +108,8 @@ class ReceiverWorker:
         self._overflowing = False
         self._task: asyncio.Task[None] | None = None
         self._count = {
-            outcome: notifications.labels(name, outcome) for outcome in (SUCCESS, FAILURE, DROPPED)
+            outcome: context.notifications.labels(name, outcome)
+            for outcome in (SUCCESS, FAILURE, DROPPED)
         }
 
     def __repr__(self) -> str:  # never the headers: they carry secrets

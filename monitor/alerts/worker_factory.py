@@ -7,20 +7,16 @@ both, keeps the imports one way: the robots import the receivers, never the reve
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
-
-import aiohttp
-from prometheus_client import Counter
+from collections.abc import Mapping
 
 from monitor.alerts.receivers import (
     AlertmanagerWorker,
+    DeliveryContext,
     ReceiverConfig,
     ReceiverWorker,
-    ResultHandler,
     WebhookWorker,
     destinations,
 )
-from monitor.alerts.retry import RetryPolicy
 from monitor.alerts.robots.worker import build_robot_worker
 from monitor.config import AlertmanagerReceiver, RobotReceiver, RobotSecrets
 
@@ -29,14 +25,8 @@ __all__ = ["build_worker"]
 
 def build_worker(
     config: ReceiverConfig,
+    context: DeliveryContext,
     *,
-    session: aiohttp.ClientSession,
-    notifications: Counter,
-    clock: Callable[[], float],
-    on_result: ResultHandler,
-    retry: RetryPolicy | None = None,
-    redeliver_after: float = 60.0,
-    external_url: str = "",
     headers: Mapping[str, str] | None = None,
     robot: RobotSecrets | None = None,
 ) -> ReceiverWorker:
@@ -45,17 +35,7 @@ def build_worker(
     if isinstance(config, RobotReceiver):
         if robot is None:
             raise ValueError(f"receiver {config.name}: the robot URL was not resolved")
-        return build_robot_worker(
-            config,
-            robot,
-            session=session,
-            notifications=notifications,
-            clock=clock,
-            on_result=on_result,
-            retry=retry,
-            redeliver_after=redeliver_after,
-            external_url=external_url,
-        )
+        return build_robot_worker(config, robot, context)
     kind = AlertmanagerWorker if isinstance(config, AlertmanagerReceiver) else WebhookWorker
     return kind(
         config.name,
@@ -63,12 +43,6 @@ def build_worker(
         queue_size=config.queue_size,
         resend=config.resend,
         timeout=config.timeout,
-        session=session,
-        notifications=notifications,
-        clock=clock,
-        on_result=on_result,
-        retry=retry,
-        redeliver_after=redeliver_after,
-        external_url=external_url,
+        context=context,
         headers=headers,
     )

@@ -21,8 +21,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Final, TypeVar
 
+from monitor.alerts.kinds import TASK_EXITED, TASK_NOT_FOUND
 from monitor.alerts.payloads import Notice, generator_url
-from monitor.alerts.rules import LEAVE_CODES, NOT_FOUND_HINT, TASK_EXITED, TASK_NOT_FOUND
+from monitor.alerts.texts import LEAVE_CODES, NOT_FOUND_HINT
 from monitor.models import Outcome
 from monitor.trtc.errors import classify_code
 

@@ -21,15 +21,14 @@ from typing import Any, ClassVar, Final
 
 import aiohttp
 import structlog
-from prometheus_client import Counter
 
 from monitor.alerts.payloads import Notice
 from monitor.alerts.receivers import (
     FAILURE,
     SUCCESS,
+    DeliveryContext,
     ReceiverConfig,
     ReceiverWorker,
-    ResultHandler,
     origin,
 )
 from monitor.alerts.retry import RetryPolicy
@@ -123,14 +122,8 @@ class RobotWorker(ReceiverWorker):
         queue_size: int,
         resend: float | None,
         timeout: float,
-        session: aiohttp.ClientSession,
-        notifications: Counter,
-        clock: Callable[[], float],
-        on_result: ResultHandler,
-        retry: RetryPolicy | None = None,
+        context: DeliveryContext,
         throttle: RetryPolicy | None = None,
-        redeliver_after: float = 60.0,
-        external_url: str = "",
         wall: Callable[[], float] = time.time,
     ) -> None:
         super().__init__(
@@ -139,13 +132,7 @@ class RobotWorker(ReceiverWorker):
             queue_size=queue_size,
             resend=resend,
             timeout=timeout,
-            session=session,
-            notifications=notifications,
-            clock=clock,
-            on_result=on_result,
-            retry=retry,
-            redeliver_after=redeliver_after,
-            external_url=external_url,
+            context=context,
         )
         self.platform = platform
         self.robot = robot
@@ -157,7 +144,7 @@ class RobotWorker(ReceiverWorker):
         self._pacer: Pacer | None = None  # made on first use: it needs the running loop's time
         # Set when stopping: a group still gathering goes out at once, within the stop's grace.
         self._flush = asyncio.Event()
-        self._count[THROTTLED_OUTCOME] = notifications.labels(name, THROTTLED_OUTCOME)
+        self._count[THROTTLED_OUTCOME] = context.notifications.labels(name, THROTTLED_OUTCOME)
 
     def __repr__(self) -> str:
         return f"RobotWorker({self.name!r}, {self.platform.kind})"
@@ -289,16 +276,7 @@ class RobotWorker(ReceiverWorker):
 
 
 def build_robot_worker(
-    config: RobotReceiver,
-    robot: RobotSecrets,
-    *,
-    session: aiohttp.ClientSession,
-    notifications: Counter,
-    clock: Callable[[], float],
-    on_result: ResultHandler,
-    retry: RetryPolicy | None = None,
-    redeliver_after: float = 60.0,
-    external_url: str = "",
+    config: RobotReceiver, robot: RobotSecrets, context: DeliveryContext
 ) -> RobotWorker:
     platform = PLATFORMS[config.type]
     return RobotWorker(
@@ -311,11 +289,5 @@ def build_robot_worker(
         queue_size=config.queue_size,
         resend=config.resend,
         timeout=config.timeout,
-        session=session,
-        notifications=notifications,
-        clock=clock,
-        on_result=on_result,
-        retry=retry,
-        redeliver_after=redeliver_after,
-        external_url=external_url,
+        context=context,
     )
