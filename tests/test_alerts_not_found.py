@@ -17,7 +17,7 @@ from monitor.alerts.texts import NOT_FOUND_HINT, not_found_annotations
 from monitor.config import AlertsConfig
 from monitor.metrics import MonitorMetrics
 from monitor.models import Outcome, Source, Status, Task
-from monitor.simulator import Simulator
+from monitor.simulator import Life, Simulator
 from monitor.store import SqliteStore
 from monitor.tracker import apply_callback_exit, apply_poll
 from monitor.trtc.client import CallResult
@@ -135,8 +135,9 @@ class TestDaemon:
         self, simulator: Simulator, make_daemon: DaemonFactory
     ) -> None:
         running = await make_daemon(simulator.url)
-        real = simulator.add_task(APP)
-        seen = simulator.add_task(APP)
+        # Lives chosen, not drawn: both record until the test ends one.
+        real = simulator.add_task(APP, life=Life(idle=0.2, in_progress=None))
+        seen = simulator.add_task(APP, life=Life(idle=0.2, in_progress=None))
         # The real task, under a SdkAppId it does not belong to: the API says it does not exist.
         assert (await running.register(APP + 1, real)).status == 201
         assert (await running.register(APP, seen)).status == 201
