@@ -4,7 +4,7 @@ The parts, and the one direction data flows between them:
 
 * :class:`~monitor.registry.TaskRegistry` holds the task table;
 * :class:`~monitor.poller.Poller` polls through the :class:`~monitor.budget.Budget`'s
-  limiters and hands answers to the :class:`~monitor.tracking.Tracker`;
+  limiters and hands answers to the :class:`~monitor.tracker.Tracker`;
 * the tracker stores every change, applies it to the table, then announces it on the
   :class:`~monitor.events.EventBus`;
 * metrics, the log (:mod:`monitor.journal`), alerting, scheduling and hooks subscribe;
@@ -55,7 +55,7 @@ from monitor.ratelimit.factory import LimiterBackend, new_limiter
 from monitor.registry import TaskRegistry
 from monitor.store.base import Store, StoreError
 from monitor.store.factory import new_store
-from monitor.tracking import Tracker
+from monitor.tracker import Tracker
 from monitor.trtc.client import TrtcClient, new_session
 
 log = structlog.get_logger("monitor.daemon")

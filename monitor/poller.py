@@ -32,7 +32,7 @@ from monitor.ratelimit.factory import BucketKey
 from monitor.registry import TaskRegistry
 from monitor.scheduler import Dispatch, PollAction, PollOutcome, PollScheduler
 from monitor.store.base import StoreError
-from monitor.tracking import Tracker
+from monitor.tracker import Tracker
 from monitor.trtc.client import CallResult, TrtcClient
 
 __all__ = ["ACCOUNT_GONE", "IntervalPolicy", "Poller"]

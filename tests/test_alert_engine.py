@@ -19,8 +19,8 @@ from monitor.config import AlertsConfig
 from monitor.metrics import MonitorMetrics
 from monitor.models import Outcome, Source, Status, Task, Transition
 from monitor.secrets import Secret
+from monitor.status_rules import apply_poll, apply_removal
 from monitor.store import AlertRecord, SqliteStore
-from monitor.tracker import apply_poll, apply_removal
 from monitor.trtc.client import CallResult
 from tests.support import alertmanager, http_json
 from tests.test_receivers import Sink, serving

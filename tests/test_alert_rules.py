@@ -46,7 +46,7 @@ from monitor.alerts.rules import (
 )
 from monitor.config import AlertsConfig, StaleAfter
 from monitor.models import Outcome, Source, Status, Task, TaskKey, Transition
-from monitor.tracker import apply_callback_exit, apply_poll, apply_removal
+from monitor.status_rules import apply_callback_exit, apply_poll, apply_removal
 from monitor.trtc.client import CallResult
 
 T0 = 1_700_000_000.0

@@ -40,7 +40,7 @@ from monitor.simulator.arrivals import max_in_window
 from monitor.simulator.callbacks import build_body
 from monitor.store import SqliteStore, StoreError
 from monitor.taskspec import TaskSpec, ValidationError, validate_spec
-from monitor.tracking import Tracker
+from monitor.tracker import Tracker
 from monitor.trtc.client import CallResult
 from tests.conftest import API_TOKEN, DaemonFactory, RunningDaemon, daemon_config_text
 from tests.support import free_port, wait_for_async
@@ -824,7 +824,7 @@ class TestImportGraph:
     def test_the_daemon_holds_no_polling_callback_or_alert_logic(self) -> None:
         path = MONITOR / "daemon.py"
         forbidden = (
-            "monitor.tracker",  # status and health rules
+            "monitor.status_rules",  # status and health rules
             "monitor.callbacks",  # signature, parsing, dedupe, effects
             "monitor.alerts.rules",  # alert conditions
             "monitor.scheduler",  # the deadline queue

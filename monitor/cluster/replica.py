@@ -62,7 +62,7 @@ from monitor.registry import TaskRegistry
 from monitor.store.base import AlertRecord, Store, StoreError, StoreHealth
 from monitor.store.redis import RedisStore
 from monitor.taskspec import TaskSpec
-from monitor.tracking import Tracker
+from monitor.tracker import Tracker
 from monitor.uploads import UploadChange, UploadEvent
 
 __all__ = [
