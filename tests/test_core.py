@@ -19,6 +19,7 @@ import aiohttp
 import pytest
 
 import monitor.daemon as daemon_module
+import monitor.reload as reload_module
 from monitor.alerts import TASK_ERROR, TASK_EXITED
 from monitor.config import ConfigError, check_config, load_config, parse_config, resolve_secrets
 from monitor.daemon import Daemon
@@ -598,7 +599,7 @@ class TestReload:
             spans.append((start, time.monotonic()))
             return config
 
-        monkeypatch.setattr(daemon_module, "load_config", slow_load)
+        monkeypatch.setattr(reload_module, "load_config", slow_load)
         async with aiohttp.ClientSession() as session:
             os.kill(os.getpid(), signal.SIGHUP)
             status, _ = await running.post_reload(session)
