@@ -1,4 +1,4 @@
-"""One replica among several on one Redis (SPEC section 13): its share of the work.
+"""One replica among several on one Redis (docs/high-availability.md): its share of the work.
 
 :class:`Replica` follows a :class:`~monitor.cluster.coordinator.ClusterCoordinator`:
 

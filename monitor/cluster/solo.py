@@ -27,6 +27,7 @@ from monitor.tracker import Tracker
 
 __all__ = ["SOLO_PROBE_SECONDS", "Solo"]
 
+# The logger the store_up and store_down lines have always come from.
 log = get_logger("monitor.cluster.replica")
 
 # How often Solo refreshes its gauges.
