@@ -12,6 +12,8 @@ import contextlib
 from collections.abc import Callable, Iterator
 from typing import Any, Protocol
 
+from monitor.callbacks.effects import CallbackTarget
+from monitor.http.ports import TaskWriter
 from monitor.models import Source, Task, TaskKey, Transition
 from monitor.store.base import StoreError, StoreHealth
 from monitor.taskspec import TaskSpec
@@ -21,37 +23,8 @@ from monitor.uploads import UploadChange, UploadEvent
 __all__ = ["Gate", "GatedWriter", "ReloadingWriter", "WriterOf"]
 
 
-class WriterOf(Protocol):
+class WriterOf(TaskWriter, CallbackTarget, Protocol):
     """What the HTTP layer writes through: the task API and callbacks (the tracker's calls)."""
-
-    def get(self, key: TaskKey) -> Task | None: ...
-
-    async def register(self, spec: TaskSpec, source: Source) -> tuple[Task, bool]: ...
-
-    async def register_many(
-        self, specs: list[TaskSpec], source: Source
-    ) -> list[tuple[Task, bool]]: ...
-
-    async def remove(self, key: TaskKey) -> Task | None: ...
-
-    async def update_task(
-        self,
-        key: TaskKey,
-        *,
-        labels: dict[str, str] | None = None,
-        interval: float | None = None,
-        fields: frozenset[str] = frozenset(),
-    ) -> Task | None: ...
-
-    async def transitions(self, key: TaskKey, limit: int | None = None) -> list[Transition]: ...
-
-    async def observe_exit(
-        self, key: TaskKey, leave_code: int | None, detail: dict[str, Any], at: float
-    ) -> Transition | None: ...
-
-    async def note_facts(self, key: TaskKey, facts: dict[str, Any]) -> bool: ...
-
-    async def observe_upload(self, key: TaskKey, event: UploadEvent) -> UploadChange | None: ...
 
 
 class Gate(Protocol):
