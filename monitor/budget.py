@@ -7,11 +7,12 @@ limit, window or guard changes; unchanged buckets keep their history across relo
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 
 from monitor.accounts import AccountRuntime
+from monitor.events import ApiAnswered, EventBus
 from monitor.metrics import BucketGauge
-from monitor.models import Task
+from monitor.models import Outcome, Task
 from monitor.ratelimit import RateLimiter
 from monitor.ratelimit.factory import BucketKey, LimiterSettings, new_limiter
 
@@ -39,6 +40,10 @@ class Budget:
     def accounts(self) -> Mapping[str, AccountRuntime]:
         return self._accounts
 
+    def account_names(self) -> Collection[str]:
+        """The accounts of the configuration in force."""
+        return self._accounts.keys()
+
     def configure(self, accounts: Mapping[str, AccountRuntime]) -> list[BucketKey]:
         """New account settings; returns the buckets whose limiter was replaced."""
         self._accounts = dict(accounts)
@@ -52,10 +57,22 @@ class Budget:
         return replaced
 
     def bucket_of(self, task: Task) -> BucketKey:
-        account = self._accounts.get(task.account)
+        return self._bucket(task.account, task.region)
+
+    def _bucket(self, name: str, region: str) -> BucketKey:
+        account = self._accounts.get(name)
         if account is None:
-            return BucketKey(task.account, _ORPHAN_HOST)
-        return BucketKey(task.account, account.endpoint.host(task.region))
+            return BucketKey(name, _ORPHAN_HOST)
+        return BucketKey(name, account.endpoint.host(region))
+
+    def subscribe(self, bus: EventBus) -> None:
+        """Back off on the poll step's outcome: a throttled answer slows its bucket's limiter
+        (the poll step itself only hands the task back to the scheduler to retry)."""
+        bus.subscribe(ApiAnswered, self._on_answer)
+
+    def _on_answer(self, event: ApiAnswered) -> None:
+        if event.result.outcome is Outcome.THROTTLED:
+            self.limiter(self._bucket(event.account, event.region)).on_throttled()
 
     def limiter(self, bucket: BucketKey) -> RateLimiter:
         entry = self._limiters.get(bucket)

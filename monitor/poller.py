@@ -2,8 +2,10 @@
 
 One poll, top to bottom: read the task, call ``DescribeCloudRecording`` through the client
 (the scheduler has already waited for the budget), announce the answer (metrics and the
-monitor's own alerts count it), hand it to the tracker, and return to the scheduler what to do
-next with the task. The poll step never calls the scheduler; the scheduler acts on the outcome.
+monitor's own alerts count it, the budget backs off on a throttled one), hand it to the
+tracker, and return to the scheduler what to do next with the task (a throttled answer: retry
+it in its place). The poll step never calls the scheduler, the limiter or the metrics; they act
+on the outcome.
 
 Other changes reach the scheduler as events: a registration is polled at once, a removal or
 an end stops polling, and an exit learnt from a callback is confirmed by a poll right away.
@@ -26,13 +28,12 @@ from monitor.events import (
     TaskUpdated,
     TransitionRecorded,
 )
-from monitor.metrics import MonitorMetrics
 from monitor.models import Outcome, Source, Status, Task, TaskKey
 from monitor.ratelimit.factory import BucketKey
 from monitor.registry import TaskRegistry
 from monitor.scheduler import Dispatch, PollAction, PollOutcome, PollScheduler
 from monitor.store.base import StoreError
-from monitor.tracking import Tracker
+from monitor.tracker import Tracker
 from monitor.trtc.client import CallResult, TrtcClient
 
 __all__ = ["ACCOUNT_GONE", "IntervalPolicy", "Poller"]
@@ -49,15 +50,26 @@ STOP = PollOutcome(PollAction.STOP)
 
 
 class IntervalPolicy:
-    """Seconds between polls of a task: its own interval, else by status, else the default."""
+    """Seconds between polls of a task: its own interval, else by status, else the default.
+
+    One object shared by everyone who asks (the poller, the alert engine, the cluster), put
+    in step with a reloaded configuration by :meth:`configure`.
+    """
 
     __slots__ = ("polling",)
 
     def __init__(self, polling: PollingConfig) -> None:
         self.polling = polling
 
+    def configure(self, polling: PollingConfig) -> None:
+        self.polling = polling
+
     def of(self, task: Task) -> float:
         return self.polling.interval_for(task.status, task.interval)
+
+    def resource_expired_hours(self) -> float:
+        """How long a task may answer "resource expired" before it counts as gone."""
+        return self.polling.resource_expired_hours
 
 
 class Poller:
@@ -71,12 +83,12 @@ class Poller:
         budget: Budget,
         client: TrtcClient,
         bus: EventBus,
-        metrics: MonitorMetrics,
         intervals: IntervalPolicy,
         max_in_flight: int,
         jitter: float,
         clock: Callable[[], float] = time.time,
         owns: Callable[[TaskKey], bool] = lambda key: True,
+        on_dispatch: Callable[[Dispatch[TaskKey]], None] | None = None,
     ) -> None:
         self._registry = registry
         # With several replicas, the tasks this one polls (SPEC section 13); all of them alone.
@@ -85,7 +97,6 @@ class Poller:
         self._budget = budget
         self._client = client
         self._bus = bus
-        self._metrics = metrics
         self.intervals = intervals
         self._clock = clock
         self.scheduler: PollScheduler[TaskKey] = PollScheduler(
@@ -93,7 +104,7 @@ class Poller:
             limiter_for=budget.limiter,
             max_in_flight=max_in_flight,
             jitter=jitter,
-            on_dispatch=self._observe_dispatch,
+            on_dispatch=on_dispatch,
         )
         bus.subscribe(TaskRegistered, self._on_registered)
         bus.subscribe(TransitionRecorded, self._on_transition)
@@ -127,7 +138,7 @@ class Poller:
 
     def configure(self, polling: PollingConfig, replaced: Iterable[BucketKey]) -> None:
         """A reloaded configuration: intervals, jitter and limiters of changed buckets."""
-        self.intervals = IntervalPolicy(polling)
+        self.intervals.configure(polling)
         self.scheduler.jitter = polling.jitter
         for bucket in replaced:
             self.scheduler.add_bucket(bucket, self._budget.limiter(bucket))
@@ -199,14 +210,13 @@ class Poller:
                 )
             await self._bus.publish(ApiAnswered(task.account, task.region, result, self._clock()))
         if result.outcome is Outcome.THROTTLED:
-            self._budget.limiter(self._budget.bucket_of(task)).on_throttled()
             log.warning(
                 "api_throttled",
                 account=task.account,
                 code=result.code,
                 request_id=result.request_id,
             )
-            return RETRY  # keep its place in the queue; the limiter has already slowed down
+            return RETRY  # keep its place in the queue; the budget has already slowed down
         try:
             applied = await self._tracker.observe_poll(key, result, sent_at, sent_tick)
         except StoreError as exc:
@@ -248,9 +258,3 @@ class Poller:
         self.scheduler.update_interval(task.key, self.intervals.of(task))
         if transition.source is Source.CALLBACK:
             self.scheduler.reschedule(task.key, due_in=0.0)  # confirm it by polling
-
-    def _observe_dispatch(self, dispatch: Dispatch[TaskKey]) -> None:
-        bucket = dispatch.bucket
-        account = bucket.account if isinstance(bucket, BucketKey) else str(bucket)
-        self._metrics.poll_delay.labels(account).observe(max(0.0, dispatch.delay))
-        self._metrics.ratelimit_wait.labels(account).observe(dispatch.limiter_wait)

@@ -21,6 +21,7 @@ from typing import Any, TypeVar
 import pytest
 
 from monitor.models import Status, Task
+from monitor.store import SqliteStore, StoreError
 
 T = TypeVar("T")
 
@@ -229,3 +230,42 @@ def make_task(task_id: str = "t-1", status: Status = Status.IN_PROGRESS, **field
     }
     defaults.update(fields)
     return Task(task_id=task_id, status=status, **defaults)
+
+
+class FlakyStore:
+    """The real SQLite store, except that armed methods raise ``StoreError`` while armed.
+
+    A test double of the store protocol: every call goes through to the real store unless its
+    method is armed, so what is stored is exactly what a real daemon would have stored.
+    """
+
+    def __init__(self, inner: SqliteStore) -> None:
+        self.inner = inner
+        self.armed: set[str] = set()
+        self.failures: dict[str, int] = {}
+
+    def __getattr__(self, name: str) -> Any:
+        method = getattr(self.inner, name)
+        if not callable(method) or name.startswith("_"):
+            return method
+
+        async def call(*args: Any, **kwargs: Any) -> Any:
+            if name in self.armed:
+                self.failures[name] = self.failures.get(name, 0) + 1
+                raise StoreError(f"store {self.inner.path}: disk I/O error (test)")
+            return await method(*args, **kwargs)
+
+        return call
+
+
+def use_flaky_stores(monkeypatch: pytest.MonkeyPatch) -> list[FlakyStore]:
+    """Daemons started from now on in this test get a FlakyStore around their SQLite store."""
+    made: list[FlakyStore] = []
+
+    def factory(config: Any, redis_url: Any = None) -> FlakyStore:
+        store = FlakyStore(SqliteStore(config.path))
+        made.append(store)
+        return store
+
+    monkeypatch.setattr("monitor.daemon.new_store", factory)
+    return made

@@ -42,7 +42,7 @@ from monitor.alerts.texts import (
 )
 from monitor.config import AlertsConfig
 from monitor.models import Outcome, Status, Task
-from monitor.tracker import apply_callback_exit, apply_poll, apply_removal
+from monitor.status_rules import apply_callback_exit, apply_poll, apply_removal
 from monitor.trtc.client import CallResult
 from tests.support import T0, make_task
 

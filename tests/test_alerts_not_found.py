@@ -18,8 +18,8 @@ from monitor.config import AlertsConfig
 from monitor.metrics import MonitorMetrics
 from monitor.models import Outcome, Source, Status, Task
 from monitor.simulator import Life, Simulator
+from monitor.status_rules import apply_callback_exit, apply_poll
 from monitor.store import SqliteStore
-from monitor.tracker import apply_callback_exit, apply_poll
 from monitor.trtc.client import CallResult
 from tests.conftest import DaemonFactory, RunningDaemon
 

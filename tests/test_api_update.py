@@ -14,9 +14,8 @@ from monitor.models import TaskKey
 from monitor.simulator import Life, Simulator
 from monitor.store import SqliteStore
 from tests.conftest import API_TOKEN, DaemonFactory, RunningDaemon
-from tests.support import wait_for_async
+from tests.support import FlakyStore, wait_for_async
 from tests.test_cli import acli
-from tests.test_core import FlakyStore
 
 APP = 1400000001
 

@@ -22,7 +22,7 @@ from monitor.models import Outcome, Source, Status, Task, TaskKey
 from monitor.registry import TaskRegistry
 from monitor.store import SqliteStore
 from monitor.taskspec import TaskSpec
-from monitor.tracking import Tracker
+from monitor.tracker import Tracker
 from monitor.trtc.client import CallResult
 from monitor.uploads import UploadEvent
 

@@ -1,4 +1,6 @@
-"""The import graph of ``monitor/``: no module imports itself back round a circle.
+"""The import graph of ``monitor/``: no module imports itself back round a circle, the layers
+keep to their places (no HTTP module imports the daemon, the daemon holds no polling, callback
+or alert logic, only the factories name a backend), and the daemon only composes.
 
 A circle hides which part is below which, and Python breaks it only at run time (a
 function-local import, a name not yet defined during a partial import). Imports under
@@ -165,3 +167,108 @@ class TestImportGraph:
         # Only the scheduler drives the queue.
         users = sorted(m for m, deps in graph.items() if "monitor.deadline_queue" in deps)
         assert users == ["monitor.scheduler"]
+
+
+def _imports(path: Path) -> set[str]:
+    names: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.Import):
+            names.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            names.add(node.module)
+            names.update(f"{node.module}.{alias.name}" for alias in node.names)
+    return names
+
+
+def _called(path: Path) -> set[str]:
+    """Names of the functions and methods a module calls."""
+    names: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.Call):
+            if isinstance(node.func, ast.Attribute):
+                names.add(node.func.attr)
+            elif isinstance(node.func, ast.Name):
+                names.add(node.func.id)
+    return names
+
+
+class TestLayers:
+    def test_no_http_module_imports_the_daemon(self) -> None:
+        offenders = {
+            str(path.relative_to(MONITOR)): sorted(
+                n
+                for n in _imports(path)
+                if n == "monitor.daemon" or n.startswith("monitor.daemon.")
+            )
+            for path in (MONITOR / "http").rglob("*.py")
+        }
+        assert {k: v for k, v in offenders.items() if v} == {}
+        assert len(offenders) >= 5  # the walk did find the package
+
+    def test_the_daemon_holds_no_polling_callback_or_alert_logic(self) -> None:
+        path = MONITOR / "daemon.py"
+        forbidden = (
+            "monitor.status_rules",  # status and health rules
+            "monitor.callbacks",  # signature, parsing, dedupe, effects
+            "monitor.alerts.rules",  # alert conditions
+            "monitor.scheduler",  # the deadline queue
+            "monitor.trtc.signing",
+        )
+        used = _imports(path)
+        assert sorted(n for n in used if n.startswith(forbidden)) == []
+        # What polling, callbacks and alerting do, called from the daemon, would be their logic
+        # living there.
+        logic = {
+            "describe_cloud_recording",
+            "observe_poll",
+            "observe_exit",
+            "note_facts",
+            "apply_poll",
+            "apply_callback",
+            "evaluate_task",
+            "on_throttled",
+            "reschedule",
+            "retry",
+            "record_transition",
+        }
+        assert sorted(_called(path) & logic) == []
+
+    def test_only_the_factories_name_a_backend(self) -> None:
+        named: dict[str, list[str]] = {}
+        for path in MONITOR.rglob("*.py"):
+            rel = str(path.relative_to(MONITOR))
+            text = path.read_text()
+            for backend in ("SqliteStore", "LocalRateLimiter"):
+                if backend in text:
+                    named.setdefault(backend, []).append(rel)
+        assert sorted(named["SqliteStore"]) == [
+            "store/__init__.py",
+            "store/factory.py",
+            "store/sqlite.py",
+        ]
+        assert sorted(named["LocalRateLimiter"]) == [
+            "ratelimit/__init__.py",
+            "ratelimit/factory.py",
+            "ratelimit/local.py",
+        ]
+
+
+class TestTheDaemonOnlyComposes:
+    def test_the_daemon_is_at_most_300_lines(self) -> None:
+        lines = (MONITOR / "daemon.py").read_text().splitlines()
+        assert len(lines) <= 300
+
+    def test_the_daemon_holds_no_lambda(self) -> None:
+        # A lambda in the composition root is a late-binding reach back into another part
+        # (``interval_of=lambda task: self.poller.intervals.of(task)``): parts are passed as
+        # objects, built in an order that needs no back-reference.
+        path = MONITOR / "daemon.py"
+        tree = ast.parse(path.read_text(), str(path))
+        lambdas = [node.lineno for node in ast.walk(tree) if isinstance(node, ast.Lambda)]
+        assert lambdas == []
+
+    def test_the_poll_step_neither_backs_off_nor_counts_itself(self) -> None:
+        # The poll step announces its outcome; the budget backs off and the metrics count.
+        called = _called(MONITOR / "poller.py")
+        assert sorted(called & {"on_throttled", "observe", "inc", "labels"}) == []
+        assert "monitor.metrics" not in import_graph(MONITOR)["monitor.poller"]

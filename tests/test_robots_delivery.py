@@ -28,8 +28,8 @@ from monitor.metrics import MonitorMetrics
 from monitor.models import Source, Status, Task, TaskKey, Transition
 from monitor.secrets import Secret
 from monitor.simulator import Life, Simulator
+from monitor.status_rules import apply_removal
 from monitor.store import SqliteStore
-from monitor.tracker import apply_removal
 from tests.conftest import DaemonFactory, daemon_config_text
 from tests.robot_standins import DINGTALK_TOKEN, WECOM_KEY, StandIn, serving
 from tests.support import wait_for_async

@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 
 from monitor.models import Outcome, Source, Status, Task
-from monitor.tracker import (
+from monitor.status_rules import (
     HealthChange,
     apply_callback_exit,
     apply_poll,

@@ -12,7 +12,7 @@ from monitor.models import Outcome, Source, Status, TaskKey
 from monitor.registry import TaskRegistry
 from monitor.store import SqliteStore, StoreError
 from monitor.taskspec import TaskSpec
-from monitor.tracking import Tracker
+from monitor.tracker import Tracker
 from monitor.trtc.client import CallResult
 from monitor.uploads import Change, UploadEvent, UploadPhase
 

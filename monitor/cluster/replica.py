@@ -1,12 +1,6 @@
-"""This replica's share of the work: everything, alone on SQLite, or its part of a cluster on
-Redis (SPEC section 13). The daemon composes one of the two and asks it what to poll, what to
-alert on and which series to export; nothing else in the daemon knows about replicas.
+"""One replica among several on one Redis (docs/high-availability.md): its share of the work.
 
-:class:`Solo` owns every task and leads; a probe asks its store every second whether it takes
-writes (an SQLite file removed, replaced, on a full or read-only disk): while it does not, the
-replica is not ready, ``trtc_monitor_store_up`` is 0, and every mutating API call and callback is
-answered 503 (the writes themselves are refused by the store). :class:`Replica` follows a
-:class:`~monitor.cluster.coordinator.ClusterCoordinator`:
+:class:`Replica` follows a :class:`~monitor.cluster.coordinator.ClusterCoordinator`:
 
 * **Polling.** The poller schedules the tasks this replica owns. Tasks gained in a membership
   change are reloaded from the store first (another replica changed them) and scheduled from
@@ -37,13 +31,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections import Counter
-from collections.abc import Callable, Collection, Coroutine, Iterator, Sequence
-from typing import Any, Final, Protocol
+from collections.abc import Callable, Collection, Coroutine, Sequence
+from typing import Any, Final
 
 from monitor.alerts.engine import AlertEngine
 from monitor.cluster.coordinator import ClusterCoordinator, last_observed
 from monitor.cluster.feed import Change, ChangeKind
+from monitor.cluster.share import owned_by_account
+from monitor.cluster.writers import ReloadingWriter, WriterOf
 from monitor.config import ClusterConfig
 from monitor.events import (
     EventBus,
@@ -56,22 +51,16 @@ from monitor.events import (
 from monitor.http.ports import AlertReader
 from monitor.log import get_logger
 from monitor.metrics import MonitorMetrics
-from monitor.models import Source, Status, Task, TaskKey, Transition
-from monitor.poller import Poller
+from monitor.models import Source, Status, TaskKey
+from monitor.poller import IntervalPolicy, Poller
 from monitor.registry import TaskRegistry
-from monitor.store.base import AlertRecord, Store, StoreError, StoreHealth
+from monitor.store.base import AlertRecord, Store, StoreError
 from monitor.store.redis import RedisStore
-from monitor.taskspec import TaskSpec
-from monitor.tracking import Tracker
-from monitor.uploads import UploadChange, UploadEvent
+from monitor.tracker import Tracker
 
 __all__ = [
     "RESYNC_SECONDS",
-    "SOLO_PROBE_SECONDS",
     "Replica",
-    "Share",
-    "Solo",
-    "WriterOf",
     "redis_store_of",
 ]
 
@@ -81,323 +70,6 @@ log = get_logger(__name__)
 RESYNC_SECONDS: Final = 30.0
 # How often a replica reads every replica's firing alerts for its API and status page.
 FLEET_ALERTS_SECONDS: Final = 5.0
-# How often Solo refreshes its gauges.
-_SOLO_GAUGES_SECONDS: Final = 5.0
-# How often Solo asks its store whether it takes writes.
-SOLO_PROBE_SECONDS: Final = 1.0
-
-
-class WriterOf(Protocol):
-    """What the HTTP layer writes through: the task API and callbacks (the tracker's calls)."""
-
-    def get(self, key: TaskKey) -> Task | None: ...
-
-    async def register(self, spec: TaskSpec, source: Source) -> tuple[Task, bool]: ...
-
-    async def register_many(
-        self, specs: list[TaskSpec], source: Source
-    ) -> list[tuple[Task, bool]]: ...
-
-    async def remove(self, key: TaskKey) -> Task | None: ...
-
-    async def update_task(
-        self,
-        key: TaskKey,
-        *,
-        labels: dict[str, str] | None = None,
-        interval: float | None = None,
-        fields: frozenset[str] = frozenset(),
-    ) -> Task | None: ...
-
-    async def transitions(self, key: TaskKey, limit: int | None = None) -> list[Transition]: ...
-
-    async def observe_exit(
-        self, key: TaskKey, leave_code: int | None, detail: dict[str, Any], at: float
-    ) -> Transition | None: ...
-
-    async def note_facts(self, key: TaskKey, facts: dict[str, Any]) -> bool: ...
-
-    async def observe_upload(self, key: TaskKey, event: UploadEvent) -> UploadChange | None: ...
-
-
-class Share(Protocol):
-    """What the daemon asks about this replica's share of the work."""
-
-    replica_id: str
-
-    def owns(self, key: TaskKey) -> bool: ...
-
-    def alerts_on(self, key: TaskKey) -> bool: ...
-
-    def alerts_monitor(self) -> bool: ...
-
-    @property
-    def leads(self) -> bool: ...
-
-    @property
-    def alone(self) -> bool: ...
-
-    @property
-    def store_up(self) -> bool: ...
-
-    def writer(self) -> WriterOf: ...
-
-    def alert_reader(self) -> AlertReader: ...
-
-    async def start(self) -> None: ...
-
-    async def stop(self) -> None: ...
-
-
-def _owned_by_account(tasks: Collection[Task], owns: Callable[[TaskKey], bool]) -> Counter[str]:
-    return Counter(t.account for t in tasks if not t.final and owns(t.key))
-
-
-class Solo:
-    """One replica on SQLite: owns every task, leads; its store is up while it takes writes."""
-
-    def __init__(
-        self,
-        replica_id: str,
-        *,
-        store: Store,
-        tracker: Tracker,
-        registry: TaskRegistry,
-        metrics: MonitorMetrics,
-        accounts: Callable[[], Collection[str]],
-        alerts: Callable[[], AlertEngine],
-        probe_every: float = SOLO_PROBE_SECONDS,
-    ) -> None:
-        self.replica_id = replica_id
-        self._store = store
-        self._alerts = alerts
-        self._tracker = tracker
-        self._registry = registry
-        self._metrics = metrics
-        self._accounts = accounts
-        self._probe_every = probe_every
-        self._open = False
-        self._health = StoreHealth(True)
-        self._kick = asyncio.Event()
-        self._writer = _GatedWriter(tracker, self)
-        self._tasks: list[asyncio.Task[None]] = []
-
-    def owns(self, key: TaskKey) -> bool:
-        return True
-
-    def alerts_on(self, key: TaskKey) -> bool:
-        return True
-
-    def alerts_monitor(self) -> bool:
-        return True
-
-    @property
-    def leads(self) -> bool:
-        return True
-
-    @property
-    def alone(self) -> bool:
-        return True
-
-    @property
-    def store_up(self) -> bool:
-        return self._open and self._health.up
-
-    @property
-    def store_health(self) -> StoreHealth:
-        """What the last probe found: why the store takes no writes, if it does not."""
-        return self._health
-
-    def writer(self) -> WriterOf:
-        return self._writer
-
-    def alert_reader(self) -> AlertReader:
-        return self._alerts()
-
-    async def start(self) -> None:
-        self._open = True
-        self._metrics.replica_info.labels(self.replica_id, "sqlite").set(1)
-        self._gauges()
-        loop = asyncio.get_running_loop()
-        self._tasks = [loop.create_task(self._run()), loop.create_task(self._probe())]
-
-    def _gauges(self) -> None:
-        self._metrics.store_up.set(1 if self.store_up else 0)
-        owned = _owned_by_account(self._registry.tasks(), self.owns)
-        self._metrics.set_cluster(1, owned, self._accounts())
-
-    async def _run(self) -> None:
-        while True:
-            await asyncio.sleep(_SOLO_GAUGES_SECONDS)
-            self._gauges()
-
-    def kick(self) -> None:
-        """A write failed: probe now rather than at the next period."""
-        self._kick.set()
-
-    async def _probe(self) -> None:
-        while True:
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(self._probe_every):
-                    await self._kick.wait()
-            self._kick.clear()
-            try:
-                health = await self._store.probe()
-            except Exception as exc:  # a probe that cannot tell counts as down
-                health = StoreHealth(False, f"the store's probe failed ({type(exc).__name__})")
-            if health != self._health:
-                if health.up:
-                    log.warning("store_up", store=str(self._store))
-                else:
-                    log.error(
-                        "store_down",
-                        store=str(self._store),
-                        reason=health.reason,
-                        restart_required=health.restart,
-                    )
-                self._health = health
-                self._metrics.store_up.set(1 if self.store_up else 0)
-
-    async def stop(self) -> None:
-        self._open = False
-        tasks, self._tasks = self._tasks, []
-        for task in tasks:
-            task.cancel()
-        for task in tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-        self._metrics.store_up.set(0)
-
-
-class _GatedWriter:
-    """The tracker, for the HTTP layer of a Solo: while the store takes no writes, every
-    mutating call is refused with StoreError (503) before anything is computed, even one that
-    would write nothing; a call whose write fails has the store probed at once."""
-
-    __slots__ = ("_solo", "_tracker")
-
-    def __init__(self, tracker: Tracker, solo: Solo) -> None:
-        self._tracker = tracker
-        self._solo = solo
-
-    def _check(self) -> None:
-        if not self._solo.store_up:
-            reason = self._solo.store_health.reason or "the store is not open"
-            raise StoreError(reason)
-
-    @contextlib.contextmanager
-    def _watching(self) -> Iterator[None]:
-        self._check()
-        try:
-            yield
-        except StoreError:
-            self._solo.kick()
-            raise
-
-    def get(self, key: TaskKey) -> Task | None:
-        return self._tracker.get(key)
-
-    async def register(self, spec: TaskSpec, source: Source) -> tuple[Task, bool]:
-        with self._watching():
-            return await self._tracker.register(spec, source)
-
-    async def register_many(self, specs: list[TaskSpec], source: Source) -> list[tuple[Task, bool]]:
-        with self._watching():
-            return await self._tracker.register_many(specs, source)
-
-    async def remove(self, key: TaskKey) -> Task | None:
-        with self._watching():
-            return await self._tracker.remove(key)
-
-    async def update_task(
-        self,
-        key: TaskKey,
-        *,
-        labels: dict[str, str] | None = None,
-        interval: float | None = None,
-        fields: frozenset[str] = frozenset(),
-    ) -> Task | None:
-        with self._watching():
-            return await self._tracker.update_task(
-                key, labels=labels, interval=interval, fields=fields
-            )
-
-    async def transitions(self, key: TaskKey, limit: int | None = None) -> list[Transition]:
-        return await self._tracker.transitions(key, limit)
-
-    async def observe_exit(
-        self, key: TaskKey, leave_code: int | None, detail: dict[str, Any], at: float
-    ) -> Transition | None:
-        with self._watching():
-            return await self._tracker.observe_exit(key, leave_code, detail, at)
-
-    async def note_facts(self, key: TaskKey, facts: dict[str, Any]) -> bool:
-        with self._watching():
-            return await self._tracker.note_facts(key, facts)
-
-    async def observe_upload(self, key: TaskKey, event: UploadEvent) -> UploadChange | None:
-        with self._watching():
-            return await self._tracker.observe_upload(key, event)
-
-
-class _ReloadingWriter:
-    """The tracker, for the HTTP layer of one replica among several: a task this replica does
-    not own (or does not know) is reloaded from the store before a change is computed, since
-    its owner may have changed it since this replica last heard."""
-
-    __slots__ = ("_owns", "_tracker")
-
-    def __init__(self, tracker: Tracker, owns: Callable[[TaskKey], bool]) -> None:
-        self._tracker = tracker
-        self._owns = owns
-
-    async def _fresh(self, key: TaskKey) -> None:
-        if not self._owns(key) or self._tracker.get(key) is None:
-            await self._tracker.reload(key)
-
-    def get(self, key: TaskKey) -> Task | None:
-        return self._tracker.get(key)
-
-    async def register(self, spec: TaskSpec, source: Source) -> tuple[Task, bool]:
-        await self._fresh(spec.key)
-        return await self._tracker.register(spec, source)
-
-    async def register_many(self, specs: list[TaskSpec], source: Source) -> list[tuple[Task, bool]]:
-        for key in {spec.key for spec in specs}:
-            await self._fresh(key)
-        return await self._tracker.register_many(specs, source)
-
-    async def remove(self, key: TaskKey) -> Task | None:
-        await self._fresh(key)
-        return await self._tracker.remove(key)
-
-    async def update_task(
-        self,
-        key: TaskKey,
-        *,
-        labels: dict[str, str] | None = None,
-        interval: float | None = None,
-        fields: frozenset[str] = frozenset(),
-    ) -> Task | None:
-        await self._fresh(key)
-        return await self._tracker.update_task(key, labels=labels, interval=interval, fields=fields)
-
-    async def transitions(self, key: TaskKey, limit: int | None = None) -> list[Transition]:
-        return await self._tracker.transitions(key, limit)
-
-    async def observe_exit(
-        self, key: TaskKey, leave_code: int | None, detail: dict[str, Any], at: float
-    ) -> Transition | None:
-        await self._fresh(key)
-        return await self._tracker.observe_exit(key, leave_code, detail, at)
-
-    async def note_facts(self, key: TaskKey, facts: dict[str, Any]) -> bool:
-        await self._fresh(key)
-        return await self._tracker.note_facts(key, facts)
-
-    async def observe_upload(self, key: TaskKey, event: UploadEvent) -> UploadChange | None:
-        await self._fresh(key)
-        return await self._tracker.observe_upload(key, event)
 
 
 class Replica:
@@ -410,8 +82,7 @@ class Replica:
         *,
         tracker: Tracker,
         registry: TaskRegistry,
-        poller: Poller,
-        alerts: Callable[[], AlertEngine],
+        intervals: IntervalPolicy,
         bus: EventBus,
         metrics: MonitorMetrics,
         accounts: Callable[[], Collection[str]],
@@ -421,20 +92,21 @@ class Replica:
         self._store = store
         self._tracker = tracker
         self._registry = registry
-        self._poller = poller
-        self._alerts = alerts
+        self._poller: Poller | None = None
+        self._engine: AlertEngine | None = None
         self._bus = bus
         self._metrics = metrics
         self._accounts = accounts
         self._clock = clock
         self._resync_every = resync_every
+        self._intervals = intervals
         self._probe_every = config.heartbeat
         self.coordinator = ClusterCoordinator(
             store.connection.client,
             store.connection.keys,
             config,
             tasks=registry.tasks,
-            interval_of=lambda task: poller.intervals.of(task),
+            interval_of=intervals.of,
             on_gained=self._gained,
             on_lost=self._lost,
             on_change=self._received,
@@ -450,7 +122,7 @@ class Replica:
         self._alert_leading = False
         self._work: asyncio.Queue[Callable[[], Coroutine[Any, Any, None]]] = asyncio.Queue()
         self._tasks: list[asyncio.Task[None]] = []
-        self._writer = _ReloadingWriter(tracker, self.owns)
+        self._writer = ReloadingWriter(tracker, self.owns)
         self._fleet_alerts: list[AlertRecord] = []
 
     # --- what the daemon asks --------------------------------------------------------------
@@ -490,7 +162,7 @@ class Replica:
         """Every replica's firing alerts (``GET /api/v1/alerts`` answers for the whole fleet),
         from the shared alert state, refreshed every ``FLEET_ALERTS_SECONDS``; the alerts of
         what this replica owns come from its own engine, so its changes show at once."""
-        mine = {r.fingerprint: r for r in self._alerts().firing()}
+        mine = {r.fingerprint: r for r in self._alerts.firing()}
         others = [
             r
             for r in self._fleet_alerts
@@ -502,8 +174,20 @@ class Replica:
 
     # --- life cycle ------------------------------------------------------------------------
 
-    async def start(self) -> None:
-        """Announce this replica's changes, join, and start the probe and the resync."""
+    @property
+    def _poll(self) -> Poller:
+        assert self._poller is not None, "not started"
+        return self._poller
+
+    @property
+    def _alerts(self) -> AlertEngine:
+        assert self._engine is not None, "not started"
+        return self._engine
+
+    async def start(self, poller: Poller, alerts: AlertEngine) -> None:
+        """Announce this replica's changes, join, and start the probe and the resync; from now
+        on ``poller`` follows what this replica owns and ``alerts`` hands over with it."""
+        self._poller, self._engine = poller, alerts
         self._metrics.replica_info.labels(self.replica_id, "redis").set(1)
         self._metrics.store_up.set(1)
         self._bus.subscribe(TaskRegistered, self._on_registered)
@@ -536,7 +220,7 @@ class Replica:
         self._enqueue(lambda: self._take(keys))
 
     def _lost(self, keys: list[TaskKey]) -> None:
-        self._poller.unfollow(keys)
+        self._poll.unfollow(keys)
 
     def _unsettle(self) -> None:
         self._settled = False
@@ -558,8 +242,8 @@ class Replica:
             if task is None or task.final or not self.owns(key):
                 continue
             seen = last_observed(task)
-            interval = self._poller.intervals.of(task)
-            self._poller.follow(task, 0.0 if seen is None else seen + interval - now)
+            interval = self._intervals.of(task)
+            self._poll.follow(task, 0.0 if seen is None else seen + interval - now)
         log.info("cluster_tasks_taken", replica=self.replica_id, tasks=len(keys))
 
     async def _settle(self, generation: int) -> None:
@@ -568,7 +252,7 @@ class Replica:
             return  # a later change is queued; it settles
         owned = {task.key for task in self._registry.tasks() if self.owns(task.key)}
         leading = self.coordinator.leads
-        engine = self._alerts()
+        engine = self._alerts
         try:
             await engine.release(
                 self._alert_owned - owned, monitor=self._alert_leading and not leading
@@ -633,20 +317,20 @@ class Replica:
             log.warning("cluster_change_reload_failed", kind=kind, error=str(exc))
             return
         if new is None:
-            self._poller.unfollow([key])
+            self._poll.unfollow([key])
             return
         if not self.owns(key):
             return
         if new.final:
-            self._poller.unfollow([key])
+            self._poll.unfollow([key])
         elif old is None or old.status is Status.REMOVED:
-            self._poller.follow(new, 0.0)  # a new task is polled at once
+            self._poll.follow(new, 0.0)  # a new task is polled at once
         elif kind == "callback" and old.status is not new.status:
-            self._poller.follow(new, 0.0)  # confirm the callback's news by polling
-        elif key not in self._poller.scheduler:
-            self._poller.follow(new, 0.0)
+            self._poll.follow(new, 0.0)  # confirm the callback's news by polling
+        elif key not in self._poll.scheduler:
+            self._poll.follow(new, 0.0)
         else:
-            self._poller.scheduler.update_interval(key, self._poller.intervals.of(new))
+            self._poll.scheduler.update_interval(key, self._intervals.of(new))
         transition = None
         if old is not None and old.status is not new.status:
             try:
@@ -655,7 +339,7 @@ class Replica:
                 latest = []
             if latest and latest[0].to_status is new.status:
                 transition = latest[0]
-        await self._alerts().evaluate_task(new, transition)
+        await self._alerts.evaluate_task(new, transition)
 
     async def _feed_back(self) -> None:
         self._enqueue(self._resync)
@@ -676,7 +360,7 @@ class Replica:
         missing = [
             task.key
             for task in self._registry.tasks()
-            if not task.final and self.owns(task.key) and task.key not in self._poller.scheduler
+            if not task.final and self.owns(task.key) and task.key not in self._poll.scheduler
         ]
         if missing:
             await self._take(missing)
@@ -728,7 +412,7 @@ class Replica:
 
     def _gauges(self) -> None:
         self._metrics.store_up.set(1 if self._store_up else 0)
-        owned = _owned_by_account(self._registry.tasks(), self.owns)
+        owned = owned_by_account(self._registry.tasks(), self.owns)
         self._metrics.set_cluster(len(self.coordinator.members), owned, self._accounts())
 
 

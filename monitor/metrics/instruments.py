@@ -8,6 +8,7 @@ Their exposition, with the state series, is :mod:`monitor.metrics.writer`'s.
 
 import platform
 from collections.abc import Callable, Iterable, Mapping
+from typing import TYPE_CHECKING, Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.registry import Collector
@@ -17,7 +18,11 @@ from monitor.events import ApiAnswered, EventBus, TransitionRecorded, UploadChan
 from monitor.metrics import writer
 from monitor.metrics.state import StateView
 from monitor.metrics.writer import Syntax
+from monitor.ratelimit.factory import BucketKey
 from monitor.uploads import Change
+
+if TYPE_CHECKING:
+    from monitor.scheduler import Dispatch
 
 # Buckets around the 6 s request timeout and the rate limiter's 50 ms spacing.
 DURATION_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
@@ -180,6 +185,13 @@ class MonitorMetrics:
             event.account, event.region, result.outcome.value, result.code
         ).inc()
         self.api_duration.labels(event.account).observe(result.duration)
+
+    def observe_dispatch(self, dispatch: "Dispatch[Any]") -> None:
+        """A poll the scheduler sent on its way: how late it was, how long its limiter held it."""
+        bucket = dispatch.bucket
+        account = bucket.account if isinstance(bucket, BucketKey) else str(bucket)
+        self.poll_delay.labels(account).observe(max(0.0, dispatch.delay))
+        self.ratelimit_wait.labels(account).observe(dispatch.limiter_wait)
 
     def render(self, view: StateView, accept: str | None) -> tuple[bytes, str]:
         """Encode everything for one scrape; safe to run in a worker thread (see

@@ -10,8 +10,8 @@ from typing import Any
 from monitor.alerts import AlertEngine
 from monitor.metrics import MonitorMetrics
 from monitor.models import Source, Status, Transition
+from monitor.status_rules import apply_removal
 from monitor.store import SqliteStore
-from monitor.tracker import apply_removal
 from tests.alerts.engine_support import (
     am_config,
     eventually_async,

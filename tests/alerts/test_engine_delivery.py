@@ -8,7 +8,7 @@ from monitor.alerts.payloads import rfc3339
 from monitor.config import AlertsConfig
 from monitor.models import Status
 from monitor.secrets import Secret
-from monitor.tracker import apply_removal
+from monitor.status_rules import apply_removal
 from tests.alerts.engine_support import (
     RESEND,
     Harness,

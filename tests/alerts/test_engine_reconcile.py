@@ -7,7 +7,7 @@ from structlog.testing import capture_logs
 from monitor.alerts.payloads import rfc3339
 from monitor.config import AlertsConfig
 from monitor.models import Outcome, Status
-from monitor.tracker import apply_poll
+from monitor.status_rules import apply_poll
 from monitor.trtc.client import CallResult
 from tests.alerts.engine_support import (
     Harness,

@@ -10,7 +10,7 @@ from monitor.alerts.engine import SWEEP_CHUNK
 from monitor.config import AlertsConfig
 from monitor.metrics import MonitorMetrics
 from monitor.models import Outcome, Source, Status, Task, Transition
-from monitor.tracker import apply_removal
+from monitor.status_rules import apply_removal
 from tests.alerts.engine_support import (
     CountingStore,
     Harness,
