@@ -10,7 +10,7 @@ from urllib.parse import urlsplit
 from pydantic import AfterValidator, field_validator, model_validator
 
 from monitor.config.errors import LocatedErrors
-from monitor.config.sources import one_source, secret_source
+from monitor.config.sources import secret_source_or_env, source_keys, source_problems
 from monitor.config.types import (
     Duration,
     EnvName,
@@ -30,12 +30,15 @@ DEFAULT_SECRET_KEY_ENV = "TENCENTCLOUD_SECRET_KEY"  # noqa: S105
 DEFAULT_TOKEN_ENV = "TENCENTCLOUD_SESSION_TOKEN"  # noqa: S105
 DEFAULT_ENDPOINT = "trtc.tencentcloudapi.com"
 
+# "auto", then the chain in the order it is tried.
 CREDENTIAL_MODES = ("auto", "static", "env", "oidc", "profile", "cvm_role")
-_STATIC_KEYS = tuple(
-    f"{base}{suffix}"
-    for base in ("secret_id", "secret_key", "token")
-    for suffix in ("_env", "_file", "")
-)
+# The account's own keys (the static source), and the variable each is read from by default.
+_STATIC_DEFAULTS = {
+    "secret_id": DEFAULT_SECRET_ID_ENV,
+    "secret_key": DEFAULT_SECRET_KEY_ENV,
+    "token": DEFAULT_TOKEN_ENV,
+}
+_STATIC_KEYS = tuple(key for base in _STATIC_DEFAULTS for key in source_keys(base))
 ROLE_ARN_RE = re.compile(r"qcs::cam::uin/[0-9]+:role(?:Name)?/[A-Za-z0-9_+=,.@/-]{1,128}")
 ROLE_SESSION_NAME_RE = re.compile(r"[A-Za-z0-9_+=,.@-]{2,64}")
 # STS DurationSeconds: 15 minutes to 12 hours.
@@ -108,12 +111,7 @@ class AccountConfig(Model):
 
     @model_validator(mode="after")
     def _single_sources(self) -> Self:
-        problems: list[tuple[tuple[str | int, ...], str]] = []
-        for base in ("secret_id", "secret_key", "token"):
-            try:
-                one_source(self, base)
-            except LocatedErrors as exc:
-                problems.extend(exc.problems)
+        problems = [p for base in _STATIC_DEFAULTS for p in source_problems(self, base)]
         if self.credentials not in ("auto", "static"):
             for key in _STATIC_KEYS:
                 if getattr(self, key) is not None:
@@ -163,20 +161,16 @@ class AccountConfig(Model):
         return text
 
     def secret_id_source(self, name: str) -> SecretSource:
-        key = f"accounts.{name}.secret_id"
-        source = secret_source(self, "secret_id", key, DEFAULT_SECRET_ID_ENV)
-        assert source is not None
-        return source
+        return self._static_source(name, "secret_id")
 
     def secret_key_source(self, name: str) -> SecretSource:
-        key = f"accounts.{name}.secret_key"
-        source = secret_source(self, "secret_key", key, DEFAULT_SECRET_KEY_ENV)
-        assert source is not None
-        return source
+        return self._static_source(name, "secret_key")
 
     def token_source(self, name: str) -> SecretSource:
         """Where the session token is read from. The token is optional: permanent credentials
         have none, so an unset variable or a missing file means "no token"."""
-        source = secret_source(self, "token", f"accounts.{name}.token", DEFAULT_TOKEN_ENV)
-        assert source is not None
-        return source
+        return self._static_source(name, "token")
+
+    def _static_source(self, name: str, base: str) -> SecretSource:
+        key = f"accounts.{name}.{base}"
+        return secret_source_or_env(self, base, key, _STATIC_DEFAULTS[base])

@@ -17,7 +17,7 @@ from pydantic import (
 )
 
 from monitor.config.errors import LocatedErrors
-from monitor.config.sources import one_source, secret_source
+from monitor.config.sources import one_source, secret_source, source_keys
 from monitor.config.types import (
     Duration,
     EnvName,
@@ -32,42 +32,39 @@ from monitor.config.types import (
 from monitor.secrets import Secret, SecretSource
 
 
-class ExitAlertConfig(Model):
+class RuleConfig(Model):
+    """What every alert rule has: on or off, and the severity its alerts carry."""
+
     enabled: bool = True
+    severity: Severity = "warning"
+
+
+class ExitAlertConfig(RuleConfig):
     severity: Severity = "critical"
     expected_leave_codes: tuple[Annotated[int, Field(strict=True)], ...] = (0, 1, 2)
 
 
-class ErrorAlertConfig(Model):
-    enabled: bool = True
-    severity: Severity = "warning"
+class ErrorAlertConfig(RuleConfig):
     consecutive: PositiveInt = 3
 
 
-class StaleAlertConfig(Model):
-    enabled: bool = True
-    severity: Severity = "warning"
+class StaleAlertConfig(RuleConfig):
     after: StaleAfter = StaleAfter(multiple=3.0)
 
 
-class IdleAlertConfig(Model):
-    enabled: bool = True
-    severity: Severity = "warning"
+class IdleAlertConfig(RuleConfig):
     after: Duration = 300.0
 
 
-class UploadAlertConfig(Model):
+class UploadAlertConfig(RuleConfig):
     """RecordingUploadFailed and RecordingUploadOverdue: a recording's upload failed, or has not
     finished ``deadline`` after the recording stopped."""
 
-    enabled: bool = True
     severity: Severity = "critical"
     deadline: Duration = 1800.0  # from the stop to "upload finished"
 
 
-class CredentialsAlertConfig(Model):
-    enabled: bool = True
-    severity: Severity = "warning"
+class CredentialsAlertConfig(RuleConfig):
     before: Duration = 900.0
 
 
@@ -185,10 +182,10 @@ class RobotReceiver(Model):
     def _sources(self) -> Self:
         one_source(self, "url")
         one_source(self, "secret")
-        if all(getattr(self, n) is None for n in ("url_env", "url_file", "url")):
+        if all(getattr(self, n) is None for n in source_keys("url")):
             raise LocatedErrors([(("url_env",), "set one of url_env, url_file, url")])
         if self.type not in SIGNED_ROBOT_TYPES:
-            given = [n for n in ("secret_env", "secret_file", "secret") if getattr(self, n)]
+            given = [n for n in source_keys("secret") if getattr(self, n)]
             if given:
                 raise LocatedErrors(
                     [((given[0],), f"{self.type} robots are not signed: remove {given[0]}")]

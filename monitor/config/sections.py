@@ -12,7 +12,7 @@ from typing import Annotated, Literal, Self
 from pydantic import AfterValidator, BeforeValidator, Field, field_validator, model_validator
 
 from monitor.config.errors import LocatedErrors
-from monitor.config.sources import one_source, secret_source
+from monitor.config.sources import SecretKeys, secret_source, secret_source_or_env
 from monitor.config.types import (
     Duration,
     EnvName,
@@ -35,7 +35,9 @@ from monitor.trtc.errors import DEFAULT_ENDED_CODES
 _RESERVED_PATH_PREFIXES = ("/metrics", "/-/", "/api/")
 
 
-class ServerConfig(Model):
+class ServerConfig(SecretKeys):
+    SECRET_BASES = ("api_token",)
+
     listen: Annotated[str, AfterValidator(check_listen)] = "0.0.0.0:9877"
     api_token_file: Path | None = None
     api_token_env: EnvName | None = None
@@ -46,11 +48,6 @@ class ServerConfig(Model):
     # Prometheus exporters' web configuration file (TLS, basic auth, headers); the run flag
     # --web.config.file wins over it.
     web_config_file: Path | None = None
-
-    @model_validator(mode="after")
-    def _single_token_source(self) -> Self:
-        one_source(self, "api_token")
-        return self
 
     @property
     def host(self) -> str:
@@ -82,23 +79,18 @@ def _check_key_prefix(value: str) -> str:
     return value
 
 
-class RedisStorageConfig(Model):
+class RedisStorageConfig(SecretKeys):
     """Where the Redis shared by the replicas is. The URL may hold a password: a secret."""
+
+    SECRET_BASES = ("url",)
 
     url_env: EnvName | None = None
     url_file: Path | None = None
     url: Secret | None = None
     key_prefix: Annotated[str, AfterValidator(_check_key_prefix)] = "trtc-monitor:"
 
-    @model_validator(mode="after")
-    def _single_url_source(self) -> Self:
-        one_source(self, "url")
-        return self
-
     def url_source(self) -> SecretSource:
-        source = secret_source(self, "url", "storage.redis.url", DEFAULT_REDIS_URL_ENV)
-        assert source is not None  # a default variable is always named
-        return source
+        return secret_source_or_env(self, "url", "storage.redis.url", DEFAULT_REDIS_URL_ENV)
 
 
 class StorageConfig(Model):
@@ -186,23 +178,22 @@ def _check_callback_app(value: object) -> int:
 CallbackApp = Annotated[int, BeforeValidator(_check_callback_app)]
 
 
-class CallbackAppConfig(Model):
+class CallbackAppConfig(SecretKeys):
     """The callback key of one TRTC application (each has its own in the console)."""
+
+    SECRET_BASES = ("key",)
 
     key_env: EnvName | None = None
     key_file: Path | None = None
     key: Secret | None = None
 
-    @model_validator(mode="after")
-    def _single_key_source(self) -> Self:
-        one_source(self, "key")
-        return self
-
     def key_source(self, sdk_app_id: int) -> SecretSource | None:
         return secret_source(self, "key", f"callbacks.apps.{sdk_app_id}.key")
 
 
-class CallbacksConfig(Model):
+class CallbacksConfig(SecretKeys):
+    SECRET_BASES = ("key",)
+
     path: str = "/callbacks/trtc"
     key_env: EnvName | None = None
     key_file: Path | None = None
@@ -232,8 +223,7 @@ class CallbacksConfig(Model):
         return value
 
     @model_validator(mode="after")
-    def _single_key_source(self) -> Self:
-        one_source(self, "key")
+    def _keyless_apps(self) -> Self:
         if self.key_source() is None:
             keyless = [app for app, conf in self.apps.items() if conf.key_source(app) is None]
             if keyless:
