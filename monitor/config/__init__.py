@@ -24,15 +24,7 @@ from monitor.config.errors import ConfigError
 from monitor.config.loading import load_config, parse_config
 from monitor.config.model import Config
 from monitor.config.secrets import ResolvedSecrets, callback_app_keys, resolve_secrets
-from monitor.config.sections import (
-    CallbacksConfig,
-    ClusterConfig,
-    LoggingConfig,
-    MetricsConfig,
-    PollingConfig,
-    ServerConfig,
-    StorageConfig,
-)
+from monitor.config.sections import CallbacksConfig, ClusterConfig, PollingConfig, StorageConfig
 from monitor.config.types import StaleAfter, parse_listen
 from monitor.config.validate import Validated, check_config, credential_warnings, validate_for_run
 
@@ -44,13 +36,10 @@ __all__ = [
     "ClusterConfig",
     "Config",
     "ConfigError",
-    "LoggingConfig",
-    "MetricsConfig",
     "PollingConfig",
     "ResolvedSecrets",
     "RobotReceiver",
     "RobotSecrets",
-    "ServerConfig",
     "StaleAfter",
     "StorageConfig",
     "Validated",

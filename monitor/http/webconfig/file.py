@@ -63,7 +63,7 @@ def load_web_config(path: Path | None, *, basic_auth_allowed: bool = True) -> We
     if data is None:
         data = {}
     where = str(path)
-    _mapping(data, where, "")
+    data = _mapping(data, where, "")
     _known(data, _TOP_KEYS, where, "")
     base = path.parent
     tls = _tls(data.get("tls_server_config"), where, base)
@@ -88,9 +88,11 @@ def _yaml_reason(exc: yaml.YAMLError) -> str:
     return f"{problem} (line {mark.line + 1})" if mark is not None else str(problem)
 
 
-def _mapping(value: object, where: str, key: str) -> None:
+def _mapping(value: object, where: str, key: str) -> dict[Any, Any]:
+    """``value``, which must be a mapping (``key`` names it in the error)."""
     if not isinstance(value, dict):
         raise WebConfigError(f"{where}: {key or 'the file'}: must be a mapping")
+    return value
 
 
 def _known(data: Mapping[Any, Any], known: tuple[str, ...], where: str, prefix: str) -> None:
@@ -115,8 +117,7 @@ def _tls(value: object, where: str, base: Path) -> TlsSettings | None:
     if value is None:
         return None
     prefix = "tls_server_config."
-    _mapping(value, where, "tls_server_config")
-    assert isinstance(value, dict)
+    value = _mapping(value, where, "tls_server_config")
     _known(value, _TLS_KEYS, where, prefix)
     cert = _string(value, "cert_file", where, prefix)
     key = _string(value, "key_file", where, prefix)
@@ -193,8 +194,7 @@ def _cost(hashed: bytes) -> str:
 def _users(value: object, where: str) -> dict[str, bytes]:
     if value is None:
         return {}
-    _mapping(value, where, "basic_auth_users")
-    assert isinstance(value, dict)
+    value = _mapping(value, where, "basic_auth_users")
     users: dict[str, bytes] = {}
     for name, hashed in value.items():
         if not isinstance(name, str) or not name or ":" in name:
@@ -216,16 +216,14 @@ def _users(value: object, where: str) -> dict[str, bytes]:
 def _http(value: object, where: str) -> dict[str, str]:
     if value is None:
         return {}
-    _mapping(value, where, "http_server_config")
-    assert isinstance(value, dict)
+    value = _mapping(value, where, "http_server_config")
     _known(value, _HTTP_KEYS, where, "http_server_config.")
     if not isinstance(value.get("http2", True), bool):
         raise WebConfigError(f"{where}: http_server_config.http2: must be true or false")
     headers = value.get("headers")
     if headers is None:
         return {}
-    _mapping(headers, where, "http_server_config.headers")
-    assert isinstance(headers, dict)
+    headers = _mapping(headers, where, "http_server_config.headers")
     out: dict[str, str] = {}
     for name, text in headers.items():
         key = f"http_server_config.headers.{name}"
