@@ -1,4 +1,9 @@
-"""Reading every secret a configuration names (``resolve_secrets``), once, at start and reload."""
+"""Reading every secret a configuration names (``resolve_secrets``), once, at start and reload.
+
+One secret, the place it is read from and the type that keeps it out of messages are
+``monitor.secrets``, which the credentials, the stores and the alerts use too; this module
+knows which secrets a configuration names and reads them all.
+"""
 
 from __future__ import annotations
 

@@ -71,15 +71,10 @@ class SecretKeys(Model):
 
     @model_validator(mode="after")
     def _single_sources(self) -> Self:
-        one_source_each(self, self.SECRET_BASES)
+        problems = [p for base in self.SECRET_BASES for p in source_problems(self, base)]
+        if problems:
+            raise LocatedErrors(problems)
         return self
-
-
-def one_source_each(model: BaseModel, bases: tuple[str, ...]) -> None:
-    """``one_source`` for each of ``bases``, every problem reported at once."""
-    problems = [problem for base in bases for problem in source_problems(model, base)]
-    if problems:
-        raise LocatedErrors(problems)
 
 
 @dataclass(frozen=True, slots=True)
