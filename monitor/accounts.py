@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from monitor.config import Config
+from monitor.config.model import Config
 from monitor.credentials import CredentialProvider
 from monitor.ratelimit.factory import LimiterSettings
 from monitor.trtc.client import Endpoint

@@ -19,7 +19,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-import monitor.config as config_module
+import monitor.config.loading as config_module
 import monitor.metrics.scrape as exposition_module
 from monitor.config import ConfigError
 from monitor.metrics import BucketGauge, MonitorMetrics, StateView

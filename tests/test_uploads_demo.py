@@ -9,7 +9,7 @@ from monitor.demo import Narrator, stories
 from monitor.models import Task
 from monitor.simulator.lifecycle import UploadFault
 from monitor.uploads import NO_UPLOAD, UploadEvent, apply_upload_event
-from tests.test_config import DEMO
+from tests.config_support import DEMO
 
 
 def test_the_demo_has_a_failing_vod_upload_and_one_that_never_finishes() -> None:

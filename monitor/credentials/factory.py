@@ -9,7 +9,7 @@ from pathlib import Path
 
 import aiohttp
 
-from monitor.config import AccountConfig
+from monitor.config.accounts import AccountConfig
 from monitor.credentials.base import (
     AUTO,
     CVM_ROLE,

@@ -10,7 +10,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from monitor.config import AccountConfig
+from monitor.config.accounts import AccountConfig
 from monitor.credentials.base import (
     AUTO,
     CHAIN_ORDER,

@@ -16,7 +16,9 @@ from dataclasses import dataclass, field
 
 import aiohttp
 
-from monitor.config import AccountConfig, Config, ResolvedSecrets
+from monitor.config.accounts import AccountConfig
+from monitor.config.model import Config
+from monitor.config.secrets import ResolvedSecrets
 from monitor.credentials.factory import new_provider
 from monitor.credentials.refresh import RefreshingProvider, RefreshObserver
 from monitor.secrets import Credentials
