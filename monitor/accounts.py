@@ -1,7 +1,7 @@
 """Accounts as the daemon uses them: endpoint, credentials, language and budget per account.
 
 Built whole from a configuration and its resolved secrets before anything is swapped, so a
-reload that fails half-way changes nothing (SPEC section 4, "Reload").
+reload that fails half-way changes nothing (docs/configuration.md).
 """
 
 from __future__ import annotations

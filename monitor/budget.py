@@ -1,7 +1,7 @@
 """The API budget: one limiter per (account, access host), and what the tasks require of it.
 
-With the default single access host every region of an account shares one limiter (SPEC
-section 6). A limiter is made when its bucket is first used and replaced when its account's
+With the default single access host every region of an account shares one limiter
+(docs/polling.md). A limiter is made when its bucket is first used and replaced when its account's
 limit, window or guard changes; unchanged buckets keep their history across reloads.
 """
 

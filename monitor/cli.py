@@ -1,4 +1,4 @@
-"""`trtc-monitor` command line (SPEC section 3).
+"""`trtc-monitor` command line (README.md, "Commands").
 
 Exit codes: 0 ok, 1 runtime failure, 2 usage or configuration error. User errors print one
 line each and no traceback. Heavy imports happen inside the commands that need them, and the
@@ -207,7 +207,7 @@ def cmd_credentials(args: argparse.Namespace) -> int:
 
 async def _credentials(args: argparse.Namespace) -> int:
     """Resolve each account's credentials once and say where they came from, never what they
-    are (SPEC section 3)."""
+    are (README.md, "Commands")."""
     import time
 
     from monitor.config import ConfigError, load_config

@@ -1,4 +1,4 @@
-"""What happened to tasks, announced once it is stored and applied (SPEC section 6).
+"""What happened to tasks, announced once it is stored and applied (docs/polling.md).
 
 The tracker publishes; metrics, the log, alerting, scheduling and hooks subscribe. A subscriber
 reacts and never calls back into whoever published, so an observation flows one way: store,
@@ -78,7 +78,7 @@ class TaskObserved:
 
 @dataclass(frozen=True, slots=True)
 class UploadChanged:
-    """An upload callback changed the task's upload state (SPEC section 8), now stored."""
+    """An upload callback changed the task's upload state (docs/callbacks.md), now stored."""
 
     task: Task
     change: UploadChange

@@ -44,7 +44,7 @@ def wall_time(value: object) -> float | None:
 
 
 class Status(enum.StrEnum):
-    """Last known status of a recording task (SPEC section 6)."""
+    """Last known status of a recording task (docs/polling.md)."""
 
     PENDING = "Pending"
     IDLE = "Idle"
@@ -63,7 +63,7 @@ API_STATUSES: frozenset[Status] = frozenset({Status.IDLE, Status.IN_PROGRESS, St
 
 
 class Outcome(enum.StrEnum):
-    """Classification of one API attempt (SPEC section 5)."""
+    """Classification of one API attempt (docs/trtc-api.md)."""
 
     OK = "ok"
     ENDED = "ended"

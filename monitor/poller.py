@@ -91,7 +91,8 @@ class Poller:
         on_dispatch: Callable[[Dispatch[TaskKey]], None] | None = None,
     ) -> None:
         self._registry = registry
-        # With several replicas, the tasks this one polls (SPEC section 13); all of them alone.
+        # With several replicas, the tasks this one polls (docs/high-availability.md); all of them
+        # alone.
         self.owns = owns
         self._tracker = tracker
         self._budget = budget

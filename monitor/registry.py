@@ -1,7 +1,7 @@
 """The task table: the one in-memory copy of every registered task, and its queries.
 
-Only the tracker changes the table, and only after the store has the change (SPEC section 6,
-"Order of effects"); everything else reads it. A record in the table is replaced, never
+Only the tracker changes the table, and only after the store has the change (docs/polling.md);
+everything else reads it. A record in the table is replaced, never
 changed in place, so a reader holding one (a metrics snapshot, an alert evaluation) sees a
 consistent task.
 """

@@ -1,4 +1,4 @@
-"""Status and health rules (SPEC section 6). Pure: no I/O, no clock.
+"""Status and health rules (docs/polling.md). Pure: no I/O, no clock.
 
 Each function takes a task and what was just learnt, updates the task in place and returns the
 transition, if the status changed. The caller persists the transition before acting on it.

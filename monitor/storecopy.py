@@ -1,5 +1,5 @@
 """``trtc-monitor store copy``: every task, transition and alert record from one store to
-another (SPEC section 3), e.g. when a single SQLite replica moves to Redis for HA, or back.
+another (README.md, "Commands"), e.g. when a single SQLite replica moves to Redis for HA, or back.
 
 Stores are named by URL (:func:`monitor.store.factory.store_from_url`): ``sqlite:PATH`` or a
 Redis URL with an optional ``key_prefix=...`` in its query.

@@ -1,4 +1,4 @@
-"""The tracker: every change to a task goes through here, in one order (SPEC section 6).
+"""The tracker: every change to a task goes through here, in one order (docs/polling.md).
 
 For each observation (a poll answer, a callback, an API call):
 
@@ -397,7 +397,7 @@ class Tracker:
         return True
 
     async def observe_upload(self, key: TaskKey, event: UploadEvent) -> UploadChange | None:
-        """An upload callback (301-312): the task's upload state after it (SPEC section 8).
+        """An upload callback (301-312): the task's upload state after it (docs/callbacks.md).
 
         None for an unknown task. A repeat, or a late event that adds nothing, stores and
         announces nothing.
@@ -417,8 +417,9 @@ class Tracker:
         return change
 
     async def reload(self, key: TaskKey) -> tuple[Task | None, Task | None]:
-        """Take the task as the store has it now: another replica changed it (SPEC section
-        13). Answers the record held before and the one held now; announces nothing, since
+        """Take the task as the store has it now: another replica changed it
+        (docs/high-availability.md). Answers the record held before and the one held now;
+        announces nothing, since
         the replica that made the change has announced it.
 
         The other replica's observation is learnt now: an answer to a poll this replica sent

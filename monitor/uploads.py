@@ -1,4 +1,4 @@
-"""Where a recording's files went: the upload state of a task (SPEC section 8, "uploads").
+"""Where a recording's files went: the upload state of a task (docs/callbacks.md).
 
 The recording callbacks (301-312) are the only sign that a recording reached storage:
 ``StorageFileList`` stays empty while files go to VOD. TRTC retries deliveries for a minute and

@@ -1,4 +1,4 @@
-"""The task API (SPEC section 10) against a real daemon and the simulator on loopback."""
+"""The task API (docs/http-api.md) against a real daemon and the simulator on loopback."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Credentials (SPEC section 5): the refresh arithmetic, every source against the simulator's
+"""Credentials (docs/trtc-api.md): the refresh arithmetic, every source against the simulator's
 STS and metadata service, the auto chain's order, the provider's background refresh, the
 simulator's temporary credentials, the alert condition and the ``credentials`` command."""
 

@@ -1,4 +1,4 @@
-"""Several replicas on one Redis (SPEC section 13), as users run them: `trtc-monitor run`
+"""Several replicas on one Redis (docs/high-availability.md), as users run them: `trtc-monitor run`
 processes sharing a real `redis-server`, the simulator as a process of its own (its arrival
 log is TRTC's view of the fleet), a capturing webhook sink for alerts."""
 

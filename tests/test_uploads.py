@@ -1,4 +1,4 @@
-"""The upload state machine (SPEC section 8, "uploads"), tested as pure functions."""
+"""The upload state machine (docs/callbacks.md), tested as pure functions."""
 
 from __future__ import annotations
 
@@ -75,7 +75,7 @@ VOD_SEQUENCE = (
     ev(312, 0, T0 + 66),
 )
 
-# Every failure SPEC section 8 lists, as (event type, status).
+# Every failure docs/callbacks.md lists, as (event type, status).
 FAILURES = (
     (301, 1),
     (303, 1),

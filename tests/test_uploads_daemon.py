@@ -127,7 +127,7 @@ VOD_SEQUENCE: Events = (
     (311, {"Status": 0, "TencentVod": VOD}),
     (312, {"Status": 0}),
 )
-# Every failure of SPEC section 8, with the code and the words its alert must show.
+# Every failure of docs/callbacks.md, with the code and the words its alert must show.
 FAILURES: list[tuple[int, dict[str, Any], str, str]] = [
     (301, {"Status": 1}, "Status 1", "failed to start"),
     (303, {"Status": 1}, "Status 1", "could not start"),

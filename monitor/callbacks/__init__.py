@@ -1,4 +1,4 @@
-"""TRTC recording callbacks (SPEC section 8): a fast path beside polling, never instead of it.
+"""TRTC recording callbacks (docs/callbacks.md): a fast path beside polling, never instead of it.
 
 The order of work is fixed by what may be trusted when, one module each:
 

@@ -1,4 +1,4 @@
-"""What a verified, new recording callback does to the monitor (SPEC section 8).
+"""What a verified, new recording callback does to the monitor (docs/callbacks.md).
 
 301 registers the task (with ``auto_register``), 302 records an exit at once, confirmed by the
 next poll; 310/311/312 leave the files they report on the task; the rest are logged. Every

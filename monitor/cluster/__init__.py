@@ -1,4 +1,5 @@
-"""Several replicas on one Redis (SPEC section 13): who is alive, who owns which task, and the
+"""Several replicas on one Redis (docs/high-availability.md): who is alive, who owns which task,
+and the
 feed that carries registrations and callbacks to the owner.
 
 * :mod:`monitor.cluster.hashing` (pure): rendezvous hashing of task keys over live replicas,

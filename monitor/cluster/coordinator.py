@@ -8,7 +8,7 @@ It tells the daemon, through callbacks, what to poll and what to stop polling:
   instead of polling everything at once;
 * ``on_lost([key, ...])``: tasks another replica owns now; stop polling them. When this
   replica loses Redis for ``member_timeout`` it owns nothing, so it stops polling everything,
-  as SPEC section 13 asks;
+  as docs/high-availability.md asks;
 * ``on_change(change)``: a change another replica announced (a registration, a removal, a
   callback, a transition): every replica reloads that task from the store, so each answers the
   API alike, and the owner (``owns(key)``) acts on it, e.g. polls a new task at once;

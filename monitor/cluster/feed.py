@@ -1,8 +1,8 @@
 """The change feed between replicas: Redis pub/sub on one channel per deployment.
 
 A replica that registers or removes a task, or accepts a callback, for a task another replica
-owns publishes a :class:`Change` after the change is in the store (order of effects, SPEC
-section 6); the owner reads the store for the task and acts (polls a new task at once, applies
+owns publishes a :class:`Change` after the change is in the store (order of effects,
+docs/polling.md); the owner reads the store for the task and acts (polls a new task at once, applies
 the callback's effect). Pub/sub delivers within milliseconds but keeps nothing for a replica
 that is not listening: a replica that reconnects after an outage reloads what it owns from the
 store instead, so a lost message costs at most one interval of delay, never a lost change.

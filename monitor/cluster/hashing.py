@@ -82,7 +82,7 @@ def takeover_order(
     interval: Mapping[str, float],
     now: float,
 ) -> list[tuple[str, float]]:
-    """Gained keys with their due time, most overdue first (SPEC section 13, "Work split").
+    """Gained keys with their due time, most overdue first (docs/high-availability.md).
 
     A key is due one interval after its last observation, kept in the shared store; a key never
     observed is due now. Overdue keys come first, the most overdue at the head; ties keep the

@@ -1,5 +1,5 @@
 """Membership: each replica renews an entry every ``heartbeat``; entries older than
-``member_timeout`` are dead (SPEC section 13, "Work split").
+``member_timeout`` are dead (docs/high-availability.md).
 
 The entries are a sorted set of replica ids scored by the time of their last heartbeat on
 Redis's clock (``TIME``), so clock skew between replicas changes nothing. One Lua script per

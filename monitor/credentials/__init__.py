@@ -1,4 +1,4 @@
-"""Tencent Cloud credentials per account: the sources of SPEC section 5, the ``auto`` chain,
+"""Tencent Cloud credentials per account: the sources of docs/configuration.md, the ``auto`` chain,
 STS roles and background refresh. The poll step reads ``CredentialProvider.current()``."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""What every credential source gives and how it fails (SPEC section 5, "Credentials").
+"""What every credential source gives and how it fails (docs/configuration.md).
 
 A source answers with an ``Issued`` record: the credentials, which source answered, and when
 they expire (None for permanent keys). A source that is not configured or not present here
@@ -22,7 +22,7 @@ OIDC = "oidc"
 PROFILE = "profile"
 CVM_ROLE = "cvm_role"
 AUTO = "auto"
-# The order of SPEC section 5: containers first, the node's role last.
+# The order of docs/configuration.md: containers first, the node's role last.
 CHAIN_ORDER: tuple[str, ...] = (STATIC, ENV, OIDC, PROFILE, CVM_ROLE)
 MODES: tuple[str, ...] = (AUTO, *CHAIN_ORDER)
 ROLE_SUFFIX = "+role"

@@ -2,7 +2,7 @@
 
 Presence decides, not success: when the pod has TKE workload identity and its STS exchange
 fails, the chain reports that failure rather than falling through to the node's CVM role,
-which would silently monitor with another identity. The order is SPEC section 5's: static,
+which would silently monitor with another identity. The order is docs/configuration.md's: static,
 env, oidc, profile, cvm_role."""
 
 from __future__ import annotations

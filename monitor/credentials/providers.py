@@ -1,6 +1,6 @@
 """Every account's credential provider over the daemon's life and its reloads.
 
-A reload is planned whole before anything is swapped (SPEC section 4, "Reload"): ``plan``
+A reload is planned whole before anything is swapped (docs/configuration.md): ``plan``
 keeps the provider of every account whose credential settings did not change (and with it the
 credentials it holds) and makes new ones for the rest, without starting them. When the reload
 goes ahead, ``prepare`` starts the new ones (until each has had its first attempt, bounded) and

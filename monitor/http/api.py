@@ -1,4 +1,4 @@
-"""REST API for tasks (SPEC section 10)."""
+"""REST API for tasks (docs/http-api.md)."""
 
 from __future__ import annotations
 
@@ -94,7 +94,7 @@ def _failure_json(f: UploadFailure) -> dict[str, Any]:
 
 
 def upload_json(upload: UploadState, *, full: bool = False) -> dict[str, Any]:
-    """Where the task's files went (SPEC section 8); the files and every failure for one task."""
+    """Where the task's files went (docs/callbacks.md); the files and every failure for one task."""
     failure = upload.failure
     body: dict[str, Any] = {
         "state": upload.state.value,

@@ -1,4 +1,4 @@
-"""Per-(account, access host) request budget, shared by all regions (SPEC section 6).
+"""Per-(account, access host) request budget, shared by all regions (docs/polling.md).
 
 The server counts *arrivals* per second, so the limiter spaces sends evenly instead of letting a
 burst through: a bucket that refills at the full rate while holding a full burst lets up to twice

@@ -1,4 +1,5 @@
-"""The shared limiter: one request budget for every replica, kept in Redis (SPEC section 13).
+"""The shared limiter: one request budget for every replica, kept in Redis
+(docs/high-availability.md).
 
 Each grant is one Lua script that reads Redis's own clock (``TIME``), never a replica's, and
 applies the local limiter's rules to state every replica shares:

@@ -1,4 +1,4 @@
-"""Durable state: tasks, their transitions and the alert state (SPEC section 6)."""
+"""Durable state: tasks, their transitions and the alert state (docs/polling.md)."""
 
 from __future__ import annotations
 

@@ -1,7 +1,8 @@
 """The store's contract: what any backend (SQLite now, Redis later) keeps and how it is asked.
 
 A backend holds tasks (identity, status and health), their transitions and the alert state, so
-a restart restores everything and does not re-send alerts already sent (SPEC sections 6, 7).
+a restart restores everything and does not re-send alerts already sent (docs/polling.md and
+docs/alerts.md).
 """
 
 from __future__ import annotations
@@ -102,7 +103,8 @@ class Store(Protocol):
         ...
 
     async def load_task(self, key: TaskKey) -> Task | None:
-        """One task as stored now, or None: what another replica changed (SPEC section 13)."""
+        """One task as stored now, or None: what another replica changed
+        (docs/high-availability.md)."""
         ...
 
     async def save_task(self, task: Task) -> None:

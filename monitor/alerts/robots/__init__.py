@@ -1,4 +1,4 @@
-"""Chat-robot receivers (SPEC section 7): WeCom, DingTalk, Feishu and Slack.
+"""Chat-robot receivers (docs/alerts.md): WeCom, DingTalk, Feishu and Slack.
 
 ``messages`` turns notices into text and packs it under the size limits, ``signing`` signs
 DingTalk and Feishu requests, ``pacing`` keeps each robot under its rate, one module per
