@@ -67,12 +67,13 @@ def main(argv: list[str]) -> int:
 
 
 def read_probe(path: Path, since: float, until: float) -> dict[str, float]:
-    """The longest lateness and its loop CPU over the probe lines written in [since, until]."""
+    """The longest lateness and its loop CPU over the probe lines whose second lies wholly
+    within [since, until] (a line at time t covers the second before t)."""
     worst, worst_cpu, ticks = 0.0, 0.0, 0
     if path.exists():
         for line in path.read_text().splitlines():
             parts = line.split()
-            if len(parts) != 4 or not since <= float(parts[0]) <= until + 1.0:
+            if len(parts) != 4 or not since + 1.0 <= float(parts[0]) <= until:
                 continue
             ticks += int(parts[1])
             if float(parts[2]) > worst:

@@ -6,6 +6,8 @@ written to a temporary SQLite file; then, in this process with ``tracemalloc`` o
 started on it (``Daemon.start``: the store read into the task table, the scheduler filled, the
 first alert sweep; no HTTP server; its polls go to a closed loopback port). Prints:
 
+0. the resident memory of ``python -m monitor run`` on an empty store (what is not tasks);
+
 1. resident memory of this process before and after (tracemalloc's own bookkeeping included,
    so larger than a daemon's), and the bytes tracemalloc saw allocated by the start;
 2. tracemalloc's top allocation sites (file:line) and files, with bytes per task;
@@ -38,7 +40,15 @@ from pathlib import Path
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from bench.scale import bench_env, config_text, fleet_task, mib, rss_of, write_store
+from bench.scale import (
+    bench_env,
+    config_text,
+    fleet_task,
+    mib,
+    process_start,
+    rss_of,
+    write_store,
+)
 from monitor.config import parse_config
 from monitor.daemon import Daemon
 from monitor.log import configure_logging
@@ -107,6 +117,12 @@ def main(args: argparse.Namespace) -> None:
         db = Path(tmp) / "fleet.db"
         asyncio.run(write_store(db, fleet))
         del fleet
+        empty = Path(tmp) / "empty.db"
+        baseline = process_start(empty, settle=2.0)[1]
+        print(
+            f"0. `python -m monitor run` on an empty store (the same config): resident memory "
+            f"{mib(baseline)}: the interpreter, its libraries and the daemon before any task"
+        )
         gc.collect()
         rss0 = rss_of(os.getpid())
         tracemalloc.start(1)
