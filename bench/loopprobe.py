@@ -13,11 +13,18 @@ another of the daemon's threads. Every second it appends one line to ``PROBE_FIL
 written and flushed at once, so the figures survive however the process ends. The parent
 (``bench/scrape.py``) takes the lines that fall within a phase by their wall time. The probe
 costs one wake-up every 5 ms, in the idle phase as in the busy one.
+
+With ``LOOPPROBE_SLOW_MS`` set, the loop also runs in asyncio's debug mode with
+``slow_callback_duration`` at that many milliseconds, and asyncio's warnings naming each slower
+callback go to ``PROBE_FILE`` with the suffix ``.slow.log`` (one line each, wall time first).
+Debug mode slows the daemon: such a run names the stalls, it does not measure them.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
+import os
 import sys
 import time
 from collections.abc import Coroutine
@@ -52,6 +59,19 @@ def main(argv: list[str]) -> int:
 
     def run_with_probe(main: Coroutine[Any, Any, T], **kwargs: Any) -> T:
         async def wrapped() -> T:
+            slow_ms = float(os.environ.get("LOOPPROBE_SLOW_MS", "0"))
+            if slow_ms > 0:
+                # Attribution: asyncio's debug mode names every callback that held the loop
+                # longer than this (debug mode costs time itself: not for the figures).
+                handler = logging.FileHandler(path.with_suffix(".slow.log"))
+                handler.setFormatter(logging.Formatter("%(created).3f %(message)s"))
+                asyncio_log = logging.getLogger("asyncio")
+                asyncio_log.addHandler(handler)
+                asyncio_log.setLevel(logging.WARNING)
+                asyncio_log.propagate = False
+                loop = asyncio.get_running_loop()
+                loop.set_debug(True)
+                loop.slow_callback_duration = slow_ms / 1000
             probing = asyncio.create_task(probe(path))
             try:
                 return await main

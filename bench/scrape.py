@@ -15,6 +15,10 @@ longest stall. Prints the idle p99, the p99 while scraped against 2 x idle p99 +
 loop's longest stall in each phase, and Prometheus's own scrape count and durations.
 
     python bench/scrape.py [--tasks 10000] [--interval 2] [--phase 30] [--json out.json]
+
+``--slow-ms N`` runs the daemon's loop in asyncio's debug mode and lists the callbacks that held
+it longer than N ms while scraped (attribution only: debug mode slows the daemon, so the
+figures of such a run are not the baseline).
 """
 
 from __future__ import annotations
@@ -142,9 +146,12 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         cfg.write_text(config_text(db, f"127.0.0.1:{port}"))
         probe_file = work / "probe.txt"
         url, prom_url = f"http://127.0.0.1:{port}", f"http://127.0.0.1:{prom_port}"
+        env = bench_env()
+        if args.slow_ms:
+            env["LOOPPROBE_SLOW_MS"] = str(args.slow_ms)
         daemon = subprocess.Popen(
             [sys.executable, str(LAUNCHER), str(probe_file), "run", "--config", str(cfg)],
-            env=bench_env(),
+            env=env,
             stdout=subprocess.DEVNULL,
             stderr=(work / "daemon.log").open("wb"),
         )
@@ -172,6 +179,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             stop(daemon)
         loop_idle = read_probe(probe_file, idle_from, idle_to)
         loop_busy = read_probe(probe_file, busy_from, busy_to)
+        slow_log = probe_file.with_suffix(".slow.log")
+        slow = slow_callbacks(slow_log, busy_from, busy_to) if slow_log.exists() else []
     idle_p99, busy_p99 = pct(idle, 0.99), pct(busy, 0.99)
     return {
         "tasks": args.tasks,
@@ -187,7 +196,24 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "loop_busy_max": loop_busy["max"],
         "loop_busy_max_cpu": loop_busy["cpu"],
         "prometheus": scraped,
+        "slow_callbacks": slow,
     }
+
+
+def slow_callbacks(path: Path, since: float, until: float) -> list[tuple[float, str]]:
+    """asyncio's "Executing <callback> took N seconds" lines within the phase, longest first:
+    (seconds, the callback as asyncio names it)."""
+    found = []
+    for line in path.read_text(errors="replace").splitlines():
+        at, _, text = line.partition(" ")
+        took = text.rsplit(" took ", 1)
+        try:
+            when, seconds = float(at), float(took[1].split()[0])
+        except (ValueError, IndexError):
+            continue
+        if since <= when <= until:
+            found.append((seconds, took[0].removeprefix("Executing ")))
+    return sorted(found, reverse=True)
 
 
 def report(f: dict[str, Any]) -> None:
@@ -210,6 +236,13 @@ def report(f: dict[str, Any]) -> None:
         f"{num(p['duration_avg'], '.3f')} s, max {num(p['duration_max'], '.3f')} s, "
         f"{num(p['samples'], ',.0f')} samples per scrape"
     )
+    if f["slow_callbacks"]:
+        print(
+            f"slow callbacks while scraped (asyncio debug mode: {len(f['slow_callbacks'])}; "
+            "the longest ten)"
+        )
+        for seconds, what in f["slow_callbacks"][:10]:
+            print(f"   {ms(seconds):>9}  {what[:160]}")
 
 
 if __name__ == "__main__":
@@ -217,6 +250,12 @@ if __name__ == "__main__":
     parser.add_argument("--tasks", type=int, default=10_000)
     parser.add_argument("--interval", type=float, default=2.0, help="scrape interval, s")
     parser.add_argument("--phase", type=float, default=30.0, help="scraping phase, s")
+    parser.add_argument(
+        "--slow-ms",
+        type=float,
+        default=0.0,
+        help="name the callbacks holding the loop longer (asyncio debug mode: slows the daemon)",
+    )
     parser.add_argument("--json", type=Path, help="also write the figures here")
     parsed = parser.parse_args()
     print(f"load average {os.getloadavg()[0]:.2f} at start", flush=True)
