@@ -65,6 +65,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/detection.py
 	$(BIN)/python bench/scale.py
 	$(BIN)/python bench/status_page.py
+	$(BIN)/python bench/pressure.py
 
 clean:
 	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache .hypothesis build *.egg-info

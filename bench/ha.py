@@ -6,7 +6,8 @@ arrival log is what Tencent would see), a `redis-server`, and three `trtc-monito
 replicas. Prints the sending rate as a share of the limit, throttles, the most arrivals in any
 one second, the oldest observation against tasks / rate, duplicate polls (a task polled twice
 within half its interval), and after the kill the takeover time and how long the killed
-replica's tasks waited for their next poll.
+replica's tasks waited for their next poll, against issue 22's bound for each: member_timeout
++ the longer of one interval and (its tasks / the rate) + 2 s (first, last, how many missed it).
 
     python bench/ha.py [--tasks 1000] [--interval 15] [--duration 120] [--after-kill 60]
 """
@@ -16,6 +17,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import itertools
+import json
 import os
 import secrets
 import shutil
@@ -256,6 +258,10 @@ async def main(args: argparse.Namespace) -> None:
         first_after.setdefault(a["task_id"], a["wall"] - killed_at)
     waited = sorted(first_after[t] for t in theirs if t in first_after)
     never = len(theirs) - len(waited)
+    # Issue 22's bound: member_timeout + the longer of one interval and (its tasks / the rate)
+    # + 2 s, after the kill; a task not polled again within the run missed it too.
+    bound = MEMBER_TIMEOUT_MS / 1000 + max(args.interval, len(theirs) / 20) + 2.0
+    missed = never + sum(1 for w in waited if w > bound)
     close_after, _ = duplicates(after, args.interval)
     throttled_after = sum(1 for a in after if a["code"].startswith("RequestLimitExceeded"))
     print(
@@ -276,8 +282,30 @@ async def main(args: argparse.Namespace) -> None:
         + f"; {never} not within {args.after_kill:.0f} s; "
         f"{close_after} duplicate polls after the kill; "
         f"{throttled_after} throttled after the kill "
-        f"({final['throttled']} in the whole run, kill included)"
+        f"({final['throttled']} in the whole run, kill included)\n"
+        f"bound (member_timeout + max(interval, {len(theirs)} / 20) + 2 s) = {bound:.1f} s: "
+        f"{missed} of {len(theirs)} tasks not polled again within it"
     )
+    if args.json:
+        args.json.write_text(
+            json.dumps(
+                {
+                    "rate": rate,
+                    "throttled": whole["throttled"],
+                    "max_in_window": whole["actions"].get(DESCRIBE, {}).get("max_in_window", 0),
+                    "takeover": takeover,
+                    "victim_tasks": len(theirs),
+                    "first": waited[0] if waited else None,
+                    "last": waited[-1] if waited else None,
+                    "never": never,
+                    "bound": bound,
+                    "missed": missed,
+                    "after_kill": args.after_kill,
+                    "duplicates_after": close_after,
+                    "throttled_after": throttled_after,
+                }
+            )
+        )
 
 
 async def _sim_up(control: SimulatorControl) -> bool:
@@ -294,4 +322,5 @@ if __name__ == "__main__":
     parser.add_argument("--interval", type=float, default=15.0)
     parser.add_argument("--duration", type=float, default=120.0)
     parser.add_argument("--after-kill", type=float, default=60.0)
+    parser.add_argument("--json", type=Path, help="also write the figures here")
     asyncio.run(main(parser.parse_args()))

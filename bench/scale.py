@@ -19,6 +19,10 @@ in ten recording with one file in their last answer. Daemons poll a closed loopb
 (polls fail at once; nothing leaves the machine), every 15 s.
 
     python bench/scale.py [--tasks 100000] [--render-tasks 10000] [--repeat 3]
+
+``--pressure`` prints only the rows of issue 22 that are this script's, each against the real
+command (``python -m monitor run``) in its own process: resident memory and restart to ready
+with ``--tasks`` stored, and bulk registration of ``--bulk-tasks`` in arrays of 1,000.
 """
 
 from __future__ import annotations
@@ -337,7 +341,7 @@ async def child_serve(db: Path, listen_file: Path) -> None:
     print(json.dumps(spans))
 
 
-async def wait_ready(url: str, proc: subprocess.Popen[str], timeout: float = 120.0) -> float:
+async def wait_ready(url: str, proc: subprocess.Popen[Any], timeout: float = 120.0) -> float:
     started = time.perf_counter()
     async with aiohttp.ClientSession() as session:
         while time.perf_counter() - started < timeout:
@@ -360,8 +364,9 @@ def rss_of(pid: int) -> int:
     raise RuntimeError("no VmRSS")
 
 
-def process_start(db: Path, tasks: Sequence[Task] = ()) -> tuple[float, int]:
-    """Seconds from process start to /-/ready answering 200, and the resident memory then."""
+def process_start(db: Path, tasks: Sequence[Task] = (), settle: float = 0.0) -> tuple[float, int]:
+    """Seconds from process start to /-/ready answering 200, and the resident memory then
+    (``settle`` seconds later: the larger of the two)."""
     port = free_port()
     cfg = db.with_suffix(".yaml")
     cfg.write_text(config_text(db, f"127.0.0.1:{port}", tasks))
@@ -376,6 +381,9 @@ def process_start(db: Path, tasks: Sequence[Task] = ()) -> tuple[float, int]:
     try:
         ready = asyncio.run(wait_ready(f"http://127.0.0.1:{port}", proc))
         rss = rss_of(proc.pid)
+        if settle:
+            time.sleep(settle)
+            rss = max(rss, rss_of(proc.pid))
     finally:
         proc.terminate()
         proc.wait(timeout=60)
@@ -468,6 +476,83 @@ def serve(db: Path) -> tuple[subprocess.Popen[str], str, Path]:
             raise RuntimeError("serving daemon did not start")
         time.sleep(0.05)
     return proc, listen_file.read_text(), listen_file
+
+
+def blackbox_bulk(work: Path, tasks: list[Task]) -> dict[str, float]:
+    """Bulk registration against ``python -m monitor run`` (its own process, an empty store):
+    ``tasks`` in arrays of 1,000 from one client, one request after the other."""
+    db = work / "bulk.db"
+    port = free_port()
+    cfg = db.with_suffix(".yaml")
+    cfg.write_text(config_text(db, f"127.0.0.1:{port}"))
+    url = f"http://127.0.0.1:{port}"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "monitor", "run", "--config", str(cfg)],
+        env=bench_env(),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+
+    async def post_all() -> dict[str, float]:
+        await wait_ready(url, proc)
+        auth = {"Authorization": f"Bearer {TOKEN}"}
+        bodies = [[spec_of(t) for t in tasks[at : at + 1000]] for at in range(0, len(tasks), 1000)]
+        async with aiohttp.ClientSession(headers=auth) as session:
+            per_request = []
+            started = time.perf_counter()
+            for body in bodies:
+                one = time.perf_counter()
+                async with session.post(f"{url}/api/v1/tasks", json=body) as r:
+                    answer = await r.json()
+                    assert answer["created"] == len(body), answer
+                per_request.append(time.perf_counter() - one)
+            took = time.perf_counter() - started
+        return {
+            "bulk_rate": len(tasks) / took,
+            "bulk_best": 1000 / min(per_request),
+            "bulk_median": 1000 / statistics.median(per_request),
+        }
+
+    try:
+        return asyncio.run(post_all())
+    finally:
+        proc.terminate()
+        proc.wait(timeout=60)
+
+
+def pressure(args: argparse.Namespace) -> dict[str, Any]:
+    """The scale rows of issue 22, each against ``python -m monitor run`` in its own process:
+    resident memory and restart to ready with ``--tasks`` stored, bulk registration."""
+    rng = random.Random(1)
+    tasks = [fleet_task(i, rng) for i in range(args.tasks)]
+    with tempfile.TemporaryDirectory(prefix="trtc-scale-") as tmp:
+        db = Path(tmp) / "fleet.db"
+        asyncio.run(write_store(db, tasks))
+        starts = [process_start(db, settle=args.settle) for _ in range(args.repeat)]
+        bulk = blackbox_bulk(Path(tmp), tasks[: args.bulk_tasks])
+    return {
+        "tasks": args.tasks,
+        "ready": [s for s, _ in starts],
+        "rss": [r for _, r in starts],
+        "settle": args.settle,
+        "bulk_tasks": args.bulk_tasks,
+        **bulk,
+    }
+
+
+def report_pressure(f: dict[str, Any]) -> None:
+    print(
+        f"{f['tasks']:,} tasks stored; `python -m monitor run`, {len(f['ready'])} starts\n"
+        f"   restart to /-/ready 200: best {min(f['ready']):.2f} s, median "
+        f"{statistics.median(f['ready']):.2f} s (all: {', '.join(f'{s:.2f}' for s in f['ready'])})"
+        f"; goal <= 2 s\n"
+        f"   resident memory (at ready and {f['settle']:g} s later, the larger): median "
+        f"{mib(statistics.median(f['rss']))} (all: {', '.join(mib(r) for r in f['rss'])}); "
+        f"goal <= 150 MiB\n"
+        f"   bulk registration, {f['bulk_tasks']:,} tasks in arrays of 1,000, one client: "
+        f"{f['bulk_rate']:,.0f} tasks/s (median request {f['bulk_median']:,.0f}/s, best "
+        f"{f['bulk_best']:,.0f}/s); goal >= 20,000 tasks/s"
+    )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -598,11 +683,25 @@ if __name__ == "__main__":
     parser.add_argument(
         "--own-labels", action="store_true", help="a label set per task, none shared"
     )
+    parser.add_argument(
+        "--pressure",
+        action="store_true",
+        help="only the issue-22 rows (memory, restart, bulk registration), black-box",
+    )
+    parser.add_argument("--settle", type=float, default=3.0, help="with --pressure")
+    parser.add_argument("--bulk-tasks", type=int, default=20_000, help="with --pressure")
+    parser.add_argument("--json", type=Path, help="with --pressure: also write the figures here")
     parser.add_argument("--child", choices=("serve",), help=argparse.SUPPRESS)
     parser.add_argument("--db", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--url", type=Path, help=argparse.SUPPRESS)
     parsed = parser.parse_args()
     if parsed.child == "serve":
         asyncio.run(child_serve(parsed.db, parsed.url))
+    elif parsed.pressure:
+        print(f"load average {os.getloadavg()[0]:.2f} at start", flush=True)
+        figures = pressure(parsed)
+        report_pressure(figures)
+        if parsed.json:
+            parsed.json.write_text(json.dumps(figures))
     else:
         main(parsed)
