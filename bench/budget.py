@@ -1,4 +1,4 @@
-"""Budget use (SPEC section 11): 2,000 tasks at 15 s, five regions, one account, 20 req/s.
+"""Budget use (docs/testing.md): 2,000 tasks at 15 s, five regions, one account, 20 req/s.
 
 The simulator runs in its own process (as Tencent's servers would) with its strict per-second
 arrival counter; the daemon runs here. Prints the sustained sending rate as a share of the

@@ -1,4 +1,4 @@
-"""Detection (SPEC section 11): how soon an exit made in the simulator shows in the daemon.
+"""Detection (docs/testing.md): how soon an exit made in the simulator shows in the daemon.
 
 200 tasks at a 15 s interval (13.3 req/s, within the 20 req/s budget). Exits are made at random
 moments in the simulator; the delay is measured from the exit to the daemon's Exited transition

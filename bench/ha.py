@@ -1,5 +1,5 @@
-"""High availability (SPEC sections 11 and 13): three replicas on one Redis, 1,000 tasks at 15 s
-under a budget of 20 req/s, then kill -9 of one replica.
+"""High availability (docs/testing.md, docs/high-availability.md): three replicas on one Redis,
+1,000 tasks at 15 s under a budget of 20 req/s, then kill -9 of one replica.
 
 Everything runs as its own process: the simulator (with its strict per-second counter; its
 arrival log is what Tencent would see), a `redis-server`, and three `trtc-monitor run`

@@ -1,4 +1,4 @@
-"""Scale (SPEC section 11, issue 14): a fleet of 100,000 tasks and /metrics for 10,000.
+"""Scale (docs/testing.md, issue 14): a fleet of 100,000 tasks and /metrics for 10,000.
 
 Prints, in one run, every figure of the scale table in ``bench/RESULTS.md``:
 

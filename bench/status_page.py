@@ -1,4 +1,4 @@
-"""The status page (SPEC section 10c) at scale: render time, and what serving it costs polling.
+"""The status page (docs/http-api.md) at scale: render time, and what serving it costs polling.
 
 Prints, in one run:
 

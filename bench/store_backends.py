@@ -1,4 +1,5 @@
-"""Store backends and the shared limiter, side by side (SPEC sections 11 and 13).
+"""Store backends and the shared limiter, side by side (docs/testing.md,
+docs/high-availability.md).
 
 Prints, for SQLite (a temp file) and Redis (a ``redis-server`` started on a free loopback port,
 no persistence, so the figures are Redis's own work, not the disk's):
