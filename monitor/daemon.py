@@ -193,11 +193,8 @@ class Daemon:
         # Alert whatever was stored but not yet alerted when the last life ended.
         await alerts.sweep(self.registry.tasks())
         poller.start()
-        if self.config_path is not None:
-            parts = Running(self.credentials, tracker, budget, client, poller, alerts, self.metrics)
-            self._reloader = Reloader(
-                self.config_path, config, parts, self.reload_hooks, self._session, self._adopt
-            )
+        parts = Running(self.credentials, tracker, budget, client, poller, alerts, self.metrics)
+        self._reloader = Reloader(config, parts, self.reload_hooks, self._session, self._adopt)
         self._background.every(
             {self.purge: PURGE_EVERY_SECONDS, self.sweep_alerts: ALERT_SWEEP_SECONDS}
         )
@@ -237,9 +234,9 @@ class Daemon:
 
     async def reload(self) -> ReloadResult:
         """Re-read the config file: validate everything, then swap; or change nothing."""
-        if self._reloader is None:
+        if self._reloader is None or self.config_path is None:
             return ReloadResult(False, ("the daemon was not started from a file",))
-        return await self._reloader.reload()
+        return await self._reloader.reload(self.config_path)
 
     def _adopt(self, config: Config, secrets: ResolvedSecrets) -> None:
         """The configuration in force (at start, or reloaded): the daemon's own share of it."""

@@ -122,19 +122,18 @@ class Running:
 
 
 class Reloader:
-    """Re-reads one configuration file, one reload at a time: validate everything, then swap;
-    or change nothing. ``adopt`` is how the daemon takes the new configuration and secrets."""
+    """Re-reads the configuration file, one reload at a time: validate everything, then swap;
+    or change nothing. ``adopt`` is how the daemon takes the new configuration and secrets.
+    The file is named at each reload: the one the daemon is given then."""
 
     def __init__(
         self,
-        path: Path,
         config: Config,
         parts: Running,
         hooks: Iterable[ReloadHook],
         session: aiohttp.ClientSession,
         adopt: Callable[[Config, ResolvedSecrets], None],
     ) -> None:
-        self._path = path
         self._config = config  # in force now
         self._started_with = config  # what the restart-only keys still come from
         self._parts = parts
@@ -143,14 +142,14 @@ class Reloader:
         self._adopt = adopt
         self._lock = asyncio.Lock()
 
-    async def reload(self) -> ReloadResult:
+    async def reload(self, path: Path) -> ReloadResult:
         async with self._lock:
-            return await self._reload()
+            return await self._reload(path)
 
-    async def _reload(self) -> ReloadResult:
+    async def _reload(self, path: Path) -> ReloadResult:
         parts = self._parts
         try:
-            plan = await plan_reload(self._path, parts.credentials, self._hooks, parts.tracker)
+            plan = await plan_reload(path, parts.credentials, self._hooks, parts.tracker)
         except ConfigError as exc:
             return self._failed(list(exc.errors))
         except (ValueError, StoreError) as exc:
@@ -167,7 +166,7 @@ class Reloader:
         metrics.config_reload_time.set(time.time())
         if restart:
             log.warning("config_reload_needs_restart", keys=list(restart))
-        log.info("config_reloaded", path=str(self._path), restart_required=list(restart))
+        log.info("config_reloaded", path=str(path), restart_required=list(restart))
         return ReloadResult(True, restart_required=restart)
 
     def _failed(self, errors: list[str]) -> ReloadResult:

@@ -244,7 +244,8 @@ class TestLayers:
         assert sorted(named["SqliteStore"]) == [
             "store/__init__.py",
             "store/factory.py",
-            "store/sqlite.py",
+            "store/sqlite/__init__.py",
+            "store/sqlite/store.py",
         ]
         assert sorted(named["LocalRateLimiter"]) == [
             "ratelimit/__init__.py",
