@@ -15,13 +15,7 @@ import httpx
 import pytest
 import yaml
 
-from tests.deploy_support import (
-    ALERTMANAGER_YML,
-    free_port,
-    load_yaml,
-    require_tool,
-    run,
-)
+from tests.deploy_support import ALERTMANAGER_YML, free_port, load_yaml, require_tool, run
 
 # ---------------------------------------------------------------------------------------------
 # Alertmanager

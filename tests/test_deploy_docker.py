@@ -11,13 +11,7 @@ import threading
 import tomllib
 from typing import Any
 
-from tests.deploy_support import (
-    DOCKERIGNORE,
-    ROOT,
-    dockerfile,
-    dockerignored,
-    run,
-)
+from tests.deploy_support import DOCKERIGNORE, ROOT, dockerfile, dockerignored, run
 
 # ---------------------------------------------------------------------------------------------
 # Container image

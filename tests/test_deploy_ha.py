@@ -10,13 +10,7 @@ from typing import Any
 import yaml
 
 from monitor.config import Config, parse_config
-from tests.deploy_support import (
-    DEPLOY,
-    K8S_HA,
-    env_names_read_by,
-    load_yaml,
-    load_yaml_docs,
-)
+from tests.deploy_support import DEPLOY, K8S_HA, env_names_read_by, load_yaml, load_yaml_docs
 
 COMPOSE_HA = DEPLOY / "compose" / "compose.ha.yaml"
 COMPOSE_HA_CONFIG = DEPLOY / "compose" / "monitor.ha.yaml"

@@ -5,11 +5,7 @@ from __future__ import annotations
 import shlex
 from pathlib import Path
 
-from tests.deploy_support import (
-    ENV_EXAMPLE,
-    UNIT,
-    systemd_unit,
-)
+from tests.deploy_support import ENV_EXAMPLE, UNIT, systemd_unit
 
 # ---------------------------------------------------------------------------------------------
 # systemd
