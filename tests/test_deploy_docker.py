@@ -54,7 +54,7 @@ class TestDockerfile:
                     if not dockerignored(p.relative_to(ROOT).as_posix(), patterns)
                 ]
                 assert matches, f"COPY source {source} is missing or ignored"
-        assert not dockerignored("monitor/cli.py", patterns)
+        assert not dockerignored("monitor/cli/__init__.py", patterns)
         assert dockerignored(".venv/bin/python", patterns)
 
     def test_the_healthcheck_passes_on_a_healthy_endpoint_and_fails_otherwise(self) -> None:
