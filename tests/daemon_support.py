@@ -11,9 +11,9 @@ import pytest
 from monitor.models import Status
 from monitor.simulator import Life, sign
 from monitor.simulator.callbacks import build_body
+from tests.alerts_e2e_support import task_of
 from tests.conftest import RunningDaemon
 from tests.support import FlakyStore, use_flaky_stores, wait_for_async
-from tests.test_alerts_e2e import task_of
 
 APP = 1400000001
 CALLBACK_KEY = "cbKey0123456789abcdef"

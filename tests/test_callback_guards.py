@@ -30,8 +30,8 @@ from monitor.store import SqliteStore
 from monitor.store.codec.checks import checked_task
 from monitor.uploads import UploadFailure, UploadState
 from tests.alerts.engine_support import am_config
+from tests.callbacks_support import body
 from tests.support import T0, ManualClock, make_task
-from tests.test_callbacks import body
 
 NOW = 1_800_000_000.0
 

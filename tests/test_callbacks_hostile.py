@@ -17,9 +17,9 @@ from monitor.events import EventBus, TaskObserved
 from monitor.http.callbacks import RECEIVER
 from monitor.models import Source, Status, Task, TaskKey
 from monitor.simulator import Life, Simulator
+from tests.callbacks_support import APP, EXTRA, KEY, body, callback_counts, post
 from tests.conftest import DaemonFactory, RunningDaemon, daemon_config_text
 from tests.redis_server import RedisServer
-from tests.test_callbacks import APP, EXTRA, KEY, body, callback_counts, post
 
 INT64_MAX = 9223372036854775807
 LIVE = Life(idle=0.0, in_progress=None, exited=30)  # recording until the test ends

@@ -27,9 +27,9 @@ import pytest
 
 from monitor.alerts import TASK_EXITED, TASK_STALE
 from monitor.simulator import SimulatorControl
+from tests.alerts_e2e_support import notices, webhook
 from tests.conftest import API_TOKEN, daemon_config_text
 from tests.support import free_port, wait_for_async
-from tests.test_alerts_e2e import notices, webhook
 from tests.test_ha import simulator_process
 from tests.test_process import daemon_env
 from tests.test_receivers import Sink, serving

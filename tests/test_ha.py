@@ -23,12 +23,12 @@ from monitor.cluster.ownership import Ownership
 from monitor.models import REGIONS as MODEL_REGIONS
 from monitor.models import TaskKey
 from monitor.simulator import SimulatorControl
+from tests.alerts_e2e_support import alerts_yaml, notices, webhook
 from tests.conftest import API_TOKEN, daemon_config_text
 from tests.daemon_support import stop_body
+from tests.deploy_support import require_tool
 from tests.redis_server import RedisServer, running_redis
 from tests.support import free_port, wait_for_async
-from tests.test_alerts_e2e import alerts_yaml, notices, webhook
-from tests.test_deploy import require_tool
 from tests.test_process import daemon_env
 from tests.test_receivers import Sink, serving
 

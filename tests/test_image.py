@@ -35,8 +35,8 @@ import pytest
 
 import monitor
 from monitor.simulator import DEFAULT_SECRET_ID, DEFAULT_SECRET_KEY
+from tests.deploy_support import dockerfile
 from tests.support import free_port
-from tests.test_deploy import dockerfile
 
 ROOT = Path(__file__).resolve().parent.parent
 BUILD_SCRIPT = ROOT / "deploy" / "image" / "build.sh"

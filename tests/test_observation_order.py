@@ -22,6 +22,7 @@ from monitor.store import SqliteStore
 from monitor.taskspec import TaskSpec
 from monitor.tracker import Tracker
 from monitor.trtc.client import CallResult
+from tests.alerts_e2e_support import alerts_yaml, notices, register, task_of, webhook
 from tests.conftest import DaemonFactory
 from tests.daemon_support import (
     APP,
@@ -33,7 +34,6 @@ from tests.daemon_support import (
     stop_body,
 )
 from tests.support import wait_for_async
-from tests.test_alerts_e2e import alerts_yaml, notices, register, task_of, webhook
 from tests.test_receivers import Sink, serving
 
 

@@ -12,6 +12,7 @@ from monitor.models import Source, Status, Task, TaskKey, Transition
 from monitor.simulator import (
     Simulator,
 )
+from tests.alerts_e2e_support import alerts_yaml, notices, register, task_of, webhook
 from tests.conftest import DaemonFactory
 from tests.daemon_support import (
     APP,
@@ -23,7 +24,6 @@ from tests.daemon_support import (
     stop_body,
 )
 from tests.support import FlakyStore, wait_for_async
-from tests.test_alerts_e2e import alerts_yaml, notices, register, task_of, webhook
 from tests.test_receivers import Sink, serving
 
 

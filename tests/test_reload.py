@@ -28,13 +28,13 @@ from monitor.simulator import (
 )
 from monitor.simulator.arrivals import max_in_window
 from monitor.taskspec import TaskSpec
+from tests.alerts_e2e_support import alerts_yaml
 from tests.conftest import API_TOKEN, daemon_config_text
 from tests.daemon_support import (
     APP,
     LIVE,
 )
 from tests.support import free_port, wait_for_async
-from tests.test_alerts_e2e import alerts_yaml
 
 
 class Reloadable:

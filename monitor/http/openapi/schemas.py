@@ -1,61 +1,28 @@
-"""OpenAPI 3.1 description of the task API, built for the running configuration.
-
-The document is the contract: whatever it allows, the daemon takes, and whatever it forbids,
-the daemon refuses with a JSON error it documents. It is built per request from the running
-configuration, so the accounts a task may name are the ones configured now.
-"""
+"""The component schemas of the OpenAPI document: a task, its health, transitions, uploads,
+alerts, pages and errors, with the limits the validator applies."""
 
 from __future__ import annotations
 
 from collections.abc import Collection
 from typing import Any
 
-from monitor import __version__
-from monitor.http.api import DEFAULT_PAGE, MAX_OFFSET, MAX_PAGE
 from monitor.models import REGIONS, Source, Status
 from monitor.taskspec import (
     API_INTERVAL_PATTERN,
     LABEL_NAME_PATTERN,
-    MAX_BULK,
     MAX_INTERVAL,
     MAX_LABEL_VALUE,
     MAX_LABELS,
-    MAX_SDK_APP_ID,
     MIN_INTERVAL,
     RESERVED_LABELS,
     TASK_ID_RE,
 )
 from monitor.uploads import FileKind, UploadPhase
 
-_ERROR = {"$ref": "#/components/responses/Error"}
-_CONFLICT = {"$ref": "#/components/responses/Conflict"}
-_TASK = {"$ref": "#/components/schemas/Task"}
+TASK = {"$ref": "#/components/schemas/Task"}
 _TRANSITION = {"$ref": "#/components/schemas/Transition"}
-_STATUSES = [s.value for s in Status]
-_TASK_ID_PATTERN = f"^{TASK_ID_RE.pattern}$"
-_TASK_PATH_PARAMS = [
-    {
-        "name": "sdk_app_id",
-        "in": "path",
-        "required": True,
-        "schema": {"type": "integer", "format": "int64", "minimum": 1, "maximum": MAX_SDK_APP_ID},
-    },
-    {
-        "name": "task_id",
-        "in": "path",
-        "required": True,
-        "schema": {"type": "string", "pattern": _TASK_ID_PATTERN},
-    },
-]
-_SECURED: list[dict[str, list[str]]] = [{"bearer": []}]
-
-
-def _json(schema: dict[str, Any], description: str) -> dict[str, Any]:
-    return {"description": description, "content": {"application/json": {"schema": schema}}}
-
-
-def _errors(*statuses: int) -> dict[str, Any]:
-    return {str(status): _ERROR for status in statuses}
+STATUSES = [s.value for s in Status]
+TASK_ID_PATTERN = f"^{TASK_ID_RE.pattern}$"
 
 
 def _nullable(type_: str, **schema: Any) -> dict[str, Any]:
@@ -104,7 +71,7 @@ def _account(accounts: Collection[str] | None) -> dict[str, Any]:
     return schema
 
 
-def _schemas(accounts: Collection[str] | None) -> dict[str, Any]:
+def schemas(accounts: Collection[str] | None) -> dict[str, Any]:
     return {
         "Alert": {
             "type": "object",
@@ -128,7 +95,7 @@ def _schemas(accounts: Collection[str] | None) -> dict[str, Any]:
                     "type": "string",
                     "minLength": 1,
                     "maxLength": 256,
-                    "pattern": _TASK_ID_PATTERN,
+                    "pattern": TASK_ID_PATTERN,
                 },
                 "region": {"type": "string", "enum": list(REGIONS)},
                 "account": _account(accounts),
@@ -199,7 +166,7 @@ def _schemas(accounts: Collection[str] | None) -> dict[str, Any]:
                     "description": "The task's own interval; null: by status, else the default",
                 },
                 "registered_at": _timestamp("When the task was registered"),
-                "status": {"type": "string", "enum": _STATUSES},
+                "status": {"type": "string", "enum": STATUSES},
                 "status_since": _timestamp("When the current status began"),
                 "health": {"$ref": "#/components/schemas/Health"},
                 "storage_files": {
@@ -280,7 +247,7 @@ def _schemas(accounts: Collection[str] | None) -> dict[str, Any]:
             "type": "object",
             "required": ["tasks", "total", "next_offset"],
             "properties": {
-                "tasks": {"type": "array", "items": _TASK},
+                "tasks": {"type": "array", "items": TASK},
                 "total": {"type": "integer", "minimum": 0},
                 "next_offset": {
                     "type": ["integer", "null"],
@@ -293,8 +260,8 @@ def _schemas(accounts: Collection[str] | None) -> dict[str, Any]:
             "required": ["seq", "from", "to", "at", "source", "request_id", "detail"],
             "properties": {
                 "seq": {"type": "integer"},
-                "from": {"type": "string", "enum": _STATUSES},
-                "to": {"type": "string", "enum": _STATUSES},
+                "from": {"type": "string", "enum": STATUSES},
+                "to": {"type": "string", "enum": STATUSES},
                 "at": _timestamp("When the change was observed"),
                 "source": {"type": "string", "enum": [s.value for s in Source]},
                 "request_id": _nullable("string"),
@@ -319,7 +286,7 @@ def _schemas(accounts: Collection[str] | None) -> dict[str, Any]:
                                 "the same values, 409 registered with other values (see error; "
                                 "task is the registered one, unchanged)",
                             },
-                            "task": _TASK,
+                            "task": TASK,
                             "error": {"$ref": "#/components/schemas/ConflictError"},
                         },
                     },
@@ -349,7 +316,7 @@ def _schemas(accounts: Collection[str] | None) -> dict[str, Any]:
                     },
                     "description": "The fields whose values differ from the registered task's",
                 },
-                "task": _TASK,
+                "task": TASK,
             },
         },
         "History": {
@@ -364,7 +331,7 @@ def _schemas(accounts: Collection[str] | None) -> dict[str, Any]:
     }
 
 
-def _error_schemas() -> dict[str, Any]:
+def error_schemas() -> dict[str, Any]:
     return {
         "Error": {
             "type": "object",
@@ -378,7 +345,7 @@ def _error_schemas() -> dict[str, Any]:
                 "code": {"type": "string"},
                 "message": {"type": "string"},
                 "fields": {"type": "array", "items": {"type": "string"}},
-                "task": _TASK,
+                "task": TASK,
                 "items": {
                     "type": "array",
                     "description": "An array refused (422): each invalid item by index",
@@ -393,203 +360,5 @@ def _error_schemas() -> dict[str, Any]:
                     },
                 },
             },
-        },
-    }
-
-
-def _list_parameters() -> list[dict[str, Any]]:
-    return [
-        {"name": "status", "in": "query", "schema": {"type": "string", "enum": _STATUSES}},
-        {"name": "region", "in": "query", "schema": {"type": "string", "enum": list(REGIONS)}},
-        {"name": "account", "in": "query", "schema": {"type": "string"}},
-        {
-            "name": "label",
-            "in": "query",
-            "description": "name:value or name=value (the value may be empty); repeatable, "
-            "every one must match",
-            "schema": {
-                "type": "array",
-                "items": {"type": "string", "pattern": r"^[a-zA-Z_][a-zA-Z0-9_]*[:=]"},
-            },
-            "style": "form",
-            "explode": True,
-        },
-        {
-            "name": "limit",
-            "in": "query",
-            "schema": {
-                "type": "integer",
-                "minimum": 1,
-                "maximum": MAX_PAGE,
-                "default": DEFAULT_PAGE,
-            },
-        },
-        {
-            "name": "offset",
-            "in": "query",
-            "schema": {"type": "integer", "minimum": 0, "maximum": MAX_OFFSET, "default": 0},
-        },
-    ]
-
-
-def openapi_document(accounts: Collection[str] | None = None) -> dict[str, Any]:
-    """The document; ``accounts``, the configured ones, are what a registration may name (any
-    string when None: a document for reading, not for a running daemon)."""
-    return {
-        "openapi": "3.1.0",
-        "info": {
-            "title": "trtc-recording-monitor",
-            "version": __version__,
-            "description": "Register TRTC on-cloud recording tasks and read their state. "
-            'Errors are {"error": {"code": ..., "message": ...}}. A request body is JSON '
-            "(415 otherwise), limited in size (413).",
-        },
-        "paths": {
-            "/api/v1/tasks": {
-                "get": {
-                    "operationId": "listTasks",
-                    "summary": "List tasks, sorted by sdk_app_id and task_id",
-                    "parameters": _list_parameters(),
-                    "responses": {
-                        "200": _json({"$ref": "#/components/schemas/TaskPage"}, "A page of tasks"),
-                        **_errors(400),
-                    },
-                },
-                "post": {
-                    "operationId": "registerTask",
-                    "summary": "Register a task (idempotent), or up to "
-                    f"{MAX_BULK} tasks in one transaction",
-                    "description": "Registering a task again with the same values answers "
-                    "200 and the task; with another region, account, labels or interval, 409 "
-                    "naming the fields that differ (fields left out are not compared). An "
-                    "array is registered in one transaction and answered item by item; one "
-                    "invalid item refuses the whole array (422, error.items by index).",
-                    "security": _SECURED,
-                    "requestBody": {
-                        "required": True,
-                        "content": {
-                            "application/json": {
-                                "schema": {
-                                    "oneOf": [
-                                        {"$ref": "#/components/schemas/Registration"},
-                                        {
-                                            "type": "array",
-                                            "minItems": 1,
-                                            "maxItems": MAX_BULK,
-                                            "items": {"$ref": "#/components/schemas/Registration"},
-                                        },
-                                    ]
-                                }
-                            }
-                        },
-                    },
-                    "responses": {
-                        "201": _json(_TASK, "Registered"),
-                        "200": _json(
-                            {"oneOf": [_TASK, {"$ref": "#/components/schemas/BulkResult"}]},
-                            "Already registered: the registered task; or, for an array, "
-                            "one result per item by index",
-                        ),
-                        "409": _CONFLICT,
-                        **_errors(400, 401, 403, 413, 415, 422, 503),
-                    },
-                },
-            },
-            "/api/v1/tasks/{sdk_app_id}/{task_id}": {
-                "parameters": _TASK_PATH_PARAMS,
-                "get": {
-                    "operationId": "getTask",
-                    "summary": "One task with its status, health, last response and recent "
-                    "transitions",
-                    "responses": {"200": _json(_TASK, "The task"), **_errors(400, 404)},
-                },
-                "patch": {
-                    "operationId": "updateTask",
-                    "summary": "Change a task's labels and/or polling interval",
-                    "description": "Stored first, then applied; a new interval takes effect "
-                    "at once. 404 for an unknown task, 409 (code removed) for a removed one.",
-                    "security": _SECURED,
-                    "requestBody": {
-                        "required": True,
-                        "content": {
-                            "application/json": {
-                                "schema": {"$ref": "#/components/schemas/TaskUpdate"}
-                            }
-                        },
-                    },
-                    "responses": {
-                        "200": _json(_TASK, "The task as it now is"),
-                        **_errors(400, 401, 403, 404, 409, 413, 415, 422, 503),
-                    },
-                },
-                "delete": {
-                    "operationId": "removeTask",
-                    "summary": "Deregister a task (an expected stop: no exit alert)",
-                    "security": _SECURED,
-                    "responses": {
-                        "200": _json(_TASK, "Removed"),
-                        **_errors(400, 401, 403, 404, 503),
-                    },
-                },
-            },
-            "/api/v1/tasks/{sdk_app_id}/{task_id}/transitions": {
-                "parameters": _TASK_PATH_PARAMS,
-                "get": {
-                    "operationId": "getTransitions",
-                    "summary": "Full transition history, newest first",
-                    "responses": {
-                        "200": _json({"$ref": "#/components/schemas/History"}, "The history"),
-                        **_errors(400, 404),
-                    },
-                },
-            },
-            "/api/v1/alerts": {
-                "get": {
-                    "operationId": "listAlerts",
-                    "summary": "Alerts currently firing",
-                    "responses": {
-                        "200": _json(
-                            {
-                                "type": "object",
-                                "required": ["alerts"],
-                                "properties": {
-                                    "alerts": {
-                                        "type": "array",
-                                        "items": {"$ref": "#/components/schemas/Alert"},
-                                    }
-                                },
-                            },
-                            "Firing alerts, oldest first",
-                        )
-                    },
-                },
-            },
-            "/api/v1/openapi.json": {
-                "get": {
-                    "operationId": "getOpenApi",
-                    "summary": "This document",
-                    "responses": {
-                        "200": {
-                            "description": "The OpenAPI document",
-                            "content": {"application/json": {"schema": {"type": "object"}}},
-                        }
-                    },
-                },
-            },
-        },
-        "components": {
-            "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
-            "responses": {
-                "Error": _json({"$ref": "#/components/schemas/Error"}, "An error"),
-                "Conflict": _json(
-                    {
-                        "type": "object",
-                        "required": ["error"],
-                        "properties": {"error": {"$ref": "#/components/schemas/ConflictError"}},
-                    },
-                    "Registered with other values: the fields that differ and the task",
-                ),
-            },
-            "schemas": _schemas(accounts) | _error_schemas(),
         },
     }
