@@ -159,6 +159,19 @@ class Poller:
         else:
             self._add(task, due_in=due_in)
 
+    def take_over(self, tasks: Iterable[tuple[Task, float]]) -> int:
+        """Tasks taken over from a replica that died, most overdue first, each with the seconds
+        until it is due by its own rhythm: over budget they go ahead of the waiting backlog
+        (:meth:`PollScheduler.take_over`). Returns how many are polled from now on."""
+        items: list[tuple[TaskKey, BucketKey, float, float]] = []
+        for task, due_in in tasks:
+            if task.final:
+                self.scheduler.remove(task.key)
+                continue
+            interval = self.intervals.of(task)
+            items.append((task.key, self._budget.bucket_of(task), interval, min(due_in, interval)))
+        return self.scheduler.take_over(items)
+
     def unfollow(self, keys: Iterable[TaskKey]) -> None:
         """Stop polling tasks another replica owns now (an in-flight poll still finishes)."""
         for key in keys:

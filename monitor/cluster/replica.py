@@ -51,7 +51,7 @@ from monitor.events import (
 from monitor.http.ports import AlertReader
 from monitor.log import get_logger
 from monitor.metrics import MonitorMetrics
-from monitor.models import Source, Status, TaskKey
+from monitor.models import Source, Status, Task, TaskKey
 from monitor.poller import IntervalPolicy, Poller
 from monitor.registry import TaskRegistry
 from monitor.store.base import AlertRecord, Store, StoreError
@@ -231,6 +231,8 @@ class Replica:
     async def _take(self, keys: Sequence[TaskKey]) -> None:
         """Gained tasks: reload each from the store, then poll it from its last observation."""
         now = self._clock()
+        taken: list[tuple[Task, float]] = []
+        failed = False
         for key in keys:
             if not self.owns(key):
                 continue
@@ -238,13 +240,17 @@ class Replica:
                 _, task = await self._tracker.reload(key)
             except StoreError as exc:
                 log.warning("cluster_takeover_reload_failed", error=str(exc))
-                return  # the store is down: the rejoin after it comes back takes them again
+                failed = True  # the store is down: the rejoin after it comes back takes the rest
+                break
             if task is None or task.final or not self.owns(key):
                 continue
             seen = last_observed(task)
             interval = self._intervals.of(task)
-            self._poll.follow(task, 0.0 if seen is None else seen + interval - now)
-        log.info("cluster_tasks_taken", replica=self.replica_id, tasks=len(keys))
+            taken.append((task, 0.0 if seen is None else seen + interval - now))
+        # All at once, in the coordinator's order: over budget they go ahead of the backlog.
+        self._poll.take_over((task, due_in) for task, due_in in taken if self.owns(task.key))
+        if not failed:
+            log.info("cluster_tasks_taken", replica=self.replica_id, tasks=len(keys))
 
     async def _settle(self, generation: int) -> None:
         """Hand the alert records over after a membership change (module docstring)."""
