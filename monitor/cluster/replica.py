@@ -66,6 +66,9 @@ __all__ = [
 
 log = get_logger(__name__)
 
+# Gained tasks reloaded from the store at once, concurrently, during a takeover.
+_TAKE_CHUNK: Final = 64
+
 # A full comparison of the table with the store this often, whatever the feed delivered.
 RESYNC_SECONDS: Final = 30.0
 # How often a replica reads every replica's firing alerts for its API and status page.
@@ -233,20 +236,29 @@ class Replica:
         now = self._clock()
         taken: list[tuple[Task, float]] = []
         failed = False
-        for key in keys:
-            if not self.owns(key):
-                continue
-            try:
-                _, task = await self._tracker.reload(key)
-            except StoreError as exc:
-                log.warning("cluster_takeover_reload_failed", error=str(exc))
-                failed = True  # the store is down: the rejoin after it comes back takes the rest
+        owned = [key for key in keys if self.owns(key)]
+        # Reloaded a chunk at a time, concurrently: one round trip after another, a few hundred
+        # tasks would wait a second or more before any of them is polled.
+        for start in range(0, len(owned), _TAKE_CHUNK):
+            chunk = owned[start : start + _TAKE_CHUNK]
+            answers = await asyncio.gather(
+                *(self._tracker.reload(key) for key in chunk), return_exceptions=True
+            )
+            for key, answer in zip(chunk, answers, strict=True):
+                if isinstance(answer, StoreError):
+                    log.warning("cluster_takeover_reload_failed", error=str(answer))
+                    failed = True  # the store is down: the rejoin after it comes back takes them
+                    continue
+                if isinstance(answer, BaseException):
+                    raise answer
+                _, task = answer
+                if task is None or task.final or not self.owns(key):
+                    continue
+                seen = last_observed(task)
+                interval = self._intervals.of(task)
+                taken.append((task, 0.0 if seen is None else seen + interval - now))
+            if failed:
                 break
-            if task is None or task.final or not self.owns(key):
-                continue
-            seen = last_observed(task)
-            interval = self._intervals.of(task)
-            taken.append((task, 0.0 if seen is None else seen + interval - now))
         # All at once, in the coordinator's order: over budget they go ahead of the backlog.
         self._poll.take_over((task, due_in) for task, due_in in taken if self.owns(task.key))
         if not failed:
