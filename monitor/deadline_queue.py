@@ -155,6 +155,38 @@ class DeadlineQueue(Generic[K]):
         self._push(entry, state, due)
         return True
 
+    def add_many(self, items: Iterable[tuple[K, Hashable, float, float]]) -> int:
+        """:meth:`add` for many tasks, ``(key, bucket, interval, due)`` each, e.g. a restart's
+        whole table: each heap is built once (O(n)) rather than pushed into task by task.
+        Keys already scheduled are left as they are. Returns how many were added."""
+        touched: set[Hashable] = set()
+        added = 0
+        entries = self._entries
+        for key, bucket, interval, due in items:
+            existing = entries.get(key)
+            if existing is not None and not _removed(existing):
+                continue
+            if bucket not in touched:
+                self._bucket(bucket)  # KeyError for an unknown bucket, as add raises
+                touched.add(bucket)
+            if existing is not None:
+                # Removed while its poll is in flight: add revives it (the heap is rebuilt below).
+                added += self.add(key, bucket, interval, due)
+                continue
+            _check_interval(interval)
+            state = self._buckets[bucket]
+            entry = _Entry(key, bucket, interval)
+            entries[key] = entry
+            self._count(entry, state, +1)
+            self._seq += 1
+            entry.seq = self._seq
+            entry.due = due
+            state.heap.append((due, self._seq, entry))
+            added += 1
+        for bucket in touched:
+            heapq.heapify(self._buckets[bucket].heap)
+        return added
+
     def take_over(
         self,
         items: Iterable[tuple[K, Hashable, float, float]],

@@ -119,6 +119,7 @@ class Poller:
         # Bucket and interval depend on these fields only: worked out once per combination,
         # and one bucket object shared by its tasks (at 100,000 tasks, a restart's largest cost).
         known: dict[tuple[str, str, Status, float | None], tuple[BucketKey, float]] = {}
+        items: list[tuple[TaskKey, BucketKey, float, float]] = []
         for task in tasks:
             if not task.final and self.owns(task.key):
                 kind = (task.account, task.region, task.status, task.interval)
@@ -129,7 +130,8 @@ class Poller:
                 last = task.last_success_at or task.registered_at
                 # Within one interval even if the wall clock was set back since ``last``.
                 due_in = min(interval, last + interval - now)
-                self.scheduler.add(task.key, bucket, interval, due_in=due_in)
+                items.append((task.key, bucket, interval, due_in))
+        self.scheduler.add_many(items)  # one pass: each heap built once
 
     def start(self) -> None:
         self.scheduler.start()

@@ -177,6 +177,26 @@ class PollScheduler(Generic[K]):
         self._nudge(bucket, before)
         return added
 
+    def add_many(self, items: Iterable[tuple[K, Hashable, float, float]]) -> int:
+        """:meth:`add` for many tasks at once, ``(key, bucket, interval, due_in)`` each (a
+        restart's whole table): one pass, each bucket's heap built once. Tasks already
+        scheduled are left as they are. Returns how many were added."""
+        now = self._clock()
+        placed: list[tuple[K, Hashable, float, float]] = []
+        before: dict[Hashable, float | None] = {}
+        for key, bucket, interval, due_in in items:
+            if bucket not in before:
+                if bucket not in self._lanes:
+                    if self._limiter_for is None:
+                        raise KeyError(f"unknown bucket {bucket!r}")
+                    self.add_bucket(bucket, self._limiter_for(bucket))
+                before[bucket] = self._queue.next_due(bucket)
+            placed.append((key, bucket, interval, now + due_in))
+        added = self._queue.add_many(placed)
+        for bucket, head in before.items():
+            self._nudge(bucket, head)
+        return added
+
     def take_over(
         self, items: Iterable[tuple[K, Hashable, float, float]], *, backlog: float = 1.0
     ) -> int:
