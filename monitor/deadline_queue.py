@@ -26,7 +26,7 @@ from __future__ import annotations
 import heapq
 import math
 import random
-from collections.abc import Hashable
+from collections.abc import Hashable, Iterable
 from dataclasses import dataclass, field
 from typing import Generic, TypeVar, cast
 
@@ -154,6 +154,76 @@ class DeadlineQueue(Generic[K]):
         self._count(entry, state, +1)
         self._push(entry, state, due)
         return True
+
+    def add_many(self, items: Iterable[tuple[K, Hashable, float, float]]) -> int:
+        """:meth:`add` for many tasks, ``(key, bucket, interval, due)`` each, e.g. a restart's
+        whole table: each heap is built once (O(n)) rather than pushed into task by task.
+        Keys already scheduled are left as they are. Returns how many were added."""
+        touched: set[Hashable] = set()
+        added = 0
+        entries = self._entries
+        for key, bucket, interval, due in items:
+            existing = entries.get(key)
+            if existing is not None and not _removed(existing):
+                continue
+            if bucket not in touched:
+                self._bucket(bucket)  # KeyError for an unknown bucket, as add raises
+                touched.add(bucket)
+            if existing is not None:
+                # Removed while its poll is in flight: add revives it (the heap is rebuilt below).
+                added += self.add(key, bucket, interval, due)
+                continue
+            _check_interval(interval)
+            state = self._buckets[bucket]
+            entry = _Entry(key, bucket, interval)
+            entries[key] = entry
+            self._count(entry, state, +1)
+            self._seq += 1
+            entry.seq = self._seq
+            entry.due = due
+            state.heap.append((due, self._seq, entry))
+            added += 1
+        for bucket in touched:
+            heapq.heapify(self._buckets[bucket].heap)
+        return added
+
+    def take_over(
+        self,
+        items: Iterable[tuple[K, Hashable, float, float]],
+        now: float,
+        backlog: float,
+    ) -> int:
+        """Tasks taken over from a replica that died: ``(key, bucket, interval, due)`` each, most
+        overdue first. Returns how many were queued (added, or pulled in when already known).
+
+        Over budget every waiting task is overdue, so at their own due times the taken tasks
+        would sort amid that backlog and the last would wait a whole rotation; yet nobody has
+        polled them since the dead replica stopped, so they are the most overdue of all. In a
+        bucket whose head has waited more than ``backlog`` seconds they therefore go just ahead
+        of the head, in the given order (an earlier own due time is kept). Elsewhere each keeps
+        its own due time, so an idle fleet resumes every task's rhythm rather than polling all
+        of them at once. Only the order changes: the limiter still grants every poll.
+        """
+        floors: dict[Hashable, float | None] = {}
+        queued = 0
+        for key, bucket, interval, due in items:
+            if bucket not in floors:
+                head = self.next_due(bucket)
+                floors[bucket] = (
+                    None
+                    if head is None or head >= now - backlog
+                    else math.nextafter(head, -math.inf)
+                )
+            floor = floors[bucket]
+            if floor is not None:
+                due = min(due, floor)
+            entry = self._live(key)
+            if entry is None:
+                queued += self.add(key, bucket, interval, due)
+            else:
+                self.update_interval(key, interval, now)
+                queued += self.reschedule(key, due)
+        return queued
 
     def remove(self, key: K) -> bool:
         """Stop scheduling a task; False if it was not scheduled. O(1): the heap is lazy."""

@@ -28,6 +28,7 @@ __all__ = [
     "TaskRegistered",
     "TaskUpdated",
     "TasksPurged",
+    "TasksRegistered",
     "TransitionRecorded",
     "UploadChanged",
 ]
@@ -38,6 +39,18 @@ log = structlog.get_logger("monitor.events")
 @dataclass(frozen=True, slots=True)
 class TaskRegistered:
     task: Task
+
+
+@dataclass(frozen=True, slots=True)
+class TasksRegistered:
+    """Tasks registered together (a bulk request, a file), stored and applied in one go.
+
+    A subscriber of :class:`TaskRegistered` still hears each task of the batch, one event per
+    task; a subscriber of this event hears every registration, a single one as a batch of one,
+    so it can act (log, count) once per batch.
+    """
+
+    tasks: tuple[Task, ...]
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,6 +115,7 @@ class ApiAnswered:
 
 Event = (
     TaskRegistered
+    | TasksRegistered
     | TaskUpdated
     | TransitionRecorded
     | HealthChanged
@@ -131,6 +145,19 @@ class EventBus:
             handlers.remove(handler)
 
     async def publish(self, event: Event) -> None:
+        """Every subscriber of the event's kind, in subscription order. Registrations are heard
+        both ways: a :class:`TasksRegistered` batch reaches its own subscribers once, then each
+        :class:`TaskRegistered` subscriber once per task (in the batch's order); a single
+        :class:`TaskRegistered` reaches the batch subscribers as a batch of one."""
+        await self._deliver(event)
+        if isinstance(event, TasksRegistered):
+            if self._handlers.get(TaskRegistered):
+                for task in event.tasks:
+                    await self._deliver(TaskRegistered(task))
+        elif isinstance(event, TaskRegistered) and self._handlers.get(TasksRegistered):
+            await self._deliver(TasksRegistered((event.task,)))
+
+    async def _deliver(self, event: Event) -> None:
         for handler in tuple(self._handlers.get(type(event), ())):
             try:
                 result = handler(event)

@@ -1,4 +1,5 @@
-"""The log of what happens to tasks: one structured line per transition and per health flip.
+"""The log of what happens to tasks: one structured line per transition, per health flip and per
+registration (a batch registered together is one line with its count).
 
 Log on change, not on every poll: a task whose polls keep failing logs once when they start
 failing and once when they recover; counters say the rest.
@@ -11,7 +12,7 @@ import structlog
 from monitor.events import (
     EventBus,
     HealthChanged,
-    TaskRegistered,
+    TasksRegistered,
     TaskUpdated,
     TransitionRecorded,
     UploadChanged,
@@ -24,7 +25,7 @@ log = structlog.get_logger("monitor.tracker")
 
 
 def subscribe(bus: EventBus) -> None:
-    bus.subscribe(TaskRegistered, _registered)
+    bus.subscribe(TasksRegistered, _registered)
     bus.subscribe(TaskUpdated, _updated)
     bus.subscribe(TransitionRecorded, _transition)
     bus.subscribe(HealthChanged, _health)
@@ -65,8 +66,22 @@ def _updated(event: TaskUpdated) -> None:
     )
 
 
-def _registered(event: TaskRegistered) -> None:
-    task = event.task
+def _registered(event: TasksRegistered) -> None:
+    """One line per registration, or per batch (with its count) when several came together:
+    a bulk request of 1,000 tasks is one line, not 1,000."""
+    if len(event.tasks) > 1:
+        tasks = event.tasks
+        log.info(
+            "tasks_registered",
+            count=len(tasks),
+            sources=sorted({task.source.value for task in tasks}),
+            accounts=sorted({task.account for task in tasks}),
+            regions=sorted({task.region for task in tasks}),
+            first_task_id=tasks[0].task_id,
+            last_task_id=tasks[-1].task_id,
+        )
+        return
+    [task] = event.tasks
     log.info(
         "task_registered",
         sdk_app_id=task.sdk_app_id,

@@ -119,6 +119,7 @@ class Poller:
         # Bucket and interval depend on these fields only: worked out once per combination,
         # and one bucket object shared by its tasks (at 100,000 tasks, a restart's largest cost).
         known: dict[tuple[str, str, Status, float | None], tuple[BucketKey, float]] = {}
+        items: list[tuple[TaskKey, BucketKey, float, float]] = []
         for task in tasks:
             if not task.final and self.owns(task.key):
                 kind = (task.account, task.region, task.status, task.interval)
@@ -129,7 +130,8 @@ class Poller:
                 last = task.last_success_at or task.registered_at
                 # Within one interval even if the wall clock was set back since ``last``.
                 due_in = min(interval, last + interval - now)
-                self.scheduler.add(task.key, bucket, interval, due_in=due_in)
+                items.append((task.key, bucket, interval, due_in))
+        self.scheduler.add_many(items)  # one pass: each heap built once
 
     def start(self) -> None:
         self.scheduler.start()
@@ -158,6 +160,19 @@ class Poller:
             self.scheduler.reschedule(task.key, due_in=max(0.0, due_in))
         else:
             self._add(task, due_in=due_in)
+
+    def take_over(self, tasks: Iterable[tuple[Task, float]]) -> int:
+        """Tasks taken over from a replica that died, most overdue first, each with the seconds
+        until it is due by its own rhythm: over budget they go ahead of the waiting backlog
+        (:meth:`PollScheduler.take_over`). Returns how many are polled from now on."""
+        items: list[tuple[TaskKey, BucketKey, float, float]] = []
+        for task, due_in in tasks:
+            if task.final:
+                self.scheduler.remove(task.key)
+                continue
+            interval = self.intervals.of(task)
+            items.append((task.key, self._budget.bucket_of(task), interval, min(due_in, interval)))
+        return self.scheduler.take_over(items)
 
     def unfollow(self, keys: Iterable[TaskKey]) -> None:
         """Stop polling tasks another replica owns now (an in-flight poll still finishes)."""

@@ -19,7 +19,7 @@ import asyncio
 import enum
 import random
 import time
-from collections.abc import Awaitable, Callable, Hashable
+from collections.abc import Awaitable, Callable, Hashable, Iterable
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
@@ -176,6 +176,48 @@ class PollScheduler(Generic[K]):
         added = self._queue.add(key, bucket, interval, self._clock() + due_in)
         self._nudge(bucket, before)
         return added
+
+    def add_many(self, items: Iterable[tuple[K, Hashable, float, float]]) -> int:
+        """:meth:`add` for many tasks at once, ``(key, bucket, interval, due_in)`` each (a
+        restart's whole table): one pass, each bucket's heap built once. Tasks already
+        scheduled are left as they are. Returns how many were added."""
+        now = self._clock()
+        placed: list[tuple[K, Hashable, float, float]] = []
+        before: dict[Hashable, float | None] = {}
+        for key, bucket, interval, due_in in items:
+            if bucket not in before:
+                if bucket not in self._lanes:
+                    if self._limiter_for is None:
+                        raise KeyError(f"unknown bucket {bucket!r}")
+                    self.add_bucket(bucket, self._limiter_for(bucket))
+                before[bucket] = self._queue.next_due(bucket)
+            placed.append((key, bucket, interval, now + due_in))
+        added = self._queue.add_many(placed)
+        for bucket, head in before.items():
+            self._nudge(bucket, head)
+        return added
+
+    def take_over(
+        self, items: Iterable[tuple[K, Hashable, float, float]], *, backlog: float = 1.0
+    ) -> int:
+        """Tasks taken over from a replica that died, ``(key, bucket, interval, due_in)`` each,
+        most overdue first: in a bucket whose head has waited more than ``backlog`` seconds (the
+        budget cannot keep up) they go ahead of that backlog, in this order; elsewhere each is
+        due in its ``due_in``. See :meth:`DeadlineQueue.take_over`. Returns how many were queued.
+        """
+        now = self._clock()
+        placed: list[tuple[K, Hashable, float, float]] = []
+        for key, bucket, interval, due_in in items:
+            if bucket not in self._lanes:
+                if self._limiter_for is None:
+                    raise KeyError(f"unknown bucket {bucket!r}")
+                self.add_bucket(bucket, self._limiter_for(bucket))
+            placed.append((key, bucket, interval, now + due_in))
+        before = {bucket: self._queue.next_due(bucket) for _, bucket, _, _ in placed}
+        queued = self._queue.take_over(placed, now, backlog)
+        for bucket, head in before.items():
+            self._nudge(bucket, head)
+        return queued
 
     def remove(self, key: K) -> bool:
         """Stop polling a task (an in-flight poll completes); False if it was not scheduled."""

@@ -43,8 +43,8 @@ from monitor.events import (
     EventBus,
     HealthChanged,
     TaskObserved,
-    TaskRegistered,
     TasksPurged,
+    TasksRegistered,
     TaskUpdated,
     TransitionRecorded,
     UploadChanged,
@@ -232,8 +232,9 @@ class Tracker:
         )
 
     async def _announce_registered(self, tasks: Sequence[Task]) -> None:
-        for task in tasks:
-            await self._bus.publish(TaskRegistered(task))
+        # One announcement per batch: per-task subscribers still hear each task (events.py).
+        if tasks:
+            await self._bus.publish(TasksRegistered(tuple(tasks)))
 
     async def remove(self, key: TaskKey) -> Task | None:
         """Deregister: an expected stop, recorded as a transition to ``Removed``."""

@@ -24,7 +24,7 @@ from typing import Final
 import aiohttp
 import structlog
 
-from monitor.alerts.conditions import observe_credentials, observe_outcome, task_alerts
+from monitor.alerts.conditions import STALE, observe_credentials, observe_outcome, task_alerts
 from monitor.alerts.delivery import Deliveries, WebhookHeaders
 from monitor.alerts.health import Accounts
 from monitor.alerts.kinds import (
@@ -311,8 +311,13 @@ class AlertEngine:
                                 key = task.key
                                 if (purged and key in purged) or not owns(key):
                                     continue
+                                existing = by_task.get(key)
+                                if kinds is STALE and not existing:
+                                    # Stale since before this life, nothing firing: nothing
+                                    # to do (a restart after a pause finds most tasks so).
+                                    continue
                                 self._decide.task(
-                                    task, kinds, by_task.get(key), now, None, changes, confirmed
+                                    task, kinds, existing, now, None, changes, confirmed
                                 )
                         except Exception:
                             # One task the rules cannot read never stops the sweep for the

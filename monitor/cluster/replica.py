@@ -51,7 +51,7 @@ from monitor.events import (
 from monitor.http.ports import AlertReader
 from monitor.log import get_logger
 from monitor.metrics import MonitorMetrics
-from monitor.models import Source, Status, TaskKey
+from monitor.models import Source, Status, Task, TaskKey
 from monitor.poller import IntervalPolicy, Poller
 from monitor.registry import TaskRegistry
 from monitor.store.base import AlertRecord, Store, StoreError
@@ -65,6 +65,9 @@ __all__ = [
 ]
 
 log = get_logger(__name__)
+
+# Gained tasks reloaded from the store at once, concurrently, during a takeover.
+_TAKE_CHUNK: Final = 64
 
 # A full comparison of the table with the store this often, whatever the feed delivered.
 RESYNC_SECONDS: Final = 30.0
@@ -231,20 +234,35 @@ class Replica:
     async def _take(self, keys: Sequence[TaskKey]) -> None:
         """Gained tasks: reload each from the store, then poll it from its last observation."""
         now = self._clock()
-        for key in keys:
-            if not self.owns(key):
-                continue
-            try:
-                _, task = await self._tracker.reload(key)
-            except StoreError as exc:
-                log.warning("cluster_takeover_reload_failed", error=str(exc))
-                return  # the store is down: the rejoin after it comes back takes them again
-            if task is None or task.final or not self.owns(key):
-                continue
-            seen = last_observed(task)
-            interval = self._intervals.of(task)
-            self._poll.follow(task, 0.0 if seen is None else seen + interval - now)
-        log.info("cluster_tasks_taken", replica=self.replica_id, tasks=len(keys))
+        taken: list[tuple[Task, float]] = []
+        failed = False
+        owned = [key for key in keys if self.owns(key)]
+        # Reloaded a chunk at a time, concurrently: one round trip after another, a few hundred
+        # tasks would wait a second or more before any of them is polled.
+        for start in range(0, len(owned), _TAKE_CHUNK):
+            chunk = owned[start : start + _TAKE_CHUNK]
+            answers = await asyncio.gather(
+                *(self._tracker.reload(key) for key in chunk), return_exceptions=True
+            )
+            for key, answer in zip(chunk, answers, strict=True):
+                if isinstance(answer, StoreError):
+                    log.warning("cluster_takeover_reload_failed", error=str(answer))
+                    failed = True  # the store is down: the rejoin after it comes back takes them
+                    continue
+                if isinstance(answer, BaseException):
+                    raise answer
+                _, task = answer
+                if task is None or task.final or not self.owns(key):
+                    continue
+                seen = last_observed(task)
+                interval = self._intervals.of(task)
+                taken.append((task, 0.0 if seen is None else seen + interval - now))
+            if failed:
+                break
+        # All at once, in the coordinator's order: over budget they go ahead of the backlog.
+        self._poll.take_over((task, due_in) for task, due_in in taken if self.owns(task.key))
+        if not failed:
+            log.info("cluster_tasks_taken", replica=self.replica_id, tasks=len(keys))
 
     async def _settle(self, generation: int) -> None:
         """Hand the alert records over after a membership change (module docstring)."""
