@@ -207,6 +207,7 @@ class Poller:
                     region=task.region,
                     sdk_app_id=task.sdk_app_id,
                     task_id=task.task_id,
+                    recorder_key=task.recorder_key,
                     language=account.language,
                 )
             await self._bus.publish(ApiAnswered(task.account, task.region, result, self._clock()))

@@ -38,6 +38,7 @@ __all__ = [
     "MAX_LABEL_VALUE",
     "MAX_SDK_APP_ID",
     "MIN_INTERVAL",
+    "RECORDER_KEY_PATTERN",
     "RESERVED_LABELS",
     "TASK_ID_RE",
     "LabelError",
@@ -53,13 +54,26 @@ __all__ = [
 
 # Labels the daemon itself puts on task series and alerts; user labels may not shadow them.
 RESERVED_LABELS: frozenset[str] = frozenset(
-    {"account", "region", "sdk_app_id", "task_id", "status", "alertname", "severity"}
+    {
+        "account",
+        "region",
+        "sdk_app_id",
+        "task_id",
+        "status",
+        "alertname",
+        "severity",
+        "recorder_key",
+    }
 )
 LABEL_NAME_RE = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*")
 # A label name a user may set: a Prometheus name not starting with "__" (reserved names aside).
 LABEL_NAME_PATTERN = r"^(?:[a-zA-Z][a-zA-Z0-9_]*|_(?:[a-zA-Z0-9][a-zA-Z0-9_]*)?)$"
 # TaskIds are URL-safe tokens; "/" is excluded because the task id is a path segment of the API.
 TASK_ID_RE = re.compile(r"[A-Za-z0-9._~+=:-]{1,256}")
+# A relay recording's RecorderKey (McuRecordParams.RecordKey): at most 128 letters, digits,
+# underscores and hyphens, as Tencent allows it.
+RECORDER_KEY_PATTERN = r"^[A-Za-z0-9_-]{1,128}$"
+_RECORDER_KEY_RE = re.compile(RECORDER_KEY_PATTERN)
 
 # Specs in one bulk registration (API and CLI): one store transaction, an answer per item.
 MAX_BULK = 1000
@@ -128,6 +142,14 @@ def _task_id(value: object) -> str:
         return validate_task_id(value)
     except ValidationError as exc:
         raise ValueError(exc.message) from None
+
+
+def _recorder_key(value: object) -> str | None:
+    if value is None:
+        return None
+    if not isinstance(value, str) or not _RECORDER_KEY_RE.fullmatch(value):
+        raise ValueError("must be 1 to 128 letters, digits, underscores or hyphens")
+    return value
 
 
 def _region(value: object) -> str:
@@ -200,6 +222,7 @@ class TaskSpec(BaseModel):
     account: str = "default"
     labels: dict[str, str] = Field(default_factory=dict)
     interval: Annotated[float | None, BeforeValidator(_interval)] = None
+    recorder_key: Annotated[str | None, BeforeValidator(_recorder_key)] = None
 
     @field_validator("account", mode="before")
     @classmethod
@@ -268,7 +291,7 @@ def validate_api_spec(data: Mapping[str, Any], accounts: Iterable[str] | None) -
 
 
 # The fields a registration may carry besides the task's identity, in the order they are named.
-_COMPARED = ("region", "account", "labels", "interval")
+_COMPARED = ("region", "account", "labels", "interval", "recorder_key")
 
 
 def conflicting_fields(spec: TaskSpec, given: Iterable[str], task: Any) -> list[str]:

@@ -51,6 +51,7 @@ class TestTaskSeries:
             "region": "ap-guangzhou",
             "sdk_app_id": str(APP),
             "task_id": "a",
+            "recorder_key": "",  # none registered: empty, which Prometheus treats as absent
             "room": "r-1",
             "customer": "acme",
         }

@@ -81,6 +81,8 @@ def task_json(task: Task, *, full: bool = False) -> dict[str, Any]:
             "last_request_id": task.last_request_id,
         },
         "storage_files": task.storage_files,
+        "recorder_key": task.recorder_key,
+        "answer_recorder_key": task.answer_recorder_key,
         "upload": upload_json(task.upload, full=full),
     }
     if full:

@@ -22,6 +22,7 @@ from monitor.taskspec import (
     MAX_LABELS,
     MAX_SDK_APP_ID,
     MIN_INTERVAL,
+    RECORDER_KEY_PATTERN,
     RESERVED_LABELS,
     TASK_ID_RE,
 )
@@ -104,6 +105,16 @@ def _account(accounts: Collection[str] | None) -> dict[str, Any]:
     return schema
 
 
+_RECORDER_KEY: dict[str, Any] = {
+    "type": ["string", "null"],
+    "minLength": 1,
+    "maxLength": 128,
+    "pattern": RECORDER_KEY_PATTERN,
+    "description": "A relay recording's RecorderKey (McuRecordParams.RecordKey), sent with "
+    "every DescribeCloudRecording; null or absent: none",
+}
+
+
 def _schemas(accounts: Collection[str] | None) -> dict[str, Any]:
     return {
         "Alert": {
@@ -137,6 +148,7 @@ def _schemas(accounts: Collection[str] | None) -> dict[str, Any]:
                     "Polling interval: seconds (1 to 86400), or a duration such as 90s, 5m, "
                     "1h30m, 24h; null or absent: by status, as configured"
                 ),
+                "recorder_key": _RECORDER_KEY,
             },
         },
         "TaskUpdate": {
@@ -186,6 +198,8 @@ def _schemas(accounts: Collection[str] | None) -> dict[str, Any]:
                 "status_since",
                 "health",
                 "storage_files",
+                "recorder_key",
+                "answer_recorder_key",
                 "upload",
             ],
             "properties": {
@@ -206,6 +220,10 @@ def _schemas(accounts: Collection[str] | None) -> dict[str, Any]:
                     "type": ["integer", "null"],
                     "description": "Entries in StorageFileList at the last observation",
                 },
+                "recorder_key": _nullable("string")
+                | {"description": "The relay recording's RecorderKey sent with every poll"},
+                "answer_recorder_key": _nullable("string")
+                | {"description": "The RecorderKey of the last DescribeCloudRecording answer"},
                 "upload": {"$ref": "#/components/schemas/Upload"},
                 "last_response": {
                     "type": ["object", "null"],
@@ -345,7 +363,7 @@ def _schemas(accounts: Collection[str] | None) -> dict[str, Any]:
                     "minItems": 1,
                     "items": {
                         "type": "string",
-                        "enum": ["region", "account", "labels", "interval"],
+                        "enum": ["region", "account", "labels", "interval", "recorder_key"],
                     },
                     "description": "The fields whose values differ from the registered task's",
                 },

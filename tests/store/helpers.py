@@ -86,6 +86,8 @@ def full_task() -> Task:
         extra={"leave_code": 2, "files": ["x.mp4"], "vod": {"FileId": "5285890781763144364"}},
         ended_at=1_700_000_100.5,
         observed_at=1_700_000_100.25,
+        recorder_key="relay_42-a",
+        answer_recorder_key="relay_42-b",
         upload=apply_upload_event(
             NO_UPLOAD,
             UploadEvent(
