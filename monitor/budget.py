@@ -7,7 +7,7 @@ limit, window or guard changes; unchanged buckets keep their history across relo
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection, Mapping
+from collections.abc import Callable, Mapping
 
 from monitor.accounts import AccountRuntime
 from monitor.events import ApiAnswered, EventBus
@@ -15,6 +15,7 @@ from monitor.metrics import BucketGauge
 from monitor.models import Outcome, Task
 from monitor.ratelimit import RateLimiter
 from monitor.ratelimit.factory import BucketKey, LimiterSettings, new_limiter
+from monitor.trtc.sites import Site
 
 __all__ = ["Budget"]
 
@@ -40,9 +41,10 @@ class Budget:
     def accounts(self) -> Mapping[str, AccountRuntime]:
         return self._accounts
 
-    def account_names(self) -> Collection[str]:
-        """The accounts of the configuration in force."""
-        return self._accounts.keys()
+    def account_names(self) -> Mapping[str, Site]:
+        """The accounts of the configuration in force, each with its site (a task's region is
+        checked against it at registration)."""
+        return {name: account.site for name, account in self._accounts.items()}
 
     def configure(self, accounts: Mapping[str, AccountRuntime]) -> list[BucketKey]:
         """New account settings; returns the buckets whose limiter was replaced."""

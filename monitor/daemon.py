@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import signal
 import time
-from collections.abc import Callable, Collection, Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -43,6 +43,7 @@ from monitor.reload import Reloader, ReloadHook, Running
 from monitor.store.base import Store, StoreError
 from monitor.store.factory import new_store
 from monitor.tracker import Tracker
+from monitor.trtc.sites import Site
 from monitor.wiring import Started
 
 __all__ = ["Daemon", "ReloadHook"]
@@ -279,7 +280,7 @@ class Daemon:
             shared_store=None if self.share.alone else self._store,
         )
 
-    def account_names(self) -> Collection[str]:
+    def account_names(self) -> Mapping[str, Site]:
         return self.budget.account_names()
 
     def api_token(self) -> str | None:

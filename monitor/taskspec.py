@@ -27,6 +27,7 @@ from pydantic import ValidationError as PydanticValidationError
 
 from monitor.durations import parse_duration
 from monitor.models import REGIONS, TaskKey
+from monitor.trtc.sites import Site, site_info
 
 __all__ = [
     "API_INTERVAL_PATTERN",
@@ -46,6 +47,7 @@ __all__ = [
     "TaskUpdate",
     "ValidationError",
     "conflicting_fields",
+    "site_problem",
     "validate_sdk_app_id",
     "validate_spec",
     "validate_task_id",
@@ -260,20 +262,38 @@ def _first_problem(exc: PydanticValidationError) -> ValidationError:
     return ValidationError(field, message)
 
 
+def site_problem(spec: TaskSpec, site: Site | str) -> str | None:
+    """Why the account's site cannot serve the task's region; None when it can."""
+    info = site_info(site)
+    if info.serves(spec.region):
+        return None
+    return (
+        f'{spec.region} is not served by the {info.site.value} site of account "{spec.account}"'
+        f" (its regions: {', '.join(info.regions)})"
+    )
+
+
 def validate_spec(
     data: Mapping[str, Any], accounts: Iterable[str] | None, default_account: str = "default"
 ) -> TaskSpec:
     """Turn untrusted JSON-like input into a :class:`TaskSpec`; raise on the first bad field.
 
-    ``accounts`` None leaves the account unchecked (a client that does not know them).
+    ``accounts`` None leaves the account unchecked (a client that does not know them). As a
+    mapping of account names to their sites, the region is checked against the account's site
+    too.
     """
     body = dict(data)
     body.setdefault("account", default_account)
     context = {} if accounts is None else {"accounts": set(accounts)}
     try:
-        return TaskSpec.model_validate(body, context=context)
+        spec = TaskSpec.model_validate(body, context=context)
     except PydanticValidationError as exc:
         raise _first_problem(exc) from None
+    if isinstance(accounts, Mapping):
+        problem = site_problem(spec, accounts[spec.account])
+        if problem is not None:
+            raise ValidationError("region", problem)
+    return spec
 
 
 def check_api_interval(value: object) -> None:

@@ -6,7 +6,7 @@ protocols; the daemon composes one from its parts. A test can serve the API over
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -16,6 +16,7 @@ from monitor.models import Source, Task, TaskKey, Transition
 from monitor.registry import TaskFilter
 from monitor.store.base import AlertRecord, Store
 from monitor.taskspec import TaskSpec
+from monitor.trtc.sites import Site
 
 __all__ = [
     "AlertReader",
@@ -87,7 +88,9 @@ class Control(Protocol):
 
     async def reload(self) -> ReloadResult: ...
 
-    def account_names(self) -> Collection[str]: ...
+    def account_names(self) -> Mapping[str, Site]:
+        """The configured accounts, each with its site (what regions its tasks may use)."""
+        ...
 
     def api_token(self) -> str | None: ...
 
