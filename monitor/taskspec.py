@@ -26,7 +26,7 @@ from pydantic import (
 from pydantic import ValidationError as PydanticValidationError
 
 from monitor.durations import parse_duration
-from monitor.models import REGIONS, TaskKey
+from monitor.models import REGIONS, Kind, TaskKey
 from monitor.trtc.sites import Site, site_info
 
 __all__ = [
@@ -65,6 +65,7 @@ RESERVED_LABELS: frozenset[str] = frozenset(
         "alertname",
         "severity",
         "recorder_key",
+        "kind",
     }
 )
 LABEL_NAME_RE = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*")
@@ -225,6 +226,7 @@ class TaskSpec(BaseModel):
     labels: dict[str, str] = Field(default_factory=dict)
     interval: Annotated[float | None, BeforeValidator(_interval)] = None
     recorder_key: Annotated[str | None, BeforeValidator(_recorder_key)] = None
+    kind: Kind = Kind.CLOUD
 
     @field_validator("account", mode="before")
     @classmethod
@@ -265,11 +267,14 @@ def _first_problem(exc: PydanticValidationError) -> ValidationError:
 def site_problem(spec: TaskSpec, site: Site | str) -> str | None:
     """Why the account's site cannot serve the task's region; None when it can."""
     info = site_info(site)
-    if info.serves(spec.region):
+    web = spec.kind is Kind.WEB
+    if info.serves(spec.region, web=web):
         return None
+    what = "web-page recording" if web else "cloud recording"
+    regions = info.web_regions if web else info.regions
     return (
-        f'{spec.region} is not served by the {info.site.value} site of account "{spec.account}"'
-        f" (its regions: {', '.join(info.regions)})"
+        f"{spec.region} is not served for {what} by the {info.site.value} site of account "
+        f'"{spec.account}" (its regions: {", ".join(regions)})'
     )
 
 
@@ -311,7 +316,7 @@ def validate_api_spec(data: Mapping[str, Any], accounts: Iterable[str] | None) -
 
 
 # The fields a registration may carry besides the task's identity, in the order they are named.
-_COMPARED = ("region", "account", "labels", "interval", "recorder_key")
+_COMPARED = ("region", "account", "labels", "interval", "recorder_key", "kind")
 
 
 def conflicting_fields(spec: TaskSpec, given: Iterable[str], task: Any) -> list[str]:

@@ -224,6 +224,7 @@ class Tracker:
             labels=dict(spec.labels),
             interval=spec.interval,
             recorder_key=spec.recorder_key,
+            kind=spec.kind,
             registered_at=now,
             source=source,
             status=Status.PENDING,

@@ -64,7 +64,7 @@ class TestConfiguration:
             parse_config(two_accounts(tasks=tasks))
         (line,) = caught.value.errors
         assert "tasks[0].region" in line
-        assert "ap-mumbai is not served by the china site" in line
+        assert "ap-mumbai is not served for cloud recording by the china site" in line
         assert CHINA_REGIONS in line
         ok = "tasks:\n  - {sdk_app_id: 1400000001, task_id: t, region: ap-mumbai}\n"
         assert parse_config(two_accounts(tasks=ok)).tasks[0].region == "ap-mumbai"
@@ -96,7 +96,7 @@ class TestRegistration:
         refused = await running.register(APP, "mumbai", region="ap-mumbai", account="cn")
         assert refused.status == 422
         message = (await refused.json())["error"]["message"]
-        assert "ap-mumbai is not served by the china site" in message
+        assert "ap-mumbai is not served for cloud recording by the china site" in message
         assert CHINA_REGIONS in message
         url = f"{running.url}/api/v1/tasks"
         bulk = [

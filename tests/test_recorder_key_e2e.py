@@ -90,8 +90,9 @@ class TestRelayRecording:
         assert body["answer_recorder_key"] is None
         async with running.session.get(f"{running.url}/metrics") as r:
             text = await r.text()
-        assert f'recorder_key="",region="ap-guangzhou",sdk_app_id="{APP}",task_id="{task_id}"' in (
-            text
+        assert (
+            f'kind="cloud",recorder_key="",region="ap-guangzhou",sdk_app_id="{APP}",task_id="{task_id}"'
+            in (text)
         )
 
     async def test_bulk_registration_takes_the_key_and_a_bad_one_is_refused(

@@ -16,6 +16,7 @@ from hypothesis import strategies as st
 
 from monitor.models import (
     MAX_WALL_TIME,
+    Kind,
     Source,
     Status,
     Task,
@@ -48,7 +49,9 @@ from tests.store.helpers import alert, full_task, move
 
 def earlier_task() -> Task:
     """``full_task()`` without the fields earlier versions did not have."""
-    return dataclasses.replace(full_task(), recorder_key=None, answer_recorder_key=None)
+    return dataclasses.replace(
+        full_task(), recorder_key=None, answer_recorder_key=None, kind=Kind.CLOUD
+    )
 
 
 # --- what earlier versions wrote for full_task() and its records (captured from them) -------
@@ -213,6 +216,7 @@ def tasks(draw: st.DrawFn) -> Task:
         observed_at=draw(times),
         recorder_key=draw(recorder_keys),
         answer_recorder_key=draw(recorder_keys),
+        kind=draw(st.sampled_from(Kind)),
     )
 
 
@@ -303,7 +307,7 @@ class TestFormatsAreUnchanged:
         assert spec == REDIS_STATE
         assert health == REDIS_HEALTH
         assert dict(zip(TASK_FIELDS, sqlite_rows.task_row(earlier_task()), strict=True)) == (
-            SQLITE_TASK | {"recorder_key": None, "answer_recorder_key": None}
+            SQLITE_TASK | {"recorder_key": None, "answer_recorder_key": None, "kind": None}
         )
         assert redis_values.health_value(earlier_task()) == REDIS_HEALTH
 

@@ -12,7 +12,7 @@ from typing import Any
 
 from monitor import __version__
 from monitor.http.api import DEFAULT_PAGE, MAX_OFFSET, MAX_PAGE
-from monitor.models import REGIONS, Source, Status
+from monitor.models import REGIONS, Kind, Source, Status
 from monitor.taskspec import (
     API_INTERVAL_PATTERN,
     LABEL_NAME_PATTERN,
@@ -115,6 +115,14 @@ _RECORDER_KEY: dict[str, Any] = {
 }
 
 
+_KIND: dict[str, Any] = {
+    "type": "string",
+    "enum": [k.value for k in Kind],
+    "description": "cloud (default): a cloud recording, polled with DescribeCloudRecording; "
+    "web: a web-page recording (StartWebRecord's TaskId), polled with DescribeWebRecord",
+}
+
+
 def _schemas(accounts: Collection[str] | None) -> dict[str, Any]:
     return {
         "Alert": {
@@ -149,6 +157,7 @@ def _schemas(accounts: Collection[str] | None) -> dict[str, Any]:
                     "1h30m, 24h; null or absent: by status, as configured"
                 ),
                 "recorder_key": _RECORDER_KEY,
+                "kind": _KIND,
             },
         },
         "TaskUpdate": {
@@ -198,6 +207,7 @@ def _schemas(accounts: Collection[str] | None) -> dict[str, Any]:
                 "status_since",
                 "health",
                 "storage_files",
+                "kind",
                 "recorder_key",
                 "answer_recorder_key",
                 "upload",
@@ -220,6 +230,7 @@ def _schemas(accounts: Collection[str] | None) -> dict[str, Any]:
                     "type": ["integer", "null"],
                     "description": "Entries in StorageFileList at the last observation",
                 },
+                "kind": {"type": "string", "enum": [k.value for k in Kind]},
                 "recorder_key": _nullable("string")
                 | {"description": "The relay recording's RecorderKey sent with every poll"},
                 "answer_recorder_key": _nullable("string")
@@ -363,7 +374,14 @@ def _schemas(accounts: Collection[str] | None) -> dict[str, Any]:
                     "minItems": 1,
                     "items": {
                         "type": "string",
-                        "enum": ["region", "account", "labels", "interval", "recorder_key"],
+                        "enum": [
+                            "region",
+                            "account",
+                            "labels",
+                            "interval",
+                            "recorder_key",
+                            "kind",
+                        ],
                     },
                     "description": "The fields whose values differ from the registered task's",
                 },

@@ -194,6 +194,7 @@ def task_lines(task: Task, layout: SeriesLayout) -> TaskLines:
         esc(task.region),
         esc(str(task.sdk_app_id)),
         esc(task.task_id),
+        task.kind.value,
         esc(task.recorder_key or ""),
     )
     head = f'{layout.account}="{own[0]}",{layout.region}="{own[1]}",{layout.app}="{own[2]}"'

@@ -8,7 +8,7 @@ import sqlite3
 from dataclasses import replace
 from pathlib import Path
 
-from monitor.models import Status
+from monitor.models import Kind, Status
 from monitor.store import SCHEMA_VERSION, SqliteStore, Store
 from monitor.store.sqlite.schema import MIGRATIONS, statements
 from tests.store.helpers import KEY_PREFIX, Backend, RedisSync, make_task, reopened
@@ -76,14 +76,28 @@ async def test_a_version_3_file_migrates_and_keeps_its_tasks(tmp_path: Path) -> 
             "'InProgress', 1000, 0, '{}')"
         )
         conn.execute("PRAGMA user_version = 3")
-    assert SCHEMA_VERSION == 4
+    assert SCHEMA_VERSION >= 4
     async with SqliteStore(path) as store:
         (old,) = await store.load_tasks()
         assert old.recorder_key is None
         assert old.answer_recorder_key is None
         await store.save_task(replace(old, recorder_key="k-2", answer_recorder_key="k-2"))
     with sqlite3.connect(path) as conn:
-        assert conn.execute("PRAGMA user_version").fetchone() == (4,)
+        assert conn.execute("PRAGMA user_version").fetchone() == (SCHEMA_VERSION,)
         assert conn.execute("SELECT recorder_key, answer_recorder_key FROM tasks").fetchall() == [
             ("k-2", "k-2")
         ]
+
+
+async def test_a_web_task_keeps_its_kind_and_a_cloud_task_stores_none(
+    store: Store, backend: Backend
+) -> None:
+    await store.save_task(make_task("web", Status.IN_PROGRESS, kind=Kind.WEB))
+    await store.save_task(make_task("cloud", Status.IN_PROGRESS))
+    await store.close()
+    again = await reopened(backend)
+    try:
+        kinds = {t.task_id: t.kind for t in await again.load_tasks()}
+    finally:
+        await again.close()
+    assert kinds == {"web": Kind.WEB, "cloud": Kind.CLOUD}

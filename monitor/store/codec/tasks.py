@@ -13,7 +13,7 @@ import json
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any, Final
 
-from monitor.models import MAX_WALL_TIME, MIN_WALL_TIME, Status, Task, answer_fields
+from monitor.models import MAX_WALL_TIME, MIN_WALL_TIME, Kind, Status, Task, answer_fields
 from monitor.store.codec.checks import checked_task, decoded_upload, note_repair
 from monitor.store.codec.values import SOURCES, STATUSES, dumps, loads_dict
 from monitor.uploads import NO_UPLOAD, UploadState
@@ -45,6 +45,7 @@ STATE_FIELDS: Final = (
     "ended_at",
     "upload",
     "recorder_key",
+    "kind",
 )
 HEALTH_FIELDS: Final = (
     "consecutive_errors",
@@ -86,6 +87,7 @@ def state_values(task: Task) -> list[Any]:
         task.ended_at,
         None if task.upload == NO_UPLOAD else task.upload.to_json(),
         task.recorder_key,
+        None if task.kind is Kind.CLOUD else task.kind.value,  # none stored: a cloud task
     ]
 
 
@@ -230,6 +232,7 @@ class TaskDecoder:
             ended_at,
             upload,
             recorder_key,
+            kind,
             consecutive_errors,
             last_error_code,
             last_error_at,
@@ -293,6 +296,7 @@ class TaskDecoder:
             observed_at,
             _text_or_none(recorder_key),
             _text_or_none(answer_recorder_key),
+            Kind.CLOUD if kind is None else Kind(kind),
         )
         try:
             readable = (

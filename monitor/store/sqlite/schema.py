@@ -28,7 +28,7 @@ __all__ = [
 
 log = get_logger("monitor.store.sqlite")
 
-SCHEMA_VERSION: Final = 4
+SCHEMA_VERSION: Final = 5
 BUSY_TIMEOUT_MS: Final = 5000
 
 # Index i brings the schema from version i to version i + 1. Never edit a released entry:
@@ -111,6 +111,10 @@ MIGRATIONS: Final[tuple[str, ...]] = (
     """
     ALTER TABLE tasks ADD COLUMN recorder_key TEXT;
     ALTER TABLE tasks ADD COLUMN answer_recorder_key TEXT;
+    """,
+    # 5: what the task records ('web': a web-page recording); NULL: a cloud recording.
+    """
+    ALTER TABLE tasks ADD COLUMN kind TEXT;
     """,
 )
 assert len(MIGRATIONS) == SCHEMA_VERSION
