@@ -27,14 +27,15 @@ from monitor.callbacks.parse import (
     CallbackInvalid,
     CallbackOutcome,
     Kind,
-    parse_callback,
 )
 from monitor.callbacks.shared import deliveries_for
 from monitor.callbacks.signature import verify_signature
 from monitor.callbacks.timing import TimeProblem, Verdict, check_times
+from monitor.callbacks.web import WEB_STARTED, WEB_STOPPED, parse_any_callback
 from monitor.http.errors import ApiError
 from monitor.http.ports import HttpContext
 from monitor.taskspec import MAX_SDK_APP_ID
+from monitor.trtc.sites import site_info
 
 log = structlog.get_logger("monitor.callbacks")
 
@@ -95,7 +96,8 @@ class CallbackReceiver:
         try:
             # Without the header, the application whose key signed the body stands for it (the
             # body's own SdkAppId, if any, must agree).
-            event = parse_callback(raw, header if header is not None else signed_for)
+            # Group 8 (web-page recordings) too: same envelope, same Sign.
+            event = parse_any_callback(raw, header if header is not None else signed_for)
         except CallbackInvalid as exc:
             self._count(exc.label, CallbackOutcome.INVALID)
             log.info("recording_callback_invalid", error=exc.message, event_type=exc.label)
@@ -163,6 +165,20 @@ class CallbackReceiver:
                 sdk_app_id=event.sdk_app_id,
             )
             return _ok()
+        if event.kind is Kind.WEB and self.context.callbacks.get(event.key) is None:
+            site = control.account_names().get(settings.account)
+            if site is not None and not site_info(site).serves(settings.region, web=True):
+                self._count(event.label, CallbackOutcome.REFUSED)
+                log.warning(
+                    "web_callback_not_registered",
+                    event_type=event.label,
+                    sdk_app_id=event.sdk_app_id,
+                    task_id=event.task_id,
+                    reason=f"{settings.region} is not served for web-page recording by the "
+                    f"{site} site of account {settings.account} (its regions: "
+                    f"{', '.join(site_info(site).web_regions)})",
+                )
+                return _ok()
         try:
             effect = await apply_callback(self.context.callbacks, settings, event, now)
         except BaseException:
@@ -173,6 +189,8 @@ class CallbackReceiver:
         if effect == "not_registered" and event.event_type not in (
             RECORDER_STARTED,
             RECORDER_STOPPED,
+            WEB_STARTED,
+            WEB_STOPPED,
         ):
             # An upload event of a task nobody registered (auto_register off): counted apart.
             outcome = CallbackOutcome.UNREGISTERED
