@@ -162,6 +162,7 @@ class Config(Model):
             add(account, parent, "secret_key", account.secret_key_source(name))
             add(account, parent, "token", account.token_source(name), required=False)
         add(self.callbacks, ("callbacks",), "key", self.callbacks.key_source())
+        add(self.callbacks, ("callbacks",), "tuikit_token", self.callbacks.tuikit_token_source())
         for app, app_config in self.callbacks.apps.items():
             add(app_config, ("callbacks", "apps", app), "key", app_config.key_source(app))
         for index, receiver in enumerate(self.alerts.receivers):

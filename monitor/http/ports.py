@@ -96,6 +96,10 @@ class Control(Protocol):
 
     def callback_key(self) -> str | None: ...
 
+    def tuikit_token(self) -> str | None:
+        """``callbacks.tuikit_token``: what TUIKit envelopes are authenticated with."""
+        ...
+
     def callback_app_keys(self) -> Mapping[int, str] | None:
         """With ``callbacks.apps``: each application's key (no other is taken); else None."""
         ...
