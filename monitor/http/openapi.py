@@ -7,7 +7,7 @@ configuration, so the accounts a task may name are the ones configured now.
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Collection, Mapping
 from typing import Any
 
 from monitor import __version__
@@ -26,6 +26,7 @@ from monitor.taskspec import (
     RESERVED_LABELS,
     TASK_ID_RE,
 )
+from monitor.trtc.sites import site_info
 from monitor.uploads import FileKind, UploadPhase
 
 _ERROR = {"$ref": "#/components/responses/Error"}
@@ -123,6 +124,25 @@ _KIND: dict[str, Any] = {
 }
 
 
+def _site_regions(accounts: Collection[str] | None) -> dict[str, Any]:
+    """With the accounts' sites known: the regions each account's site serves, per kind (a
+    task elsewhere is refused with 422)."""
+    if not isinstance(accounts, Mapping):
+        return {}
+    rules: list[dict[str, Any]] = []
+    for name, site in sorted(accounts.items()):
+        info = site_info(site)
+        # An absent account is the default one; an absent kind is cloud.
+        needs_account = [] if name == "default" else ["account"]
+        for kind, regions in (("web", info.web_regions), ("cloud", info.regions)):
+            when = {
+                "properties": {"account": {"const": name}, "kind": {"const": kind}},
+                "required": [*needs_account, *(["kind"] if kind == "web" else [])],
+            }
+            rules.append({"if": when, "then": {"properties": {"region": {"enum": list(regions)}}}})
+    return {"allOf": rules}
+
+
 def _schemas(accounts: Collection[str] | None) -> dict[str, Any]:
     return {
         "Alert": {
@@ -141,6 +161,7 @@ def _schemas(accounts: Collection[str] | None) -> dict[str, Any]:
             "type": "object",
             "additionalProperties": False,
             "required": ["sdk_app_id", "task_id", "region"],
+            **_site_regions(accounts),
             "properties": {
                 "sdk_app_id": {"type": "integer", "format": "int64", "minimum": 1},
                 "task_id": {
