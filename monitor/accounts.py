@@ -13,6 +13,7 @@ from monitor.config.model import Config
 from monitor.credentials import CredentialProvider
 from monitor.ratelimit.factory import LimiterSettings
 from monitor.trtc.client import Endpoint
+from monitor.trtc.sites import Site
 
 __all__ = ["AccountRuntime", "build_accounts"]
 
@@ -24,6 +25,7 @@ class AccountRuntime:
     credentials: CredentialProvider  # read with credentials_for_call, never waited on
     language: str
     limiter: LimiterSettings
+    site: Site = Site.INTERNATIONAL  # whose regions the account's tasks may use
 
 
 def build_accounts(
@@ -36,6 +38,7 @@ def build_accounts(
         accounts[name] = AccountRuntime(
             name=name,
             endpoint=Endpoint.parse(acc.endpoint),
+            site=Site(acc.site),
             credentials=providers[name],
             language=acc.language,
             limiter=LimiterSettings(acc.rate_limit, acc.rate_window, acc.rate_guard),

@@ -7,14 +7,21 @@ limit, window or guard changes; unchanged buckets keep their history across relo
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection, Mapping
+from collections.abc import Callable, Mapping
 
 from monitor.accounts import AccountRuntime
 from monitor.events import ApiAnswered, EventBus
 from monitor.metrics import BucketGauge
-from monitor.models import Outcome, Task
+from monitor.models import Kind, Outcome, Task
 from monitor.ratelimit import RateLimiter
-from monitor.ratelimit.factory import BucketKey, LimiterSettings, new_limiter
+from monitor.ratelimit.factory import (
+    DESCRIBE_CLOUD_RECORDING,
+    BucketKey,
+    LimiterSettings,
+    new_limiter,
+)
+from monitor.trtc.sites import Site
+from monitor.trtc.web import DESCRIBE_WEB_RECORD
 
 __all__ = ["Budget"]
 
@@ -24,6 +31,11 @@ _ORPHAN_HOST = "-"
 _ORPHAN_SETTINGS = LimiterSettings(20, 1.0, 0.02)
 
 LimiterFactory = Callable[[BucketKey, LimiterSettings], RateLimiter]
+
+
+def action_of(task: Task) -> str:
+    """The API action a task is polled with: each has its own budget."""
+    return DESCRIBE_WEB_RECORD if task.kind is Kind.WEB else DESCRIBE_CLOUD_RECORDING
 
 
 class Budget:
@@ -40,9 +52,10 @@ class Budget:
     def accounts(self) -> Mapping[str, AccountRuntime]:
         return self._accounts
 
-    def account_names(self) -> Collection[str]:
-        """The accounts of the configuration in force."""
-        return self._accounts.keys()
+    def account_names(self) -> Mapping[str, Site]:
+        """The accounts of the configuration in force, each with its site (a task's region is
+        checked against it at registration)."""
+        return {name: account.site for name, account in self._accounts.items()}
 
     def configure(self, accounts: Mapping[str, AccountRuntime]) -> list[BucketKey]:
         """New account settings; returns the buckets whose limiter was replaced."""
@@ -57,13 +70,13 @@ class Budget:
         return replaced
 
     def bucket_of(self, task: Task) -> BucketKey:
-        return self._bucket(task.account, task.region)
+        return self._bucket(task.account, task.region, action_of(task))
 
-    def _bucket(self, name: str, region: str) -> BucketKey:
+    def _bucket(self, name: str, region: str, action: str) -> BucketKey:
         account = self._accounts.get(name)
         if account is None:
-            return BucketKey(name, _ORPHAN_HOST)
-        return BucketKey(name, account.endpoint.host(region))
+            return BucketKey(name, _ORPHAN_HOST, action)
+        return BucketKey(name, account.endpoint.host(region), action)
 
     def subscribe(self, bus: EventBus) -> None:
         """Back off on the poll step's outcome: a throttled answer slows its bucket's limiter
@@ -72,7 +85,7 @@ class Budget:
 
     def _on_answer(self, event: ApiAnswered) -> None:
         if event.result.outcome is Outcome.THROTTLED:
-            self.limiter(self._bucket(event.account, event.region)).on_throttled()
+            self.limiter(self._bucket(event.account, event.region, event.action)).on_throttled()
 
     def limiter(self, bucket: BucketKey) -> RateLimiter:
         entry = self._limiters.get(bucket)
@@ -102,6 +115,7 @@ class Budget:
                 endpoint=bucket.host,
                 limit=float(limiter.limit),
                 effective_rate=limiter.effective_rate,
+                action=bucket.action,
             )
             for bucket, (_, limiter) in sorted(self._limiters.items())
             if bucket.host != _ORPHAN_HOST

@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import signal
 import time
-from collections.abc import Callable, Collection, Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -29,7 +29,6 @@ from monitor.config import (
     CallbacksConfig,
     Config,
     ResolvedSecrets,
-    callback_app_keys,
     resolve_secrets,
 )
 from monitor.credentials import CredentialSet, RefreshRecorder
@@ -43,6 +42,7 @@ from monitor.reload import Reloader, ReloadHook, Running
 from monitor.store.base import Store, StoreError
 from monitor.store.factory import new_store
 from monitor.tracker import Tracker
+from monitor.trtc.sites import Site
 from monitor.wiring import Started
 
 __all__ = ["Daemon", "ReloadHook"]
@@ -81,9 +81,7 @@ class Daemon:
         self.registry = TaskRegistry()
         self._started = False
         self._running_config = config  # what the restart-only keys still come from
-        self._api_token: str | None = None
-        self._callback_key: str | None = None
-        self._callback_app_keys: dict[int, str] | None = None
+        self._keys = wiring.NO_KEYS  # the API token and the callbacks' keys in force
         self._store: Store | None = None
         self._tracker: Tracker | None = None
         self._budget: Budget | None = None
@@ -241,9 +239,7 @@ class Daemon:
     def _adopt(self, config: Config, secrets: ResolvedSecrets) -> None:
         """The configuration in force (at start, or reloaded): the daemon's own share of it."""
         set_secrets(secrets.values())
-        self._api_token = secrets.api_token.get() if secrets.api_token else None
-        self._callback_key = secrets.callback_key.get() if secrets.callback_key else None
-        self._callback_app_keys = callback_app_keys(config.callbacks, secrets)
+        self._keys = wiring.Keys.of(config, secrets)
         self.config = config
 
     async def purge(self) -> list[Any]:
@@ -276,17 +272,20 @@ class Daemon:
             shared_store=None if self.share.alone else self._store,
         )
 
-    def account_names(self) -> Collection[str]:
+    def account_names(self) -> Mapping[str, Site]:
         return self.budget.account_names()
 
     def api_token(self) -> str | None:
-        return self._api_token
+        return self._keys.api_token
 
     def callback_key(self) -> str | None:
-        return self._callback_key
+        return self._keys.callback_key
+
+    def tuikit_token(self) -> str | None:
+        return self._keys.tuikit_token
 
     def callback_app_keys(self) -> Mapping[int, str] | None:
-        return self._callback_app_keys
+        return self._keys.callback_app_keys
 
     def callback_settings(self) -> CallbacksConfig:
         return self.config.callbacks

@@ -29,7 +29,8 @@ from monitor.config import Config, ConfigError, load_config, parse_config
 from monitor.durations import parse_duration
 from monitor.events import TransitionRecorded
 from monitor.log import configure_logging
-from monitor.models import Status, Task
+from monitor.models import Kind as ModelKind
+from monitor.models import Source, Status, Task
 from monitor.simulator import (
     DEFAULT_SECRET_ID,
     DEFAULT_SECRET_KEY,
@@ -41,6 +42,7 @@ from monitor.simulator import (
 )
 from monitor.simulator.callbacks import ALL_EVENTS
 from monitor.simulator.lifecycle import UploadFault, UploadPlan
+from monitor.taskspec import TaskSpec
 from monitor.uploads import UploadPhase
 
 SDK_APP_ID = 1400000001
@@ -59,6 +61,12 @@ class Story:
     max_idle_time: float | None = None
     vod: bool = False  # recording to VOD (else COS)
     upload: UploadPlan | None = None  # how its upload callbacks go (default: all well)
+    # A task the demo registers itself (before its first callback), as a team would: a relay
+    # recording with its RecorderKey, or a web-page recording (kind web, in the region the
+    # account's site serves web-page recording in).
+    recorder_key: str | None = None
+    kind: str = "cloud"
+    region: str = "ap-guangzhou"
 
 
 def stories() -> list[Story]:
@@ -107,6 +115,21 @@ def stories() -> list[Story]:
             upload=UploadPlan(
                 fault=UploadFault.VOD_COMMIT_ERROR, error_message="VOD storage quota exceeded"
             ),
+        ),
+        Story(
+            "relay-lesson",
+            Life(idle=2, in_progress=None),
+            "a relay recording (StartPublishCdnStream): polled with its RecorderKey, shown on "
+            "its page and in trtc_recording_task_info",
+            recorder_key="relay_lesson-1",
+        ),
+        Story(
+            "web-lesson",
+            Life(idle=0, in_progress=18, exited=3, leave_code=0),
+            "a web-page recording (StartWebRecord): polled with DescribeWebRecord on its own "
+            "budget; its page ends at 18s and the 804 callback records the exit at once",
+            kind="web",
+            region="ap-singapore",
         ),
         Story(
             "upload-stuck",
@@ -300,22 +323,39 @@ async def run_demo(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
         flush=True,
     )
     pending_faults: list[tuple[float, Fault, str]] = []
-    for story in stories():
+    for index, story in enumerate(stories()):
+        own_id: str | None = None
+        if story.recorder_key is not None or story.kind != "cloud":
+            own_id = f"demo-{story.room}-{index}"
+            spec = TaskSpec(
+                sdk_app_id=SDK_APP_ID,
+                task_id=own_id,
+                region=story.region,
+                account="demo",
+                labels={"room": story.room},
+                recorder_key=story.recorder_key,
+                kind=ModelKind(story.kind),
+            )
+            await daemon.share.writer().register(spec, Source.API)
         task_id = sim.add_task(
             SDK_APP_ID,
+            own_id,
             life=story.life,
             room_id=story.room,
             user_id=f"recorder-{story.room}",
             max_idle_time=story.max_idle_time,
             vod=story.vod,
             upload=story.upload,
+            kind=story.kind,
+            recorder_key=story.recorder_key,
         )
         narrator.rooms[task_id] = story.room
         if story.fault is not None:
             pending_faults.append((story.fault_at, _for_task(story.fault, task_id), story.room))
         print(f"  {story.room:<14} {story.shows}", file=out)
     print(
-        "Each is registered by its 'recorder started' callback (event 301); exits arrive by "
+        "Each is registered by its 'recorder started' callback (event 301), but the relay and "
+        "web-page recordings, which the demo registers itself; exits arrive by "
         "callback (302) and are confirmed by polling; the upload callbacks (303-312) tell "
         "where each recording's files went.\n",
         file=out,

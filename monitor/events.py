@@ -111,6 +111,7 @@ class ApiAnswered:
     region: str
     result: CallResult
     at: float
+    action: str = "DescribeCloudRecording"  # which action's budget it drew on
 
 
 Event = (

@@ -62,6 +62,13 @@ FINAL_STATUSES: frozenset[Status] = frozenset({Status.ENDED, Status.EXPIRED, Sta
 API_STATUSES: frozenset[Status] = frozenset({Status.IDLE, Status.IN_PROGRESS, Status.EXITED})
 
 
+class Kind(enum.StrEnum):
+    """What a task records, and so how it is polled (docs/trtc-api.md)."""
+
+    CLOUD = "cloud"  # a cloud recording: DescribeCloudRecording
+    WEB = "web"  # a web-page recording: DescribeWebRecord, by TaskId
+
+
 class Outcome(enum.StrEnum):
     """Classification of one API attempt (docs/trtc-api.md)."""
 
@@ -132,6 +139,12 @@ class Task:
     # When the newest recorded observation of the status was made, by the wall clock, for
     # people: a poll's send time or a callback's event time. Never used to order observations.
     observed_at: float = 0.0
+    # The RecorderKey of one recording of a relay recording task (started through
+    # StartPublishCdnStream with McuRecordParams.RecordKey): sent with every poll when set.
+    recorder_key: str | None = None
+    # The RecorderKey the last DescribeCloudRecording answer returned (None when it had none).
+    answer_recorder_key: str | None = None
+    kind: Kind = Kind.CLOUD
     # This process's monotonic clock (``time.monotonic``), in memory only: never stored, never
     # compared, so a step of the wall clock can neither reorder observations nor age a task.
     # The newest recorded observation of the status (a poll's send time, a callback's arrival,

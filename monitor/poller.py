@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterable
 
 import structlog
 
-from monitor.budget import Budget
+from monitor.budget import Budget, action_of
 from monitor.config import PollingConfig
 from monitor.credentials import credentials_for_call
 from monitor.events import (
@@ -28,13 +28,14 @@ from monitor.events import (
     TaskUpdated,
     TransitionRecorded,
 )
-from monitor.models import Outcome, Source, Status, Task, TaskKey
+from monitor.models import Kind, Outcome, Source, Status, Task, TaskKey
 from monitor.ratelimit.factory import BucketKey
 from monitor.registry import TaskRegistry
 from monitor.scheduler import Dispatch, PollAction, PollOutcome, PollScheduler
 from monitor.store.base import StoreError
 from monitor.tracker import Tracker
 from monitor.trtc.client import CallResult, TrtcClient
+from monitor.trtc.web import describe_web_record, web_answer
 
 __all__ = ["ACCOUNT_GONE", "IntervalPolicy", "Poller"]
 
@@ -216,15 +217,30 @@ class Poller:
                 result = credentials
             else:
                 sent_at, sent_tick = self._clock(), self._tracker.tick()  # after any wait
-                result = await self._client.describe_cloud_recording(
-                    endpoint=account.endpoint,
-                    credentials=credentials,
-                    region=task.region,
-                    sdk_app_id=task.sdk_app_id,
-                    task_id=task.task_id,
-                    language=account.language,
-                )
-            await self._bus.publish(ApiAnswered(task.account, task.region, result, self._clock()))
+                if task.kind is Kind.WEB:
+                    result = web_answer(
+                        await describe_web_record(
+                            self._client,
+                            endpoint=account.endpoint,
+                            credentials=credentials,
+                            region=task.region,
+                            task_id=task.task_id,
+                            language=account.language,
+                        )
+                    )
+                else:
+                    result = await self._client.describe_cloud_recording(
+                        endpoint=account.endpoint,
+                        credentials=credentials,
+                        region=task.region,
+                        sdk_app_id=task.sdk_app_id,
+                        task_id=task.task_id,
+                        recorder_key=task.recorder_key,
+                        language=account.language,
+                    )
+            await self._bus.publish(
+                ApiAnswered(task.account, task.region, result, self._clock(), action_of(task))
+            )
         if result.outcome is Outcome.THROTTLED:
             log.warning(
                 "api_throttled",

@@ -109,6 +109,8 @@ def apply_poll(
     task.answer_request_id = result.request_id
     task.answer_files = files
     task.storage_files = count or 0
+    key = result.response.get("RecorderKey") if result.response else None
+    task.answer_recorder_key = key if isinstance(key, str) and key else None
     if status is None or status == task.status:
         return PollEffect(health=health)
     return PollEffect(_move(task, status, now, Source.POLL, result.request_id, {}), health)

@@ -26,7 +26,8 @@ from pydantic import (
 from pydantic import ValidationError as PydanticValidationError
 
 from monitor.durations import parse_duration
-from monitor.models import REGIONS, TaskKey
+from monitor.models import REGIONS, Kind, TaskKey
+from monitor.trtc.sites import Site, site_info
 
 __all__ = [
     "API_INTERVAL_PATTERN",
@@ -38,6 +39,7 @@ __all__ = [
     "MAX_LABEL_VALUE",
     "MAX_SDK_APP_ID",
     "MIN_INTERVAL",
+    "RECORDER_KEY_PATTERN",
     "RESERVED_LABELS",
     "TASK_ID_RE",
     "LabelError",
@@ -45,6 +47,7 @@ __all__ = [
     "TaskUpdate",
     "ValidationError",
     "conflicting_fields",
+    "site_problem",
     "validate_sdk_app_id",
     "validate_spec",
     "validate_task_id",
@@ -53,13 +56,27 @@ __all__ = [
 
 # Labels the daemon itself puts on task series and alerts; user labels may not shadow them.
 RESERVED_LABELS: frozenset[str] = frozenset(
-    {"account", "region", "sdk_app_id", "task_id", "status", "alertname", "severity"}
+    {
+        "account",
+        "region",
+        "sdk_app_id",
+        "task_id",
+        "status",
+        "alertname",
+        "severity",
+        "recorder_key",
+        "kind",
+    }
 )
 LABEL_NAME_RE = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*")
 # A label name a user may set: a Prometheus name not starting with "__" (reserved names aside).
 LABEL_NAME_PATTERN = r"^(?:[a-zA-Z][a-zA-Z0-9_]*|_(?:[a-zA-Z0-9][a-zA-Z0-9_]*)?)$"
 # TaskIds are URL-safe tokens; "/" is excluded because the task id is a path segment of the API.
 TASK_ID_RE = re.compile(r"[A-Za-z0-9._~+=:-]{1,256}")
+# A relay recording's RecorderKey (McuRecordParams.RecordKey): at most 128 letters, digits,
+# underscores and hyphens, as Tencent allows it.
+RECORDER_KEY_PATTERN = r"^[A-Za-z0-9_-]{1,128}$"
+_RECORDER_KEY_RE = re.compile(RECORDER_KEY_PATTERN)
 
 # Specs in one bulk registration (API and CLI): one store transaction, an answer per item.
 MAX_BULK = 1000
@@ -128,6 +145,14 @@ def _task_id(value: object) -> str:
         return validate_task_id(value)
     except ValidationError as exc:
         raise ValueError(exc.message) from None
+
+
+def _recorder_key(value: object) -> str | None:
+    if value is None:
+        return None
+    if not isinstance(value, str) or not _RECORDER_KEY_RE.fullmatch(value):
+        raise ValueError("must be 1 to 128 letters, digits, underscores or hyphens")
+    return value
 
 
 def _region(value: object) -> str:
@@ -200,6 +225,8 @@ class TaskSpec(BaseModel):
     account: str = "default"
     labels: dict[str, str] = Field(default_factory=dict)
     interval: Annotated[float | None, BeforeValidator(_interval)] = None
+    recorder_key: Annotated[str | None, BeforeValidator(_recorder_key)] = None
+    kind: Kind = Kind.CLOUD
 
     @field_validator("account", mode="before")
     @classmethod
@@ -237,20 +264,41 @@ def _first_problem(exc: PydanticValidationError) -> ValidationError:
     return ValidationError(field, message)
 
 
+def site_problem(spec: TaskSpec, site: Site | str) -> str | None:
+    """Why the account's site cannot serve the task's region; None when it can."""
+    info = site_info(site)
+    web = spec.kind is Kind.WEB
+    if info.serves(spec.region, web=web):
+        return None
+    what = "web-page recording" if web else "cloud recording"
+    regions = info.web_regions if web else info.regions
+    return (
+        f"{spec.region} is not served for {what} by the {info.site.value} site of account "
+        f'"{spec.account}" (its regions: {", ".join(regions)})'
+    )
+
+
 def validate_spec(
     data: Mapping[str, Any], accounts: Iterable[str] | None, default_account: str = "default"
 ) -> TaskSpec:
     """Turn untrusted JSON-like input into a :class:`TaskSpec`; raise on the first bad field.
 
-    ``accounts`` None leaves the account unchecked (a client that does not know them).
+    ``accounts`` None leaves the account unchecked (a client that does not know them). As a
+    mapping of account names to their sites, the region is checked against the account's site
+    too.
     """
     body = dict(data)
     body.setdefault("account", default_account)
     context = {} if accounts is None else {"accounts": set(accounts)}
     try:
-        return TaskSpec.model_validate(body, context=context)
+        spec = TaskSpec.model_validate(body, context=context)
     except PydanticValidationError as exc:
         raise _first_problem(exc) from None
+    if isinstance(accounts, Mapping):
+        problem = site_problem(spec, accounts[spec.account])
+        if problem is not None:
+            raise ValidationError("region", problem)
+    return spec
 
 
 def check_api_interval(value: object) -> None:
@@ -268,7 +316,7 @@ def validate_api_spec(data: Mapping[str, Any], accounts: Iterable[str] | None) -
 
 
 # The fields a registration may carry besides the task's identity, in the order they are named.
-_COMPARED = ("region", "account", "labels", "interval")
+_COMPARED = ("region", "account", "labels", "interval", "recorder_key", "kind")
 
 
 def conflicting_fields(spec: TaskSpec, given: Iterable[str], task: Any) -> list[str]:

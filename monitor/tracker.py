@@ -223,6 +223,8 @@ class Tracker:
             account=sys.intern(spec.account),
             labels=dict(spec.labels),
             interval=spec.interval,
+            recorder_key=spec.recorder_key,
+            kind=spec.kind,
             registered_at=now,
             source=source,
             status=Status.PENDING,

@@ -12,8 +12,9 @@ import contextlib
 import gc
 import time
 from collections.abc import Awaitable, Callable, Collection, Coroutine, Iterator, Mapping
+from dataclasses import dataclass
 from functools import partial
-from typing import Any, Generic, TypeVar, overload
+from typing import Any, Final, Generic, TypeVar, overload
 
 import aiohttp
 import structlog
@@ -26,7 +27,7 @@ from monitor.cluster.coordinator import replica_id_of
 from monitor.cluster.replica import Replica, redis_store_of
 from monitor.cluster.share import Share
 from monitor.cluster.solo import Solo
-from monitor.config import Config
+from monitor.config import Config, ResolvedSecrets, callback_app_keys
 from monitor.credentials import RefreshEvent
 from monitor.events import EventBus
 from monitor.metrics import Exposition, MonitorMetrics, Rendered, StateView
@@ -34,6 +35,7 @@ from monitor.poller import IntervalPolicy, Poller
 from monitor.ratelimit import mark_sent
 from monitor.ratelimit.factory import LimiterBackend, new_limiter
 from monitor.registry import TaskRegistry
+from monitor.secrets import Secret
 from monitor.store.base import Store
 from monitor.tracker import Tracker
 from monitor.trtc.client import TrtcClient, new_session
@@ -55,6 +57,32 @@ __all__ = [
 log = structlog.get_logger("monitor.daemon")
 
 T = TypeVar("T")
+
+
+@dataclass(frozen=True, slots=True)
+class Keys:
+    """The API token and the callbacks' keys of the configuration in force (values: read only
+    by the checks that compare them, never logged)."""
+
+    api_token: str | None = None
+    callback_key: str | None = None
+    callback_app_keys: Mapping[int, str] | None = None
+    tuikit_token: str | None = None
+
+    @classmethod
+    def of(cls, config: Config, secrets: ResolvedSecrets) -> Keys:
+        def value(secret: Secret | None) -> str | None:
+            return secret.get() if secret else None
+
+        return cls(
+            value(secrets.api_token),
+            value(secrets.callback_key),
+            callback_app_keys(config.callbacks, secrets),
+            value(secrets.tuikit_token),
+        )
+
+
+NO_KEYS: Final = Keys()
 
 
 class Started(Generic[T]):

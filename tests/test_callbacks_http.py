@@ -3,6 +3,7 @@ hostile bodies that are answered and change nothing."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import time
 from collections.abc import AsyncIterator
@@ -75,7 +76,8 @@ class TestAuthentication:
     async def test_without_a_configured_key_everything_is_refused_with_one_warning(
         self, running: RunningDaemon
     ) -> None:
-        running.daemon._callback_key = None  # as after a reload that lost the key
+        # As after a reload that lost the key.
+        running.daemon._keys = dataclasses.replace(running.daemon._keys, callback_key=None)
         raw = body(301, "t-nokey", {"Status": 0})
         with capture_logs() as logs:
             first = await post(running, raw)

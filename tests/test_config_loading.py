@@ -118,8 +118,8 @@ class TestErrorLocations:
             f'{path}:1: polling.timeout: invalid duration "fast" '
             "(use Prometheus syntax such as 500ms, 15s, 5m, 1h)",
             f'{path}:2: metrics.labels[0]: label name "task_id" is reserved '
-            "(the monitor sets account, alertname, region, sdk_app_id, severity, status, "
-            "task_id itself)",
+            "(the monitor sets account, alertname, kind, recorder_key, region, sdk_app_id, "
+            "severity, status, task_id itself)",
         ]
 
     def test_a_missing_required_key_points_at_its_parent(self) -> None:

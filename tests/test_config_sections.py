@@ -44,7 +44,9 @@ class TestDefaults:
         config = parse_config("polling: {interval: 10s}\n")
         assert list(config.accounts) == ["default"]
         account = config.accounts["default"]
-        assert account.endpoint == "trtc.tencentcloudapi.com"
+        # The international site's host: the site an account is on unless it says otherwise.
+        assert account.site == "international"
+        assert account.endpoint == "trtc.intl.tencentcloudapi.com"
         assert account.language == "en-US"
         assert (account.rate_limit, account.rate_window, account.rate_guard) == (20, 1.0, 0.02)
         assert account.secret_id_source("default") == SecretSource.from_env(

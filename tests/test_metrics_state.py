@@ -51,6 +51,8 @@ class TestTaskSeries:
             "region": "ap-guangzhou",
             "sdk_app_id": str(APP),
             "task_id": "a",
+            "kind": "cloud",
+            "recorder_key": "",  # none registered: empty, which Prometheus treats as absent
             "room": "r-1",
             "customer": "acme",
         }
@@ -132,7 +134,11 @@ class TestFleetSeries:
         text, _ = render(view)
         (limit,) = samples(text, "trtc_monitor_ratelimit_limit")
         (effective,) = samples(text, "trtc_monitor_ratelimit_effective_rate")
-        assert limit.labels == {"account": "default", "endpoint": "trtc.tencentcloudapi.com"}
+        assert limit.labels == {
+            "account": "default",
+            "endpoint": "trtc.tencentcloudapi.com",
+            "action": "DescribeCloudRecording",  # each action has its own budget
+        }
         assert (limit.value, effective.value) == (20.0, 17.5)
         required = {
             s.labels["account"]: s.value for s in samples(text, "trtc_monitor_poll_required_rate")

@@ -15,6 +15,7 @@ from monitor.http.openapi import openapi_document
 from monitor.http.ports import HttpContext
 from monitor.http.server import build_app
 from monitor.simulator import Life, Simulator
+from monitor.trtc.sites import Site
 from tests.conftest import API_TOKEN, DaemonFactory, daemon_config_text
 from tests.support import wait_for_async
 
@@ -220,7 +221,10 @@ class TestAgainstTheApp:
             assert response.status == 200
             assert response.content_type == "application/json"
             served = await response.json()
-        assert served == openapi_document(["default"])
+        # The configured accounts with their sites: each one's regions per kind are documented.
+        assert served == openapi_document({"default": Site.INTERNATIONAL})
+        web_rule = served["components"]["schemas"]["Registration"]["allOf"][0]
+        assert web_rule["then"]["properties"]["region"]["enum"] == ["ap-singapore"]
 
     async def test_the_documented_schemas_name_every_field_the_api_answers(
         self, simulator: Simulator, make_daemon: DaemonFactory, document: dict[str, Any]

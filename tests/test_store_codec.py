@@ -16,6 +16,7 @@ from hypothesis import strategies as st
 
 from monitor.models import (
     MAX_WALL_TIME,
+    Kind,
     Source,
     Status,
     Task,
@@ -44,6 +45,14 @@ from monitor.store.sqlite import rows as sqlite_rows
 from monitor.store.sqlite.schema import MIGRATIONS, statements
 from monitor.uploads import NO_UPLOAD
 from tests.store.helpers import alert, full_task, move
+
+
+def earlier_task() -> Task:
+    """``full_task()`` without the fields earlier versions did not have."""
+    return dataclasses.replace(
+        full_task(), recorder_key=None, answer_recorder_key=None, kind=Kind.CLOUD
+    )
+
 
 # --- what earlier versions wrote for full_task() and its records (captured from them) -------
 
@@ -155,6 +164,7 @@ SQLITE_ALERT = (
 # --- strategies -----------------------------------------------------------------------------
 
 texts = st.text(max_size=12)
+recorder_keys = st.none() | st.from_regex(r"[A-Za-z0-9_-]{1,16}", fullmatch=True)
 times = st.floats(min_value=0.0, max_value=MAX_WALL_TIME, allow_nan=False)
 optional_times = st.none() | times
 # Times no date can show: before 1970, after 9999, infinite, not a number, not a time at all.
@@ -204,6 +214,9 @@ def tasks(draw: st.DrawFn) -> Task:
         upload=draw(st.sampled_from([NO_UPLOAD, full_task().upload])),
         ended_at=draw(optional_times),
         observed_at=draw(times),
+        recorder_key=draw(recorder_keys),
+        answer_recorder_key=draw(recorder_keys),
+        kind=draw(st.sampled_from(Kind)),
     )
 
 
@@ -290,16 +303,16 @@ class TestFields:
 
 class TestFormatsAreUnchanged:
     def test_a_task_is_written_as_earlier_versions_wrote_it(self) -> None:
-        spec, health = redis_task_values(full_task())
+        spec, health = redis_task_values(earlier_task())
         assert spec == REDIS_STATE
         assert health == REDIS_HEALTH
-        assert dict(zip(TASK_FIELDS, sqlite_rows.task_row(full_task()), strict=True)) == (
-            SQLITE_TASK
+        assert dict(zip(TASK_FIELDS, sqlite_rows.task_row(earlier_task()), strict=True)) == (
+            SQLITE_TASK | {"recorder_key": None, "answer_recorder_key": None, "kind": None}
         )
-        assert redis_values.health_value(full_task()) == REDIS_HEALTH
+        assert redis_values.health_value(earlier_task()) == REDIS_HEALTH
 
     def test_a_transition_and_an_alert_are_written_as_earlier_versions_wrote_them(self) -> None:
-        task = full_task()
+        task = earlier_task()
         transition = move(task, Status.EXPIRED, 1_700_000_200.5, request_id="rq", why="x")
         assert redis_values.transition_value(transition) == REDIS_TRANSITION
         assert tuple(sqlite_rows.transition_row(transition)) == SQLITE_TRANSITION
@@ -316,7 +329,7 @@ class TestFormatsAreUnchanged:
     def test_what_earlier_versions_wrote_reads_back_as_the_same_records(
         self, db: sqlite3.Connection
     ) -> None:
-        assert through_redis(REDIS_STATE, REDIS_HEALTH) == full_task()
+        assert through_redis(REDIS_STATE, REDIS_HEALTH) == earlier_task()
         db.execute("DELETE FROM tasks")
         columns = ", ".join(SQLITE_TASK)
         db.execute(
@@ -324,7 +337,8 @@ class TestFormatsAreUnchanged:
             tuple(SQLITE_TASK.values()),
         )
         rows = db.execute(sqlite_rows.SELECT_TASKS)
-        assert TaskDecoder("sqlite", texts=True).tasks(rows, sqlite_rows.row_name) == [full_task()]
+        decoded = TaskDecoder("sqlite", texts=True).tasks(rows, sqlite_rows.row_name)
+        assert decoded == [earlier_task()]
 
 
 class TestRoundTrips:

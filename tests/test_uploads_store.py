@@ -85,13 +85,13 @@ class TestUploadStore:
                 (T0, T0),
             )
             conn.execute("PRAGMA user_version = 1")
-        assert SCHEMA_VERSION == 3
+        assert SCHEMA_VERSION >= 3
         async with SqliteStore(path) as store:
             (old,) = await store.load_tasks()
             assert old.upload is NO_UPLOAD
             old.upload = done_vod()
             await store.save_task(old)
         with sqlite3.connect(path) as conn:
-            assert conn.execute("PRAGMA user_version").fetchone() == (3,)
+            assert conn.execute("PRAGMA user_version").fetchone() == (SCHEMA_VERSION,)
             (stored,) = conn.execute("SELECT upload FROM tasks").fetchone()
         assert json.loads(stored)["state"] == "done"

@@ -21,7 +21,10 @@ from monitor.callbacks.parse import (
     VOD_COMMITTED,
     VOD_FINISHED,
     Callback,
+    Kind,
 )
+from monitor.callbacks.web import WebEffect, web_effect
+from monitor.models import Kind as ModelKind
 from monitor.models import Source, Task, TaskKey, Transition
 from monitor.taskspec import MAX_LABEL_VALUE, TaskSpec
 from monitor.uploads import UploadChange, UploadEvent
@@ -155,6 +158,8 @@ async def apply_callback(
     registers it with ``auto_register`` (its 301 was missed: the files still deserve to be
     followed), and is otherwise ``not_registered``.
     """
+    if event.kind is Kind.WEB:
+        return await _apply_web(target, settings, event, now)
     key = event.key
     registered = False
     if event.event_type not in (RECORDER_STARTED, RECORDER_STOPPED) and target.get(key) is None:
@@ -208,13 +213,58 @@ async def _apply_status(
     return "facts_noted"
 
 
-async def _register(target: CallbackTarget, settings: CallbackSettings, event: Callback) -> None:
+async def _apply_web(
+    target: CallbackTarget, settings: CallbackSettings, event: Callback, now: float
+) -> str:
+    """A group-8 event, handled like its group-3 counterpart: a start registers the task (as
+    ``kind: web``) with ``auto_register``, a stop records the exit at once (and registers a task
+    whose start was missed), an upload event feeds the upload state."""
+    key = event.key
+    effect = web_effect(event)
+    registered = False
+    if (
+        effect in (WebEffect.STARTED, WebEffect.STOPPED, WebEffect.UPLOAD)
+        and target.get(key) is None
+    ):
+        if not settings.auto_register:
+            return "not_registered"
+        await _register(target, settings, event, ModelKind.WEB)
+        registered = True
+    if effect is WebEffect.STARTED:
+        result = "registered" if registered else "already_registered"
+    elif effect is WebEffect.STOPPED:
+        transition = await target.observe_exit(
+            key, None, exit_detail(event), event_time(event, now)
+        )
+        result = "exit_recorded" if transition is not None else "exit_already_known"
+    elif effect is WebEffect.START_FAILED:
+        result = "start_failed"
+    elif effect is WebEffect.UPLOAD:
+        task = target.get(key)
+        facts = task_facts(event, task.extra if task is not None else {})
+        result = "facts_noted" if facts and await target.note_facts(key, facts) else "logged"
+    else:
+        result = "logged"
+    if event.upload is not None and target.get(key) is not None:
+        await target.observe_upload(key, event.upload)
+    if registered and result != "registered":
+        return f"registered_and_{result}"
+    return result
+
+
+async def _register(
+    target: CallbackTarget,
+    settings: CallbackSettings,
+    event: Callback,
+    kind: ModelKind = ModelKind.CLOUD,
+) -> None:
     spec = TaskSpec(
         sdk_app_id=event.sdk_app_id,
         task_id=event.task_id,
         region=settings.region,
         account=settings.account,
         labels=task_labels(event),
+        kind=kind,
     )
     await target.register(spec, Source.CALLBACK)
 

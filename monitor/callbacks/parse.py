@@ -72,6 +72,14 @@ class CallbackOutcome(enum.StrEnum):
     STALE = "stale"
     MISMATCH = "mismatch"  # a body seen before, now under another SdkAppId header
     UNREGISTERED = "unregistered"  # an upload event of a task not registered (auto_register off)
+    # A web-page recording event of an unknown task that auto-registration would put in a
+    # region the callbacks' account's site does not serve web-page recording in.
+    REFUSED = "refused"
+
+
+# The web-page recording events of group 8 (monitor/callbacks/web.py reads them); 311 and 312
+# are shared with group 3.
+WEB_EVENT_TYPES: frozenset[int] = frozenset({801, 802, 803, 804})
 
 
 def event_label(event_type: int | None) -> str:
@@ -131,6 +139,8 @@ class Callback:
 
     @property
     def label(self) -> str:
+        if self.kind is Kind.WEB and self.event_type in WEB_EVENT_TYPES:
+            return str(self.event_type)
         return event_label(self.event_type)
 
 

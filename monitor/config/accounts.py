@@ -23,12 +23,16 @@ from monitor.config.types import (
 )
 from monitor.durations import format_duration
 from monitor.secrets import Secret, SecretSource
+from monitor.trtc.sites import Site, site_info
 
 # Names of environment variables, not values.
 DEFAULT_SECRET_ID_ENV = "TENCENTCLOUD_SECRET_ID"  # noqa: S105
 DEFAULT_SECRET_KEY_ENV = "TENCENTCLOUD_SECRET_KEY"  # noqa: S105
 DEFAULT_TOKEN_ENV = "TENCENTCLOUD_SESSION_TOKEN"  # noqa: S105
-DEFAULT_ENDPOINT = "trtc.tencentcloudapi.com"
+# The site an account is on when it does not say: the site of the API pages the monitor
+# follows. Its default access host is the account's endpoint unless one is given.
+DEFAULT_SITE = Site.INTERNATIONAL
+DEFAULT_ENDPOINT = site_info(DEFAULT_SITE).default_host
 
 # "auto", then the chain in the order it is tried.
 CREDENTIAL_MODES = ("auto", "static", "env", "oidc", "profile", "cvm_role")
@@ -86,6 +90,10 @@ class AccountConfig(Model):
     token_env: EnvName | None = None
     token_file: Path | None = None
     token: Secret | None = None
+    # Which Tencent Cloud site the account is on: its default access host and the regions its
+    # tasks may use (monitor/trtc/sites.py).
+    site: Literal["international", "china"] = DEFAULT_SITE.value
+    # Filled in from the site when not given (``_endpoint_of_site``); a given one wins.
     endpoint: Annotated[str, AfterValidator(check_endpoint)] = DEFAULT_ENDPOINT
     language: Literal["en-US", "zh-CN"] = "en-US"
     rate_limit: PositiveInt = 20
@@ -101,6 +109,22 @@ class AccountConfig(Model):
     metadata_endpoint: Annotated[str, AfterValidator(_check_metadata_endpoint)] = (
         "http://metadata.tencentyun.com"
     )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _endpoint_of_site(cls, data: object) -> object:
+        if isinstance(data, dict) and data.get("endpoint") is None:
+            try:
+                host = site_info(data.get("site", DEFAULT_SITE)).default_host
+            except (ValueError, TypeError):
+                return data  # the site's own check names the problem
+            data = {**data, "endpoint": host}
+        return data
+
+    @property
+    def regions(self) -> tuple[str, ...]:
+        """The regions the account's site serves cloud recording in."""
+        return site_info(self.site).regions
 
     @field_validator("rate_guard")
     @classmethod

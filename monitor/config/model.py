@@ -28,8 +28,9 @@ from monitor.config.types import Model, Name, parse_listen
 from monitor.durations import format_duration
 from monitor.models import TaskKey
 from monitor.secrets import SecretSource, looks_like_secret, shown_ref
-from monitor.taskspec import TaskSpec, unknown_account
+from monitor.taskspec import TaskSpec, site_problem, unknown_account
 from monitor.trtc.client import Endpoint
+from monitor.trtc.sites import site_info
 
 
 def _default_accounts() -> dict[str, AccountConfig]:
@@ -75,6 +76,10 @@ class Config(Model):
                 problems.append(
                     (("tasks", index, "account"), unknown_account(task.account, self.accounts))
                 )
+            else:
+                problem = site_problem(task, self.accounts[task.account].site)
+                if problem is not None:
+                    problems.append((("tasks", index, "region"), problem))
             if task.key in seen:
                 problems.append(
                     (("tasks", index), f"duplicate task {task.key} (also tasks[{seen[task.key]}])")
@@ -90,6 +95,18 @@ class Config(Model):
                     unknown_account(self.callbacks.account, self.accounts),
                 )
             )
+        elif self.callbacks.enabled:
+            # Tasks registered from callbacks are polled with this account and region.
+            site = site_info(self.accounts[self.callbacks.account].site)
+            if not site.serves(self.callbacks.region):
+                problems.append(
+                    (
+                        ("callbacks", "region"),
+                        f"{self.callbacks.region} is not served by the {site.site.value} site "
+                        f'of account "{self.callbacks.account}" (its regions: '
+                        f"{', '.join(site.regions)})",
+                    )
+                )
         if problems:
             raise LocatedErrors(problems)
         return self
@@ -145,6 +162,7 @@ class Config(Model):
             add(account, parent, "secret_key", account.secret_key_source(name))
             add(account, parent, "token", account.token_source(name), required=False)
         add(self.callbacks, ("callbacks",), "key", self.callbacks.key_source())
+        add(self.callbacks, ("callbacks",), "tuikit_token", self.callbacks.tuikit_token_source())
         for app, app_config in self.callbacks.apps.items():
             add(app_config, ("callbacks", "apps", app), "key", app_config.key_source(app))
         for index, receiver in enumerate(self.alerts.receivers):

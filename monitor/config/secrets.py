@@ -29,6 +29,7 @@ class ResolvedSecrets:
     callback_key: Secret | None = None
     # callbacks.apps: SdkAppId -> its own key (absent: checked with ``callback_key``)
     callback_app_keys: dict[int, Secret] = field(default_factory=dict)
+    tuikit_token: Secret | None = None  # callbacks.tuikit_token: TUIKit envelopes' token
     # receiver name -> header name -> value
     webhook_headers: dict[str, dict[str, Secret]] = field(default_factory=dict)
     # receiver name -> URL and signing secret of a chat robot
@@ -40,7 +41,7 @@ class ResolvedSecrets:
         values: list[str] = []
         for credentials in self.accounts.values():
             values.extend(credentials.secret_values())
-        for secret in (self.api_token, self.callback_key, self.redis_url):
+        for secret in (self.api_token, self.callback_key, self.tuikit_token, self.redis_url):
             if secret is not None:
                 values.append(secret.get())
         values.extend(secret.get() for secret in self.callback_app_keys.values())
@@ -129,6 +130,7 @@ def resolve_secrets(config: Config, environ: Mapping[str, str] | None = None) ->
         accounts=credentials,
         api_token=values.get(("server", "api_token")),
         callback_key=values.get(("callbacks", "key")),
+        tuikit_token=values.get(("callbacks", "tuikit_token")),
         callback_app_keys={
             app: secret
             for app in config.callbacks.apps

@@ -192,12 +192,17 @@ class CallbackAppConfig(SecretKeys):
 
 
 class CallbacksConfig(SecretKeys):
-    SECRET_BASES = ("key",)
+    SECRET_BASES = ("key", "tuikit_token")
 
     path: str = "/callbacks/trtc"
     key_env: EnvName | None = None
     key_file: Path | None = None
     key: Secret | None = None
+    # The Chat webhook authentication token TUIKit envelopes are signed with (their Sign and
+    # RequestTime in the query string); without one, every TUIKit envelope is refused.
+    tuikit_token_env: EnvName | None = None
+    tuikit_token_file: Path | None = None
+    tuikit_token: Secret | None = None
     auto_register: bool = True
     account: str = "default"
     region: Region = "ap-guangzhou"
@@ -256,6 +261,9 @@ class CallbacksConfig(SecretKeys):
 
     def key_source(self) -> SecretSource | None:
         return secret_source(self, "key", "callbacks.key")
+
+    def tuikit_token_source(self) -> SecretSource | None:
+        return secret_source(self, "tuikit_token", "callbacks.tuikit_token")
 
 
 class MetricsConfig(Model):

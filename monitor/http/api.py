@@ -81,6 +81,9 @@ def task_json(task: Task, *, full: bool = False) -> dict[str, Any]:
             "last_request_id": task.last_request_id,
         },
         "storage_files": task.storage_files,
+        "kind": task.kind.value,
+        "recorder_key": task.recorder_key,
+        "answer_recorder_key": task.answer_recorder_key,
         "upload": upload_json(task.upload, full=full),
     }
     if full:

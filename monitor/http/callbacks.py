@@ -27,14 +27,16 @@ from monitor.callbacks.parse import (
     CallbackInvalid,
     CallbackOutcome,
     Kind,
-    parse_callback,
 )
 from monitor.callbacks.shared import deliveries_for
 from monitor.callbacks.signature import verify_signature
 from monitor.callbacks.timing import TimeProblem, Verdict, check_times
+from monitor.callbacks.tuikit import check_chat_auth, parse_tuikit
+from monitor.callbacks.web import WEB_STARTED, WEB_STOPPED, parse_any_callback
 from monitor.http.errors import ApiError
 from monitor.http.ports import HttpContext
 from monitor.taskspec import MAX_SDK_APP_ID
+from monitor.trtc.sites import site_info
 
 log = structlog.get_logger("monitor.callbacks")
 
@@ -90,12 +92,16 @@ class CallbackReceiver:
             self._count("none", CallbackOutcome.INVALID)
             raise ApiError(413, f"callback body is larger than {self.max_body} bytes") from None
 
-        header = request.headers.get("SdkAppId")
-        signed_for = self._verify(raw, header, request.headers.get("Sign"))
         try:
-            # Without the header, the application whose key signed the body stands for it (the
-            # body's own SdkAppId, if any, must agree).
-            event = parse_callback(raw, header if header is not None else signed_for)
+            if "CallbackCommand" in request.query:
+                event = self._tuikit_event(request, raw)
+            else:
+                header = request.headers.get("SdkAppId")
+                signed_for = self._verify(raw, header, request.headers.get("Sign"))
+                # Without the header, the application whose key signed the body stands for it
+                # (the body's own SdkAppId, if any, must agree). Group 8 (web-page
+                # recordings) too: same envelope, same Sign.
+                event = parse_any_callback(raw, header if header is not None else signed_for)
         except CallbackInvalid as exc:
             self._count(exc.label, CallbackOutcome.INVALID)
             log.info("recording_callback_invalid", error=exc.message, event_type=exc.label)
@@ -163,6 +169,20 @@ class CallbackReceiver:
                 sdk_app_id=event.sdk_app_id,
             )
             return _ok()
+        if event.kind is Kind.WEB and self.context.callbacks.get(event.key) is None:
+            site = control.account_names().get(settings.account)
+            if site is not None and not site_info(site).serves(settings.region, web=True):
+                self._count(event.label, CallbackOutcome.REFUSED)
+                log.warning(
+                    "web_callback_not_registered",
+                    event_type=event.label,
+                    sdk_app_id=event.sdk_app_id,
+                    task_id=event.task_id,
+                    reason=f"{settings.region} is not served for web-page recording by the "
+                    f"{site} site of account {settings.account} (its regions: "
+                    f"{', '.join(site_info(site).web_regions)})",
+                )
+                return _ok()
         try:
             effect = await apply_callback(self.context.callbacks, settings, event, now)
         except BaseException:
@@ -173,12 +193,51 @@ class CallbackReceiver:
         if effect == "not_registered" and event.event_type not in (
             RECORDER_STARTED,
             RECORDER_STOPPED,
+            WEB_STARTED,
+            WEB_STOPPED,
         ):
             # An upload event of a task nobody registered (auto_register off): counted apart.
             outcome = CallbackOutcome.UNREGISTERED
         self._count(event.label, outcome)
         log_event(event, effect)
         return _ok()
+
+    def _tuikit_event(self, request: web.Request, raw: bytes) -> Callback:
+        """A TUIKit envelope (``CallbackCommand`` in the query string), authenticated the Chat
+        way with ``callbacks.tuikit_token``, its ``RequestTime`` within the bounds of the
+        event's own times, unwrapped into the group-3 event it carries."""
+        control = self.context.control
+        query = request.query
+        auth = check_chat_auth(control.tuikit_token(), query, raw)
+        if not auth.ok or auth.request_time is None:
+            self._count("none", CallbackOutcome.UNAUTHORIZED)
+            self._refuse(auth.reason)
+            raise ApiError(401, "TUIKit envelope refused: missing or wrong Sign")
+        settings = control.callback_settings()
+        age = self.context.clock() - auth.request_time
+        if age > settings.max_age:
+            self._count("none", CallbackOutcome.STALE)
+            log.warning("tuikit_callback_stale", request_time=auth.request_time)
+            raise ApiError(
+                403,
+                "callback refused: RequestTime is older than callbacks.max_age",
+                "stale_callback",
+            )
+        if -age > settings.max_skew:
+            self._count("none", CallbackOutcome.INVALID)
+            log.warning("tuikit_callback_future", request_time=auth.request_time)
+            raise ApiError(400, "callback refused: RequestTime is beyond callbacks.max_skew")
+        apps = control.callback_app_keys()
+        app = _header_app(query.get("SdkAppid", ""))
+        if apps is not None and (app is None or app not in apps):
+            self._count("none", CallbackOutcome.UNAUTHORIZED)
+            self._refuse("SdkAppid not configured in callbacks.apps")
+            raise ApiError(
+                403,
+                "callbacks are taken only for the applications in callbacks.apps",
+                "unknown_application",
+            )
+        return parse_tuikit(query, raw)
 
     def _verify(self, raw: bytes, header: str | None, sign: str | None) -> str | None:
         """Check ``Sign`` with the key of the application the callback is for; returns that

@@ -6,7 +6,7 @@ protocols; the daemon composes one from its parts. A test can serve the API over
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -16,6 +16,7 @@ from monitor.models import Source, Task, TaskKey, Transition
 from monitor.registry import TaskFilter
 from monitor.store.base import AlertRecord, Store
 from monitor.taskspec import TaskSpec
+from monitor.trtc.sites import Site
 
 __all__ = [
     "AlertReader",
@@ -87,11 +88,17 @@ class Control(Protocol):
 
     async def reload(self) -> ReloadResult: ...
 
-    def account_names(self) -> Collection[str]: ...
+    def account_names(self) -> Mapping[str, Site]:
+        """The configured accounts, each with its site (what regions its tasks may use)."""
+        ...
 
     def api_token(self) -> str | None: ...
 
     def callback_key(self) -> str | None: ...
+
+    def tuikit_token(self) -> str | None:
+        """``callbacks.tuikit_token``: what TUIKit envelopes are authenticated with."""
+        ...
 
     def callback_app_keys(self) -> Mapping[int, str] | None:
         """With ``callbacks.apps``: each application's key (no other is taken); else None."""

@@ -19,6 +19,9 @@ from monitor.models import Status, Task
 from monitor.uploads import UPLOAD_PHASES
 
 TASK_LABELS = ("account", "region", "sdk_app_id", "task_id")
+# Labels of the info series only, after the task's own: a relay recording's RecorderKey ("" for
+# a task without one).
+INFO_OWN_LABELS = ("kind", "recorder_key")
 ALL_STATUSES: tuple[Status, ...] = tuple(Status)
 
 
@@ -30,6 +33,7 @@ class BucketGauge:
     endpoint: str
     limit: float
     effective_rate: float
+    action: str = "DescribeCloudRecording"  # each action has a budget of its own
 
 
 @dataclass(slots=True)
@@ -64,7 +68,8 @@ COUNT_FAMILY = "trtc_recording_tasks"
 # One table for both writers, so the fast text and the reference families cannot drift apart.
 HELP: dict[str, str] = {
     STATUS_FAMILY: "1 for the task's current status, 0 for the others.",
-    INFO_FAMILY: "Always 1; carries the task's user labels named in metrics.labels.",
+    INFO_FAMILY: "Always 1; carries the task's kind, its RecorderKey and the user labels named "
+    "in metrics.labels.",
     SINCE_FAMILY: "When the task's current status began.",
     SUCCESS_FAMILY: "When the task was last observed successfully.",
     ERRORS_FAMILY: "Failed polls in a row.",
@@ -76,13 +81,16 @@ HELP: dict[str, str] = {
 
 def info_label_names(view: StateView) -> list[str]:
     # Order kept, repeats dropped; the task's own labels are on every series already.
-    return [n for n in dict.fromkeys(view.info_labels) if n not in TASK_LABELS]
+    own = (*TASK_LABELS, *INFO_OWN_LABELS)
+    return [n for n in dict.fromkeys(view.info_labels) if n not in own]
 
 
 def _task_families(view: StateView) -> Iterator[Metric]:
     status = GaugeMetricFamily(STATUS_FAMILY, HELP[STATUS_FAMILY], labels=(*TASK_LABELS, "status"))
     info_names = info_label_names(view)
-    info = GaugeMetricFamily(INFO_FAMILY, HELP[INFO_FAMILY], labels=(*TASK_LABELS, *info_names))
+    info = GaugeMetricFamily(
+        INFO_FAMILY, HELP[INFO_FAMILY], labels=(*TASK_LABELS, *INFO_OWN_LABELS, *info_names)
+    )
     since = GaugeMetricFamily(SINCE_FAMILY, HELP[SINCE_FAMILY], labels=TASK_LABELS)
     success = GaugeMetricFamily(SUCCESS_FAMILY, HELP[SUCCESS_FAMILY], labels=TASK_LABELS)
     errors = GaugeMetricFamily(ERRORS_FAMILY, HELP[ERRORS_FAMILY], labels=TASK_LABELS)
@@ -93,7 +101,8 @@ def _task_families(view: StateView) -> Iterator[Metric]:
         current = task.status
         for s in ALL_STATUSES:
             status.add_metric([*ids, s.value], 1.0 if s is current else 0.0)
-        info.add_metric([*ids, *(task.labels.get(n, "") for n in info_names)], 1.0)
+        own = [task.kind.value, task.recorder_key or ""]
+        info.add_metric([*ids, *own, *(task.labels.get(n, "") for n in info_names)], 1.0)
         since.add_metric(ids, task.status_since)
         if task.last_success_at is not None:
             success.add_metric(ids, task.last_success_at)
@@ -131,17 +140,17 @@ def reference_families(view: StateView) -> Iterator[Metric]:
 def limiter_families(view: StateView) -> Iterator[Metric]:
     limit = GaugeMetricFamily(
         "trtc_monitor_ratelimit_limit",
-        "Configured DescribeCloudRecording requests per rate window for the bucket.",
-        labels=("account", "endpoint"),
+        "Configured requests of the action per rate window for the bucket.",
+        labels=("account", "endpoint", "action"),
     )
     effective = GaugeMetricFamily(
         "trtc_monitor_ratelimit_effective_rate",
         "Requests per second the limiter currently allows, after backoff and guard.",
-        labels=("account", "endpoint"),
+        labels=("account", "endpoint", "action"),
     )
     for b in view.buckets:
-        limit.add_metric([b.account, b.endpoint], b.limit)
-        effective.add_metric([b.account, b.endpoint], b.effective_rate)
+        limit.add_metric([b.account, b.endpoint, b.action], b.limit)
+        effective.add_metric([b.account, b.endpoint, b.action], b.effective_rate)
     yield limit
     yield effective
 

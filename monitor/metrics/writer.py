@@ -33,6 +33,7 @@ from monitor.metrics.state import (
     FILES_FAMILY,
     HELP,
     INFO_FAMILY,
+    INFO_OWN_LABELS,
     SINCE_FAMILY,
     STATUS_FAMILY,
     SUCCESS_FAMILY,
@@ -123,6 +124,10 @@ def task_series_text(view: StateView, syntax: Syntax) -> str:
     return "".join(out)
 
 
+# The info series' own labels, in the order of a task's escaped values in ``task_lines``.
+_OWN_INFO: tuple[str, ...] = (*TASK_LABELS, *INFO_OWN_LABELS)
+
+
 @dataclass(frozen=True, slots=True)
 class SeriesLayout:
     """Everything a task's series text depends on besides the task: the label names as the
@@ -154,8 +159,8 @@ def series_layout(view: StateView, syntax: Syntax) -> SeriesLayout:
         upload_mids=tuple((p, f',{state}="{esc(p.value)}",') for p in UPLOAD_PHASES),
         info_names=info_names,
         info_slots=tuple(
-            (syntax.label(n), TASK_LABELS.index(n) if n in TASK_LABELS else n)
-            for n in sorted((*TASK_LABELS, *info_names))
+            (syntax.label(n), _OWN_INFO.index(n) if n in _OWN_INFO else n)
+            for n in sorted((*_OWN_INFO, *info_names))
         ),
     )
 
@@ -184,7 +189,14 @@ TaskLines = tuple[str, str, str, str, str, str, str]
 def task_lines(task: Task, layout: SeriesLayout) -> TaskLines:
     """One task's lines of each family of ``TASK_FAMILIES`` ("" where it has no sample)."""
     esc = escape_label_value
-    own = (esc(task.account), esc(task.region), esc(str(task.sdk_app_id)), esc(task.task_id))
+    own = (
+        esc(task.account),
+        esc(task.region),
+        esc(str(task.sdk_app_id)),
+        esc(task.task_id),
+        task.kind.value,
+        esc(task.recorder_key or ""),
+    )
     head = f'{layout.account}="{own[0]}",{layout.region}="{own[1]}",{layout.app}="{own[2]}"'
     tail = f'{layout.task_id}="{own[3]}"}} '
     ids = f"{head},{tail}"
@@ -194,15 +206,12 @@ def task_lines(task: Task, layout: SeriesLayout) -> TaskLines:
         f"{_STATUS_OPEN}{head}{mid}{tail}{_ONE if s is current else _ZERO}\n"
         for s, mid in layout.status_mids
     )
-    if layout.info_names:
-        labels = task.labels
-        pairs = ",".join(
-            f'{name}="{own[slot] if isinstance(slot, int) else esc(labels.get(slot, ""))}"'
-            for name, slot in layout.info_slots
-        )
-        info = f"{_INFO_OPEN}{pairs}}} {_ONE}\n"
-    else:
-        info = f"{_INFO_OPEN}{ids}{_ONE}\n"
+    labels = task.labels
+    pairs = ",".join(
+        f'{name}="{own[slot] if isinstance(slot, int) else esc(labels.get(slot, ""))}"'
+        for name, slot in layout.info_slots
+    )
+    info = f"{_INFO_OPEN}{pairs}}} {_ONE}\n"
     return (
         statuses,
         info,

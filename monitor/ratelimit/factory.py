@@ -14,15 +14,26 @@ from monitor.store.redis import redis_connection_of
 __all__ = ["BucketKey", "LimiterBackend", "LimiterSettings", "new_limiter"]
 
 
+# Each API action has its own quota (20 per second on each action's page): a budget is per
+# action too. The action of cloud recordings is the one budget names leave out.
+DESCRIBE_CLOUD_RECORDING = "DescribeCloudRecording"
+
+
 @dataclass(frozen=True, slots=True, order=True)
 class BucketKey:
-    """One budget: an account's requests to one access host (all regions share a host)."""
+    """One budget: an account's requests of one action to one access host (all regions share
+    a host)."""
 
     account: str
     host: str
+    action: str = DESCRIBE_CLOUD_RECORDING
 
     def __str__(self) -> str:
-        return f"{self.account}@{self.host}"
+        # DescribeCloudRecording's budget keeps the name earlier versions gave it (the shared
+        # limiter's Redis key), so replicas of both versions share one budget.
+        if self.action == DESCRIBE_CLOUD_RECORDING:
+            return f"{self.account}@{self.host}"
+        return f"{self.account}@{self.host}/{self.action}"
 
 
 @dataclass(frozen=True, slots=True)

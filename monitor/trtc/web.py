@@ -18,6 +18,7 @@ A web recording has no ``Idle``: it is recording from the moment StartWebRecord 
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import replace
 from typing import Any
 
 from monitor.models import Outcome, Status
@@ -28,6 +29,7 @@ __all__ = [
     "WEB_STATUS_RECORDING",
     "describe_web_record",
     "describe_web_result",
+    "web_answer",
     "web_params",
     "web_status",
 ]
@@ -57,6 +59,17 @@ def describe_web_result(result: CallResult) -> CallResult:
             duration=result.duration,
         )
     return result
+
+
+def web_answer(result: CallResult) -> CallResult:
+    """A classified DescribeWebRecord result as the monitor keeps an answer: its ``Status``
+    read into the monitor's (1 -> ``InProgress``, another integer -> ``Exited``), the web
+    answer's own value kept as ``WebStatus``. Anything but a success is handed on as it is."""
+    status = web_status(result.response) if result.ok else None
+    if status is None or result.response is None:
+        return result
+    response = {**result.response, "Status": status.value, "WebStatus": result.response["Status"]}
+    return replace(result, response=response)
 
 
 def web_params(

@@ -8,7 +8,7 @@ from typing import Any
 
 import redis
 
-from monitor.models import Source, Status, Task, TaskKey, Transition, storage_file_summary
+from monitor.models import Kind, Source, Status, Task, TaskKey, Transition, storage_file_summary
 from monitor.store import AlertRecord, Store
 from monitor.uploads import NO_UPLOAD, FileKind, UploadEvent, UploadFile, apply_upload_event
 
@@ -86,6 +86,9 @@ def full_task() -> Task:
         extra={"leave_code": 2, "files": ["x.mp4"], "vod": {"FileId": "5285890781763144364"}},
         ended_at=1_700_000_100.5,
         observed_at=1_700_000_100.25,
+        recorder_key="relay_42-a",
+        answer_recorder_key="relay_42-b",
+        kind=Kind.WEB,
         upload=apply_upload_event(
             NO_UPLOAD,
             UploadEvent(

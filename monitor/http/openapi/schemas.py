@@ -3,10 +3,10 @@ alerts, pages and errors, with the limits the validator applies."""
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Collection, Mapping
 from typing import Any
 
-from monitor.models import REGIONS, Source, Status
+from monitor.models import REGIONS, Kind, Source, Status
 from monitor.taskspec import (
     API_INTERVAL_PATTERN,
     LABEL_NAME_PATTERN,
@@ -14,9 +14,11 @@ from monitor.taskspec import (
     MAX_LABEL_VALUE,
     MAX_LABELS,
     MIN_INTERVAL,
+    RECORDER_KEY_PATTERN,
     RESERVED_LABELS,
     TASK_ID_RE,
 )
+from monitor.trtc.sites import site_info
 from monitor.uploads import FileKind, UploadPhase
 
 TASK = {"$ref": "#/components/schemas/Task"}
@@ -71,6 +73,43 @@ def _account(accounts: Collection[str] | None) -> dict[str, Any]:
     return schema
 
 
+_RECORDER_KEY: dict[str, Any] = {
+    "type": ["string", "null"],
+    "minLength": 1,
+    "maxLength": 128,
+    "pattern": RECORDER_KEY_PATTERN,
+    "description": "A relay recording's RecorderKey (McuRecordParams.RecordKey), sent with "
+    "every DescribeCloudRecording; null or absent: none",
+}
+
+
+_KIND: dict[str, Any] = {
+    "type": "string",
+    "enum": [k.value for k in Kind],
+    "description": "cloud (default): a cloud recording, polled with DescribeCloudRecording; "
+    "web: a web-page recording (StartWebRecord's TaskId), polled with DescribeWebRecord",
+}
+
+
+def _site_regions(accounts: Collection[str] | None) -> dict[str, Any]:
+    """With the accounts' sites known: the regions each account's site serves, per kind (a
+    task elsewhere is refused with 422)."""
+    if not isinstance(accounts, Mapping):
+        return {}
+    rules: list[dict[str, Any]] = []
+    for name, site in sorted(accounts.items()):
+        info = site_info(site)
+        # An absent account is the default one; an absent kind is cloud.
+        needs_account = [] if name == "default" else ["account"]
+        for kind, regions in (("web", info.web_regions), ("cloud", info.regions)):
+            when = {
+                "properties": {"account": {"const": name}, "kind": {"const": kind}},
+                "required": [*needs_account, *(["kind"] if kind == "web" else [])],
+            }
+            rules.append({"if": when, "then": {"properties": {"region": {"enum": list(regions)}}}})
+    return {"allOf": rules}
+
+
 def schemas(accounts: Collection[str] | None) -> dict[str, Any]:
     return {
         "Alert": {
@@ -89,6 +128,7 @@ def schemas(accounts: Collection[str] | None) -> dict[str, Any]:
             "type": "object",
             "additionalProperties": False,
             "required": ["sdk_app_id", "task_id", "region"],
+            **_site_regions(accounts),
             "properties": {
                 "sdk_app_id": {"type": "integer", "format": "int64", "minimum": 1},
                 "task_id": {
@@ -104,6 +144,8 @@ def schemas(accounts: Collection[str] | None) -> dict[str, Any]:
                     "Polling interval: seconds (1 to 86400), or a duration such as 90s, 5m, "
                     "1h30m, 24h; null or absent: by status, as configured"
                 ),
+                "recorder_key": _RECORDER_KEY,
+                "kind": _KIND,
             },
         },
         "TaskUpdate": {
@@ -153,6 +195,9 @@ def schemas(accounts: Collection[str] | None) -> dict[str, Any]:
                 "status_since",
                 "health",
                 "storage_files",
+                "kind",
+                "recorder_key",
+                "answer_recorder_key",
                 "upload",
             ],
             "properties": {
@@ -173,6 +218,11 @@ def schemas(accounts: Collection[str] | None) -> dict[str, Any]:
                     "type": ["integer", "null"],
                     "description": "Entries in StorageFileList at the last observation",
                 },
+                "kind": {"type": "string", "enum": [k.value for k in Kind]},
+                "recorder_key": _nullable("string")
+                | {"description": "The relay recording's RecorderKey sent with every poll"},
+                "answer_recorder_key": _nullable("string")
+                | {"description": "The RecorderKey of the last DescribeCloudRecording answer"},
                 "upload": {"$ref": "#/components/schemas/Upload"},
                 "last_response": {
                     "type": ["object", "null"],
@@ -312,7 +362,14 @@ def schemas(accounts: Collection[str] | None) -> dict[str, Any]:
                     "minItems": 1,
                     "items": {
                         "type": "string",
-                        "enum": ["region", "account", "labels", "interval"],
+                        "enum": [
+                            "region",
+                            "account",
+                            "labels",
+                            "interval",
+                            "recorder_key",
+                            "kind",
+                        ],
                     },
                     "description": "The fields whose values differ from the registered task's",
                 },

@@ -23,6 +23,7 @@ from monitor.store.codec.tasks import (
     TaskDecoder,
     answer_text,
     health_values,
+    padded,
     state_values,
 )
 from monitor.store.codec.values import ALERT_STATES, SOURCES, STATUSES, dumps, loads_dict
@@ -46,6 +47,7 @@ __all__ = [
     "dumps",
     "health_values",
     "loads_dict",
+    "padded",
     "state_values",
     "transition_of",
     "transition_values",

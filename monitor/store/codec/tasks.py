@@ -13,7 +13,7 @@ import json
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any, Final
 
-from monitor.models import MAX_WALL_TIME, MIN_WALL_TIME, Status, Task, answer_fields
+from monitor.models import MAX_WALL_TIME, MIN_WALL_TIME, Kind, Status, Task, answer_fields
 from monitor.store.codec.checks import checked_task, decoded_upload, note_repair
 from monitor.store.codec.values import SOURCES, STATUSES, dumps, loads_dict
 from monitor.uploads import NO_UPLOAD, UploadState
@@ -26,6 +26,7 @@ __all__ = [
     "TaskDecoder",
     "answer_text",
     "health_values",
+    "padded",
     "state_values",
 ]
 
@@ -43,6 +44,8 @@ STATE_FIELDS: Final = (
     "extra",
     "ended_at",
     "upload",
+    "recorder_key",
+    "kind",
 )
 HEALTH_FIELDS: Final = (
     "consecutive_errors",
@@ -53,11 +56,12 @@ HEALTH_FIELDS: Final = (
     "storage_files",
     "last_response",
     "observed_at",
+    "answer_recorder_key",
 )
 # What ``TaskDecoder.task`` reads: the state's values, then the health's.
 TASK_FIELDS: Final = STATE_FIELDS + HEALTH_FIELDS
 # The health of a task whose health was never written.
-NO_HEALTH: Final[tuple[Any, ...]] = (0, None, None, None, None, None, None, 0.0)
+NO_HEALTH: Final[tuple[Any, ...]] = (0, None, None, None, None, None, None, 0.0, None)
 assert len(NO_HEALTH) == len(HEALTH_FIELDS)
 
 _LO: Final = MIN_WALL_TIME
@@ -82,6 +86,8 @@ def state_values(task: Task) -> list[Any]:
         task.extra,
         task.ended_at,
         None if task.upload == NO_UPLOAD else task.upload.to_json(),
+        task.recorder_key,
+        None if task.kind is Kind.CLOUD else task.kind.value,  # none stored: a cloud task
     ]
 
 
@@ -96,6 +102,7 @@ def health_values(task: Task, answer: Callable[[Task], object]) -> list[Any]:
         task.storage_files,
         answer(task),
         task.observed_at,
+        task.answer_recorder_key,
     ]
 
 
@@ -147,6 +154,19 @@ def answer_of_text(text: str) -> tuple[Status | None, str | None, str | None]:
         return answer_fields(json.loads(text))
     files = files[:-1]
     return status, request_id, None if files == "null" else files
+
+
+def _text_or_none(value: object) -> str | None:
+    return value if type(value) is str and value else None
+
+
+def padded(values: Sequence[Any], fields: Sequence[str]) -> list[Any]:
+    """A stored part of a task, filled up with None for the fields a record written by an
+    earlier version lacks (those fields default to None)."""
+    out = list(values)
+    if len(out) < len(fields):
+        out.extend([None] * (len(fields) - len(out)))
+    return out
 
 
 # --- values -> tasks --------------------------------------------------------------------------
@@ -211,6 +231,8 @@ class TaskDecoder:
             extra,
             ended_at,
             upload,
+            recorder_key,
+            kind,
             consecutive_errors,
             last_error_code,
             last_error_at,
@@ -219,6 +241,7 @@ class TaskDecoder:
             storage_files,
             last_response,
             observed_at,
+            answer_recorder_key,
         ) = values
         if type(sdk_app_id) is not int or type(task_id) is not str:
             raise TypeError("task identity")
@@ -271,6 +294,9 @@ class TaskDecoder:
             state,
             ended_at,
             observed_at,
+            _text_or_none(recorder_key),
+            _text_or_none(answer_recorder_key),
+            Kind.CLOUD if kind is None else Kind(kind),
         )
         try:
             readable = (

@@ -16,13 +16,16 @@ from typing import Any, Final, TypeVar
 from monitor.models import Task, Transition
 from monitor.store.base import AlertRecord
 from monitor.store.codec import (
+    HEALTH_FIELDS,
     NO_HEALTH,
+    STATE_FIELDS,
     TaskDecoder,
     alert_of,
     alert_values,
     decoded,
     dumps,
     health_values,
+    padded,
     state_values,
     transition_of,
     transition_values,
@@ -57,8 +60,20 @@ def stored_answer(task: Task) -> object:
     return task.last_response
 
 
+# Fields added after the first Redis format are left out while unset (None), so a task that
+# does not use them is written exactly as earlier versions wrote it; ``padded`` reads them back.
+_STATE_BASE: Final = STATE_FIELDS.index("recorder_key")
+_HEALTH_BASE: Final = HEALTH_FIELDS.index("answer_recorder_key")
+
+
+def _trimmed(values: list[Any], base: int) -> list[Any]:
+    while len(values) > base and values[-1] is None:
+        values.pop()
+    return values
+
+
 def health_value(task: Task) -> bytes:
-    return dumps(health_values(task, stored_answer)).encode()
+    return dumps(_trimmed(health_values(task, stored_answer), _HEALTH_BASE)).encode()
 
 
 def health_args(task: Task) -> list[bytes]:
@@ -66,7 +81,7 @@ def health_args(task: Task) -> list[bytes]:
 
 
 def task_args(task: Task) -> list[bytes]:
-    spec = dumps(state_values(task)).encode()
+    spec = dumps(_trimmed(state_values(task), _STATE_BASE)).encode()
     return [task_field(task.key), spec, health_value(task), ended_value(task)]
 
 
@@ -79,7 +94,7 @@ def task_from(decoder: TaskDecoder, spec: bytes, health: bytes | None, field: by
     def decode() -> Task:
         # One parse for both halves: at 100,000 tasks the per-call cost of json.loads shows.
         both = json.loads(b"[%s,%s]" % (spec, NO_HEALTH_VALUE if health is None else health))
-        return decoder.task(both[0] + both[1])
+        return decoder.task(padded(both[0], STATE_FIELDS) + padded(both[1], HEALTH_FIELDS))
 
     return decoded(decode, STORE, untext(field))
 

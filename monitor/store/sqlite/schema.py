@@ -28,7 +28,7 @@ __all__ = [
 
 log = get_logger("monitor.store.sqlite")
 
-SCHEMA_VERSION: Final = 3
+SCHEMA_VERSION: Final = 5
 BUSY_TIMEOUT_MS: Final = 5000
 
 # Index i brings the schema from version i to version i + 1. Never edit a released entry:
@@ -106,6 +106,15 @@ MIGRATIONS: Final[tuple[str, ...]] = (
     # 3: the upload state of each task (from upload callbacks), JSON; NULL while none came.
     """
     ALTER TABLE tasks ADD COLUMN upload TEXT;
+    """,
+    # 4: a relay recording's RecorderKey (registered), and the one the last answer returned.
+    """
+    ALTER TABLE tasks ADD COLUMN recorder_key TEXT;
+    ALTER TABLE tasks ADD COLUMN answer_recorder_key TEXT;
+    """,
+    # 5: what the task records ('web': a web-page recording); NULL: a cloud recording.
+    """
+    ALTER TABLE tasks ADD COLUMN kind TEXT;
     """,
 )
 assert len(MIGRATIONS) == SCHEMA_VERSION
