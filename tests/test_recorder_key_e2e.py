@@ -146,3 +146,29 @@ def test_each_answer_sets_the_kept_key_and_one_without_clears_it() -> None:
     without = {"Status": "InProgress", "StorageFileList": []}
     apply_poll(task, CallResult(Outcome.OK, "", request_id="r2", response=without), T0 + 1)
     assert task.answer_recorder_key is None
+
+
+class TestTheCommandLine:
+    async def test_tasks_add_sends_the_recorder_key_and_the_kind(
+        self, simulator: Simulator, make_daemon: DaemonFactory
+    ) -> None:
+        from tests.conftest import API_TOKEN
+        from tests.test_cli_edges import acli
+
+        running = await make_daemon(simulator.url)
+        task_id = simulator.add_task(APP, life=LONG, recorder_key="relay-cli")
+        added = await acli(
+            "tasks", "--url", running.url, "add", "--sdk-app-id", str(APP), "--task-id",
+            task_id, "--region", "ap-guangzhou", "--recorder-key", "relay-cli",
+            "--kind", "cloud", env={"TRTC_MONITOR_API_TOKEN": API_TOKEN},
+        )  # fmt: skip
+        assert added.returncode == 0, added.stderr
+        body = await task_json(running, task_id)
+        assert (body["recorder_key"], body["kind"]) == ("relay-cli", "cloud")
+        refused = await acli(
+            "tasks", "--url", running.url, "add", "--sdk-app-id", str(APP), "--task-id",
+            "t-bad-key", "--region", "ap-guangzhou", "--recorder-key", "no spaces allowed",
+            env={"TRTC_MONITOR_API_TOKEN": API_TOKEN},
+        )  # fmt: skip
+        assert refused.returncode != 0
+        assert "recorder_key" in refused.stderr

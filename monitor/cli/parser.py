@@ -115,6 +115,15 @@ def build_parser() -> argparse.ArgumentParser:
     a.add_argument("--account")
     a.add_argument("--label", action="append", default=[], help="name=value (repeatable)")
     a.add_argument("--interval", help="poll interval, e.g. 10s")
+    a.add_argument(
+        "--recorder-key",
+        help="a relay recording's RecorderKey (McuRecordParams.RecordKey), sent with every poll",
+    )
+    a.add_argument(
+        "--kind",
+        choices=("cloud", "web"),
+        help="cloud (default): a cloud recording; web: a web-page recording (StartWebRecord)",
+    )
     a = tsub.add_parser("list", help="list tasks")
     a.add_argument("--status")
     a.add_argument("--region")

@@ -190,6 +190,10 @@ def _spec_from_args(args: argparse.Namespace) -> dict[str, Any]:
         body["labels"] = labels
     if args.interval:
         body["interval"] = _interval_for_api(args.interval)
+    if args.recorder_key:
+        body["recorder_key"] = args.recorder_key
+    if args.kind:
+        body["kind"] = args.kind
     try:
         # The daemon's own validator (accounts are the daemon's to check): bad input is told
         # here, by the same words, without a round trip.
