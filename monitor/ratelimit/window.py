@@ -29,7 +29,7 @@ DEFAULT_RECOVERY_FRACTION = 0.05
 
 
 class Tuning(TypedDict, total=False):
-    """How a budget departs from the defaults above (every backend takes the same)."""
+    """The optional settings of :meth:`BudgetShape.of`, for those that pass them on to it."""
 
     guard: float  # fraction of the limit kept unused against arrival jitter
     decrease: float  # a throttle multiplies the rate by this
@@ -55,11 +55,16 @@ class BudgetShape:
     step: float  # requests per second regained per quiet window
 
     @classmethod
-    def of(cls, limit: int, window: float, **tuning: Unpack[Tuning]) -> BudgetShape:
-        guard = tuning.get("guard", DEFAULT_GUARD)
-        decrease = tuning.get("decrease", DEFAULT_DECREASE)
-        min_fraction = tuning.get("min_fraction", DEFAULT_MIN_FRACTION)
-        recovery_fraction = tuning.get("recovery_fraction", DEFAULT_RECOVERY_FRACTION)
+    def of(
+        cls,
+        limit: int,
+        window: float,
+        *,
+        guard: float = DEFAULT_GUARD,
+        decrease: float = DEFAULT_DECREASE,
+        min_fraction: float = DEFAULT_MIN_FRACTION,
+        recovery_fraction: float = DEFAULT_RECOVERY_FRACTION,
+    ) -> BudgetShape:
         if limit < 1:
             raise ValueError(f"limit must be at least 1, got {limit}")
         if not window > 0:
