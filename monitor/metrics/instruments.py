@@ -8,7 +8,8 @@ Their exposition, with the state series, is :mod:`monitor.metrics.writer`'s.
 
 import platform
 from collections.abc import Callable, Iterable, Mapping
-from typing import TYPE_CHECKING, Any
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, Final
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.registry import Collector
@@ -30,120 +31,154 @@ WAIT_BUCKETS = (0.001, 0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 DELAY_BUCKETS = (0.01, 0.1, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0)
 
 
+@dataclass(frozen=True, slots=True)
+class _Family:
+    """One metric family the daemon updates: its kind, name, help text and label names."""
+
+    kind: type[Counter | Gauge | Histogram]
+    name: str
+    help: str
+    labels: tuple[str, ...] = ()
+    buckets: tuple[float, ...] = Histogram.DEFAULT_BUCKETS  # histograms only
+
+    def register(self, registry: CollectorRegistry) -> Counter | Gauge | Histogram:
+        if self.kind is Histogram:
+            return Histogram(
+                self.name, self.help, self.labels, buckets=self.buckets, registry=registry
+            )
+        return self.kind(self.name, self.help, self.labels, registry=registry)
+
+
+_ACCOUNT = ("account",)
+
+# The families by the attribute of MonitorMetrics that holds each, in exposition order.
+_FAMILIES: Final[Mapping[str, _Family]] = {
+    "transitions": _Family(
+        Counter,
+        "trtc_recording_transitions",
+        "Status transitions recorded.",
+        ("account", "region", "from_status", "to_status"),
+    ),
+    "api_requests": _Family(
+        Counter,
+        "trtc_monitor_api_requests",
+        "TRTC API attempts by outcome and code (code is empty for ok).",
+        ("account", "region", "outcome", "code"),
+    ),
+    "api_duration": _Family(
+        Histogram,
+        "trtc_monitor_api_request_duration_seconds",
+        "Duration of TRTC API attempts.",
+        _ACCOUNT,
+        DURATION_BUCKETS,
+    ),
+    "ratelimit_wait": _Family(
+        Histogram,
+        "trtc_monitor_ratelimit_wait_seconds",
+        "Time a due poll waited for the rate limiter.",
+        _ACCOUNT,
+        WAIT_BUCKETS,
+    ),
+    "poll_delay": _Family(
+        Histogram,
+        "trtc_monitor_poll_delay_seconds",
+        "How late polls start after their due time.",
+        _ACCOUNT,
+        DELAY_BUCKETS,
+    ),
+    "alerts_firing": _Family(
+        Gauge, "trtc_monitor_alerts_firing", "Alerts currently firing, by name.", ("alertname",)
+    ),
+    "notifications": _Family(
+        Counter,
+        "trtc_monitor_notifications",
+        "Alert notification attempts by receiver and outcome.",
+        ("receiver", "outcome"),
+    ),
+    "uploads": _Family(
+        Counter,
+        "trtc_recording_uploads",
+        "Task uploads entering an outcome (done, failed, recovered, overdue); repeated "
+        "deliveries count once.",
+        ("account", "region", "outcome"),
+    ),
+    "callbacks": _Family(
+        Counter,
+        "trtc_monitor_callbacks",
+        "TRTC recording callbacks received, by event type and outcome.",
+        ("event_type", "outcome"),
+    ),
+    "config_reload_ok": _Family(
+        Gauge,
+        "trtc_monitor_config_last_reload_successful",
+        "1 if the last configuration (re)load succeeded.",
+    ),
+    "config_reload_time": _Family(
+        Gauge,
+        "trtc_monitor_config_last_reload_success_timestamp_seconds",
+        "When the configuration was last loaded successfully.",
+    ),
+    "cluster_replicas": _Family(
+        Gauge, "trtc_monitor_cluster_replicas", "Live replicas this replica sees (1 without Redis)."
+    ),
+    "owned_tasks": _Family(
+        Gauge, "trtc_monitor_owned_tasks", "Tasks this replica polls.", _ACCOUNT
+    ),
+    "replica_info": _Family(
+        Gauge,
+        "trtc_monitor_replica_info",
+        "Always 1; this replica's id and the store backend it uses.",
+        ("replica", "backend"),
+    ),
+    "store_up": _Family(Gauge, "trtc_monitor_store_up", "1 while the store answers."),
+    "credentials_expiry": _Family(
+        Gauge,
+        "trtc_monitor_credentials_expiry_timestamp_seconds",
+        "When the account's current credentials expire (absent for permanent ones).",
+        ("account", "source"),
+    ),
+    "credentials_refresh": _Family(
+        Counter,
+        "trtc_monitor_credentials_refresh",
+        "Attempts to obtain an account's credentials, by the source that answered or "
+        "failed and the outcome (success, failure, unchanged).",
+        ("account", "source", "outcome"),
+    ),
+    "_build_info": _Family(
+        Gauge,
+        "trtc_monitor_build_info",
+        "Always 1; the version of the daemon and of Python.",
+        ("version", "python_version"),
+    ),
+}
+
+
 class MonitorMetrics:
     """The daemon's instrumentation, in its own registry (no process-global state)."""
 
+    transitions: Counter
+    api_requests: Counter
+    api_duration: Histogram
+    ratelimit_wait: Histogram
+    poll_delay: Histogram
+    alerts_firing: Gauge
+    notifications: Counter
+    uploads: Counter
+    callbacks: Counter
+    config_reload_ok: Gauge
+    config_reload_time: Gauge
+    cluster_replicas: Gauge
+    owned_tasks: Gauge
+    replica_info: Gauge
+    store_up: Gauge
+    credentials_expiry: Gauge
+    credentials_refresh: Counter
+    _build_info: Gauge
+
     def __init__(self) -> None:
-        self.registry = r = CollectorRegistry(auto_describe=True)
-        self.transitions = Counter(
-            "trtc_recording_transitions",
-            "Status transitions recorded.",
-            ("account", "region", "from_status", "to_status"),
-            registry=r,
-        )
-        self.api_requests = Counter(
-            "trtc_monitor_api_requests",
-            "TRTC API attempts by outcome and code (code is empty for ok).",
-            ("account", "region", "outcome", "code"),
-            registry=r,
-        )
-        self.api_duration = Histogram(
-            "trtc_monitor_api_request_duration_seconds",
-            "Duration of TRTC API attempts.",
-            ("account",),
-            buckets=DURATION_BUCKETS,
-            registry=r,
-        )
-        self.ratelimit_wait = Histogram(
-            "trtc_monitor_ratelimit_wait_seconds",
-            "Time a due poll waited for the rate limiter.",
-            ("account",),
-            buckets=WAIT_BUCKETS,
-            registry=r,
-        )
-        self.poll_delay = Histogram(
-            "trtc_monitor_poll_delay_seconds",
-            "How late polls start after their due time.",
-            ("account",),
-            buckets=DELAY_BUCKETS,
-            registry=r,
-        )
-        self.alerts_firing = Gauge(
-            "trtc_monitor_alerts_firing",
-            "Alerts currently firing, by name.",
-            ("alertname",),
-            registry=r,
-        )
-        self.notifications = Counter(
-            "trtc_monitor_notifications",
-            "Alert notification attempts by receiver and outcome.",
-            ("receiver", "outcome"),
-            registry=r,
-        )
-        self.uploads = Counter(
-            "trtc_recording_uploads",
-            "Task uploads entering an outcome (done, failed, recovered, overdue); repeated "
-            "deliveries count once.",
-            ("account", "region", "outcome"),
-            registry=r,
-        )
-        self.callbacks = Counter(
-            "trtc_monitor_callbacks",
-            "TRTC recording callbacks received, by event type and outcome.",
-            ("event_type", "outcome"),
-            registry=r,
-        )
-        self.config_reload_ok = Gauge(
-            "trtc_monitor_config_last_reload_successful",
-            "1 if the last configuration (re)load succeeded.",
-            registry=r,
-        )
-        self.config_reload_time = Gauge(
-            "trtc_monitor_config_last_reload_success_timestamp_seconds",
-            "When the configuration was last loaded successfully.",
-            registry=r,
-        )
-        self.cluster_replicas = Gauge(
-            "trtc_monitor_cluster_replicas",
-            "Live replicas this replica sees (1 without Redis).",
-            registry=r,
-        )
-        self.owned_tasks = Gauge(
-            "trtc_monitor_owned_tasks",
-            "Tasks this replica polls.",
-            ("account",),
-            registry=r,
-        )
-        self.replica_info = Gauge(
-            "trtc_monitor_replica_info",
-            "Always 1; this replica's id and the store backend it uses.",
-            ("replica", "backend"),
-            registry=r,
-        )
-        self.store_up = Gauge(
-            "trtc_monitor_store_up",
-            "1 while the store answers.",
-            registry=r,
-        )
-        self.credentials_expiry = Gauge(
-            "trtc_monitor_credentials_expiry_timestamp_seconds",
-            "When the account's current credentials expire (absent for permanent ones).",
-            ("account", "source"),
-            registry=r,
-        )
-        self.credentials_refresh = Counter(
-            "trtc_monitor_credentials_refresh",
-            "Attempts to obtain an account's credentials, by the source that answered or "
-            "failed and the outcome (success, failure, unchanged).",
-            ("account", "source", "outcome"),
-            registry=r,
-        )
-        self._build_info = Gauge(
-            "trtc_monitor_build_info",
-            "Always 1; the version of the daemon and of Python.",
-            ("version", "python_version"),
-            registry=r,
-        )
+        self.registry = CollectorRegistry(auto_describe=True)
+        for attribute, family in _FAMILIES.items():
+            setattr(self, attribute, family.register(self.registry))
         self._build_info.labels(__version__, platform.python_version()).set(1)
         self._owned_accounts: set[str] = set()
         # The daemon is built from a configuration that was just loaded successfully.

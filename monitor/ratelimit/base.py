@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 from abc import ABC, abstractmethod
 from collections.abc import Callable
-from typing import Protocol
+from typing import Final, Protocol
 
 from monitor.ratelimit.window import BudgetShape
 
@@ -63,38 +63,34 @@ class QueuedLimiter(ABC):
     cancelled waiters, so a cancelled waiter takes no slot and blocks nobody.
     """
 
-    __slots__ = ("_clock", "_key", "_lock", "_shape", "_throttled", "_waiting")
+    __slots__ = (
+        "_clock",
+        "_lock",
+        "_shape",
+        "_throttled",
+        "_waiting",
+        "configured_rate",
+        "guard",
+        "key",
+        "limit",
+        "window",
+    )
 
     def __init__(self, shape: BudgetShape, *, key: str, clock: Callable[[], float]) -> None:
         """``clock`` must tick with the event loop's clock (``time.monotonic`` does): the
         limiter sleeps on the loop for the delays it is told."""
         self._shape = shape
-        self._key = key
+        # The figures it was sized by, fixed for its life (a new size means a new limiter).
+        self.key: Final = key
+        self.limit: Final = shape.limit
+        self.window: Final = shape.window
+        self.guard: Final = shape.guard
+        # Requests per second without backoff: ``limit * (1 - guard) / window``.
+        self.configured_rate: Final = shape.configured_rate
         self._clock = clock
         self._lock = asyncio.Lock()
         self._waiting = 0
         self._throttled = 0
-
-    @property
-    def key(self) -> str:
-        return self._key
-
-    @property
-    def limit(self) -> int:
-        return self._shape.limit
-
-    @property
-    def window(self) -> float:
-        return self._shape.window
-
-    @property
-    def guard(self) -> float:
-        return self._shape.guard
-
-    @property
-    def configured_rate(self) -> float:
-        """Requests per second without backoff: ``limit * (1 - guard) / window``."""
-        return self._shape.configured_rate
 
     @property
     @abstractmethod
@@ -141,6 +137,6 @@ class QueuedLimiter(ABC):
 
     def __repr__(self) -> str:
         return (
-            f"{type(self).__name__}(key={self._key!r}, limit={self.limit}, "
+            f"{type(self).__name__}(key={self.key!r}, limit={self.limit}, "
             f"window={self.window}, effective_rate={self.effective_rate:.3f})"
         )

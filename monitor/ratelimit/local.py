@@ -52,7 +52,7 @@ class LocalRateLimiter(QueuedLimiter):
         (it must have the same limit and window; ``guard`` is then its own)."""
         if budget is None:
             budget = WindowBudget(limit, window, guard=guard)
-        elif (budget.limit, budget.window) != (limit, float(window)):
+        elif (budget.shape.limit, budget.shape.window) != (limit, float(window)):
             raise ValueError("budget limit and window differ from the limiter's")
         super().__init__(budget.shape, key=key, clock=clock)
         self._budget = budget

@@ -215,7 +215,7 @@ class RedisRateLimiter(QueuedLimiter):
                     self._available = False
                     log.warning(
                         "ratelimit_shared_unavailable",
-                        bucket=self._key,
+                        bucket=self.key,
                         error=type(exc).__name__,
                         detail="nothing is sent until Redis answers",
                     )
@@ -223,7 +223,7 @@ class RedisRateLimiter(QueuedLimiter):
                 continue
             if not self._available:
                 self._available = True
-                log.info("ratelimit_shared_available", bucket=self._key)
+                log.info("ratelimit_shared_available", bucket=self.key)
             return answer
 
     async def _grant(self) -> float:

@@ -8,6 +8,7 @@ from __future__ import annotations
 import math
 from collections import deque
 from dataclasses import dataclass
+from typing import TypedDict, Unpack
 
 __all__ = [
     "DEFAULT_DECREASE",
@@ -15,6 +16,7 @@ __all__ = [
     "DEFAULT_MIN_FRACTION",
     "DEFAULT_RECOVERY_FRACTION",
     "BudgetShape",
+    "Tuning",
     "WindowBudget",
     "recovered_rate",
 ]
@@ -24,6 +26,15 @@ DEFAULT_GUARD = 0.02
 DEFAULT_DECREASE = 0.8
 DEFAULT_MIN_FRACTION = 0.05
 DEFAULT_RECOVERY_FRACTION = 0.05
+
+
+class Tuning(TypedDict, total=False):
+    """The optional settings of :meth:`BudgetShape.of`, for those that pass them on to it."""
+
+    guard: float  # fraction of the limit kept unused against arrival jitter
+    decrease: float  # a throttle multiplies the rate by this
+    min_fraction: float  # the backoff's floor, as a fraction of the limit
+    recovery_fraction: float  # regained per quiet window, as a fraction of the limit
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,44 +117,25 @@ class WindowBudget:
         "_decrease",
         "_decreased_at",
         "_first",
-        "_guard",
         "_limit",
         "_min_rate",
         "_mins",
         "_next_slot",
         "_sends",
         "_shape",
-        "_step",
         "_window",
     )
 
-    def __init__(
-        self,
-        limit: int,
-        window: float,
-        *,
-        guard: float = DEFAULT_GUARD,
-        decrease: float = DEFAULT_DECREASE,
-        min_fraction: float = DEFAULT_MIN_FRACTION,
-        recovery_fraction: float = DEFAULT_RECOVERY_FRACTION,
-    ) -> None:
-        shape = BudgetShape.of(
-            limit,
-            window,
-            guard=guard,
-            decrease=decrease,
-            min_fraction=min_fraction,
-            recovery_fraction=recovery_fraction,
-        )
+    def __init__(self, limit: int, window: float, **tuning: Unpack[Tuning]) -> None:
+        shape = BudgetShape.of(limit, window, **tuning)
         self._shape = shape
+        # The figures the hot paths read, as attributes of their own.
         self._limit = limit
         self._window = shape.window
-        self._guard = guard
-        self._decrease = decrease
+        self._decrease = shape.decrease
         self._configured_rate = shape.configured_rate
         self._cap_window = shape.cap_window
         self._min_rate = shape.min_rate
-        self._step = shape.step
         self._sends: deque[float] = deque(maxlen=limit)
         # The cap needs the earliest send in the log at every grant. A scan would cost
         # ``limit`` steps per grant; instead ``_mins`` holds the log's suffix minima, as
@@ -156,24 +148,8 @@ class WindowBudget:
         self._decreased_at: float | None = None
 
     @property
-    def limit(self) -> int:
-        return self._limit
-
-    @property
-    def window(self) -> float:
-        return self._window
-
-    @property
-    def guard(self) -> float:
-        return self._guard
-
-    @property
-    def configured_rate(self) -> float:
-        """Requests per second without backoff: ``limit * (1 - guard) / window``."""
-        return self._configured_rate
-
-    @property
     def shape(self) -> BudgetShape:
+        """The figures this budget is sized by."""
         return self._shape
 
     def effective_rate(self, now: float) -> float:

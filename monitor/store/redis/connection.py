@@ -95,69 +95,52 @@ def task_key_of(field: bytes) -> TaskKey:
 
 
 class RedisKeys:
-    """Every key name of one deployment, under its prefix (the one place that spells them)."""
+    """Every key name of one deployment, under its prefix (the one place that spells them).
 
-    __slots__ = ("prefix",)
+    The fixed names are built once here, not on each use: the store reads them on every call.
+    """
+
+    __slots__ = (
+        "alert_tasks",
+        "alerts",
+        "changes",
+        "ended",
+        "health",
+        "members",
+        "meta",
+        "prefix",
+        "seq",
+        "tasks",
+        "transition_seqs",
+        "transitions",
+    )
 
     def __init__(self, prefix: str) -> None:
         self.prefix = text(prefix)
+        self.tasks = self._k("tasks")
+        self.health = self._k("health")
+        self.ended = self._k("ended")
+        self.seq = self._k("seq")
+        self.transitions = self._k("transitions")
+        self.transition_seqs = self._k("transitions:seq")
+        self.alerts = self._k("alerts")
+        self.alert_tasks = self._k("alerts:task")
+        self.meta = self._k("meta")
+        # Live replicas: a sorted set of replica ids by their last heartbeat (Redis's clock).
+        self.members = self._k("members")
+        # The pub/sub channel of the change feed between replicas.
+        self.changes = self._k("changes")
 
     def _k(self, name: str) -> bytes:
         return self.prefix + name.encode()
-
-    @property
-    def tasks(self) -> bytes:
-        return self._k("tasks")
-
-    @property
-    def health(self) -> bytes:
-        return self._k("health")
-
-    @property
-    def ended(self) -> bytes:
-        return self._k("ended")
-
-    @property
-    def seq(self) -> bytes:
-        return self._k("seq")
-
-    @property
-    def transitions(self) -> bytes:
-        return self._k("transitions")
-
-    @property
-    def transition_seqs(self) -> bytes:
-        return self._k("transitions:seq")
 
     def task_transitions(self, key: TaskKey) -> bytes:
         # Spelt again in scripts._LUA_DROP_TASK ("task-transitions:"), from the prefix.
         return self._k("task-transitions:") + task_field(key)
 
-    @property
-    def alerts(self) -> bytes:
-        return self._k("alerts")
-
-    @property
-    def alert_tasks(self) -> bytes:
-        return self._k("alerts:task")
-
     def task_alerts(self, key: TaskKey) -> bytes:
         # Spelt again in scripts._LUA_DROP_TASK and _LUA_SAVE_ALERTS ("task-alerts:").
         return self._k("task-alerts:") + task_field(key)
-
-    @property
-    def meta(self) -> bytes:
-        return self._k("meta")
-
-    @property
-    def members(self) -> bytes:
-        """Live replicas: a sorted set of replica ids by their last heartbeat (Redis's clock)."""
-        return self._k("members")
-
-    @property
-    def changes(self) -> bytes:
-        """The pub/sub channel of the change feed between replicas."""
-        return self._k("changes")
 
     def limiter(self, bucket: str) -> bytes:
         """The shared limiter state of one (account, access host) budget."""
