@@ -38,7 +38,7 @@ from monitor.alerts.reconcile import Changes, Reconciler
 from monitor.alerts.retry import RetryPolicy
 from monitor.alerts.settings import thresholds_of
 from monitor.alerts.state import FIRING, RESOLVED, AlertBook
-from monitor.alerts.texts import exit_annotations, not_found_annotations
+from monitor.alerts.task_rules import exit_annotations, not_found_annotations
 from monitor.config import AlertsConfig, RobotSecrets
 from monitor.events import (
     ApiAnswered,

@@ -23,7 +23,7 @@ from monitor.alerts.kinds import TASK_KINDS, TaskKind
 from monitor.alerts.observer import AlertObserver
 from monitor.alerts.rules import Desired, account_alerts, desired_task_alerts
 from monitor.alerts.state import FIRING, AlertBook
-from monitor.alerts.texts import exit_annotations, upload_failed_annotations
+from monitor.alerts.task_rules import exit_annotations, upload_failed_annotations
 from monitor.models import Task, TaskKey, Transition
 from monitor.store.base import AlertRecord
 
