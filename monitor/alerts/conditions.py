@@ -61,7 +61,8 @@ _B_STALE_NEW: Final = STALE_NEW.value
 _B_FAILED_UPLOAD: Final = FAILED_UPLOAD.value
 _B_OVERDUE_UPLOAD: Final = OVERDUE_UPLOAD.value
 _B_NOT_FOUND: Final = NOT_FOUND.value
-_KINDS: Final[tuple[TaskKind, ...]] = tuple(TaskKind(v) for v in range(2 * _B_NOT_FOUND))
+# Every combination of the flags, by value.
+_KINDS: Final[tuple[TaskKind, ...]] = tuple(TaskKind(v) for v in range(1 << len(TaskKind)))
 
 _EXITED = Status.EXITED
 _ENDED = Status.ENDED
