@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from operator import attrgetter, itemgetter
+from operator import attrgetter
 from typing import Any, Final
 
 from monitor.models import MAX_WALL_TIME, MIN_WALL_TIME, Kind, Status, Task, answer_fields
@@ -43,15 +43,14 @@ class Column:
 
     ``name`` is the ``Task`` attribute it holds and the SQLite column; ``sql`` the column's
     type as SQLite declares it (a file that lacks the column gains it so when opened, so a new
-    nullable field needs no migration). A ``plain`` field is stored as the attribute holds it
-    (None, a number, a string) and read back by name; the others are encoded by ``encode``
-    (the attribute's value to the stored one) and decoded by ``TaskDecoder`` by name.
-    ``default`` is a health field's value while a task's health was never written.
+    nullable field needs no migration). The value stored is the attribute's, or what
+    ``encode`` makes of it; ``TaskDecoder.task`` reads it back. ``default`` is a health
+    field's value while a task's health was never written. A new field goes at the end of its
+    part (records written earlier are ``padded``).
     """
 
     name: str
     sql: str
-    plain: bool = False
     encode: Callable[[Any], Any] | None = None
     default: Any = None
     attr: str = ""  # the attribute read to encode, when not ``name``
@@ -67,7 +66,7 @@ STATE_COLUMNS: Final = (
     Column("region", "TEXT NOT NULL"),
     Column("account", "TEXT NOT NULL"),
     Column("labels", "TEXT NOT NULL"),
-    Column("interval", "REAL", plain=True),
+    Column("interval", "REAL"),
     Column("registered_at", "REAL NOT NULL"),
     Column("source", "TEXT NOT NULL", encode=_value),
     Column("status", "TEXT NOT NULL", encode=_value),
@@ -81,12 +80,12 @@ STATE_COLUMNS: Final = (
     Column("kind", "TEXT", encode=lambda k: None if k is Kind.CLOUD else k.value),
 )
 HEALTH_COLUMNS: Final = (
-    Column("consecutive_errors", "INTEGER NOT NULL", plain=True, default=0),
+    Column("consecutive_errors", "INTEGER NOT NULL", default=0),
     Column("last_error_code", "TEXT"),
     Column("last_error_at", "REAL"),
     Column("last_success_at", "REAL"),
     Column("last_request_id", "TEXT"),
-    Column("storage_files", "INTEGER", plain=True),
+    Column("storage_files", "INTEGER"),
     # What ``health_values``' ``answer`` makes of the task (read in its place: cheap).
     Column("last_response", "TEXT", attr="answer_status"),
     Column("observed_at", "REAL NOT NULL DEFAULT 0", default=0.0),
@@ -200,10 +199,6 @@ def padded(values: Sequence[Any], fields: Sequence[str]) -> list[Any]:
 
 # --- values -> tasks --------------------------------------------------------------------------
 
-# The plain fields, by place; the others in the order ``TaskDecoder.task`` names them.
-_PLAIN: Final = tuple((i, c.name) for i, c in enumerate(TASK_COLUMNS) if c.plain)
-_NAMED: Final = itemgetter(*(i for i, c in enumerate(TASK_COLUMNS) if not c.plain))
-
 
 class TaskDecoder:
     """Stored values (``TASK_FIELDS`` order) to tasks, for one load of one store.
@@ -256,6 +251,7 @@ class TaskDecoder:
             region,
             account,
             labels,
+            interval,
             registered_at,
             source,
             status,
@@ -265,14 +261,16 @@ class TaskDecoder:
             upload,
             recorder_key,
             kind,
+            consecutive_errors,
             last_error_code,
             last_error_at,
             last_success_at,
             last_request_id,
+            storage_files,
             last_response,
             observed_at,
             answer_recorder_key,
-        ) = _NAMED(values)
+        ) = values
         if type(sdk_app_id) is not int or type(task_id) is not str:
             raise TypeError("task identity")
         if self._texts:
@@ -301,32 +299,33 @@ class TaskDecoder:
         if answer_request_id == last_request_id:
             answer_request_id = last_request_id
         task = Task(
-            sdk_app_id=sdk_app_id,
-            task_id=task_id,
-            region=region,
-            account=account,
-            labels=label_dict,
-            registered_at=registered_at,
-            source=SOURCES[source],
-            status=STATUSES[status],
-            status_since=status_since,
-            last_error_code=last_error_code,
-            last_error_at=last_error_at,
-            last_success_at=last_success_at,
-            last_request_id=last_request_id,
-            answer_status=answer_status,
-            answer_request_id=answer_request_id,
-            answer_files=answer_files,
-            extra=extra_dict,
-            upload=state,
-            ended_at=ended_at,
-            observed_at=observed_at,
-            recorder_key=_text_or_none(recorder_key),
-            answer_recorder_key=_text_or_none(answer_recorder_key),
-            kind=Kind.CLOUD if kind is None else Kind(kind),
+            sdk_app_id,
+            task_id,
+            region,
+            account,
+            label_dict,
+            interval,
+            registered_at,
+            SOURCES[source],
+            STATUSES[status],
+            status_since,
+            consecutive_errors,
+            last_error_code,
+            last_error_at,
+            last_success_at,
+            last_request_id,
+            storage_files,
+            answer_status,
+            answer_request_id,
+            answer_files,
+            extra_dict,
+            state,
+            ended_at,
+            observed_at,
+            _text_or_none(recorder_key),
+            _text_or_none(answer_recorder_key),
+            Kind.CLOUD if kind is None else Kind(kind),
         )
-        for at, name in _PLAIN:
-            setattr(task, name, values[at])
         try:
             readable = (
                 upload is None
