@@ -84,121 +84,105 @@ def timestamp(description: str, *, nullable: bool = False) -> dict[str, Any]:
 
 @dataclass(frozen=True, slots=True)
 class ApiField:
-    """One field of the task's JSON: its name, its value for a task (``full``: the answer about
-    a single task), its JSON schema, and whether only a single task's answer has it."""
+    """One field of the task's JSON: its name, its JSON schema, its value for a task (``full``:
+    in the answer about a single task; None: the task's attribute of the same name), and
+    whether only a single task's answer has it."""
 
     name: str
-    get: Callable[[Task, bool], Any]
     schema: dict[str, Any]
+    get: Callable[[Task, bool], Any] | None = None
     full_only: bool = False
 
 
+def _time(attr: str) -> Callable[[Task, bool], Any]:
+    """A time of the task as ISO 8601 (null when unknown)."""
+    return lambda task, full: iso(getattr(task, attr))
+
+
+def _member(attr: str) -> Callable[[Task, bool], Any]:
+    """An enum member of the task as its value."""
+    return lambda task, full: getattr(task, attr).value
+
+
+def _health(task: Task, full: bool) -> dict[str, Any]:
+    return {name: get(task, full) for name, get in _HEALTH}
+
+
+def _upload(task: Task, full: bool) -> dict[str, Any]:
+    return upload_json(task.upload, full=full)
+
+
 HEALTH_FIELDS: Final = (
-    ApiField(
-        "consecutive_errors",
-        lambda t, full: t.consecutive_errors,
-        {"type": "integer", "minimum": 0},
-    ),
-    ApiField("last_error_code", lambda t, full: t.last_error_code, nullable("string")),
-    ApiField(
-        "last_error_at",
-        lambda t, full: iso(t.last_error_at),
-        timestamp("Last failed poll", nullable=True),
-    ),
+    ApiField("consecutive_errors", {"type": "integer", "minimum": 0}),
+    ApiField("last_error_code", nullable("string")),
+    ApiField("last_error_at", timestamp("Last failed poll", nullable=True), _time("last_error_at")),
     ApiField(
         "last_success_at",
-        lambda t, full: iso(t.last_success_at),
         timestamp("Last successful observation", nullable=True),
+        _time("last_success_at"),
     ),
-    ApiField("last_request_id", lambda t, full: t.last_request_id, nullable("string")),
+    ApiField("last_request_id", nullable("string")),
 )
-
+_SINGLE = "(single task only)"
 TASK_FIELDS: Final = (
-    ApiField("sdk_app_id", lambda t, full: t.sdk_app_id, {"type": "integer", "format": "int64"}),
-    ApiField("task_id", lambda t, full: t.task_id, {"type": "string"}),
-    ApiField("region", lambda t, full: t.region, {"type": "string", "enum": list(REGIONS)}),
-    ApiField("account", lambda t, full: t.account, {"type": "string"}),
-    ApiField(
-        "labels",
-        lambda t, full: t.labels,
-        {"type": "object", "additionalProperties": {"type": "string"}},
-    ),
+    ApiField("sdk_app_id", {"type": "integer", "format": "int64"}),
+    ApiField("task_id", {"type": "string"}),
+    ApiField("region", {"type": "string", "enum": list(REGIONS)}),
+    ApiField("account", {"type": "string"}),
+    ApiField("labels", {"type": "object", "additionalProperties": {"type": "string"}}),
     ApiField(
         "interval_seconds",
-        lambda t, full: t.interval,
-        {
-            "type": ["number", "null"],
-            "description": "The task's own interval; null: by status, else the default",
-        },
+        nullable(
+            "number", description="The task's own interval; null: by status, else the default"
+        ),
+        lambda task, full: task.interval,
     ),
-    ApiField(
-        "registered_at",
-        lambda t, full: iso(t.registered_at),
-        timestamp("When the task was registered"),
-    ),
-    ApiField("status", lambda t, full: t.status.value, {"type": "string", "enum": STATUSES}),
-    ApiField(
-        "status_since",
-        lambda t, full: iso(t.status_since),
-        timestamp("When the current status began"),
-    ),
-    ApiField(
-        "health",
-        lambda t, full: {f.name: f.get(t, full) for f in HEALTH_FIELDS},
-        {"$ref": "#/components/schemas/Health"},
-    ),
+    ApiField("registered_at", timestamp("When the task was registered"), _time("registered_at")),
+    ApiField("status", {"type": "string", "enum": STATUSES}, _member("status")),
+    ApiField("status_since", timestamp("When the current status began"), _time("status_since")),
+    ApiField("health", {"$ref": "#/components/schemas/Health"}, _health),
     ApiField(
         "storage_files",
-        lambda t, full: t.storage_files,
-        {
-            "type": ["integer", "null"],
-            "description": "Entries in StorageFileList at the last observation",
-        },
+        nullable("integer", description="Entries in StorageFileList at the last observation"),
     ),
-    ApiField(
-        "kind",
-        lambda t, full: t.kind.value,
-        {"type": "string", "enum": [k.value for k in Kind]},
-    ),
+    ApiField("kind", {"type": "string", "enum": [k.value for k in Kind]}, _member("kind")),
     ApiField(
         "recorder_key",
-        lambda t, full: t.recorder_key,
-        nullable("string")
-        | {"description": "The relay recording's RecorderKey sent with every poll"},
+        nullable("string", description="The relay recording's RecorderKey sent with every poll"),
     ),
     ApiField(
         "answer_recorder_key",
-        lambda t, full: t.answer_recorder_key,
-        nullable("string")
-        | {"description": "The RecorderKey of the last DescribeCloudRecording answer"},
+        nullable("string", description="The RecorderKey of the last DescribeCloudRecording answer"),
     ),
-    ApiField(
-        "upload",
-        lambda t, full: upload_json(t.upload, full=full),
-        {"$ref": "#/components/schemas/Upload"},
-    ),
+    ApiField("upload", {"$ref": "#/components/schemas/Upload"}, _upload),
     ApiField(
         "last_response",
-        lambda t, full: t.last_response,
-        {
-            "type": ["object", "null"],
-            "description": "The last DescribeCloudRecording answer (single task only)",
-        },
+        nullable("object", description=f"The last DescribeCloudRecording answer {_SINGLE}"),
         full_only=True,
     ),
     ApiField(
         "extra",
-        lambda t, full: t.extra,
-        {"type": "object", "description": "Facts learnt from callbacks (single task only)"},
+        {"type": "object", "description": f"Facts learnt from callbacks {_SINGLE}"},
         full_only=True,
     ),
 )
-_SUMMARY_FIELDS: Final = tuple(f for f in TASK_FIELDS if not f.full_only)
+
+
+def _getters(fields: Sequence[ApiField]) -> tuple[tuple[str, Callable[[Task, bool], Any]], ...]:
+    def attribute(name: str) -> Callable[[Task, bool], Any]:
+        return lambda task, full: getattr(task, name)
+
+    return tuple((f.name, f.get or attribute(f.name)) for f in fields)
+
+
+_HEALTH: Final = _getters(HEALTH_FIELDS)
+_FULL: Final = _getters(TASK_FIELDS)
+_SUMMARY: Final = _getters([f for f in TASK_FIELDS if not f.full_only])
 
 
 def task_json(task: Task, *, full: bool = False) -> dict[str, Any]:
     """The task's JSON; ``full``: as the answer about this task alone shows it."""
-    return {f.name: f.get(task, full) for f in (TASK_FIELDS if full else _SUMMARY_FIELDS)}
+    return {name: get(task, full) for name, get in (_FULL if full else _SUMMARY)}
 
 
 def object_schema(fields: Sequence[ApiField], **more: dict[str, Any]) -> dict[str, Any]:

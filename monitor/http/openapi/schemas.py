@@ -35,6 +35,16 @@ _TRANSITION = {"$ref": "#/components/schemas/Transition"}
 TASK_ID_PATTERN = f"^{TASK_ID_RE.pattern}$"
 
 
+def _by_index(required: list[str], **properties: Any) -> dict[str, Any]:
+    """What an answer says about one item of a request's array: its ``index`` in it, then
+    ``properties`` (``required`` among them)."""
+    return {
+        "type": "object",
+        "required": ["index", *required],
+        "properties": {"index": {"type": "integer", "minimum": 0}, **properties},
+    }
+
+
 def _labels(*, nullable: bool) -> dict[str, Any]:
     return {
         "type": ["object", "null"] if nullable else "object",
@@ -255,22 +265,18 @@ def schemas(accounts: Collection[str] | None) -> dict[str, Any]:
             "properties": {
                 "results": {
                     "type": "array",
-                    "items": {
-                        "type": "object",
-                        "required": ["index", "status", "task"],
-                        "properties": {
-                            "index": {"type": "integer", "minimum": 0},
-                            "status": {
-                                "type": "integer",
-                                "enum": [200, 201, 409],
-                                "description": "201 registered, 200 already registered with "
-                                "the same values, 409 registered with other values (see error; "
-                                "task is the registered one, unchanged)",
-                            },
-                            "task": TASK,
-                            "error": {"$ref": "#/components/schemas/ConflictError"},
+                    "items": _by_index(
+                        ["status", "task"],
+                        status={
+                            "type": "integer",
+                            "enum": [200, 201, 409],
+                            "description": "201 registered, 200 already registered with "
+                            "the same values, 409 registered with other values (see error; "
+                            "task is the registered one, unchanged)",
                         },
-                    },
+                        task=TASK,
+                        error={"$ref": "#/components/schemas/ConflictError"},
+                    ),
                 },
                 "created": {"type": "integer", "minimum": 0},
                 "existing": {"type": "integer", "minimum": 0},
@@ -337,15 +343,9 @@ def error_schemas() -> dict[str, Any]:
                 "items": {
                     "type": "array",
                     "description": "An array refused (422): each invalid item by index",
-                    "items": {
-                        "type": "object",
-                        "required": ["index", "code", "message"],
-                        "properties": {
-                            "index": {"type": "integer", "minimum": 0},
-                            "code": {"type": "string"},
-                            "message": {"type": "string"},
-                        },
-                    },
+                    "items": _by_index(
+                        ["code", "message"], code={"type": "string"}, message={"type": "string"}
+                    ),
                 },
             },
         },
