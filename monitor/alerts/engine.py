@@ -19,13 +19,12 @@ import asyncio
 import math
 import time
 from collections.abc import Callable, Iterable, Mapping
-from typing import Final
+from typing import Final, Unpack
 
-import aiohttp
 import structlog
 
 from monitor.alerts.conditions import STALE, observe_credentials, observe_outcome, task_alerts
-from monitor.alerts.delivery import Deliveries, WebhookHeaders
+from monitor.alerts.delivery import Deliveries, DeliveryOptions, WebhookHeaders
 from monitor.alerts.health import Accounts
 from monitor.alerts.kinds import (
     MONITOR_THROTTLED,
@@ -35,7 +34,6 @@ from monitor.alerts.kinds import (
 from monitor.alerts.observer import AlertInstruments, InstrumentObserver
 from monitor.alerts.receivers import ReceiverWorker
 from monitor.alerts.reconcile import Changes, Reconciler
-from monitor.alerts.retry import RetryPolicy
 from monitor.alerts.settings import thresholds_of
 from monitor.alerts.state import FIRING, RESOLVED, AlertBook
 from monitor.alerts.task_rules import exit_annotations, not_found_annotations
@@ -72,15 +70,9 @@ class AlertEngine:
         interval_of: Callable[[Task], float],
         clock: Callable[[], float] = time.time,
         mono: Callable[[], float] | None = None,
-        session: aiohttp.ClientSession | None = None,
-        external_url: str = "",
-        webhook_headers: WebhookHeaders | None = None,
-        robot_secrets: Mapping[str, RobotSecrets] | None = None,
-        retry: RetryPolicy | None = None,
-        redeliver_after: float = 60.0,
-        stop_grace: float = 2.0,
         owns: Callable[[TaskKey], bool] = lambda key: True,
         leads: Callable[[], bool] = lambda: True,
+        **delivery: Unpack[DeliveryOptions],
     ) -> None:
         # With several replicas a task's alerts are this replica's only while it owns the
         # task and holds its alert records (see ``adopt``), and the monitor-level alerts only
@@ -99,13 +91,7 @@ class AlertEngine:
             self._book,
             notifications=metrics.notifications,
             clock=clock,
-            session=session,
-            external_url=external_url,
-            webhook_headers=webhook_headers,
-            robot_secrets=robot_secrets,
-            retry=retry,
-            redeliver_after=redeliver_after,
-            stop_grace=stop_grace,
+            **delivery,
         )
         self._book.on_dropped = self._delivery.forget
         # Tasks whose evaluation failed in a sweep, logged once each.
