@@ -29,14 +29,13 @@ from monitor.alerts.health import Accounts
 from monitor.alerts.kinds import (
     MONITOR_THROTTLED,
     NO_TASK_ALERT,
-    TASK_NOT_FOUND,
 )
 from monitor.alerts.observer import AlertInstruments, InstrumentObserver
 from monitor.alerts.receivers import ReceiverWorker
 from monitor.alerts.reconcile import Changes, Reconciler
 from monitor.alerts.settings import thresholds_of
 from monitor.alerts.state import FIRING, RESOLVED, AlertBook
-from monitor.alerts.task_rules import exit_annotations, not_found_annotations
+from monitor.alerts.task_rules import RULE_NAMED, Seen
 from monitor.config import AlertsConfig, RobotSecrets
 from monitor.events import (
     ApiAnswered,
@@ -373,11 +372,8 @@ class AlertEngine:
                 log.warning("alert_transition_lookup_failed", error=str(exc))
                 continue
             if latest and rec.state == FIRING and latest[0].to_status is task.status:
-                rec.annotations = (
-                    not_found_annotations(task, latest[0])
-                    if rec.alertname == TASK_NOT_FOUND
-                    else exit_annotations(task, latest[0], self._decide.th.expected_leave_codes)
-                )
+                seen = Seen(task, now, self._decide.th, self._interval_of, latest[0])
+                rec.annotations = RULE_NAMED[rec.alertname].says(seen)
                 book.mark(rec)
         for rec in changes.resolved:
             if rec.state == RESOLVED and self._delivery.resolve_done(rec, now):

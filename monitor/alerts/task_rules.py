@@ -32,6 +32,7 @@ from monitor.alerts.texts import (
 from monitor.models import Task, Transition
 
 __all__ = [
+    "RULE_NAMED",
     "RULE_OF",
     "TASK_RULES",
     "Seen",
@@ -70,6 +71,9 @@ class TaskRule:
     # always ``severity``.
     section: str | None
     says: Callable[[Seen], dict[str, str]]  # the annotations: summary and description
+    # What it says tells the transition that brought the task to its status: when that is not
+    # known as it fires (after a restart), it is looked up and the text made again.
+    tells_transition: bool = False
 
 
 def exit_annotations(
@@ -240,6 +244,7 @@ TASK_RULES: Final[tuple[TaskRule, ...]] = (
         "critical",
         "exit",
         lambda s: exit_annotations(s.task, s.transition, s.th.expected_leave_codes),
+        tells_transition=True,
     ),
     # A task the API says does not exist, never seen running: most likely a mistyped TaskId,
     # SdkAppId or region rather than a recording that stopped. Not a page.
@@ -249,6 +254,7 @@ TASK_RULES: Final[tuple[TaskRule, ...]] = (
         "warning",
         None,
         lambda s: not_found_annotations(s.task, s.transition),
+        tells_transition=True,
     ),
     TaskRule(
         TaskKind.ERROR,
@@ -290,6 +296,7 @@ TASK_RULES: Final[tuple[TaskRule, ...]] = (
 )
 # Each kind's rule (``STALE_NEW`` is no rule: it qualifies ``STALE``).
 RULE_OF: Final[Mapping[TaskKind, TaskRule]] = {rule.kind: rule for rule in TASK_RULES}
+RULE_NAMED: Final[Mapping[str, TaskRule]] = {rule.alertname: rule for rule in TASK_RULES}
 
 
 def severity_of(rule: TaskRule, th: Thresholds) -> str:
