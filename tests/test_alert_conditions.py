@@ -35,11 +35,8 @@ from monitor.alerts.kinds import (
 )
 from monitor.alerts.rules import task_fingerprint
 from monitor.alerts.settings import thresholds_of
-from monitor.alerts.texts import (
-    error_annotations,
-    over_budget_annotations,
-    stale_annotations,
-)
+from monitor.alerts.task_rules import error_annotations, stale_annotations
+from monitor.alerts.texts import over_budget_annotations
 from monitor.config import AlertsConfig
 from monitor.models import Outcome, Status, Task
 from monitor.status_rules import apply_callback_exit, apply_poll, apply_removal

@@ -3,6 +3,7 @@ call, tested as pure functions."""
 
 from __future__ import annotations
 
+import dataclasses
 import re
 
 from monitor.alerts.conditions import (
@@ -26,7 +27,6 @@ from monitor.alerts.kinds import (
     TASK_ERROR,
     TASK_EXITED,
     TASK_KINDS,
-    TASK_NOT_FOUND,
     TASK_STALE,
     TaskKind,
 )
@@ -39,7 +39,13 @@ from monitor.alerts.rules import (
     task_labels,
 )
 from monitor.alerts.settings import thresholds_of
-from monitor.alerts.texts import error_annotations, exit_annotations
+from monitor.alerts.task_rules import (
+    RULE_OF,
+    TASK_RULES,
+    error_annotations,
+    exit_annotations,
+    severity_of,
+)
 from monitor.config import AlertsConfig
 from monitor.models import Outcome, Status, Task, TaskKey
 from tests.support import T0, make_task
@@ -138,8 +144,9 @@ class TestKinds:
     def test_every_kind_but_the_qualifier_is_an_alert(self) -> None:
         assert [name for _, name in TASK_KINDS] == list(TASK_ALERTS)
         assert {kind for kind, _ in TASK_KINDS} | {STALE_NEW} == set(TaskKind)
-        assert STALE_NEW.alertname == TASK_STALE
-        assert all(kind.alertname == name for kind, name in TASK_KINDS)
+        assert STALE_NEW not in RULE_OF
+        assert RULE_OF[STALE].alertname == TASK_STALE
+        assert all(RULE_OF[kind].alertname == name for kind, name in TASK_KINDS)
 
     def test_the_sweeps_answer_is_a_kind_whatever_holds(self) -> None:
         quiet = task_alerts(make_task(), T0, Thresholds(), interval_15)
@@ -158,8 +165,8 @@ class TestSettings:
             }
         )
         th = thresholds_of(config)
-        assert th.severity[TASK_EXITED] == "page"
-        assert th.severity[TASK_NOT_FOUND] == "warning"
+        assert severity_of(RULE_OF[EXITED], th) == "page"
+        assert severity_of(RULE_OF[TaskKind.NOT_FOUND], th) == "warning"
         assert th.expected_leave_codes == frozenset({0})
         assert th.consecutive == 7
         assert th.stale_after.seconds(15.0) == 120.0
@@ -169,7 +176,12 @@ class TestSettings:
         assert multiple.stale_after.seconds(15.0) == 60.0
 
     def test_the_defaults_match_the_configurations(self) -> None:
-        assert thresholds_of(AlertsConfig()) == Thresholds()
+        configured = thresholds_of(AlertsConfig())
+        # Thresholds() names no severity: each alert has its rule's default.
+        assert dataclasses.replace(configured, severity={}) == Thresholds()
+        assert {r.alertname: severity_of(r, configured) for r in TASK_RULES} == {
+            r.alertname: severity_of(r, Thresholds()) for r in TASK_RULES
+        }
 
     def test_the_rules_do_not_import_the_configuration_or_the_metrics(self) -> None:
         graph = import_graph(MONITOR)
@@ -180,7 +192,11 @@ class TestSettings:
             if module not in reached:
                 reached.add(module)
                 todo.extend(graph.get(module, ()))
-        assert {"monitor.alerts.conditions", "monitor.alerts.texts"} <= reached
+        assert {
+            "monitor.alerts.conditions",
+            "monitor.alerts.task_rules",
+            "monitor.alerts.texts",
+        } <= reached
         assert (
             sorted(
                 m

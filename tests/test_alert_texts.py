@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from monitor.alerts.texts import (
-    LEAVE_CODES,
-    exit_annotations,
-)
+from monitor.alerts.task_rules import exit_annotations
+from monitor.alerts.texts import LEAVE_CODES
 from monitor.models import Source, Status, Transition
 from tests.support import T0, make_task
 

@@ -13,7 +13,8 @@ from monitor.alerts.conditions import EXITED, NOT_FOUND, Thresholds, task_alerts
 from monitor.alerts.kinds import NO_TASK_ALERT, TASK_EXITED, TASK_NOT_FOUND, TaskKind
 from monitor.alerts.payloads import Notice
 from monitor.alerts.robots.messages import facts_of
-from monitor.alerts.texts import NOT_FOUND_HINT, not_found_annotations
+from monitor.alerts.task_rules import not_found_annotations
+from monitor.alerts.texts import NOT_FOUND_HINT
 from monitor.config import AlertsConfig
 from monitor.metrics import MonitorMetrics
 from monitor.models import Outcome, Source, Status, Task

@@ -35,7 +35,7 @@ from monitor.alerts.robots.slack import Slack
 from monitor.alerts.robots.wecom import WeCom
 from monitor.alerts.robots.worker import PLATFORMS, compose
 from monitor.alerts.rules import task_labels
-from monitor.alerts.texts import error_annotations, exit_annotations
+from monitor.alerts.task_rules import error_annotations, exit_annotations
 from monitor.config import ConfigError, RobotSecrets, parse_config, resolve_secrets
 from monitor.models import Source, Status, Task, TaskKey, Transition
 from monitor.secrets import Secret

@@ -20,7 +20,7 @@ from monitor.alerts.conditions import (
     upload_overdue_firing,
 )
 from monitor.alerts.kinds import NO_TASK_ALERT
-from monitor.alerts.texts import upload_failed_annotations, upload_overdue_annotations
+from monitor.alerts.task_rules import upload_failed_annotations, upload_overdue_annotations
 from monitor.config import AlertsConfig
 from monitor.metrics import MonitorMetrics
 from monitor.models import Status, Task

@@ -8,17 +8,38 @@ it remembers having fired, which makes a restart idempotent. What an alert says 
 
 from __future__ import annotations
 
+import enum
 import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
-from typing import Final
+from typing import Any, Final
 
-from monitor.alerts.kinds import TASK_SEVERITY, TaskKind
 from monitor.credentials.base import CODE_NO_CREDENTIALS
 from monitor.models import Outcome, Source, Status, Task
 from monitor.uploads import NO_UPLOAD, UploadPhase, upload_overdue
 
 THROTTLED_WINDOW: Final = 300.0
+
+
+class TaskKind(enum.Flag):
+    """Which task alerts hold for one task. Each kind but ``STALE_NEW`` is one rule of
+    :data:`monitor.alerts.task_rules.TASK_RULES` (its name, severity and texts). ``STALE_NEW``
+    is no alert of its own: it qualifies ``STALE`` as counted from the engine's start at the
+    earliest. An alert already firing stays while ``STALE`` holds, a new one needs
+    ``STALE_NEW``, so a restart neither resolves standing stale alerts nor blames the tasks for
+    the monitor's own downtime."""
+
+    EXITED = 1
+    ERROR = 2
+    STALE = 4
+    IDLE = 8
+    STALE_NEW = 16
+    FAILED_UPLOAD = 32
+    OVERDUE_UPLOAD = 64
+    NOT_FOUND = 128
+
+
+NO_TASK_ALERT: Final = TaskKind(0)
 
 # The kinds, as the public names the tests and callers use.
 EXITED: Final = TaskKind.EXITED
@@ -40,7 +61,8 @@ _B_STALE_NEW: Final = STALE_NEW.value
 _B_FAILED_UPLOAD: Final = FAILED_UPLOAD.value
 _B_OVERDUE_UPLOAD: Final = OVERDUE_UPLOAD.value
 _B_NOT_FOUND: Final = NOT_FOUND.value
-_KINDS: Final[tuple[TaskKind, ...]] = tuple(TaskKind(v) for v in range(2 * _B_NOT_FOUND))
+# Every combination of the flags, by value.
+_KINDS: Final[tuple[TaskKind, ...]] = tuple(TaskKind(v) for v in range(1 << len(TaskKind)))
 
 _EXITED = Status.EXITED
 _ENDED = Status.ENDED
@@ -64,28 +86,43 @@ class StaleRule:
         assert self.multiple is not None
         return self.multiple * interval
 
+    @classmethod
+    def of(cls, after: Any) -> StaleRule:
+        """From the configuration's ``alerts.stale.after`` (its multiple or its duration)."""
+        return cls(multiple=after.multiple, duration=after.duration)
+
+
+def _from(key: str, convert: Callable[[Any], Any] | None = None) -> dict[str, Any]:
+    """A setting's metadata: read from the configuration's ``alerts.<key>``, converted by
+    ``convert``."""
+    return {"config": key, "convert": convert}
+
 
 @dataclass(frozen=True, slots=True)
 class Thresholds:
-    """The alert settings the rules read, in the shape the hot loop reads them. Built from the
-    configuration by whoever holds it (``monitor.alerts.settings.thresholds_of``): the rules
+    """The alert settings the rules read, in the shape the hot loop reads them. Each names the
+    key of the configuration's ``alerts`` section it comes from, and
+    ``monitor.alerts.settings.thresholds_of`` reads them from there by that name: the rules
     never read the configuration themselves."""
 
-    exit_enabled: bool = True
-    expected_leave_codes: frozenset[int] = frozenset({0, 1, 2})
-    error_enabled: bool = True
-    consecutive: int = 3
-    stale_enabled: bool = True
-    stale_after: StaleRule = StaleRule()
-    idle_enabled: bool = True
-    idle_after: float = 300.0
-    upload_enabled: bool = True
-    upload_deadline: float = 1800.0
-    credentials_enabled: bool = True
-    credentials_before: float = 900.0
-    credentials_severity: str = "warning"
-    # Severity of each task alert, by alert name.
-    severity: Mapping[str, str] = field(default_factory=lambda: dict(TASK_SEVERITY))
+    exit_enabled: bool = field(default=True, metadata=_from("exit.enabled"))
+    expected_leave_codes: frozenset[int] = field(
+        default=frozenset({0, 1, 2}), metadata=_from("exit.expected_leave_codes", frozenset)
+    )
+    error_enabled: bool = field(default=True, metadata=_from("error.enabled"))
+    consecutive: int = field(default=3, metadata=_from("error.consecutive"))
+    stale_enabled: bool = field(default=True, metadata=_from("stale.enabled"))
+    stale_after: StaleRule = field(default=StaleRule(), metadata=_from("stale.after", StaleRule.of))
+    idle_enabled: bool = field(default=True, metadata=_from("idle.enabled"))
+    idle_after: float = field(default=300.0, metadata=_from("idle.after"))
+    upload_enabled: bool = field(default=True, metadata=_from("upload.enabled"))
+    upload_deadline: float = field(default=1800.0, metadata=_from("upload.deadline"))
+    credentials_enabled: bool = field(default=True, metadata=_from("credentials.enabled"))
+    credentials_before: float = field(default=900.0, metadata=_from("credentials.before"))
+    credentials_severity: str = field(default="warning", metadata=_from("credentials.severity"))
+    # Severity of task alerts, by alert name; an alert not named here has its rule's default
+    # (``monitor.alerts.task_rules.severity_of``).
+    severity: Mapping[str, str] = field(default_factory=dict)
 
 
 # --- task conditions ---------------------------------------------------------------------------

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable, Iterable, Mapping
-from typing import Final
+from typing import Final, TypedDict, Unpack
 
 import aiohttp
 import structlog
@@ -27,7 +27,7 @@ from monitor.config import RobotReceiver, RobotSecrets
 from monitor.secrets import Secret
 from monitor.store.base import AlertRecord
 
-__all__ = ["RESOLVED_GIVE_UP", "Deliveries", "WebhookHeaders"]
+__all__ = ["RESOLVED_GIVE_UP", "Deliveries", "DeliveryOptions", "WebhookHeaders"]
 
 log = structlog.get_logger("monitor.alerts")
 
@@ -47,6 +47,19 @@ def _plain_headers(headers: WebhookHeaders | None) -> dict[str, dict[str, str]]:
     }
 
 
+class DeliveryOptions(TypedDict, total=False):
+    """How alerts are delivered, each optional: the engine's caller passes them through to
+    ``Deliveries`` (defaults there)."""
+
+    session: aiohttp.ClientSession | None  # None: an own one, closed with the deliveries
+    external_url: str
+    webhook_headers: WebhookHeaders | None
+    robot_secrets: Mapping[str, RobotSecrets] | None
+    retry: RetryPolicy | None
+    redeliver_after: float
+    stop_grace: float
+
+
 def _new_session() -> aiohttp.ClientSession:
     return aiohttp.ClientSession(
         connector=aiohttp.TCPConnector(limit=20, keepalive_timeout=30),
@@ -64,25 +77,19 @@ class Deliveries:
         *,
         notifications: Counter,
         clock: Callable[[], float],
-        session: aiohttp.ClientSession | None = None,
-        external_url: str = "",
-        webhook_headers: WebhookHeaders | None = None,
-        robot_secrets: Mapping[str, RobotSecrets] | None = None,
-        retry: RetryPolicy | None = None,
-        redeliver_after: float = 60.0,
-        stop_grace: float = 2.0,
+        **options: Unpack[DeliveryOptions],
     ) -> None:
         self._book = book
         self._notifications = notifications
         self._clock = clock
-        self._session = session
-        self._own_session = session is None
-        self._external_url = external_url
-        self._headers = _plain_headers(webhook_headers)
-        self._robots = dict(robot_secrets or {})
-        self._retry = retry
-        self._redeliver_after = redeliver_after
-        self._stop_grace = stop_grace
+        self._session = options.get("session")
+        self._own_session = self._session is None
+        self._external_url = options.get("external_url", "")
+        self._headers = _plain_headers(options.get("webhook_headers"))
+        self._robots = dict(options.get("robot_secrets") or {})
+        self._retry = options.get("retry")
+        self._redeliver_after = options.get("redeliver_after", 60.0)
+        self._stop_grace = options.get("stop_grace", 2.0)
         self.workers: dict[str, ReceiverWorker] = {}
         self._retiring: set[asyncio.Task[None]] = set()
         self._running = False

@@ -19,26 +19,23 @@ import asyncio
 import math
 import time
 from collections.abc import Callable, Iterable, Mapping
-from typing import Final
+from typing import Final, Unpack
 
-import aiohttp
 import structlog
 
 from monitor.alerts.conditions import STALE, observe_credentials, observe_outcome, task_alerts
-from monitor.alerts.delivery import Deliveries, WebhookHeaders
+from monitor.alerts.delivery import Deliveries, DeliveryOptions, WebhookHeaders
 from monitor.alerts.health import Accounts
 from monitor.alerts.kinds import (
     MONITOR_THROTTLED,
     NO_TASK_ALERT,
-    TASK_NOT_FOUND,
 )
 from monitor.alerts.observer import AlertInstruments, InstrumentObserver
 from monitor.alerts.receivers import ReceiverWorker
 from monitor.alerts.reconcile import Changes, Reconciler
-from monitor.alerts.retry import RetryPolicy
 from monitor.alerts.settings import thresholds_of
 from monitor.alerts.state import FIRING, RESOLVED, AlertBook
-from monitor.alerts.texts import exit_annotations, not_found_annotations
+from monitor.alerts.task_rules import RULE_NAMED, Seen
 from monitor.config import AlertsConfig, RobotSecrets
 from monitor.events import (
     ApiAnswered,
@@ -72,15 +69,9 @@ class AlertEngine:
         interval_of: Callable[[Task], float],
         clock: Callable[[], float] = time.time,
         mono: Callable[[], float] | None = None,
-        session: aiohttp.ClientSession | None = None,
-        external_url: str = "",
-        webhook_headers: WebhookHeaders | None = None,
-        robot_secrets: Mapping[str, RobotSecrets] | None = None,
-        retry: RetryPolicy | None = None,
-        redeliver_after: float = 60.0,
-        stop_grace: float = 2.0,
         owns: Callable[[TaskKey], bool] = lambda key: True,
         leads: Callable[[], bool] = lambda: True,
+        **delivery: Unpack[DeliveryOptions],
     ) -> None:
         # With several replicas a task's alerts are this replica's only while it owns the
         # task and holds its alert records (see ``adopt``), and the monitor-level alerts only
@@ -99,13 +90,7 @@ class AlertEngine:
             self._book,
             notifications=metrics.notifications,
             clock=clock,
-            session=session,
-            external_url=external_url,
-            webhook_headers=webhook_headers,
-            robot_secrets=robot_secrets,
-            retry=retry,
-            redeliver_after=redeliver_after,
-            stop_grace=stop_grace,
+            **delivery,
         )
         self._book.on_dropped = self._delivery.forget
         # Tasks whose evaluation failed in a sweep, logged once each.
@@ -387,11 +372,8 @@ class AlertEngine:
                 log.warning("alert_transition_lookup_failed", error=str(exc))
                 continue
             if latest and rec.state == FIRING and latest[0].to_status is task.status:
-                rec.annotations = (
-                    not_found_annotations(task, latest[0])
-                    if rec.alertname == TASK_NOT_FOUND
-                    else exit_annotations(task, latest[0], self._decide.th.expected_leave_codes)
-                )
+                seen = Seen(task, now, self._decide.th, self._interval_of, latest[0])
+                rec.annotations = RULE_NAMED[rec.alertname].says(seen)
                 book.mark(rec)
         for rec in changes.resolved:
             if rec.state == RESOLVED and self._delivery.resolve_done(rec, now):

@@ -1,13 +1,16 @@
-"""The alerts the monitor raises: their names, and the task alert kinds as flags.
+"""The alerts the monitor raises, by name.
 
-A task alert kind (``TaskKind``) is what the conditions decide for one task; its ``alertname``
-is what receivers see. The monitor-level alerts (about an account, not a task) have names only.
+The task alerts are the rules of :data:`monitor.alerts.task_rules.TASK_RULES` (their names,
+kinds and severities come from there); the monitor-level alerts (about an account, not a task)
+are named here, with their severities.
 """
 
 from __future__ import annotations
 
-import enum
 from typing import Final
+
+from monitor.alerts.conditions import NO_TASK_ALERT, TaskKind
+from monitor.alerts.task_rules import RULE_OF, TASK_RULES
 
 __all__ = [
     "ALERT_NAMES",
@@ -33,28 +36,29 @@ __all__ = [
     "TaskKind",
 ]
 
-TASK_EXITED: Final = "RecordingTaskExited"
-TASK_NOT_FOUND: Final = "RecordingTaskNotFound"
-TASK_ERROR: Final = "RecordingTaskError"
-TASK_STALE: Final = "RecordingTaskStale"
-TASK_IDLE: Final = "RecordingTaskIdle"
-UPLOAD_FAILED: Final = "RecordingUploadFailed"
-UPLOAD_OVERDUE: Final = "RecordingUploadOverdue"
+# The task alerts other code names.
+TASK_EXITED: Final = RULE_OF[TaskKind.EXITED].alertname
+TASK_NOT_FOUND: Final = RULE_OF[TaskKind.NOT_FOUND].alertname
+TASK_ERROR: Final = RULE_OF[TaskKind.ERROR].alertname
+TASK_STALE: Final = RULE_OF[TaskKind.STALE].alertname
+TASK_IDLE: Final = RULE_OF[TaskKind.IDLE].alertname
+UPLOAD_FAILED: Final = RULE_OF[TaskKind.FAILED_UPLOAD].alertname
+UPLOAD_OVERDUE: Final = RULE_OF[TaskKind.OVERDUE_UPLOAD].alertname
+NOT_FOUND_SEVERITY: Final = RULE_OF[TaskKind.NOT_FOUND].severity
+
 MONITOR_AUTH_FAILURE: Final = "RecordingMonitorAuthFailure"
 MONITOR_NO_CREDENTIALS: Final = "RecordingMonitorNoCredentials"
 MONITOR_THROTTLED: Final = "RecordingMonitorThrottled"
 MONITOR_OVER_BUDGET: Final = "RecordingMonitorOverBudget"
 MONITOR_CREDENTIALS_EXPIRING: Final = "RecordingMonitorCredentialsExpiring"
 
-TASK_ALERTS: Final = (
-    TASK_EXITED,
-    TASK_NOT_FOUND,
-    TASK_ERROR,
-    TASK_STALE,
-    TASK_IDLE,
-    UPLOAD_FAILED,
-    UPLOAD_OVERDUE,
+# The kinds that are alerts, in the order they are reconciled, with their names.
+TASK_KINDS: Final[tuple[tuple[TaskKind, str], ...]] = tuple(
+    (rule.kind, rule.alertname) for rule in TASK_RULES
 )
+TASK_ALERTS: Final = tuple(rule.alertname for rule in TASK_RULES)
+# The severity of each task alert when the configuration does not say.
+TASK_SEVERITY: Final[dict[str, str]] = {rule.alertname: rule.severity for rule in TASK_RULES}
 MONITOR_ALERTS: Final = (
     MONITOR_AUTH_FAILURE,
     MONITOR_NO_CREDENTIALS,
@@ -75,52 +79,3 @@ MONITOR_SEVERITY: Final[dict[str, str]] = {
     MONITOR_OVER_BUDGET: "warning",
     MONITOR_CREDENTIALS_EXPIRING: "warning",
 }
-# A task the API says does not exist, never seen running: most likely a mistyped TaskId,
-# SdkAppId or region rather than a recording that stopped. Not a page.
-NOT_FOUND_SEVERITY: Final = "warning"
-# The severity of each task alert when the configuration does not say.
-TASK_SEVERITY: Final[dict[str, str]] = {
-    TASK_EXITED: "critical",
-    TASK_NOT_FOUND: NOT_FOUND_SEVERITY,
-    TASK_ERROR: "warning",
-    TASK_STALE: "warning",
-    TASK_IDLE: "warning",
-    UPLOAD_FAILED: "critical",
-    UPLOAD_OVERDUE: "critical",
-}
-
-
-class TaskKind(enum.Flag):
-    """Which task alerts hold for one task. ``STALE_NEW`` is no alert of its own: it qualifies
-    ``STALE`` as counted from the engine's start at the earliest. An alert already firing
-    stays while ``STALE`` holds, a new one needs ``STALE_NEW``, so a restart neither resolves
-    standing stale alerts nor blames the tasks for the monitor's own downtime."""
-
-    EXITED = 1
-    ERROR = 2
-    STALE = 4
-    IDLE = 8
-    STALE_NEW = 16
-    FAILED_UPLOAD = 32
-    OVERDUE_UPLOAD = 64
-    NOT_FOUND = 128
-
-    @property
-    def alertname(self) -> str:
-        """The alert this single kind raises (``STALE_NEW`` raises ``STALE``'s)."""
-        return _NAMES[self]
-
-
-NO_TASK_ALERT: Final = TaskKind(0)
-
-# The kinds that are alerts, in the order they are reconciled, with their names.
-TASK_KINDS: Final[tuple[tuple[TaskKind, str], ...]] = (
-    (TaskKind.EXITED, TASK_EXITED),
-    (TaskKind.NOT_FOUND, TASK_NOT_FOUND),
-    (TaskKind.ERROR, TASK_ERROR),
-    (TaskKind.STALE, TASK_STALE),
-    (TaskKind.IDLE, TASK_IDLE),
-    (TaskKind.FAILED_UPLOAD, UPLOAD_FAILED),
-    (TaskKind.OVERDUE_UPLOAD, UPLOAD_OVERDUE),
-)
-_NAMES: Final[dict[TaskKind, str]] = dict(TASK_KINDS) | {TaskKind.STALE_NEW: TASK_STALE}

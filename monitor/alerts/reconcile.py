@@ -12,18 +12,17 @@ import structlog
 from monitor.alerts.conditions import (
     EXITED,
     FAILED_UPLOAD,
-    NOT_FOUND,
     OVERDUE_UPLOAD,
     STALE,
     STALE_NEW,
     Thresholds,
 )
 from monitor.alerts.health import Accounts
-from monitor.alerts.kinds import TASK_KINDS, TaskKind
+from monitor.alerts.kinds import TaskKind
 from monitor.alerts.observer import AlertObserver
 from monitor.alerts.rules import Desired, account_alerts, desired_task_alerts
 from monitor.alerts.state import FIRING, AlertBook
-from monitor.alerts.texts import exit_annotations, upload_failed_annotations
+from monitor.alerts.task_rules import TASK_RULES, exit_annotations, upload_failed_annotations
 from monitor.models import Task, TaskKey, Transition
 from monitor.store.base import AlertRecord
 
@@ -73,7 +72,8 @@ class Reconciler:
         changes: Changes,
         confirmed: set[str] | None,
     ) -> None:
-        for kind, name in TASK_KINDS:
+        for rule in TASK_RULES:
+            kind, name = rule.kind, rule.alertname
             rec = existing.get(name) if existing is not None else None
             firing = rec is not None and rec.state == FIRING
             if kind in kinds:
@@ -97,7 +97,7 @@ class Reconciler:
                     # Counted as it fires, so once per episode (a restart finds the record and
                     # does not fire again).
                     self.observer.upload_overdue(task.account, task.region)
-                if (kind is EXITED or kind is NOT_FOUND) and transition is None:
+                if rule.tells_transition and transition is None:
                     changes.lookups.append((new, task))
             elif rec is not None and firing:
                 self.resolve(rec, now, changes)

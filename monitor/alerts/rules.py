@@ -2,7 +2,8 @@
 identity (name, fingerprint), labels and annotations. Pure: no I/O, no clock, no configuration
 (the settings come in as :class:`~monitor.alerts.conditions.Thresholds`).
 
-The conditions live in :mod:`monitor.alerts.conditions`, the texts in
+The conditions live in :mod:`monitor.alerts.conditions`, the task alerts' names, severities and
+texts in :mod:`monitor.alerts.task_rules`, the account alerts' texts in
 :mod:`monitor.alerts.texts`; this module puts them together into what the engine fires.
 """
 
@@ -14,12 +15,12 @@ from dataclasses import dataclass
 
 from monitor.alerts.conditions import (
     AccountHealth,
+    TaskKind,
     Thresholds,
     auth_firing,
     credentials_expiring_firing,
     no_credentials_firing,
     over_budget_firing,
-    stale_threshold,
     throttled_firing,
 )
 from monitor.alerts.kinds import (
@@ -29,21 +30,14 @@ from monitor.alerts.kinds import (
     MONITOR_OVER_BUDGET,
     MONITOR_SEVERITY,
     MONITOR_THROTTLED,
-    TaskKind,
 )
+from monitor.alerts.task_rules import RULE_OF, Seen, severity_of
 from monitor.alerts.texts import (
     auth_annotations,
     credentials_expiring_annotations,
-    error_annotations,
-    exit_annotations,
-    idle_annotations,
     no_credentials_annotations,
-    not_found_annotations,
     over_budget_annotations,
-    stale_annotations,
     throttled_annotations,
-    upload_failed_annotations,
-    upload_overdue_annotations,
 )
 from monitor.models import Task, TaskKey, Transition
 from monitor.taskspec import LABEL_NAME_RE
@@ -142,32 +136,19 @@ def desired_task_alerts(
     beside ``STALE``. ``transition``, when known, is the one that brought the task to its
     status (the exit and not-found alerts describe it)."""
 
-    def says(kind: TaskKind) -> dict[str, str]:
-        if kind is TaskKind.EXITED:
-            return exit_annotations(task, transition, th.expected_leave_codes)
-        if kind is TaskKind.NOT_FOUND:
-            return not_found_annotations(task, transition)
-        if kind is TaskKind.STALE:
-            return stale_annotations(task, now, stale_threshold(task, th.stale_after, interval_of))
-        if kind is TaskKind.IDLE:
-            return idle_annotations(task, now, th.idle_after)
-        if kind is TaskKind.FAILED_UPLOAD:
-            return upload_failed_annotations(task)
-        if kind is TaskKind.OVERDUE_UPLOAD:
-            return upload_overdue_annotations(task, now, th.upload_deadline)
-        return error_annotations(task, th.consecutive)
-
+    seen = Seen(task, now, th, interval_of, transition)
     desired: list[Desired] = []
     for kind in kinds:
-        if kind is TaskKind.STALE_NEW:
+        rule = RULE_OF.get(kind)
+        if rule is None:  # STALE_NEW
             continue
-        name = kind.alertname
+        name = rule.alertname
         desired.append(
             Desired(
                 name,
                 task_fingerprint(name, task.key),
-                task_labels(name, th.severity[name], task),
-                says(kind),
+                task_labels(name, severity_of(rule, th), task),
+                rule.says(seen),
             )
         )
     return desired

@@ -10,6 +10,7 @@ saves and drops them from memory.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from collections.abc import Callable, Iterable
 from typing import Final
 
@@ -219,15 +220,11 @@ class AlertBook:
     def firing(self) -> list[AlertRecord]:
         """Copies of the firing alerts, oldest first."""
         return [
-            AlertRecord(
-                fingerprint=r.fingerprint,
-                alertname=r.alertname,
+            # Every field; the mutable ones copied.
+            dataclasses.replace(
+                r,
                 labels=dict(r.labels),
                 annotations=dict(r.annotations),
-                state=r.state,
-                starts_at=r.starts_at,
-                ends_at=r.ends_at,
-                task=r.task,
                 last_sent_at=dict(r.last_sent_at),
                 resolved_sent=set(r.resolved_sent),
             )

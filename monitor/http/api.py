@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import datetime as dt
-import functools
 import hmac
 import json
 import re
@@ -13,7 +11,9 @@ from aiohttp import web
 
 from monitor.http.errors import ApiError
 from monitor.http.ports import HttpContext
-from monitor.models import MAX_WALL_TIME, REGIONS, Source, Status, Task, TaskKey, Transition
+from monitor.http.task_view import iso as iso  # also for the alerts list (server.py)
+from monitor.http.task_view import task_json
+from monitor.models import REGIONS, Source, Status, Task, TaskKey, Transition
 from monitor.registry import TaskFilter
 from monitor.taskspec import (
     MAX_BULK,
@@ -25,7 +25,6 @@ from monitor.taskspec import (
     validate_task_id,
     validate_update,
 )
-from monitor.uploads import UploadFailure, UploadState
 
 CONTEXT: web.AppKey[HttpContext] = web.AppKey("context", HttpContext)
 DEFAULT_PAGE = 100
@@ -47,71 +46,6 @@ def _unsigned(raw: str) -> int | None:
 _INT64_MAX = 2**63 - 1
 # A label filter: a label name, then ":" or "=" (neither can be part of a name), then the value.
 LABEL_FILTER_RE = re.compile(r"([a-zA-Z_][a-zA-Z0-9_]*)[:=](.*)", re.DOTALL)
-
-
-def iso(ts: float | None) -> str | None:
-    # 0 is "unknown" (also what a stored time no date can show is read as): null, as is None.
-    if ts is None or not 0 < ts <= MAX_WALL_TIME:
-        return None
-    return _iso(ts)
-
-
-# Tasks registered together share their times: a bulk answer formats each once.
-@functools.lru_cache(maxsize=1024)
-def _iso(ts: float) -> str:
-    return dt.datetime.fromtimestamp(ts, dt.UTC).isoformat(timespec="milliseconds")
-
-
-def task_json(task: Task, *, full: bool = False) -> dict[str, Any]:
-    body: dict[str, Any] = {
-        "sdk_app_id": task.sdk_app_id,
-        "task_id": task.task_id,
-        "region": task.region,
-        "account": task.account,
-        "labels": task.labels,
-        "interval_seconds": task.interval,
-        "registered_at": iso(task.registered_at),
-        "status": task.status.value,
-        "status_since": iso(task.status_since),
-        "health": {
-            "consecutive_errors": task.consecutive_errors,
-            "last_error_code": task.last_error_code,
-            "last_error_at": iso(task.last_error_at),
-            "last_success_at": iso(task.last_success_at),
-            "last_request_id": task.last_request_id,
-        },
-        "storage_files": task.storage_files,
-        "kind": task.kind.value,
-        "recorder_key": task.recorder_key,
-        "answer_recorder_key": task.answer_recorder_key,
-        "upload": upload_json(task.upload, full=full),
-    }
-    if full:
-        body["last_response"] = task.last_response
-        body["extra"] = task.extra
-    return body
-
-
-def _failure_json(f: UploadFailure) -> dict[str, Any]:
-    return {**f.to_json(), "at": iso(f.at)}
-
-
-def upload_json(upload: UploadState, *, full: bool = False) -> dict[str, Any]:
-    """Where the task's files went (docs/callbacks.md); the files and every failure for one task."""
-    failure = upload.failure
-    body: dict[str, Any] = {
-        "state": upload.state.value,
-        "failure": None if failure is None else _failure_json(failure),
-    }
-    if full:
-        body.update(
-            started_at=iso(upload.started_at),
-            stopped_at=iso(upload.stopped_at),
-            finished_at=iso(upload.finished_at),
-            files=[f.to_json() for f in upload.files],
-            failures=[_failure_json(f) for f in upload.failures],
-        )
-    return body
 
 
 def transition_json(t: Transition) -> dict[str, Any]:

@@ -8,13 +8,8 @@ from typing import Any
 
 from monitor import __version__
 from monitor.http.api import DEFAULT_PAGE, MAX_OFFSET, MAX_PAGE
-from monitor.http.openapi.schemas import (
-    STATUSES,
-    TASK,
-    TASK_ID_PATTERN,
-    error_schemas,
-    schemas,
-)
+from monitor.http.openapi.schemas import TASK, TASK_ID_PATTERN, error_schemas, schemas
+from monitor.http.task_view import STATUSES
 from monitor.models import REGIONS
 from monitor.taskspec import MAX_BULK, MAX_SDK_APP_ID
 

@@ -1,12 +1,21 @@
 """The component schemas of the OpenAPI document: a task, its health, transitions, uploads,
-alerts, pages and errors, with the limits the validator applies."""
+alerts, pages and errors, with the limits the validator applies. The task's and its health's
+come from the fields of its JSON (``monitor.http.task_view``)."""
 
 from __future__ import annotations
 
 from collections.abc import Collection, Mapping
 from typing import Any
 
-from monitor.models import REGIONS, Kind, Source, Status
+from monitor.http.task_view import (
+    HEALTH_FIELDS,
+    STATUSES,
+    TASK_FIELDS,
+    nullable,
+    object_schema,
+    timestamp,
+)
+from monitor.models import REGIONS, Kind, Source
 from monitor.taskspec import (
     API_INTERVAL_PATTERN,
     LABEL_NAME_PATTERN,
@@ -23,19 +32,17 @@ from monitor.uploads import FileKind, UploadPhase
 
 TASK = {"$ref": "#/components/schemas/Task"}
 _TRANSITION = {"$ref": "#/components/schemas/Transition"}
-STATUSES = [s.value for s in Status]
 TASK_ID_PATTERN = f"^{TASK_ID_RE.pattern}$"
 
 
-def _nullable(type_: str, **schema: Any) -> dict[str, Any]:
-    return {"type": [type_, "null"], **schema}
-
-
-def _timestamp(description: str, *, nullable: bool = False) -> dict[str, Any]:
-    schema: dict[str, Any] = {"type": "string", "format": "date-time", "description": description}
-    if nullable:
-        schema["type"] = ["string", "null"]
-    return schema
+def _by_index(required: list[str], **properties: Any) -> dict[str, Any]:
+    """What an answer says about one item of a request's array: its ``index`` in it, then
+    ``properties`` (``required`` among them)."""
+    return {
+        "type": "object",
+        "required": ["index", *required],
+        "properties": {"index": {"type": "integer", "minimum": 0}, **properties},
+    }
 
 
 def _labels(*, nullable: bool) -> dict[str, Any]:
@@ -164,81 +171,15 @@ def schemas(accounts: Collection[str] | None) -> dict[str, Any]:
                 ),
             },
         },
-        "Health": {
-            "type": "object",
-            "required": [
-                "consecutive_errors",
-                "last_error_code",
-                "last_error_at",
-                "last_success_at",
-                "last_request_id",
-            ],
-            "properties": {
-                "consecutive_errors": {"type": "integer", "minimum": 0},
-                "last_error_code": _nullable("string"),
-                "last_error_at": _timestamp("Last failed poll", nullable=True),
-                "last_success_at": _timestamp("Last successful observation", nullable=True),
-                "last_request_id": _nullable("string"),
+        "Health": object_schema(HEALTH_FIELDS),
+        "Task": object_schema(
+            TASK_FIELDS,
+            recent_transitions={
+                "type": "array",
+                "items": _TRANSITION,
+                "description": "Newest first (GET of a single task only)",
             },
-        },
-        "Task": {
-            "type": "object",
-            "required": [
-                "sdk_app_id",
-                "task_id",
-                "region",
-                "account",
-                "labels",
-                "interval_seconds",
-                "registered_at",
-                "status",
-                "status_since",
-                "health",
-                "storage_files",
-                "kind",
-                "recorder_key",
-                "answer_recorder_key",
-                "upload",
-            ],
-            "properties": {
-                "sdk_app_id": {"type": "integer", "format": "int64"},
-                "task_id": {"type": "string"},
-                "region": {"type": "string", "enum": list(REGIONS)},
-                "account": {"type": "string"},
-                "labels": {"type": "object", "additionalProperties": {"type": "string"}},
-                "interval_seconds": {
-                    "type": ["number", "null"],
-                    "description": "The task's own interval; null: by status, else the default",
-                },
-                "registered_at": _timestamp("When the task was registered"),
-                "status": {"type": "string", "enum": STATUSES},
-                "status_since": _timestamp("When the current status began"),
-                "health": {"$ref": "#/components/schemas/Health"},
-                "storage_files": {
-                    "type": ["integer", "null"],
-                    "description": "Entries in StorageFileList at the last observation",
-                },
-                "kind": {"type": "string", "enum": [k.value for k in Kind]},
-                "recorder_key": _nullable("string")
-                | {"description": "The relay recording's RecorderKey sent with every poll"},
-                "answer_recorder_key": _nullable("string")
-                | {"description": "The RecorderKey of the last DescribeCloudRecording answer"},
-                "upload": {"$ref": "#/components/schemas/Upload"},
-                "last_response": {
-                    "type": ["object", "null"],
-                    "description": "The last DescribeCloudRecording answer (single task only)",
-                },
-                "extra": {
-                    "type": "object",
-                    "description": "Facts learnt from callbacks (single task only)",
-                },
-                "recent_transitions": {
-                    "type": "array",
-                    "items": _TRANSITION,
-                    "description": "Newest first (GET of a single task only)",
-                },
-            },
-        },
+        ),
         "Upload": {
             "type": "object",
             "description": (
@@ -252,9 +193,9 @@ def schemas(accounts: Collection[str] | None) -> dict[str, Any]:
                     "oneOf": [{"$ref": "#/components/schemas/UploadFailure"}, {"type": "null"}],
                     "description": "The failure named by RecordingUploadFailed",
                 },
-                "started_at": _timestamp("First upload-started event", nullable=True),
-                "stopped_at": _timestamp("When the recording stopped", nullable=True),
-                "finished_at": _timestamp("Latest upload-finished event", nullable=True),
+                "started_at": timestamp("First upload-started event", nullable=True),
+                "stopped_at": timestamp("When the recording stopped", nullable=True),
+                "finished_at": timestamp("Latest upload-finished event", nullable=True),
                 "files": {
                     "type": "array",
                     "items": {"$ref": "#/components/schemas/UploadFile"},
@@ -275,7 +216,7 @@ def schemas(accounts: Collection[str] | None) -> dict[str, Any]:
                 "event": {"type": "string"},
                 "code": {"type": "string", "description": "The storage's Code, or Status N"},
                 "message": {"type": "string"},
-                "at": _timestamp("When the event happened"),
+                "at": timestamp("When the event happened"),
             },
         },
         "UploadFile": {
@@ -312,9 +253,9 @@ def schemas(accounts: Collection[str] | None) -> dict[str, Any]:
                 "seq": {"type": "integer"},
                 "from": {"type": "string", "enum": STATUSES},
                 "to": {"type": "string", "enum": STATUSES},
-                "at": _timestamp("When the change was observed"),
+                "at": timestamp("When the change was observed"),
                 "source": {"type": "string", "enum": [s.value for s in Source]},
-                "request_id": _nullable("string"),
+                "request_id": nullable("string"),
                 "detail": {"type": "object"},
             },
         },
@@ -324,22 +265,18 @@ def schemas(accounts: Collection[str] | None) -> dict[str, Any]:
             "properties": {
                 "results": {
                     "type": "array",
-                    "items": {
-                        "type": "object",
-                        "required": ["index", "status", "task"],
-                        "properties": {
-                            "index": {"type": "integer", "minimum": 0},
-                            "status": {
-                                "type": "integer",
-                                "enum": [200, 201, 409],
-                                "description": "201 registered, 200 already registered with "
-                                "the same values, 409 registered with other values (see error; "
-                                "task is the registered one, unchanged)",
-                            },
-                            "task": TASK,
-                            "error": {"$ref": "#/components/schemas/ConflictError"},
+                    "items": _by_index(
+                        ["status", "task"],
+                        status={
+                            "type": "integer",
+                            "enum": [200, 201, 409],
+                            "description": "201 registered, 200 already registered with "
+                            "the same values, 409 registered with other values (see error; "
+                            "task is the registered one, unchanged)",
                         },
-                    },
+                        task=TASK,
+                        error={"$ref": "#/components/schemas/ConflictError"},
+                    ),
                 },
                 "created": {"type": "integer", "minimum": 0},
                 "existing": {"type": "integer", "minimum": 0},
@@ -406,15 +343,9 @@ def error_schemas() -> dict[str, Any]:
                 "items": {
                     "type": "array",
                     "description": "An array refused (422): each invalid item by index",
-                    "items": {
-                        "type": "object",
-                        "required": ["index", "code", "message"],
-                        "properties": {
-                            "index": {"type": "integer", "minimum": 0},
-                            "code": {"type": "string"},
-                            "message": {"type": "string"},
-                        },
-                    },
+                    "items": _by_index(
+                        ["code", "message"], code={"type": "string"}, message={"type": "string"}
+                    ),
                 },
             },
         },

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from operator import attrgetter
 from typing import Any, Final
 
 from monitor.models import MAX_WALL_TIME, MIN_WALL_TIME, Kind, Status, Task, answer_fields
@@ -19,10 +21,14 @@ from monitor.store.codec.values import SOURCES, STATUSES, dumps, loads_dict
 from monitor.uploads import NO_UPLOAD, UploadState
 
 __all__ = [
+    "HEALTH_COLUMNS",
     "HEALTH_FIELDS",
     "NO_HEALTH",
+    "STATE_COLUMNS",
     "STATE_FIELDS",
+    "TASK_COLUMNS",
     "TASK_FIELDS",
+    "Column",
     "TaskDecoder",
     "answer_text",
     "health_values",
@@ -30,39 +36,68 @@ __all__ = [
     "state_values",
 ]
 
-STATE_FIELDS: Final = (
-    "sdk_app_id",
-    "task_id",
-    "region",
-    "account",
-    "labels",
-    "interval",
-    "registered_at",
-    "source",
-    "status",
-    "status_since",
-    "extra",
-    "ended_at",
-    "upload",
-    "recorder_key",
-    "kind",
+
+@dataclass(frozen=True, slots=True)
+class Column:
+    """One stored field of a task.
+
+    ``name`` is the ``Task`` attribute it holds and the SQLite column; ``sql`` the column's
+    type as SQLite declares it (a file that lacks the column gains it so when opened, so a new
+    nullable field needs no migration). The value stored is the attribute's, or what
+    ``encode`` makes of it; ``TaskDecoder.task`` reads it back. ``default`` is a health
+    field's value while a task's health was never written. A new field goes at the end of its
+    part (records written earlier are ``padded``).
+    """
+
+    name: str
+    sql: str
+    encode: Callable[[Any], Any] | None = None
+    default: Any = None
+    attr: str = ""  # the attribute read to encode, when not ``name``
+
+
+def _value(member: Any) -> Any:
+    return member.value
+
+
+STATE_COLUMNS: Final = (
+    Column("sdk_app_id", "INTEGER NOT NULL"),
+    Column("task_id", "TEXT NOT NULL"),
+    Column("region", "TEXT NOT NULL"),
+    Column("account", "TEXT NOT NULL"),
+    Column("labels", "TEXT NOT NULL"),
+    Column("interval", "REAL"),
+    Column("registered_at", "REAL NOT NULL"),
+    Column("source", "TEXT NOT NULL", encode=_value),
+    Column("status", "TEXT NOT NULL", encode=_value),
+    Column("status_since", "REAL NOT NULL"),
+    Column("extra", "TEXT NOT NULL"),
+    Column("ended_at", "REAL"),
+    # The upload state as JSON, None when none came.
+    Column("upload", "TEXT", encode=lambda u: None if u == NO_UPLOAD else u.to_json()),
+    Column("recorder_key", "TEXT"),
+    # None stored: a cloud recording.
+    Column("kind", "TEXT", encode=lambda k: None if k is Kind.CLOUD else k.value),
 )
-HEALTH_FIELDS: Final = (
-    "consecutive_errors",
-    "last_error_code",
-    "last_error_at",
-    "last_success_at",
-    "last_request_id",
-    "storage_files",
-    "last_response",
-    "observed_at",
-    "answer_recorder_key",
+HEALTH_COLUMNS: Final = (
+    Column("consecutive_errors", "INTEGER NOT NULL", default=0),
+    Column("last_error_code", "TEXT"),
+    Column("last_error_at", "REAL"),
+    Column("last_success_at", "REAL"),
+    Column("last_request_id", "TEXT"),
+    Column("storage_files", "INTEGER"),
+    # What ``health_values``' ``answer`` makes of the task (read in its place: cheap).
+    Column("last_response", "TEXT", attr="answer_status"),
+    Column("observed_at", "REAL NOT NULL DEFAULT 0", default=0.0),
+    Column("answer_recorder_key", "TEXT"),
 )
 # What ``TaskDecoder.task`` reads: the state's values, then the health's.
+TASK_COLUMNS: Final = STATE_COLUMNS + HEALTH_COLUMNS
+STATE_FIELDS: Final = tuple(c.name for c in STATE_COLUMNS)
+HEALTH_FIELDS: Final = tuple(c.name for c in HEALTH_COLUMNS)
 TASK_FIELDS: Final = STATE_FIELDS + HEALTH_FIELDS
 # The health of a task whose health was never written.
-NO_HEALTH: Final[tuple[Any, ...]] = (0, None, None, None, None, None, None, 0.0, None)
-assert len(NO_HEALTH) == len(HEALTH_FIELDS)
+NO_HEALTH: Final[tuple[Any, ...]] = tuple(c.default for c in HEALTH_COLUMNS)
 
 _LO: Final = MIN_WALL_TIME
 _HI: Final = MAX_WALL_TIME
@@ -70,40 +105,33 @@ _NEVER: Final = 0.0
 _NO_ANSWER: Final[tuple[None, None, None]] = (None, None, None)
 
 
+def _getter(columns: Sequence[Column]) -> Callable[[Task], tuple[Any, ...]]:
+    return attrgetter(*(c.attr or c.name for c in columns))
+
+
+def _encoders(columns: Sequence[Column]) -> tuple[tuple[int, Callable[[Any], Any]], ...]:
+    return tuple((i, c.encode) for i, c in enumerate(columns) if c.encode is not None)
+
+
+_STATE_OF: Final = _getter(STATE_COLUMNS)
+_STATE_ENCODERS: Final = _encoders(STATE_COLUMNS)
+_HEALTH_OF: Final = _getter(HEALTH_COLUMNS)
+_ANSWER_AT: Final = HEALTH_FIELDS.index("last_response")
+
+
 def state_values(task: Task) -> list[Any]:
     """The task's state in ``STATE_FIELDS`` order (the upload state as JSON, None when none)."""
-    return [
-        task.sdk_app_id,
-        task.task_id,
-        task.region,
-        task.account,
-        task.labels,
-        task.interval,
-        task.registered_at,
-        task.source.value,
-        task.status.value,
-        task.status_since,
-        task.extra,
-        task.ended_at,
-        None if task.upload == NO_UPLOAD else task.upload.to_json(),
-        task.recorder_key,
-        None if task.kind is Kind.CLOUD else task.kind.value,  # none stored: a cloud task
-    ]
+    values = list(_STATE_OF(task))
+    for i, encode in _STATE_ENCODERS:
+        values[i] = encode(values[i])
+    return values
 
 
 def health_values(task: Task, answer: Callable[[Task], object]) -> list[Any]:
     """The task's health in ``HEALTH_FIELDS`` order; ``answer`` stores its last answer."""
-    return [
-        task.consecutive_errors,
-        task.last_error_code,
-        task.last_error_at,
-        task.last_success_at,
-        task.last_request_id,
-        task.storage_files,
-        answer(task),
-        task.observed_at,
-        task.answer_recorder_key,
-    ]
+    values = list(_HEALTH_OF(task))
+    values[_ANSWER_AT] = answer(task)
+    return values
 
 
 # --- the last answer as text ------------------------------------------------------------------

@@ -1,7 +1,10 @@
 """The SQLite file's schema: its tables, the migrations between versions, opening a file.
 
 ``PRAGMA user_version`` holds the schema version; a file of a newer version, or a database of
-something else, is refused rather than changed.
+something else, is refused rather than changed. The columns of the ``tasks`` table follow the
+codec's (``monitor.store.codec.tasks``): a file that lacks one gains it when opened, as the
+codec declares it, so a new field of a task needs no migration here. The migrations are for
+what changes the structure (tables, indexes, keys).
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ from typing import Final
 
 from monitor.log import get_logger
 from monitor.store.base import StoreError
+from monitor.store.codec.tasks import TASK_COLUMNS
 
 __all__ = [
     "BUSY_TIMEOUT_MS",
@@ -21,6 +25,7 @@ __all__ = [
     "SCHEMA_VERSION",
     "SELECT_META",
     "UPSERT_META",
+    "missing_task_columns",
     "prepare",
     "statements",
     "transaction",
@@ -160,6 +165,17 @@ def prepare(conn: sqlite3.Connection, path: Path) -> None:
             conn.execute(UPSERT_META, ("schema_version", str(SCHEMA_VERSION)))
             # user_version is transactional: a crash mid-migration leaves the old number.
             conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+    if missing_task_columns(conn):
+        with transaction(conn):  # looked at again under the write lock
+            for column in missing_task_columns(conn):
+                log.info("store_column_added", store=str(path), column=column)
+                conn.execute(f"ALTER TABLE tasks ADD COLUMN {column}")
+
+
+def missing_task_columns(conn: sqlite3.Connection) -> list[str]:
+    """The codec's task columns the ``tasks`` table lacks, each as ``name TYPE``."""
+    present = {row[1] for row in conn.execute("PRAGMA table_info(tasks)")}
+    return [f"{c.name} {c.sql}" for c in TASK_COLUMNS if c.name not in present]
 
 
 @contextmanager
