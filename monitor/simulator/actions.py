@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, Protocol
 
-from monitor.simulator.lifecycle import LEAVE_API
+from monitor.simulator.lifecycle import LEAVE_API, SimTask, TaskSpec
 from monitor.simulator.protocol import (
     CREATE,
     DELETE,
@@ -41,15 +41,25 @@ class ActionSettings(Protocol):
 Action = Callable[[TaskTable, Payload, float, ActionSettings], "Payload | ApiError"]
 
 
-def describe(
+def _cloud_task(
     table: TaskTable, params: Payload, now: float, settings: ActionSettings
-) -> Payload | ApiError:
+) -> SimTask | ApiError:
+    """The cloud recording task the request names, or the error the API answers."""
     err = check_task_ref(params)
     if err is not None:
         return err
     task = table.visible(params["SdkAppId"], params["TaskId"], now)
     if task is None or task.kind != "cloud":  # a web recording is not a cloud recording task
         return ApiError.of(settings.ended_code)
+    return task
+
+
+def describe(
+    table: TaskTable, params: Payload, now: float, settings: ActionSettings
+) -> Payload | ApiError:
+    task = _cloud_task(table, params, now, settings)
+    if isinstance(task, ApiError):
+        return task
     key = params.get("RecorderKey")
     if key is not None and not isinstance(key, str):
         return ApiError("InvalidParameter", "RecorderKey must be a string.")
@@ -73,12 +83,9 @@ def describe(
 def delete(
     table: TaskTable, params: Payload, now: float, settings: ActionSettings
 ) -> Payload | ApiError:
-    err = check_task_ref(params)
-    if err is not None:
-        return err
-    task = table.visible(params["SdkAppId"], params["TaskId"], now)
-    if task is None or task.kind != "cloud":  # a web recording is not a cloud recording task
-        return ApiError.of(settings.ended_code)
+    task = _cloud_task(table, params, now, settings)
+    if isinstance(task, ApiError):
+        return task
     if task.stop(now, LEAVE_API):
         table.changed(task)
     return {"TaskId": task.task_id}
@@ -87,12 +94,9 @@ def delete(
 def modify(
     table: TaskTable, params: Payload, now: float, settings: ActionSettings
 ) -> Payload | ApiError:
-    err = check_task_ref(params)
-    if err is not None:
-        return err
-    task = table.visible(params["SdkAppId"], params["TaskId"], now)
-    if task is None or task.kind != "cloud":  # a web recording is not a cloud recording task
-        return ApiError.of(settings.ended_code)
+    task = _cloud_task(table, params, now, settings)
+    if isinstance(task, ApiError):
+        return task
     task.modifications += 1
     return {"TaskId": task.task_id}
 
@@ -107,12 +111,14 @@ def create(
     if limit is not None and table.live_count(req.sdk_app_id, now) >= limit:
         return ApiError.of("FailedOperation.RestrictedConcurrency")
     task_id = table.add_task(
-        req.sdk_app_id,
-        room_id=req.room_id,
-        user_id=req.user_id,
-        max_idle_time=req.max_idle_time,
-        expire_after=req.resource_expired_hour * settings.hour_length,
-        vod=req.vod,
+        TaskSpec(
+            req.sdk_app_id,
+            room_id=req.room_id,
+            user_id=req.user_id,
+            max_idle_time=req.max_idle_time,
+            expire_after=req.resource_expired_hour * settings.hour_length,
+            vod=req.vod,
+        )
     )
     return {"TaskId": task_id}
 

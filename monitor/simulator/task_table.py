@@ -20,11 +20,11 @@ from monitor.simulator.callbacks import CallbackSender, CallbackSettings, build_
 from monitor.simulator.clock import Clock
 from monitor.simulator.lifecycle import (
     LEAVE_KICKED_BY_SERVER,
-    Life,
     LifeRange,
     Phase,
     PlannedEvent,
     SimTask,
+    TaskSpec,
     UploadPlan,
     check_upload,
 )
@@ -118,48 +118,24 @@ class TaskTable:
         # 288 random bits: collisions are not a practical concern
         return base64.urlsafe_b64encode(self._rng.randbytes(36)).decode()
 
-    def add_task(
-        self,
-        sdk_app_id: int,
-        task_id: str | None = None,
-        life: Life | None = None,
-        *,
-        room_id: str | int | None = None,
-        user_id: str | None = None,
-        max_idle_time: float | None = None,
-        expire_after: float | None = None,
-        vod: bool = False,
-        upload: UploadPlan | None = None,
-        kind: str = "cloud",
-        record_id: str | None = None,
-        recorder_key: str | None = None,
-    ) -> str:
-        """Start a task now and return its TaskId (see :meth:`Simulator.add_task`)."""
-        if task_id is None:
-            task_id = self._new_task_id()
-        key = (sdk_app_id, task_id)
+    def add_task(self, spec: TaskSpec) -> str:
+        """Start the task ``spec`` asks for now and return its TaskId (see
+        :meth:`Simulator.add_task`)."""
+        task_id = spec.task_id if spec.task_id is not None else self._new_task_id()
+        key = (spec.sdk_app_id, task_id)
         if key in self._tasks:
-            raise ValueError(f"task {sdk_app_id}/{task_id} already exists")
-        if life is None:
-            life = self.random_life.draw(self._rng)
+            raise ValueError(f"task {spec.sdk_app_id}/{task_id} already exists")
         task = SimTask.create(
-            sdk_app_id,
-            task_id,
-            life,
+            spec,
             self.clock.monotonic(),
             self.clock.time(),
-            room_id=room_id if room_id is not None else f"room-{len(self._tasks) + 1}",
-            user_id=user_id if user_id is not None else f"recorder_{task_id[:16]}",
-            max_idle_time=max_idle_time,
-            expire_after=expire_after,
-            vod=vod,
-            upload=upload,
-            kind=kind,
-            record_id=record_id,
-            recorder_key=recorder_key,
+            task_id=task_id,
+            life=spec.life if spec.life is not None else self.random_life.draw(self._rng),
+            room_id=spec.room_id if spec.room_id is not None else f"room-{len(self._tasks) + 1}",
+            user_id=spec.user_id if spec.user_id is not None else f"recorder_{task_id[:16]}",
         )
         self._tasks[key] = task
-        if kind == "web":
+        if spec.kind == "web":
             self._web[task_id] = task
         self.changed(task)
         return task_id
