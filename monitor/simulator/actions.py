@@ -41,25 +41,28 @@ class ActionSettings(Protocol):
 Action = Callable[[TaskTable, Payload, float, ActionSettings], "Payload | ApiError"]
 
 
-def _cloud_task(
-    table: TaskTable, params: Payload, now: float, settings: ActionSettings
-) -> SimTask | ApiError:
-    """The cloud recording task the request names, or the error the API answers."""
-    err = check_task_ref(params)
-    if err is not None:
-        return err
-    task = table.visible(params["SdkAppId"], params["TaskId"], now)
-    if task is None or task.kind != "cloud":  # a web recording is not a cloud recording task
-        return ApiError.of(settings.ended_code)
-    return task
+def _on_cloud_task(
+    act: Callable[[TaskTable, SimTask, Payload, float], Payload | ApiError],
+) -> Action:
+    """The action ``act`` on the cloud recording task the request names; the ended code when
+    there is none (a web recording is not a cloud recording task)."""
+
+    def action(
+        table: TaskTable, params: Payload, now: float, settings: ActionSettings
+    ) -> Payload | ApiError:
+        err = check_task_ref(params)
+        if err is not None:
+            return err
+        task = table.visible(params["SdkAppId"], params["TaskId"], now)
+        if task is None or task.kind != "cloud":
+            return ApiError.of(settings.ended_code)
+        return act(table, task, params, now)
+
+    return action
 
 
-def describe(
-    table: TaskTable, params: Payload, now: float, settings: ActionSettings
-) -> Payload | ApiError:
-    task = _cloud_task(table, params, now, settings)
-    if isinstance(task, ApiError):
-        return task
+@_on_cloud_task
+def describe(table: TaskTable, task: SimTask, params: Payload, now: float) -> Payload | ApiError:
     key = params.get("RecorderKey")
     if key is not None and not isinstance(key, str):
         return ApiError("InvalidParameter", "RecorderKey must be a string.")
@@ -80,23 +83,15 @@ def describe(
     return answer
 
 
-def delete(
-    table: TaskTable, params: Payload, now: float, settings: ActionSettings
-) -> Payload | ApiError:
-    task = _cloud_task(table, params, now, settings)
-    if isinstance(task, ApiError):
-        return task
+@_on_cloud_task
+def delete(table: TaskTable, task: SimTask, params: Payload, now: float) -> Payload | ApiError:
     if task.stop(now, LEAVE_API):
         table.changed(task)
     return {"TaskId": task.task_id}
 
 
-def modify(
-    table: TaskTable, params: Payload, now: float, settings: ActionSettings
-) -> Payload | ApiError:
-    task = _cloud_task(table, params, now, settings)
-    if isinstance(task, ApiError):
-        return task
+@_on_cloud_task
+def modify(table: TaskTable, task: SimTask, params: Payload, now: float) -> Payload | ApiError:
     task.modifications += 1
     return {"TaskId": task.task_id}
 
