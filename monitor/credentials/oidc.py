@@ -22,6 +22,12 @@ ROLE_VAR = "TKE_ROLE_ARN"
 TKE_VARS = (REGION_VAR, PROVIDER_VAR, TOKEN_FILE_VAR, ROLE_VAR)
 
 
+def absent(env: Mapping[str, str]) -> NotPresent | None:
+    """Why the source is not present in ``env`` (the TKE variables not set), or None."""
+    missing = [v for v in TKE_VARS if not env.get(v)]
+    return NotPresent(OIDC, f"{', '.join(missing)} not set") if missing else None
+
+
 def _read_token(path: str) -> str:
     try:
         token = Path(path).read_text(encoding="utf-8").strip()
@@ -49,9 +55,9 @@ class OidcSource:
 
     async def fetch(self, session: aiohttp.ClientSession) -> Issued:
         env = os.environ if self.environ is None else self.environ
-        missing = [v for v in TKE_VARS if not env.get(v)]
-        if missing:
-            raise NotPresent(OIDC, f"{', '.join(missing)} not set")
+        problem = absent(env)
+        if problem is not None:
+            raise problem
         token = await asyncio.to_thread(_read_token, env[TOKEN_FILE_VAR])
         return await assume_role_with_web_identity(
             session,
