@@ -395,18 +395,14 @@ class Simulator:
         until: float | None = None,
     ) -> dict[str, Any]:
         """Arrival statistics per action, over the log (optionally a wall-clock range)."""
-        return arrival_stats(
-            self.arrivals,
-            window=window,
-            secret_id=secret_id,
-            since=since,
-            until=until,
-            rate_limit=self.rate_limit,
-            rate_window=self.rate_window,
-            faults_fired=self.faults.fired,
-            callbacks=self.callback_stats,
-            tasks=self.phase_counts(),
-        )
+        return {
+            **arrival_stats(self.arrivals, window, secret_id, since, until),
+            "rate_limit": self.rate_limit,
+            "rate_window": self.rate_window,
+            "faults_fired": dict(self.faults.fired),
+            "callbacks": self.callback_stats,
+            "tasks": self.phase_counts(),
+        }
 
     def reset_stats(self) -> None:
         """Forget the arrival log, the counters and the rate window's history."""
