@@ -29,6 +29,7 @@ from monitor.credentials.oidc import OidcSource
 from monitor.credentials.profile import ProfileSource, default_paths
 from monitor.credentials.role import AssumeRoleSource
 from monitor.credentials.static import StaticSource
+from monitor.credentials.sts import RoleSession, Sts
 from monitor.secrets import Credentials
 from monitor.simulator import DEFAULT_SECRET_ID, DEFAULT_SECRET_KEY, Simulator, ThreadedSimulator
 from monitor.trtc.client import Endpoint
@@ -127,10 +128,8 @@ class TestSameCredentialsAsTheSdk:
         ours = fetch(
             AssumeRoleSource(
                 StaticSource(Credentials(DEFAULT_SECRET_ID, DEFAULT_SECRET_KEY)),
-                role_arn=ROLE_ARN,
-                session_name="trtc-monitor",
-                duration=7200,
-                sts_endpoint=Endpoint.parse(server.url),
+                RoleSession(ROLE_ARN, "trtc-monitor", 7200),
+                Sts(Endpoint.parse(server.url)),
             )
         )
         theirs_record = sim.issuer.issued[sdk_id]
@@ -171,11 +170,7 @@ class TestSameCredentialsAsTheSdk:
         sdk = credential.DefaultTkeOIDCRoleArnProvider().get_credentials()
         sdk.endpoint = host(server.url)
         sdk_id, sdk_key, sdk_token = sdk.get_credential_info()
-        ours = fetch(
-            OidcSource(
-                sts_endpoint=Endpoint.parse(server.url), session_name="trtc-monitor", duration=7200
-            )
-        )
+        ours = fetch(OidcSource(Sts(Endpoint.parse(server.url)), "trtc-monitor", 7200))
         theirs_record = sim.issuer.issued[sdk_id]
         ours_record = sim.issuer.issued[ours.credentials.secret_id]
         for record in (theirs_record, ours_record):

@@ -16,7 +16,7 @@ from aiohttp import web
 
 from monitor.simulator import Life, ManualClock, Simulator, SimulatorControl, parse_scenario
 from monitor.simulator.callbacks import ALL_EVENTS, CallbackSettings
-from monitor.simulator.lifecycle import INF, SimTask, UploadFault, UploadPlan
+from monitor.simulator.lifecycle import INF, SimTask, TaskSpec, UploadFault, UploadPlan
 from monitor.simulator.scenario import ScenarioError, parse_task, parse_upload
 from monitor.uploads import (
     NO_UPLOAD,
@@ -34,15 +34,13 @@ KEY = "upload-callback-key"
 
 def sim_task(vod: bool = False, **plan: Any) -> SimTask:
     return SimTask.create(
-        APP,
-        "task-up",
-        Life(idle=1, in_progress=10, exited=2),
+        TaskSpec(APP, vod=vod, upload=UploadPlan(**plan)),
         created=100.0,
         created_wall=1_700_000_000.0,
+        task_id="task-up",
+        life=Life(idle=1, in_progress=10, exited=2),
         room_id="r1",
         user_id="bot",
-        vod=vod,
-        upload=UploadPlan(**plan),
     )
 
 

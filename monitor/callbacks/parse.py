@@ -272,6 +272,25 @@ def delivery_key(sdk_app_id: int, body: Mapping[str, Any]) -> bytes:
     return hashlib.sha256(canonical.encode("ascii")).digest()
 
 
+def _sender(sdk_app_id_header: str | None, body: Mapping[str, Any]) -> tuple[int, bytes]:
+    """The application a body comes from, and the key of its delivery."""
+    sdk_app_id = _sdk_app_id(sdk_app_id_header, body.get("SdkAppId"))
+    try:
+        return sdk_app_id, delivery_key(sdk_app_id, body)
+    except RecursionError:
+        raise ValueError("body is nested too deeply") from None
+
+
+def _task_id(info: Mapping[str, Any]) -> str:
+    """``EventInfo.TaskId``, checked as a registration checks it."""
+    try:
+        return validate_task_id(info.get("TaskId"))
+    except ValidationError:
+        raise ValueError(
+            "EventInfo.TaskId: must be 1 to 256 characters of letters, digits and ._~+=:-"
+        ) from None
+
+
 def parse_callback(raw: bytes, sdk_app_id_header: str | None = None) -> Callback:
     """Read a (verified) body; raise ``CallbackInvalid`` with a message naming the field.
 
@@ -293,11 +312,7 @@ def parse_callback(raw: bytes, sdk_app_id_header: str | None = None) -> Callback
         callback_ts = _opt_int(body, "CallbackTs", "body", lo=0)
         if group != EVENT_GROUP_RECORDING:
             return Callback(Kind.IGNORED, group, event_type, callback_ts=callback_ts)
-        sdk_app_id = _sdk_app_id(sdk_app_id_header, body.get("SdkAppId"))
-        try:
-            delivery = delivery_key(sdk_app_id, body)
-        except RecursionError:
-            raise ValueError("body is nested too deeply") from None
+        sdk_app_id, delivery = _sender(sdk_app_id_header, body)
         if event_type not in EVENT_NAMES:
             return Callback(
                 Kind.UNKNOWN, group, event_type, delivery, sdk_app_id, callback_ts=callback_ts
@@ -315,12 +330,7 @@ def _recording(
     callback_ts: int | None,
 ) -> Callback:
     info = _object(body.get("EventInfo"), "EventInfo")
-    try:
-        task_id = validate_task_id(info.get("TaskId"))
-    except ValidationError:
-        raise ValueError(
-            "EventInfo.TaskId: must be 1 to 256 characters of letters, digits and ._~+=:-"
-        ) from None
+    task_id = _task_id(info)
     raw_ts = info.get("EventTs")
     event_ts = None if raw_ts is None else _seconds(raw_ts, "EventInfo.EventTs")
     payload = _object(info.get("Payload"), "EventInfo.Payload")
@@ -375,6 +385,31 @@ def _recording(
     )
 
 
+# UploadFile's fields and the keys that carry them in a 310's files and a 311's TencentVod
+# (as _file and _vod keep them: checked, and absent when not sent).
+_MP4_FILE: Mapping[str, str] = {
+    "name": "FileName",
+    "user_id": "UserId",
+    "track_type": "TrackType",
+    "media_id": "MediaId",
+    "begin_ms": "StartTimeStamp",
+    "end_ms": "EndTimeStamp",
+}
+_VOD_FILE: Mapping[str, str] = {
+    "user_id": "UserId",
+    "track_type": "TrackType",
+    "file_id": "FileId",
+    "url": "VideoUrl",
+    "media_id": "MediaId",
+}
+
+
+def _upload_file(kind: FileKind, data: Mapping[str, Any], fields: Mapping[str, str]) -> UploadFile:
+    """An UploadFile of ``kind`` read from ``data`` by ``fields``; what is not sent keeps the
+    default that stands for "not sent"."""
+    return UploadFile(kind, **{field: data[key] for field, key in fields.items() if key in data})
+
+
 def _upload(
     event_type: int,
     payload: Mapping[str, Any],
@@ -406,29 +441,9 @@ def _upload(
         # The image's address without its query, which may carry a signature.
         message = (_opt_text(payload, "Url", where) or "").split("?", 1)[0]
     elif event_type == MP4_FINISHED:
-        files.extend(
-            UploadFile(
-                FileKind.MP4,
-                name=f.get("FileName", ""),
-                user_id=f.get("UserId", ""),
-                track_type=f.get("TrackType", ""),
-                media_id=f.get("MediaId", ""),
-                begin_ms=f.get("StartTimeStamp", 0),
-                end_ms=f.get("EndTimeStamp", 0),
-            )
-            for f in mp4
-        )
+        files.extend(_upload_file(FileKind.MP4, f, _MP4_FILE) for f in mp4)
     elif event_type == VOD_COMMITTED:
         message = _opt_text(payload, "Errmsg", where) or ""
         if vod and (vod.get("FileId") or vod.get("VideoUrl")):
-            files.append(
-                UploadFile(
-                    FileKind.VOD,
-                    user_id=vod.get("UserId", ""),
-                    track_type=vod.get("TrackType", ""),
-                    file_id=vod.get("FileId", ""),
-                    url=vod.get("VideoUrl", ""),
-                    media_id=vod.get("MediaId", ""),
-                )
-            )
+            files.append(_upload_file(FileKind.VOD, vod, _VOD_FILE))
     return UploadEvent(event_type, status, code, message, tuple(files), at)

@@ -33,13 +33,12 @@ from monitor.callbacks.parse import (
     _object,
     _opt_int,
     _opt_text,
-    _sdk_app_id,
+    _sender,
+    _task_id,
     _upload,
     _vod,
-    delivery_key,
     parse_callback,
 )
-from monitor.taskspec import ValidationError, validate_task_id
 from monitor.uploads import UploadEvent
 
 __all__ = ["WEB_EVENT_NAMES", "WebEffect", "parse_any_callback", "parse_web_body", "web_effect"]
@@ -97,22 +96,13 @@ def parse_web_body(
 ) -> Callback:
     """A group-8 body (already a JSON object) -> a ``Kind.WEB`` callback; ValueError naming
     the field otherwise (:func:`parse_any_callback` turns it into ``CallbackInvalid``)."""
-    sdk_app_id = _sdk_app_id(sdk_app_id_header, body.get("SdkAppId"))
-    try:
-        delivery = delivery_key(sdk_app_id, body)
-    except RecursionError:
-        raise ValueError("body is nested too deeply") from None
+    sdk_app_id, delivery = _sender(sdk_app_id_header, body)
     if event_type not in WEB_EVENT_NAMES:
         return Callback(
             Kind.UNKNOWN, EVENT_GROUP_WEB, event_type, delivery, sdk_app_id, callback_ts=callback_ts
         )
     info = _object(body.get("EventInfo"), "EventInfo")
-    try:
-        task_id = validate_task_id(info.get("TaskId"))
-    except ValidationError:
-        raise ValueError(
-            "EventInfo.TaskId: must be 1 to 256 characters of letters, digits and ._~+=:-"
-        ) from None
+    task_id = _task_id(info)
     where = "EventInfo.Payload"
     payload = _object(info.get("Payload"), where)
     status = _opt_int(payload, "Status", where)

@@ -15,7 +15,7 @@ import contextlib
 import os
 import sys
 
-from monitor.cli.common import EXIT_FAILURE, EXIT_OK, UserError
+from monitor.cli.common import EXIT_FAILURE, EXIT_OK, UserError, print_errors
 from monitor.cli.parser import build_parser
 
 __all__ = ["build_parser", "main"]
@@ -43,7 +43,7 @@ def main(argv: list[str] | None = None) -> int:
     except BrokenPipeError:
         return _stdout_gone()
     except UserError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print_errors(exc.lines)
         return exc.code
     except KeyboardInterrupt:
         return EXIT_FAILURE

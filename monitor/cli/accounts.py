@@ -10,10 +10,9 @@ import sys
 from monitor.cli.common import (
     EXIT_FAILURE,
     EXIT_OK,
-    EXIT_USAGE,
     UserError,
+    checked_config,
     config_path,
-    print_errors,
 )
 
 
@@ -22,7 +21,7 @@ def cmd_describe(args: argparse.Namespace) -> int:
 
 
 async def _describe(args: argparse.Namespace) -> int:
-    from monitor.config import Config, ConfigError, load_config
+    from monitor.config import Config, load_config
     from monitor.credentials import CredentialsError, resolve_once
     from monitor.models import REGIONS
     from monitor.trtc.client import Endpoint, TrtcClient, new_session
@@ -30,11 +29,7 @@ async def _describe(args: argparse.Namespace) -> int:
     if args.region not in REGIONS:
         raise UserError(f"--region must be one of {', '.join(REGIONS)}")
     path = config_path(args.config)
-    try:
-        config = load_config(path) if args.config or path.exists() else Config()
-    except ConfigError as exc:
-        print_errors(exc.errors)
-        return EXIT_USAGE
+    config = checked_config(load_config, path) if args.config or path.exists() else Config()
     if args.account not in config.accounts:
         raise UserError(f"--account: no account named {args.account!r} in {path}")
     account = config.accounts[args.account]
@@ -74,17 +69,13 @@ async def _credentials(args: argparse.Namespace) -> int:
     are (README.md, "Commands")."""
     import time
 
-    from monitor.config import ConfigError, load_config
+    from monitor.config import load_config
     from monitor.credentials import CredentialsError, resolve_once
     from monitor.durations import format_duration
     from monitor.trtc.client import new_session
 
     path = config_path(args.config)
-    try:
-        config = load_config(path)
-    except ConfigError as exc:
-        print_errors(exc.errors)
-        return EXIT_USAGE
+    config = checked_config(load_config, path)
     if args.account is not None and args.account not in config.accounts:
         raise UserError(f"--account: no account named {args.account!r} in {path}")
     names = [args.account] if args.account is not None else list(config.accounts)

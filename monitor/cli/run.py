@@ -9,7 +9,14 @@ from pathlib import Path
 from typing import Any
 
 from monitor import __version__
-from monitor.cli.common import EXIT_FAILURE, EXIT_OK, EXIT_USAGE, config_path, print_errors
+from monitor.cli.common import (
+    EXIT_FAILURE,
+    EXIT_OK,
+    EXIT_USAGE,
+    checked_config,
+    config_path,
+    print_errors,
+)
 
 
 def cmd_version(args: argparse.Namespace) -> int:
@@ -45,16 +52,12 @@ def _web_config_problem(config: Any, flag: str | None) -> str | None:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from monitor.config import ConfigError, validate_for_run
+    from monitor.config import validate_for_run
     from monitor.log import configure_logging, get_logger
 
     path = config_path(args.config)
-    try:
-        # The very checks check-config runs: a file it calls valid is one run takes.
-        validated = validate_for_run(path)
-    except ConfigError as exc:
-        print_errors(exc.errors)
-        return EXIT_USAGE
+    # The very checks check-config runs: a file it calls valid is one run takes.
+    validated = checked_config(validate_for_run, path)
     config = validated.config
     configure_logging(config.logging.format, config.logging.level, validated.secrets.values())
     log = get_logger("monitor")

@@ -16,6 +16,12 @@ SECRET_KEY_VAR = "TENCENTCLOUD_SECRET_KEY"  # noqa: S105
 TOKEN_VAR = "TENCENTCLOUD_SESSION_TOKEN"  # noqa: S105
 
 
+def absent(env: Mapping[str, str]) -> NotPresent | None:
+    """Why the source is not present in ``env`` (the variables not set), or None."""
+    missing = [v for v in (SECRET_ID_VAR, SECRET_KEY_VAR) if not env.get(v)]
+    return NotPresent(ENV, f"{' and '.join(missing)} not set") if missing else None
+
+
 class EnvSource:
     name = ENV
 
@@ -24,8 +30,8 @@ class EnvSource:
 
     async def fetch(self, session: aiohttp.ClientSession) -> Issued:
         env = os.environ if self._environ is None else self._environ
-        missing = [v for v in (SECRET_ID_VAR, SECRET_KEY_VAR) if not env.get(v)]
-        if missing:
-            raise NotPresent(ENV, f"{' and '.join(missing)} not set")
+        problem = absent(env)
+        if problem is not None:
+            raise problem
         token = env.get(TOKEN_VAR) or None
         return Issued(Credentials(env[SECRET_ID_VAR], env[SECRET_KEY_VAR], token), ENV)

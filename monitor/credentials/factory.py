@@ -12,6 +12,7 @@ import aiohttp
 from monitor.config.accounts import AccountConfig
 from monitor.credentials.base import (
     AUTO,
+    CHAIN_ORDER,
     CVM_ROLE,
     ENV,
     OIDC,
@@ -29,6 +30,7 @@ from monitor.credentials.profile import ProfileSource, default_paths
 from monitor.credentials.refresh import RefreshingProvider, RefreshObserver
 from monitor.credentials.role import AssumeRoleSource
 from monitor.credentials.static import StaticSource
+from monitor.credentials.sts import RoleSession, Sts
 from monitor.secrets import Credentials, SecretError
 from monitor.trtc.client import Endpoint
 
@@ -59,7 +61,7 @@ def new_source(
     ``static`` is what ``resolve_secrets`` read for the account (None when it has no keys);
     ``environ`` and ``home`` default to the process's.
     """
-    sts_endpoint = Endpoint.parse(account.sts_endpoint)
+    sts = Sts(Endpoint.parse(account.sts_endpoint), clock=clock)
     duration = int(account.role_duration)
 
     def make(mode: str) -> Source:
@@ -68,13 +70,7 @@ def new_source(
         if mode == ENV:
             return EnvSource(environ)
         if mode == OIDC:
-            return OidcSource(
-                sts_endpoint=sts_endpoint,
-                session_name=account.role_session_name,
-                duration=duration,
-                environ=environ,
-                clock=clock,
-            )
+            return OidcSource(sts, account.role_session_name, duration, environ)
         if mode == PROFILE:
             return ProfileSource(account.profile, default_paths(home))
         if mode == CVM_ROLE:
@@ -82,19 +78,12 @@ def new_source(
         raise ValueError(f"unknown credentials source {mode!r}")
 
     if account.credentials == AUTO:
-        order = (STATIC, ENV, OIDC, PROFILE, CVM_ROLE)
-        source: Source = ChainSource([make(m) for m in order if m != STATIC or static])
+        source: Source = ChainSource([make(m) for m in CHAIN_ORDER if m != STATIC or static])
     else:
         source = make(account.credentials)
     if account.role_arn:
-        source = AssumeRoleSource(
-            source,
-            role_arn=account.role_arn,
-            session_name=account.role_session_name,
-            duration=duration,
-            sts_endpoint=sts_endpoint,
-            clock=clock,
-        )
+        role = RoleSession(account.role_arn, account.role_session_name, duration)
+        source = AssumeRoleSource(source, role, sts)
     return source
 
 

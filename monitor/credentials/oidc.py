@@ -6,20 +6,26 @@ from __future__ import annotations
 
 import asyncio
 import os
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import aiohttp
 
 from monitor.credentials.base import OIDC, CredentialsError, Issued, NotPresent
-from monitor.credentials.sts import DEFAULT_TIMEOUT, assume_role_with_web_identity
-from monitor.trtc.client import Endpoint
+from monitor.credentials.sts import RoleSession, Sts, assume_role_with_web_identity
 
 REGION_VAR = "TKE_REGION"
 PROVIDER_VAR = "TKE_PROVIDER_ID"
 TOKEN_FILE_VAR = "TKE_WEB_IDENTITY_TOKEN_FILE"  # noqa: S105 - a variable name
 ROLE_VAR = "TKE_ROLE_ARN"
 TKE_VARS = (REGION_VAR, PROVIDER_VAR, TOKEN_FILE_VAR, ROLE_VAR)
+
+
+def absent(env: Mapping[str, str]) -> NotPresent | None:
+    """Why the source is not present in ``env`` (the TKE variables not set), or None."""
+    missing = [v for v in TKE_VARS if not env.get(v)]
+    return NotPresent(OIDC, f"{', '.join(missing)} not set") if missing else None
 
 
 def _read_token(path: str) -> str:
@@ -34,43 +40,31 @@ def _read_token(path: str) -> str:
     return token
 
 
+@dataclass(frozen=True, slots=True)
 class OidcSource:
+    """The role the TKE variables name, assumed with the projected token at ``sts``.
+
+    ``environ`` defaults to the process's, read at each resolution.
+    """
+
+    sts: Sts
+    session_name: str
+    duration: int
+    environ: Mapping[str, str] | None = field(default=None, repr=False)
     name = OIDC
 
-    def __init__(
-        self,
-        *,
-        sts_endpoint: Endpoint,
-        session_name: str,
-        duration: int,
-        environ: Mapping[str, str] | None = None,
-        timeout: float = DEFAULT_TIMEOUT,
-        clock: Callable[[], float] | None = None,
-    ) -> None:
-        self._endpoint = sts_endpoint
-        self._session_name = session_name
-        self._duration = duration
-        self._environ = environ
-        self._timeout = timeout
-        self._clock = clock
-
     async def fetch(self, session: aiohttp.ClientSession) -> Issued:
-        env = os.environ if self._environ is None else self._environ
-        missing = [v for v in TKE_VARS if not env.get(v)]
-        if missing:
-            raise NotPresent(OIDC, f"{', '.join(missing)} not set")
+        env = os.environ if self.environ is None else self.environ
+        problem = absent(env)
+        if problem is not None:
+            raise problem
         token = await asyncio.to_thread(_read_token, env[TOKEN_FILE_VAR])
-        extra = {} if self._clock is None else {"clock": self._clock}
         return await assume_role_with_web_identity(
             session,
-            endpoint=self._endpoint,
+            self.sts,
+            RoleSession(env[ROLE_VAR], self.session_name, self.duration),
             region=env[REGION_VAR],
             provider_id=env[PROVIDER_VAR],
             web_identity_token=token,
-            role_arn=env[ROLE_VAR],
-            session_name=self._session_name,
-            duration=self._duration,
             source=OIDC,
-            request_timeout=self._timeout,
-            **extra,
         )

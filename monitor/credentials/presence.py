@@ -11,6 +11,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from monitor.config.accounts import AccountConfig
+from monitor.credentials import env as env_source
+from monitor.credentials import oidc
 from monitor.credentials.base import (
     AUTO,
     CHAIN_ORDER,
@@ -22,8 +24,6 @@ from monitor.credentials.base import (
     CredentialsError,
     NotPresent,
 )
-from monitor.credentials.env import SECRET_ID_VAR, SECRET_KEY_VAR
-from monitor.credentials.oidc import TKE_VARS
 from monitor.credentials.profile import default_paths, read_profile
 
 __all__ = ["LocalPresence", "local_presence"]
@@ -45,11 +45,9 @@ def _absent_here(
     mode: str, account: AccountConfig, env: Mapping[str, str], home: Path | None
 ) -> NotPresent | None:
     if mode == ENV:
-        missing = [v for v in (SECRET_ID_VAR, SECRET_KEY_VAR) if not env.get(v)]
-        return NotPresent(ENV, f"{' and '.join(missing)} not set") if missing else None
+        return env_source.absent(env)
     if mode == OIDC:
-        missing = [v for v in TKE_VARS if not env.get(v)]
-        return NotPresent(OIDC, f"{', '.join(missing)} not set") if missing else None
+        return oidc.absent(env)
     if mode == PROFILE:
         try:
             read_profile(default_paths(home), account.profile)

@@ -15,7 +15,7 @@ import math
 import random
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import KW_ONLY, dataclass, field
 
 import aiohttp
 import structlog
@@ -102,62 +102,53 @@ class RefreshEvent:
 RefreshObserver = Callable[[RefreshEvent], None]
 
 
+@dataclass(eq=False, repr=False)
 class RefreshingProvider:
-    """A ``CredentialProvider`` over one ``Source`` (see ``base.CredentialProvider``)."""
+    """A ``CredentialProvider`` over one ``Source`` (see ``base.CredentialProvider``):
+    ``origin``, the account's configured source (or chain)."""
 
-    def __init__(
-        self,
-        account: str,
-        source: Source,
-        *,
-        clock: Callable[[], float] = time.time,
-        rng: Callable[[], float] = random.random,
-        fetch_timeout: float = FETCH_TIMEOUT,
-        wait_timeout: float = WAIT_TIMEOUT,
-        observer: RefreshObserver | None = None,
-    ) -> None:
-        self._account = account
-        self._source = source
-        self._clock = clock
-        self._rng = rng
-        self._fetch_timeout = fetch_timeout
-        self._wait_timeout = wait_timeout
-        self.observer = observer
-        self._issued: Issued | None = None
-        self._issued_at = 0.0
-        self._due = 0.0
-        self._failures = 0
-        self._last_error: str | None = None
-        # The sources the last attempt tried, when none of them was present (else None).
-        self._absent: tuple[NotPresent, ...] | None = None
-        self._session: aiohttp.ClientSession | None = None
-        self._task: asyncio.Task[None] | None = None
-        self._stopping = False
-        self._wake = asyncio.Event()
-        self._attempted: asyncio.Future[None] | None = None
-        self._group = f"credentials:{account}:{id(self)}"
+    account: str
+    origin: Source
+    _: KW_ONLY
+    clock: Callable[[], float] = time.time
+    rng: Callable[[], float] = random.random
+    fetch_timeout: float = FETCH_TIMEOUT
+    wait_timeout: float = WAIT_TIMEOUT
+    observer: RefreshObserver | None = None
+    _issued: Issued | None = field(default=None, init=False)
+    _issued_at: float = field(default=0.0, init=False)
+    _due: float = field(default=0.0, init=False)
+    _failures: int = field(default=0, init=False)
+    _last_error: str | None = field(default=None, init=False)
+    # The sources the last attempt tried, when none of them was present (else None).
+    _absent: tuple[NotPresent, ...] | None = field(default=None, init=False)
+    _session: aiohttp.ClientSession | None = field(default=None, init=False)
+    _task: asyncio.Task[None] | None = field(default=None, init=False)
+    _stopping: bool = field(default=False, init=False)
+    _wake: asyncio.Event = field(default_factory=asyncio.Event, init=False)
+    _attempted: asyncio.Future[None] | None = field(default=None, init=False)
+    _group: str = field(init=False)
+
+    def __post_init__(self) -> None:
+        self._group = f"credentials:{self.account}:{id(self)}"
 
     def __repr__(self) -> str:
         return (
-            f"RefreshingProvider(account={self._account!r}, source={self.source!r}, "
+            f"RefreshingProvider(account={self.account!r}, source={self.source!r}, "
             f"expires_at={self.expires_at!r}, failures={self._failures})"
         )
 
     # ------------------------------------------------------------------ reading
 
     @property
-    def account(self) -> str:
-        return self._account
-
-    @property
     def mode(self) -> str:
         """What the account is configured with (``auto``, ``oidc``, ``env+role``, ...)."""
-        return self._source.name
+        return self.origin.name
 
     @property
     def source(self) -> str:
         """The source whose credentials are in use (the configured mode before any)."""
-        return self._issued.source if self._issued is not None else self._source.name
+        return self._issued.source if self._issued is not None else self.origin.name
 
     @property
     def expires_at(self) -> float | None:
@@ -185,7 +176,7 @@ class RefreshingProvider:
         issued = self._issued
         if issued is None:
             return None
-        if not self._usable(self._clock()):
+        if not self._usable(self.clock()):
             return None
         return issued.credentials
 
@@ -205,13 +196,13 @@ class RefreshingProvider:
         attempted = self._attempted
         if self._task is None or attempted is None:
             raise CredentialsError(self.source, "credentials provider not started")
-        if self._failures and self._clock() < self._due:
+        if self._failures and self.clock() < self._due:
             # Backing off: every poll of the account would otherwise pile onto the source.
             raise self._unavailable()
-        self._due = min(self._due, self._clock())
+        self._due = min(self._due, self.clock())
         self._wake.set()
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(asyncio.shield(attempted), self._wait_timeout)
+            await asyncio.wait_for(asyncio.shield(attempted), self.wait_timeout)
         credentials = self.current()
         if credentials is None:
             raise self._unavailable()
@@ -221,7 +212,7 @@ class RefreshingProvider:
         if self._absent is not None:
             # Nothing was found at all: said as such, with every source tried, so that it is
             # never mistaken for credentials that Tencent Cloud rejected.
-            return NoCredentials(self._absent, self._source.name)
+            return NoCredentials(self._absent, self.origin.name)
         what = "expired" if self._issued is not None else "not available"
         reason = f"; last refresh: {self._last_error}" if self._last_error else ""
         return CredentialsError(self.source, f"credentials {what}{reason}")
@@ -236,7 +227,7 @@ class RefreshingProvider:
         self._stopping = False
         self._session = session
         self._attempted = asyncio.get_running_loop().create_future()
-        self._task = asyncio.create_task(self._run(), name=f"credentials-{self._account}")
+        self._task = asyncio.create_task(self._run(), name=f"credentials-{self.account}")
 
     async def first_attempt(self) -> None:
         """Until the first attempt is over (bounded by the fetch timeout)."""
@@ -244,7 +235,7 @@ class RefreshingProvider:
         if self._issued is not None or self._failures or attempted is None:
             return
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(asyncio.shield(attempted), self._fetch_timeout)
+            await asyncio.wait_for(asyncio.shield(attempted), self.fetch_timeout)
 
     async def start(self, session: aiohttp.ClientSession, *, wait: bool = True) -> None:
         """Begin refreshing on ``session``; with ``wait``, until the first attempt is over
@@ -276,7 +267,7 @@ class RefreshingProvider:
 
     async def _run(self) -> None:
         while not self._stopping:
-            delay = self._due - self._clock()
+            delay = self._due - self.clock()
             if delay > 0:
                 self._wake.clear()
                 with contextlib.suppress(TimeoutError):
@@ -286,22 +277,22 @@ class RefreshingProvider:
 
     async def _refresh(self) -> None:
         assert self._session is not None, "provider not started"
-        failed_source = self._source.name
+        failed_source = self.origin.name
         absent: tuple[NotPresent, ...] | None = None
         try:
             issued: Issued | None = await asyncio.wait_for(
-                self._source.fetch(self._session), self._fetch_timeout
+                self.origin.fetch(self._session), self.fetch_timeout
             )
             error: str | None = None
         except CredentialsError as exc:
             issued, error, failed_source = None, str(exc), exc.source
             absent = absent_sources(exc)
         except TimeoutError:
-            issued, error = None, f"{failed_source}: no answer within {self._fetch_timeout:g}s"
+            issued, error = None, f"{failed_source}: no answer within {self.fetch_timeout:g}s"
         except Exception as exc:  # a bug in one source must not end refreshing
             issued, error = None, f"{failed_source}: unexpected {type(exc).__name__}"
-            log.exception("credentials_refresh_crashed", account=self._account)
-        now = self._clock()
+            log.exception("credentials_refresh_crashed", account=self.account)
+        now = self.clock()
         if issued is not None:
             self._absent = None
             self._accept(issued, now)
@@ -321,7 +312,7 @@ class RefreshingProvider:
             # The source has not rotated them yet (the metadata service hands out the same
             # ones for a while): ask again later, without calling it a failure.
             remaining = (issued.expires_at or now) - now
-            self._due = now + retry_delay(self._failures + 1, self._rng(), remaining)
+            self._due = now + retry_delay(self._failures + 1, self.rng(), remaining)
             self._failures = 0
             self._last_error = None
             self._notify(UNCHANGED, issued.source, previous)
@@ -340,7 +331,7 @@ class RefreshingProvider:
         )
         log.info(
             "credentials_refreshed" if previous is not None else "credentials_resolved",
-            account=self._account,
+            account=self.account,
             source=issued.source,
             expires_at=issued.expires_at,
             expires_in=None if issued.expires_at is None else round(issued.expires_at - now, 1),
@@ -357,10 +348,10 @@ class RefreshingProvider:
             remaining = issued.expires_at - now
         elif issued is not None:
             remaining = math.inf  # permanent ones in use: no hurry
-        self._due = now + retry_delay(self._failures, self._rng(), remaining)
+        self._due = now + retry_delay(self._failures, self.rng(), remaining)
         log.warning(
             "credentials_refresh_failed",
-            account=self._account,
+            account=self.account,
             source=source,
             error=error,
             attempt=self._failures,
@@ -377,7 +368,7 @@ class RefreshingProvider:
             return
         self.observer(
             RefreshEvent(
-                account=self._account,
+                account=self.account,
                 source=source,
                 outcome=outcome,
                 expires_at=self.expires_at,

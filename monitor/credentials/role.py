@@ -5,52 +5,30 @@ is never used past its own expiry; the role's credentials expire on their own sc
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable
+from dataclasses import dataclass
 
 import aiohttp
 
 from monitor.credentials.base import ROLE_SUFFIX, Issued, Source
-from monitor.credentials.sts import DEFAULT_TIMEOUT, assume_role
-from monitor.trtc.client import Endpoint
+from monitor.credentials.sts import RoleSession, Sts, assume_role
 
 
+@dataclass(frozen=True, slots=True)
 class AssumeRoleSource:
-    def __init__(
-        self,
-        base: Source,
-        *,
-        role_arn: str,
-        session_name: str,
-        duration: int,
-        sts_endpoint: Endpoint,
-        timeout: float = DEFAULT_TIMEOUT,
-        clock: Callable[[], float] = time.time,
-    ) -> None:
-        self._base = base
-        self._role_arn = role_arn
-        self._session_name = session_name
-        self._duration = duration
-        self._endpoint = sts_endpoint
-        self._timeout = timeout
-        self._clock = clock
+    """``base``'s credentials exchanged for those of ``role`` at ``sts``."""
+
+    base: Source
+    role: RoleSession
+    sts: Sts
 
     @property
     def name(self) -> str:
-        return self._base.name + ROLE_SUFFIX
+        return self.base.name + ROLE_SUFFIX
 
     async def fetch(self, session: aiohttp.ClientSession) -> Issued:
-        base = await self._base.fetch(session)
+        base = await self.base.fetch(session)
         issued = await assume_role(
-            session,
-            endpoint=self._endpoint,
-            base=base.credentials,
-            role_arn=self._role_arn,
-            session_name=self._session_name,
-            duration=self._duration,
-            source=base.source + ROLE_SUFFIX,
-            request_timeout=self._timeout,
-            clock=self._clock,
+            session, self.sts, self.role, base=base.credentials, source=base.source + ROLE_SUFFIX
         )
         return Issued(
             issued.credentials,

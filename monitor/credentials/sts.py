@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import aiohttp
@@ -49,22 +50,46 @@ def parse_answer(result: CallResult, action: str, source: str) -> tuple[Credenti
     return Credentials(secret_id, secret_key, token), float(expired)
 
 
+@dataclass(frozen=True, slots=True)
+class Sts:
+    """Where STS answers, how long one call may take, and the clock that dates a request."""
+
+    endpoint: Endpoint
+    timeout: float = DEFAULT_TIMEOUT
+    clock: Callable[[], float] = time.time
+
+
+@dataclass(frozen=True, slots=True)
+class RoleSession:
+    """The role to assume and the session to open in it, as both exchanges ask for them."""
+
+    role_arn: str
+    session_name: str
+    duration: int  # seconds
+
+    def params(self) -> dict[str, Any]:
+        return {
+            "RoleArn": self.role_arn,
+            "RoleSessionName": self.session_name,
+            "DurationSeconds": self.duration,
+        }
+
+
 async def call_sts(
     session: aiohttp.ClientSession,
+    sts: Sts,
     *,
-    endpoint: Endpoint,
     action: str,
     region: str,
     params: Mapping[str, Any],
     credentials: Credentials | None,
     source: str,
-    request_timeout: float = DEFAULT_TIMEOUT,
-    clock: Callable[[], float] = time.time,
 ) -> Issued:
     """One STS call. ``credentials`` None sends it unsigned (``Authorization: SKIP``)."""
+    endpoint = sts.endpoint
     body = json.dumps(params, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
     host = endpoint.host(region)
-    timestamp = int(clock())
+    timestamp = int(sts.clock())
     headers = {
         "Content-Type": CONTENT_TYPE,
         "Host": host,
@@ -87,13 +112,13 @@ async def call_sts(
             endpoint.url(region),
             data=body,
             headers=headers,
-            timeout=aiohttp.ClientTimeout(total=request_timeout),
+            timeout=aiohttp.ClientTimeout(total=sts.timeout),
         ) as answer:
             raw = await answer.read()
             status = answer.status
     except TimeoutError:
         raise CredentialsError(
-            source, f"STS {action} at {endpoint} timed out after {request_timeout:g}s"
+            source, f"STS {action} at {endpoint} timed out after {sts.timeout:g}s"
         ) from None
     except (aiohttp.ClientError, OSError) as exc:
         raise CredentialsError(
@@ -110,58 +135,43 @@ async def call_sts(
 
 async def assume_role(
     session: aiohttp.ClientSession,
+    sts: Sts,
+    role: RoleSession,
     *,
-    endpoint: Endpoint,
     base: Credentials,
-    role_arn: str,
-    session_name: str,
-    duration: int,
     source: str,
     region: str = DEFAULT_STS_REGION,
-    request_timeout: float = DEFAULT_TIMEOUT,
-    clock: Callable[[], float] = time.time,
 ) -> Issued:
+    """The role's credentials, asked for with (and signed by) the ``base`` credentials."""
     return await call_sts(
         session,
-        endpoint=endpoint,
+        sts,
         action=ASSUME_ROLE,
         region=region,
-        params={"RoleArn": role_arn, "RoleSessionName": session_name, "DurationSeconds": duration},
+        params=role.params(),
         credentials=base,
         source=source,
-        request_timeout=request_timeout,
-        clock=clock,
     )
 
 
 async def assume_role_with_web_identity(
     session: aiohttp.ClientSession,
+    sts: Sts,
+    role: RoleSession,
     *,
-    endpoint: Endpoint,
     region: str,
     provider_id: str,
     web_identity_token: str,
-    role_arn: str,
-    session_name: str,
-    duration: int,
     source: str,
-    request_timeout: float = DEFAULT_TIMEOUT,
-    clock: Callable[[], float] = time.time,
 ) -> Issued:
+    """The role's credentials for an OIDC token of ``provider_id`` (the call is unsigned)."""
+    params = {"ProviderId": provider_id, "WebIdentityToken": web_identity_token}
     return await call_sts(
         session,
-        endpoint=endpoint,
+        sts,
         action=ASSUME_ROLE_WITH_WEB_IDENTITY,
         region=region,
-        params={
-            "ProviderId": provider_id,
-            "WebIdentityToken": web_identity_token,
-            "RoleArn": role_arn,
-            "RoleSessionName": session_name,
-            "DurationSeconds": duration,
-        },
+        params={**params, **role.params()},
         credentials=None,
         source=source,
-        request_timeout=request_timeout,
-        clock=clock,
     )

@@ -10,8 +10,6 @@ is counted in ``trtc_monitor_callbacks_total``.
 from __future__ import annotations
 
 import hashlib
-import math
-import time
 from dataclasses import dataclass, field
 from typing import NoReturn
 
@@ -35,13 +33,13 @@ from monitor.callbacks.tuikit import check_chat_auth, parse_tuikit
 from monitor.callbacks.web import WEB_STARTED, WEB_STOPPED, parse_any_callback
 from monitor.http.errors import ApiError
 from monitor.http.ports import HttpContext
+from monitor.http.throttled_log import ThrottledWarning
 from monitor.taskspec import MAX_SDK_APP_ID
 from monitor.trtc.sites import site_info
 
 log = structlog.get_logger("monitor.callbacks")
 
 MAX_BODY_BYTES = 64 * 1024
-UNAUTHORIZED_LOG_EVERY = 60.0
 
 
 class TooLarge(Exception):
@@ -76,10 +74,14 @@ class CallbackReceiver:
     deliveries: Deliveries = field(default_factory=LocalDeliveries)
     max_body: int = MAX_BODY_BYTES
     warned_no_key: bool = False
-    last_unauthorized_log: float = -math.inf
-    unauthorized_since_log: int = 0
-    last_mismatch_log: float = -math.inf
-    mismatches_since_log: int = 0
+    # Unsigned senders can be anyone, and whoever holds one captured body can send it under
+    # any number of headers: one line a minute for each, with how many were refused.
+    unauthorized: ThrottledWarning = field(
+        default_factory=lambda: ThrottledWarning(log, "recording_callback_unauthorized")
+    )
+    mismatches: ThrottledWarning = field(
+        default_factory=lambda: ThrottledWarning(log, "recording_callback_mismatch")
+    )
 
     def _count(self, label: str, outcome: CallbackOutcome) -> None:
         self.context.metrics.count_callback(label, outcome.value)
@@ -133,20 +135,9 @@ class CallbackReceiver:
                 claim = Claim.DUPLICATE
         if claim is Claim.MISMATCH:
             self._count(event.label, CallbackOutcome.MISMATCH)
-            # Whoever holds one captured body can send it under any number of headers: one
-            # line a minute, with how many were refused.
-            self.mismatches_since_log += 1
-            mono = time.monotonic()
-            if mono - self.last_mismatch_log >= UNAUTHORIZED_LOG_EVERY:
-                log.warning(
-                    "recording_callback_mismatch",
-                    event_type=event.label,
-                    sdk_app_id=event.sdk_app_id,
-                    task_id=event.task_id or None,
-                    refused=self.mismatches_since_log,
-                )
-                self.last_mismatch_log = mono
-                self.mismatches_since_log = 0
+            self.mismatches.refused(
+                event_type=event.label, sdk_app_id=event.sdk_app_id, task_id=event.task_id or None
+            )
             raise ApiError(
                 403,
                 "callback refused: this body was delivered before for another SdkAppId",
@@ -230,13 +221,7 @@ class CallbackReceiver:
         apps = control.callback_app_keys()
         app = _header_app(query.get("SdkAppid", ""))
         if apps is not None and (app is None or app not in apps):
-            self._count("none", CallbackOutcome.UNAUTHORIZED)
-            self._refuse("SdkAppid not configured in callbacks.apps")
-            raise ApiError(
-                403,
-                "callbacks are taken only for the applications in callbacks.apps",
-                "unknown_application",
-            )
+            self._refuse_application("SdkAppid")
         return parse_tuikit(query, raw)
 
     def _verify(self, raw: bytes, header: str | None, sign: str | None) -> str | None:
@@ -259,13 +244,7 @@ class CallbackReceiver:
         if header is not None:
             app = _header_app(header)
             if app is None or app not in apps:
-                self._count("none", CallbackOutcome.UNAUTHORIZED)
-                self._refuse("SdkAppId not configured in callbacks.apps")
-                raise ApiError(
-                    403,
-                    "callbacks are taken only for the applications in callbacks.apps",
-                    "unknown_application",
-                )
+                self._refuse_application("SdkAppId")
             if not verify_signature(apps[app], raw, sign):
                 self._refuse_sign(sign)
             return None
@@ -310,18 +289,19 @@ class CallbackReceiver:
                 "names a key that is set",
             )
 
+    def _refuse_application(self, field_name: str) -> NoReturn:
+        """Refuse a callback for an application not in ``callbacks.apps`` (named by
+        ``field_name``, as the callback's kind spells it)."""
+        self._count("none", CallbackOutcome.UNAUTHORIZED)
+        self._refuse(f"{field_name} not configured in callbacks.apps")
+        raise ApiError(
+            403,
+            "callbacks are taken only for the applications in callbacks.apps",
+            "unknown_application",
+        )
+
     def _refuse(self, reason: str) -> None:
-        # Unsigned senders can be anyone: one line a minute, with how many were refused.
-        self.unauthorized_since_log += 1
-        now = time.monotonic()
-        if now - self.last_unauthorized_log >= UNAUTHORIZED_LOG_EVERY:
-            log.warning(
-                "recording_callback_unauthorized",
-                reason=reason,
-                refused=self.unauthorized_since_log,
-            )
-            self.last_unauthorized_log = now
-            self.unauthorized_since_log = 0
+        self.unauthorized.refused(reason=reason)
 
 
 def _ok() -> web.Response:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import socket
-import time
 from collections.abc import Callable, Mapping
 from typing import Any, Protocol
 
@@ -17,6 +16,7 @@ from monitor.http.openapi import openapi_document
 from monitor.http.ports import HttpContext
 from monitor.http.status_page import StatusSource
 from monitor.http.status_source import ComponentStatusSource, StatusParts
+from monitor.http.throttled_log import ThrottledWarning
 from monitor.http.webconfig import LiveWebConfig
 from monitor.metrics import Exposition
 
@@ -126,24 +126,12 @@ class AuthFailures:
 
     def __init__(self, count: Callable[[str], None] | None = None) -> None:
         self._count = count
-        self._since_log = 0
-        self._last_log = -AUTH_FAILURE_LOG_EVERY
+        self._log = ThrottledWarning(log, "http_basic_auth_failed", AUTH_FAILURE_LOG_EVERY)
 
     def __call__(self, request: web.Request, reason: str) -> None:
         if self._count is not None:
             self._count(reason)
-        self._since_log += 1
-        now = time.monotonic()
-        if now - self._last_log >= AUTH_FAILURE_LOG_EVERY:
-            log.warning(
-                "http_basic_auth_failed",
-                reason=reason,
-                path=request.path,
-                remote=request.remote,
-                refused=self._since_log,
-            )
-            self._last_log = now
-            self._since_log = 0
+        self._log.refused(reason=reason, path=request.path, remote=request.remote)
 
 
 def basic_auth(web_config: LiveWebConfig, failures: AuthFailures) -> Callable[..., Any]:

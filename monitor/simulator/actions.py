@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, Protocol
 
-from monitor.simulator.lifecycle import LEAVE_API
+from monitor.simulator.lifecycle import LEAVE_API, SimTask, TaskSpec
 from monitor.simulator.protocol import (
     CREATE,
     DELETE,
@@ -41,15 +41,28 @@ class ActionSettings(Protocol):
 Action = Callable[[TaskTable, Payload, float, ActionSettings], "Payload | ApiError"]
 
 
-def describe(
-    table: TaskTable, params: Payload, now: float, settings: ActionSettings
-) -> Payload | ApiError:
-    err = check_task_ref(params)
-    if err is not None:
-        return err
-    task = table.visible(params["SdkAppId"], params["TaskId"], now)
-    if task is None or task.kind != "cloud":  # a web recording is not a cloud recording task
-        return ApiError.of(settings.ended_code)
+def _on_cloud_task(
+    act: Callable[[TaskTable, SimTask, Payload, float], Payload | ApiError],
+) -> Action:
+    """The action ``act`` on the cloud recording task the request names; the ended code when
+    there is none (a web recording is not a cloud recording task)."""
+
+    def action(
+        table: TaskTable, params: Payload, now: float, settings: ActionSettings
+    ) -> Payload | ApiError:
+        err = check_task_ref(params)
+        if err is not None:
+            return err
+        task = table.visible(params["SdkAppId"], params["TaskId"], now)
+        if task is None or task.kind != "cloud":
+            return ApiError.of(settings.ended_code)
+        return act(table, task, params, now)
+
+    return action
+
+
+@_on_cloud_task
+def describe(table: TaskTable, task: SimTask, params: Payload, now: float) -> Payload | ApiError:
     key = params.get("RecorderKey")
     if key is not None and not isinstance(key, str):
         return ApiError("InvalidParameter", "RecorderKey must be a string.")
@@ -70,29 +83,15 @@ def describe(
     return answer
 
 
-def delete(
-    table: TaskTable, params: Payload, now: float, settings: ActionSettings
-) -> Payload | ApiError:
-    err = check_task_ref(params)
-    if err is not None:
-        return err
-    task = table.visible(params["SdkAppId"], params["TaskId"], now)
-    if task is None or task.kind != "cloud":  # a web recording is not a cloud recording task
-        return ApiError.of(settings.ended_code)
+@_on_cloud_task
+def delete(table: TaskTable, task: SimTask, params: Payload, now: float) -> Payload | ApiError:
     if task.stop(now, LEAVE_API):
         table.changed(task)
     return {"TaskId": task.task_id}
 
 
-def modify(
-    table: TaskTable, params: Payload, now: float, settings: ActionSettings
-) -> Payload | ApiError:
-    err = check_task_ref(params)
-    if err is not None:
-        return err
-    task = table.visible(params["SdkAppId"], params["TaskId"], now)
-    if task is None or task.kind != "cloud":  # a web recording is not a cloud recording task
-        return ApiError.of(settings.ended_code)
+@_on_cloud_task
+def modify(table: TaskTable, task: SimTask, params: Payload, now: float) -> Payload | ApiError:
     task.modifications += 1
     return {"TaskId": task.task_id}
 
@@ -107,12 +106,14 @@ def create(
     if limit is not None and table.live_count(req.sdk_app_id, now) >= limit:
         return ApiError.of("FailedOperation.RestrictedConcurrency")
     task_id = table.add_task(
-        req.sdk_app_id,
-        room_id=req.room_id,
-        user_id=req.user_id,
-        max_idle_time=req.max_idle_time,
-        expire_after=req.resource_expired_hour * settings.hour_length,
-        vod=req.vod,
+        TaskSpec(
+            req.sdk_app_id,
+            room_id=req.room_id,
+            user_id=req.user_id,
+            max_idle_time=req.max_idle_time,
+            expire_after=req.resource_expired_hour * settings.hour_length,
+            vod=req.vod,
+        )
     )
     return {"TaskId": task_id}
 

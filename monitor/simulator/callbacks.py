@@ -16,7 +16,7 @@ import hmac
 import json
 import time
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import aiohttp
@@ -115,13 +115,7 @@ class CallbackStats:
     dropped: int = 0  # queue full
 
     def to_dict(self) -> dict[str, int]:
-        return {
-            "queued": self.queued,
-            "delivered": self.delivered,
-            "attempts": self.attempts,
-            "failed": self.failed,
-            "dropped": self.dropped,
-        }
+        return asdict(self)
 
 
 @dataclass(frozen=True, slots=True)

@@ -139,20 +139,7 @@ class _Handlers:
         except ScenarioError as exc:
             raise _BadRequest(str(exc)) from None
         try:
-            task_id = self.sim.add_task(
-                spec.sdk_app_id,
-                spec.task_id,
-                spec.life,
-                room_id=spec.room_id,
-                user_id=spec.user_id,
-                max_idle_time=spec.max_idle_time,
-                expire_after=spec.expire_after,
-                vod=spec.vod,
-                upload=spec.upload,
-                kind=spec.kind,
-                record_id=spec.record_id,
-                recorder_key=spec.recorder_key,
-            )
+            task_id = self.sim.add_spec(spec)
         except ValueError as exc:
             raise _BadRequest(str(exc), 409, "conflict") from None
         return web.json_response({"sdk_app_id": spec.sdk_app_id, "task_id": task_id}, status=201)

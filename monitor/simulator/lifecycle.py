@@ -69,6 +69,28 @@ def plan(life: Life, created: float, max_idle_time: float | None = None) -> Plan
     return Plan(in_progress_at, exited_at, exited_at + life.exited, life.leave_code)
 
 
+@dataclass(frozen=True, slots=True)
+class TaskSpec:
+    """A task to add: what the scenario, the control surface or the API asked for.
+
+    What it leaves None the task table chooses: a new TaskId, a life drawn from its
+    ``random_life``, a room and a recorder user named after the task.
+    """
+
+    sdk_app_id: int
+    task_id: str | None = None
+    life: Life | None = None  # None: drawn from the table's random_life
+    room_id: str | int | None = None
+    user_id: str | None = None
+    max_idle_time: float | None = None
+    expire_after: float | None = None
+    vod: bool = False
+    upload: UploadPlan = field(default_factory=UploadPlan)
+    kind: str = "cloud"  # "web": a web-page recording (StartWebRecord)
+    record_id: str | None = None  # a web recording's RecordId
+    recorder_key: str | None = None  # a relay recording's RecorderKey
+
+
 @dataclass(slots=True)
 class SimTask:
     """One simulated recording task and its (re)planned timeline."""
@@ -97,27 +119,21 @@ class SimTask:
     @classmethod
     def create(
         cls,
-        sdk_app_id: int,
-        task_id: str,
-        life: Life,
+        spec: TaskSpec,
         created: float,
         created_wall: float,
         *,
+        task_id: str,
+        life: Life,
         room_id: str | int,
         user_id: str,
-        max_idle_time: float | None = None,
-        expire_after: float | None = None,
-        vod: bool = False,
-        upload: UploadPlan | None = None,
-        kind: str = "cloud",
-        record_id: str | None = None,
-        recorder_key: str | None = None,
     ) -> SimTask:
-        upload = upload or UploadPlan()
-        check_upload(upload, vod)
-        p = plan(life, created, max_idle_time)
+        """The task ``spec`` asks for, created now; ``task_id``, ``life``, ``room_id`` and
+        ``user_id`` are the spec's own or what the table chose where it left them open."""
+        check_upload(spec.upload, spec.vod)
+        p = plan(life, created, spec.max_idle_time)
         return cls(
-            sdk_app_id=sdk_app_id,
+            sdk_app_id=spec.sdk_app_id,
             task_id=task_id,
             room_id=room_id,
             user_id=user_id,
@@ -128,12 +144,12 @@ class SimTask:
             exited_at=p.exited_at,
             gone_at=p.gone_at,
             leave_code=p.leave_code,
-            expires_at=INF if expire_after is None else created + expire_after,
-            vod=vod,
-            upload=upload,
-            kind=kind,
-            record_id=record_id,
-            recorder_key=recorder_key,
+            expires_at=INF if spec.expire_after is None else created + spec.expire_after,
+            vod=spec.vod,
+            upload=spec.upload,
+            kind=spec.kind,
+            record_id=spec.record_id,
+            recorder_key=spec.recorder_key,
         )
 
     def phase(self, now: float) -> Phase:

@@ -26,6 +26,7 @@ from monitor.simulator.lifecycle import (
     LEAVE_KICKED_BY_SERVER,
     Life,
     LifeRange,
+    TaskSpec,
     UploadFault,
     UploadPlan,
     check_upload,
@@ -61,22 +62,6 @@ class Credential:
     secret_id: str
     secret_key: str = field(repr=False)
     token: str | None = field(default=None, repr=False)
-
-
-@dataclass(frozen=True, slots=True)
-class TaskSpec:
-    sdk_app_id: int
-    task_id: str | None = None
-    life: Life | None = None  # None: drawn from the scenario's random_life
-    room_id: str | int | None = None
-    user_id: str | None = None
-    max_idle_time: float | None = None
-    expire_after: float | None = None
-    vod: bool = False
-    upload: UploadPlan = field(default_factory=UploadPlan)
-    kind: str = "cloud"  # "web": a web-page recording (StartWebRecord)
-    record_id: str | None = None  # a web recording's RecordId
-    recorder_key: str | None = None  # a relay recording's RecorderKey
 
 
 @dataclass(frozen=True, slots=True)

@@ -26,7 +26,13 @@ from monitor.simulator.callbacks import CallbackSender, CallbackSettings
 from monitor.simulator.clock import Clock, SystemClock
 from monitor.simulator.control import add_control_routes
 from monitor.simulator.faults import Fault, FaultInjector
-from monitor.simulator.lifecycle import LEAVE_KICKED_BY_SERVER, Life, LifeRange, UploadPlan
+from monitor.simulator.lifecycle import (
+    LEAVE_KICKED_BY_SERVER,
+    Life,
+    LifeRange,
+    TaskSpec,
+    UploadPlan,
+)
 from monitor.simulator.metadata import add_metadata_routes
 from monitor.simulator.protocol import (
     DEFAULT_ENDED_CODE,
@@ -141,20 +147,7 @@ class Simulator:
             default_site=scenario.site,
         )
         for spec in scenario.tasks:
-            sim.add_task(
-                spec.sdk_app_id,
-                spec.task_id,
-                spec.life,
-                room_id=spec.room_id,
-                user_id=spec.user_id,
-                max_idle_time=spec.max_idle_time,
-                expire_after=spec.expire_after,
-                vod=spec.vod,
-                upload=spec.upload,
-                kind=spec.kind,
-                record_id=spec.record_id,
-                recorder_key=spec.recorder_key,
-            )
+            sim.add_spec(spec)
         return sim
 
     # ----------------------------------------------------------------- settings
@@ -323,20 +316,26 @@ class Simulator:
         ``kind="web"`` makes a web-page recording (with an optional ``record_id``);
         ``recorder_key`` makes a relay recording that DescribeCloudRecording reports with it.
         """
-        return self.table.add_task(
-            sdk_app_id,
-            task_id,
-            life,
-            room_id=room_id,
-            user_id=user_id,
-            max_idle_time=max_idle_time,
-            expire_after=expire_after,
-            vod=vod,
-            upload=upload,
-            kind=kind,
-            record_id=record_id,
-            recorder_key=recorder_key,
+        return self.add_spec(
+            TaskSpec(
+                sdk_app_id,
+                task_id,
+                life,
+                room_id=room_id,
+                user_id=user_id,
+                max_idle_time=max_idle_time,
+                expire_after=expire_after,
+                vod=vod,
+                upload=upload or UploadPlan(),
+                kind=kind,
+                record_id=record_id,
+                recorder_key=recorder_key,
+            )
         )
+
+    def add_spec(self, spec: TaskSpec) -> str:
+        """:meth:`add_task` for a task already described by a :class:`TaskSpec`."""
+        return self.table.add_task(spec)
 
     def exit_task(
         self, sdk_app_id: int, task_id: str, leave_code: int = LEAVE_KICKED_BY_SERVER
@@ -396,18 +395,14 @@ class Simulator:
         until: float | None = None,
     ) -> dict[str, Any]:
         """Arrival statistics per action, over the log (optionally a wall-clock range)."""
-        return arrival_stats(
-            self.arrivals,
-            window=window,
-            secret_id=secret_id,
-            since=since,
-            until=until,
-            rate_limit=self.rate_limit,
-            rate_window=self.rate_window,
-            faults_fired=self.faults.fired,
-            callbacks=self.callback_stats,
-            tasks=self.phase_counts(),
-        )
+        return {
+            **arrival_stats(self.arrivals, window, secret_id, since, until),
+            "rate_limit": self.rate_limit,
+            "rate_window": self.rate_window,
+            "faults_fired": dict(self.faults.fired),
+            "callbacks": self.callback_stats,
+            "tasks": self.phase_counts(),
+        }
 
     def reset_stats(self) -> None:
         """Forget the arrival log, the counters and the rate window's history."""

@@ -7,7 +7,6 @@ which codes they got.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from typing import Any
 
 from monitor.simulator.arrivals import Arrival, ArrivalLog
@@ -17,19 +16,13 @@ __all__ = ["arrival_stats"]
 
 def arrival_stats(
     arrivals: ArrivalLog,
-    *,
     window: float,
     secret_id: str | None,
     since: float | None,
     until: float | None,
-    rate_limit: int,
-    rate_window: float,
-    faults_fired: Mapping[str, int],
-    callbacks: dict[str, int],
-    tasks: dict[str, int],
 ) -> dict[str, Any]:
-    """Arrival statistics per action, over the log (optionally a wall-clock range), with the
-    settings and counters they are judged against."""
+    """Arrival statistics per action, over the log (optionally a wall-clock range); the
+    simulator adds the settings and counters they are judged against."""
     by_action: dict[str, list[Arrival]] = {}
     first: float | None = None
     last: float | None = None
@@ -53,12 +46,7 @@ def arrival_stats(
         "total": arrivals.total,
         "throttled": arrivals.limited,
         "window": window,
-        "rate_limit": rate_limit,
-        "rate_window": rate_window,
         "first_wall": first,
         "last_wall": last,
         "actions": actions,
-        "faults_fired": dict(faults_fired),
-        "callbacks": callbacks,
-        "tasks": tasks,
     }

@@ -13,6 +13,8 @@ import base64
 import heapq
 import itertools
 import random
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
 from typing import Any
 
 from monitor.models import Status
@@ -20,11 +22,11 @@ from monitor.simulator.callbacks import CallbackSender, CallbackSettings, build_
 from monitor.simulator.clock import Clock
 from monitor.simulator.lifecycle import (
     LEAVE_KICKED_BY_SERVER,
-    Life,
     LifeRange,
     Phase,
     PlannedEvent,
     SimTask,
+    TaskSpec,
     UploadPlan,
     check_upload,
 )
@@ -36,6 +38,7 @@ _EVENT_TICK = 0.02  # how often due callback events are looked for, at most
 TaskKey = tuple[int, str]
 
 
+@dataclass(eq=False, kw_only=True)
 class TaskTable:
     """Simulated tasks by (SdkAppId, TaskId), and the callbacks they have due.
 
@@ -43,25 +46,16 @@ class TaskTable:
     ``callback`` (both None when callbacks are off).
     """
 
-    def __init__(
-        self,
-        *,
-        clock: Clock,
-        rng: random.Random,
-        random_life: LifeRange,
-        callback: CallbackSettings | None,
-        sender: CallbackSender | None,
-    ) -> None:
-        self.clock = clock
-        self.random_life = random_life
-        self._rng = rng
-        self._callback = callback
-        self._sender = sender
-        self._tasks: dict[TaskKey, SimTask] = {}
-        # Web tasks are asked for by TaskId alone (DescribeWebRecord, StopWebRecord).
-        self._web: dict[str, SimTask] = {}
-        self._events: list[tuple[float, int, TaskKey]] = []
-        self._seq = itertools.count()
+    clock: Clock
+    rng: random.Random
+    random_life: LifeRange
+    callback: CallbackSettings | None
+    sender: CallbackSender | None
+    _tasks: dict[TaskKey, SimTask] = field(default_factory=dict, init=False)
+    # Web tasks are asked for by TaskId alone (DescribeWebRecord, StopWebRecord).
+    _web: dict[str, SimTask] = field(default_factory=dict, init=False)
+    _events: list[tuple[float, int, TaskKey]] = field(default_factory=list, init=False)
+    _seq: Iterator[int] = field(default_factory=itertools.count, init=False)
 
     # ----------------------------------------------------------------- lookups
 
@@ -116,50 +110,26 @@ class TaskTable:
 
     def _new_task_id(self) -> str:
         # 288 random bits: collisions are not a practical concern
-        return base64.urlsafe_b64encode(self._rng.randbytes(36)).decode()
+        return base64.urlsafe_b64encode(self.rng.randbytes(36)).decode()
 
-    def add_task(
-        self,
-        sdk_app_id: int,
-        task_id: str | None = None,
-        life: Life | None = None,
-        *,
-        room_id: str | int | None = None,
-        user_id: str | None = None,
-        max_idle_time: float | None = None,
-        expire_after: float | None = None,
-        vod: bool = False,
-        upload: UploadPlan | None = None,
-        kind: str = "cloud",
-        record_id: str | None = None,
-        recorder_key: str | None = None,
-    ) -> str:
-        """Start a task now and return its TaskId (see :meth:`Simulator.add_task`)."""
-        if task_id is None:
-            task_id = self._new_task_id()
-        key = (sdk_app_id, task_id)
+    def add_task(self, spec: TaskSpec) -> str:
+        """Start the task ``spec`` asks for now and return its TaskId (see
+        :meth:`Simulator.add_task`)."""
+        task_id = spec.task_id if spec.task_id is not None else self._new_task_id()
+        key = (spec.sdk_app_id, task_id)
         if key in self._tasks:
-            raise ValueError(f"task {sdk_app_id}/{task_id} already exists")
-        if life is None:
-            life = self.random_life.draw(self._rng)
+            raise ValueError(f"task {spec.sdk_app_id}/{task_id} already exists")
         task = SimTask.create(
-            sdk_app_id,
-            task_id,
-            life,
+            spec,
             self.clock.monotonic(),
             self.clock.time(),
-            room_id=room_id if room_id is not None else f"room-{len(self._tasks) + 1}",
-            user_id=user_id if user_id is not None else f"recorder_{task_id[:16]}",
-            max_idle_time=max_idle_time,
-            expire_after=expire_after,
-            vod=vod,
-            upload=upload,
-            kind=kind,
-            record_id=record_id,
-            recorder_key=recorder_key,
+            task_id=task_id,
+            life=spec.life if spec.life is not None else self.random_life.draw(self.rng),
+            room_id=spec.room_id if spec.room_id is not None else f"room-{len(self._tasks) + 1}",
+            user_id=spec.user_id if spec.user_id is not None else f"recorder_{task_id[:16]}",
         )
         self._tasks[key] = task
-        if kind == "web":
+        if spec.kind == "web":
             self._web[task_id] = task
         self.changed(task)
         return task_id
@@ -174,18 +144,23 @@ class TaskTable:
         self, sdk_app_id: int, task_id: str, leave_code: int = LEAVE_KICKED_BY_SERVER
     ) -> bool:
         """Make the recorder leave now (see :meth:`Simulator.exit_task`)."""
-        task = self._task(sdk_app_id, task_id)
-        changed = task.stop(self.clock.monotonic(), leave_code)
-        if changed:
-            self.changed(task)
-        return changed
+        return self._change(SimTask.stop, sdk_app_id, task_id, leave_code)
 
     def end_task(
         self, sdk_app_id: int, task_id: str, leave_code: int = LEAVE_KICKED_BY_SERVER
     ) -> bool:
         """Make the task vanish now (the API answers the ended code from now on)."""
+        return self._change(SimTask.finish, sdk_app_id, task_id, leave_code)
+
+    def _change(
+        self,
+        step: Callable[[SimTask, float, int], bool],
+        sdk_app_id: int,
+        task_id: str,
+        leave_code: int,
+    ) -> bool:
         task = self._task(sdk_app_id, task_id)
-        changed = task.finish(self.clock.monotonic(), leave_code)
+        changed = step(task, self.clock.monotonic(), leave_code)
         if changed:
             self.changed(task)
         return changed
@@ -205,18 +180,18 @@ class TaskTable:
     # ----------------------------------------------------------------- callbacks
 
     def _schedule(self, task: SimTask) -> None:
-        if self._callback is None:
+        if self.callback is None:
             return
-        pending = task.events(self._callback.events)
+        pending = task.events(self.callback.events)
         if pending:
             at = min(e.at for e in pending)
             heapq.heappush(self._events, (at, next(self._seq), (task.sdk_app_id, task.task_id)))
 
     def run_due_events(self) -> int:
         """Queue every callback whose time has come; returns how many."""
-        if self._callback is None or self._sender is None:
+        if self.callback is None or self.sender is None:
             return 0
-        enabled = self._callback.events
+        enabled = self.callback.events
         now = self.clock.monotonic()
         sent = 0
         while self._events and self._events[0][0] <= now:
@@ -228,7 +203,7 @@ class TaskTable:
                 if event.at > now:
                     break
                 task.sent.add(event.key)
-                self._sender.enqueue(task.sdk_app_id, self._callback_body(task, event))
+                self.sender.enqueue(task.sdk_app_id, self._callback_body(task, event))
                 sent += 1
             self._schedule(task)
         return sent

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from monitor.simulator.lifecycle import LEAVE_API
+from monitor.simulator.lifecycle import LEAVE_API, TaskSpec
 from monitor.simulator.protocol import ApiError, check_sdk_app_id
 
 if TYPE_CHECKING:
@@ -67,7 +67,7 @@ def start(
     if cap is not None and table.live_count(sdk_app_id, now) >= cap:
         return ApiError.of("UnsupportedOperation.TaskLimit")
     task_id = table.add_task(
-        sdk_app_id, room_id="", user_id="", vod=True, kind="web", record_id=record_id
+        TaskSpec(sdk_app_id, room_id="", user_id="", vod=True, kind="web", record_id=record_id)
     )
     return {"TaskId": task_id}
 

@@ -49,14 +49,11 @@ def web_status(response: Mapping[str, Any] | None) -> Status | None:
 def describe_web_result(result: CallResult) -> CallResult:
     """A DescribeWebRecord success must carry an integer Status; otherwise it is malformed."""
     if result.ok and web_status(result.response) is None:
-        return CallResult(
-            Outcome.TRANSIENT,
-            CODE_MALFORMED,
-            "DescribeWebRecord answer has no valid Status",
-            request_id=result.request_id,
-            response=result.response,
-            http_status=result.http_status,
-            duration=result.duration,
+        return replace(
+            result,
+            outcome=Outcome.TRANSIENT,
+            code=CODE_MALFORMED,
+            message="DescribeWebRecord answer has no valid Status",
         )
     return result
 

@@ -12,7 +12,7 @@ import pytest
 
 from monitor.credentials import CredentialsError
 from monitor.credentials.cvm_role import CvmRoleSource
-from monitor.credentials.sts import assume_role
+from monitor.credentials.sts import RoleSession, Sts, assume_role
 from monitor.models import Outcome
 from monitor.secrets import Credentials
 from monitor.simulator import Simulator, SimulatorControl
@@ -30,15 +30,9 @@ class TestSimulatorCredentials:
         sim = Simulator(seed=3, credential_lifetime=2)
         await sim.start()
         try:
-            issued = await assume_role(
-                session,
-                endpoint=Endpoint.parse(sim.url),
-                base=BASE,
-                role_arn=ROLE_ARN,
-                session_name="trtc-monitor",
-                duration=7200,
-                source="static+role",
-            )
+            sts = Sts(Endpoint.parse(sim.url))
+            role = RoleSession(ROLE_ARN, "trtc-monitor", 7200)
+            issued = await assume_role(session, sts, role, base=BASE, source="static+role")
             assert issued.expires_at is not None
             assert issued.expires_at - time.time() <= 2
             creds = issued.credentials
@@ -56,13 +50,7 @@ class TestSimulatorCredentials:
             # expired credentials cannot assume a role either
             with pytest.raises(CredentialsError, match=r"AuthFailure\.TokenFailure"):
                 await assume_role(
-                    session,
-                    endpoint=Endpoint.parse(sim.url),
-                    base=creds,
-                    role_arn=ROLE_ARN,
-                    session_name="trtc-monitor",
-                    duration=900,
-                    source="x",
+                    session, sts, RoleSession(ROLE_ARN, "trtc-monitor", 900), base=creds, source="x"
                 )
         finally:
             await sim.stop()

@@ -14,7 +14,7 @@ from monitor.credentials.cvm_role import CvmRoleSource
 from monitor.credentials.env import EnvSource
 from monitor.credentials.oidc import OidcSource
 from monitor.credentials.profile import ProfileSource, read_profile
-from monitor.credentials.sts import assume_role
+from monitor.credentials.sts import RoleSession, Sts, assume_role
 from monitor.models import Outcome
 from monitor.secrets import Credentials
 from monitor.simulator import DEFAULT_SECRET_ID, DEFAULT_SECRET_KEY, Fault, FaultKind, Simulator
@@ -82,12 +82,7 @@ class TestSources:
         self, sim: Simulator, session: aiohttp.ClientSession, tmp_path: Path
     ) -> None:
         env = tke_env(tmp_path)
-        source = OidcSource(
-            sts_endpoint=Endpoint.parse(sim.url),
-            session_name="trtc-monitor",
-            duration=7200,
-            environ=env,
-        )
+        source = OidcSource(Sts(Endpoint.parse(sim.url)), "trtc-monitor", 7200, env)
         first = await source.fetch(session)
         assert first.source == "oidc"
         issued = sim.issuer.issued[first.credentials.secret_id]
@@ -110,12 +105,7 @@ class TestSources:
     ) -> None:
         env = tke_env(tmp_path)
         del env["TKE_ROLE_ARN"]
-        source = OidcSource(
-            sts_endpoint=Endpoint.parse("http://127.0.0.1:9"),
-            session_name="x1",
-            duration=900,
-            environ=env,
-        )
+        source = OidcSource(Sts(Endpoint.parse("http://127.0.0.1:9")), "x1", 900, env)
         with pytest.raises(NotPresent, match="TKE_ROLE_ARN not set"):
             await source.fetch(session)
 
@@ -123,12 +113,7 @@ class TestSources:
         self, sim: Simulator, session: aiohttp.ClientSession, tmp_path: Path
     ) -> None:
         sim.issuer.web_identity_tokens = {"only-this-token"}
-        source = OidcSource(
-            sts_endpoint=Endpoint.parse(sim.url),
-            session_name="trtc-monitor",
-            duration=900,
-            environ=tke_env(tmp_path),
-        )
+        source = OidcSource(Sts(Endpoint.parse(sim.url)), "trtc-monitor", 900, tke_env(tmp_path))
         with pytest.raises(CredentialsError) as info:
             await source.fetch(session)
         assert "InvalidParameter.WebIdentityTokenError" in str(info.value)
@@ -178,15 +163,9 @@ class TestSources:
     async def test_assume_role_is_signed_with_the_base_credentials_for_service_sts(
         self, sim: Simulator, session: aiohttp.ClientSession
     ) -> None:
-        issued = await assume_role(
-            session,
-            endpoint=Endpoint.parse(sim.url),
-            base=BASE,
-            role_arn=OTHER_ROLE,
-            session_name="trtc-monitor",
-            duration=3600,
-            source="static+role",
-        )
+        sts = Sts(Endpoint.parse(sim.url))
+        role = RoleSession(OTHER_ROLE, "trtc-monitor", 3600)
+        issued = await assume_role(session, sts, role, base=BASE, source="static+role")
         record = sim.issuer.issued[issued.credentials.secret_id]
         assert (record.kind, record.role, record.base_secret_id, record.session_name) == (
             "AssumeRole",
@@ -197,15 +176,7 @@ class TestSources:
         assert DEFAULT_SECRET_KEY in issued.extra_secrets
         wrong = Credentials(DEFAULT_SECRET_ID, "not-the-key")
         with pytest.raises(CredentialsError, match=r"AuthFailure\.SignatureFailure"):
-            await assume_role(
-                session,
-                endpoint=Endpoint.parse(sim.url),
-                base=wrong,
-                role_arn=OTHER_ROLE,
-                session_name="trtc-monitor",
-                duration=3600,
-                source="static+role",
-            )
+            await assume_role(session, sts, role, base=wrong, source="static+role")
 
     async def test_a_temporary_base_assumes_a_role_with_its_token(
         self, sim: Simulator, session: aiohttp.ClientSession
@@ -231,17 +202,12 @@ class TestSources:
     ) -> None:
         sts = frozenset({"AssumeRole"})
         sim.faults.add(Fault(FaultKind.INTERNAL_ERROR, actions=sts, count=1))
-        kwargs: dict[str, Any] = {
-            "endpoint": Endpoint.parse(sim.url),
-            "base": BASE,
-            "role_arn": OTHER_ROLE,
-            "session_name": "trtc-monitor",
-            "duration": 900,
-            "source": "static+role",
-        }
+        endpoint = Endpoint.parse(sim.url)
+        role = RoleSession(OTHER_ROLE, "trtc-monitor", 900)
+        kwargs: dict[str, Any] = {"base": BASE, "source": "static+role"}
         with pytest.raises(CredentialsError, match="STS AssumeRole failed: InternalError"):
-            await assume_role(session, **kwargs)
+            await assume_role(session, Sts(endpoint), role, **kwargs)
         sim.faults.add(Fault(FaultKind.TIMEOUT, actions=sts, count=1, hold=5))
         with pytest.raises(CredentialsError, match=r"timed out after 0\.3s"):
-            await assume_role(session, request_timeout=0.3, **kwargs)
-        assert (await assume_role(session, **kwargs)).source == "static+role"
+            await assume_role(session, Sts(endpoint, timeout=0.3), role, **kwargs)
+        assert (await assume_role(session, Sts(endpoint), role, **kwargs)).source == "static+role"
