@@ -168,6 +168,43 @@ class Task:
     # An argument only so that ``dataclasses.replace`` hands it on to the new record.
     _key: TaskKey | None = field(default=None, repr=False, compare=False)
 
+    def copy(self) -> Task:
+        """A new record with the same values (what ``dataclasses.replace(task)`` makes, about
+        twenty times faster: the tracker copies a record on every poll it applies)."""
+        new: Task = object.__new__(Task)
+        new.sdk_app_id = self.sdk_app_id
+        new.task_id = self.task_id
+        new.region = self.region
+        new.account = self.account
+        new.labels = self.labels
+        new.interval = self.interval
+        new.registered_at = self.registered_at
+        new.source = self.source
+        new.status = self.status
+        new.status_since = self.status_since
+        new.consecutive_errors = self.consecutive_errors
+        new.last_error_code = self.last_error_code
+        new.last_error_at = self.last_error_at
+        new.last_success_at = self.last_success_at
+        new.last_request_id = self.last_request_id
+        new.storage_files = self.storage_files
+        new.answer_status = self.answer_status
+        new.answer_request_id = self.answer_request_id
+        new.answer_files = self.answer_files
+        new.extra = self.extra
+        new.upload = self.upload
+        new.ended_at = self.ended_at
+        new.observed_at = self.observed_at
+        new.recorder_key = self.recorder_key
+        new.answer_recorder_key = self.answer_recorder_key
+        new.kind = self.kind
+        new.seen_mono = self.seen_mono
+        new.polled_mono = self.polled_mono
+        new.since_mono = self.since_mono
+        new.stopped_mono = self.stopped_mono
+        new._key = self._key
+        return new
+
     @property
     def key(self) -> TaskKey:
         key = self._key

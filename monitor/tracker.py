@@ -244,7 +244,7 @@ class Tracker:
             task = self._registry.get(key)
             if task is None:
                 return None
-            new = replace(task)
+            new = task.copy()
             transition = apply_removal(new, self._clock())
             if transition is None:
                 return task
@@ -270,7 +270,7 @@ class Tracker:
             task = self._registry.get(key)
             if task is None or task.status is Status.REMOVED:
                 return task
-            new = replace(task)
+            new = task.copy()
             if "labels" in fields and labels is not None:
                 new.labels = dict(labels)
             if "interval" in fields:
@@ -312,7 +312,7 @@ class Tracker:
                     older_by=round(task.seen_mono - sent_tick, 3),
                 )
                 return PollApplied(task, outdated=True)
-            new = replace(task)
+            new = task.copy()
             now = self._clock()
             if new.since_mono is None:
                 # Read from the store at start-up: first in this process's hands.
