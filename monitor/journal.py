@@ -7,6 +7,8 @@ failing and once when they recover; counters say the rest.
 
 from __future__ import annotations
 
+from typing import Any
+
 import structlog
 
 from monitor.events import (
@@ -21,7 +23,38 @@ from monitor.uploads import Change
 
 __all__ = ["subscribe"]
 
-log = structlog.get_logger("monitor.tracker")
+# What a logger is bound with: when one of them is another object, bind again.
+_CONFIG_KEYS = ("processors", "logger_factory", "wrapper_class", "context_class")
+_UNSET = object()
+
+
+class _Logger:
+    """The journal's logger, bound once per logging configuration.
+
+    ``structlog.get_logger`` gives a proxy that, with ``cache_logger_on_first_use`` off (as the
+    daemon configures it, so that loggers follow a reconfiguration), builds a new bound logger on
+    every call. This one binds again only when the configuration has changed (another chain, as
+    ``configure_logging`` and ``structlog.testing.capture_logs`` install), so it still follows
+    every reconfiguration.
+    """
+
+    __slots__ = ("_bound", "_config", "_name")
+
+    def __init__(self, name: str) -> None:
+        self._name = name
+        self._config: tuple[object, ...] = (_UNSET,) * len(_CONFIG_KEYS)
+        self._bound: Any = None
+
+    def __getattr__(self, method: str) -> Any:
+        config = structlog.get_config()
+        now = tuple(config[k] for k in _CONFIG_KEYS)
+        if any(a is not b for a, b in zip(now, self._config, strict=True)):
+            self._bound = structlog.get_logger(self._name).bind()
+            self._config = now
+        return getattr(self._bound, method)
+
+
+log = _Logger("monitor.tracker")
 
 
 def subscribe(bus: EventBus) -> None:
