@@ -4,7 +4,8 @@ The machine is shared, so a figure taken an hour after another says little about
 both versions run in the same minutes, alternately, on the same store and config, and the
 ratios are printed with the load (``uptime``) before and after each step. ``--before`` is a
 directory holding another version's ``monitor/`` package (and ``bench/``), for instance one
-made with ``git archive main monitor bench | tar -x -C /tmp/before``; "after" is this tree.
+made with ``git archive main monitor bench | tar -x -C /tmp/before``; ``--after`` likewise
+(default: this tree; a copy keeps edits made meanwhile out of the run).
 
 * restart to ready and resident memory: ``--tasks`` stored in SQLite (``bench/scale.py``'s
   fleet and config), ``python -m monitor run`` started ``--repeat`` times per version, the two
@@ -27,6 +28,7 @@ import json
 import math
 import os
 import random
+import shutil
 import statistics
 import subprocess
 import sys
@@ -82,6 +84,15 @@ def alternate(
     return out
 
 
+def fresh_start(pristine: Path, db: Path, settle: float, cpus: list[float]) -> tuple[float, int]:
+    """A start on a copy of the untouched store: a daemon that ran on it has polled, stored
+    health and alerts, and the next start would load more than the first did."""
+    for stale in db.parent.glob(db.name + "*"):
+        stale.unlink()
+    shutil.copyfile(pristine, db)
+    return process_start(db, settle=settle, cpu=cpus)
+
+
 def cost_of(tree: Path, work: Path, name: str, i: int) -> dict[str, Any]:
     out = work / f"cost-{name}-{i}.json"
     with version(tree):
@@ -95,23 +106,23 @@ def cost_of(tree: Path, work: Path, name: str, i: int) -> dict[str, Any]:
 
 
 def main(args: argparse.Namespace) -> None:
-    trees = {"before": args.before.resolve(), "after": AFTER}
+    trees = {"before": args.before.resolve(), "after": args.after.resolve()}
     print(f"before: {trees['before']}\nafter:  {trees['after']}\nstart: {uptime()}")
     rng = random.Random(1)
     fleet = [fleet_task(i, rng) for i in range(args.tasks)]
     result: dict[str, Any] = {}
     with tempfile.TemporaryDirectory(prefix="trtc-versus-") as tmp:
         work = Path(tmp)
-        db = work / "fleet.db"
+        db, pristine = work / "fleet.db", work / "pristine.db"
         starts: dict[str, list[Any]] = {name: [(math.nan, math.nan, math.nan)] for name in trees}
         cpus: list[float] = []
         if "restart" in args.only:
-            asyncio.run(write_store(db, fleet))
+            asyncio.run(write_store(pristine, fleet))
             print(f"\nrestart to ready and resident memory, {args.tasks:,} tasks stored")
             starts = alternate(
                 trees,
                 args.repeat,
-                lambda name: (*process_start(db, settle=args.settle, cpu=cpus), cpus[-1]),
+                lambda name: (*fresh_start(pristine, db, args.settle, cpus), cpus[-1]),
             )
         bulk: dict[str, list[Any]] = {name: [{"bulk_rate": math.nan}] for name in trees}
         if "bulk" in args.only:
@@ -172,6 +183,7 @@ def main(args: argparse.Namespace) -> None:
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--before", type=Path, required=True)
+    parser.add_argument("--after", type=Path, default=AFTER, help="default: this tree")
     parser.add_argument("--tasks", type=int, default=100_000)
     parser.add_argument("--bulk-tasks", type=int, default=20_000)
     parser.add_argument("--repeat", type=int, default=3)

@@ -160,32 +160,45 @@ class DeadlineQueue(Generic[K]):
         whole table: each heap is built once (O(n)) rather than pushed into task by task.
         Keys already scheduled are left as they are. Returns how many were added."""
         touched: dict[Hashable, list[_Item[K]]] = {}  # bucket -> its new heap tuples
+        counted: dict[tuple[Hashable, float], int] = {}  # (bucket, interval) -> tasks added
+        checked: set[float] = set()
         added = 0
         entries = self._entries
+        seq = self._seq
         try:
             for key, bucket, interval, due in items:
                 existing = entries.get(key)
                 if existing is not None and not _removed(existing):
                     continue
-                if bucket not in touched:
+                new = touched.get(bucket)
+                if new is None:
                     self._bucket(bucket)  # KeyError for an unknown bucket, as add raises
-                    touched[bucket] = []
+                    new = touched[bucket] = []
                 if existing is not None:
                     # Removed while its poll is in flight: add revives it.
+                    self._seq = seq
                     added += self.add(key, bucket, interval, due)
+                    seq = self._seq
                     continue
-                _check_interval(interval)
-                state = self._buckets[bucket]
+                if interval not in checked:
+                    _check_interval(interval)
+                    checked.add(interval)
                 entry = _Entry(key, bucket, interval)
                 entries[key] = entry
-                self._count(entry, state, +1)
-                self._seq += 1
-                entry.seq = self._seq
+                counted[bucket, interval] = counted.get((bucket, interval), 0) + 1
+                seq += 1
+                entry.seq = seq
                 entry.due = due
-                touched[bucket].append((due, self._seq, entry))
+                new.append((due, seq, entry))
                 added += 1
         finally:
-            # Also when ``items`` raised midway: what was added is queued, each heap valid.
+            # Also when ``items`` raised midway: what was added is counted and queued, each
+            # heap valid.
+            self._seq = seq
+            for (bucket, interval), count in counted.items():
+                state = self._buckets[bucket]
+                state.tasks += count
+                state.intervals[interval] = state.intervals.get(interval, 0) + count
             for bucket, new in touched.items():
                 _merge(self._buckets[bucket].heap, new)
         return added

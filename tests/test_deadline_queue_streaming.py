@@ -40,6 +40,7 @@ class TestStream:
         with pytest.raises(Broken):
             q.add_many(breaks_after(given))
         assert q.task_count("a") == 51
+        assert q.required_rate("a") == pytest.approx(51 / 10.0)
         assert q.next_due("a") == -49.0
         popped = drain(q, "a", 100.0)
         assert [due for _, due in popped] == sorted(due for _, due in popped)
@@ -55,16 +56,17 @@ class TestSchedulerTakesAStream:
             jitter=0.0,
             clock=lambda: clock[0],
         )
-        seen: list[int] = []
+        seen: list[bool] = []
 
         def stream() -> Iterator[tuple[str, str, float, float]]:
             for i in range(5):
                 # Each item is handed over only after the one before it is in the queue.
-                seen.append(len(scheduler))
+                seen.append(i == 0 or f"k{i - 1}" in scheduler)
                 yield f"k{i}", "a", 10.0, float(i)
 
         assert scheduler.add_many(stream()) == 5
-        assert seen == [0, 1, 2, 3, 4]
+        assert seen == [True] * 5
+        assert len(scheduler) == 5
         assert scheduler.due_of("k3") == 103.0
 
     def test_an_unknown_bucket_without_a_limiter_still_raises(self) -> None:
