@@ -19,6 +19,7 @@ from monitor.events import (
     TransitionRecorded,
     UploadChanged,
 )
+from monitor.models import Task
 from monitor.uploads import Change
 
 __all__ = ["subscribe"]
@@ -57,6 +58,16 @@ class _Logger:
 log = _Logger("monitor.tracker")
 
 
+def _who(task: Task) -> dict[str, object]:
+    """The fields that say which task a line is about, where it is polled."""
+    return {
+        "sdk_app_id": task.sdk_app_id,
+        "task_id": task.task_id,
+        "account": task.account,
+        "region": task.region,
+    }
+
+
 def subscribe(bus: EventBus) -> None:
     bus.subscribe(TasksRegistered, _registered)
     bus.subscribe(TaskUpdated, _updated)
@@ -72,10 +83,7 @@ def _upload(event: UploadChanged) -> None:
         return
     state = change.state
     fields = {
-        "sdk_app_id": task.sdk_app_id,
-        "task_id": task.task_id,
-        "account": task.account,
-        "region": task.region,
+        **_who(task),
         "event_type": event.event_type,
         "change": change.change.value,
         "upload_state": state.state.value,
@@ -115,24 +123,14 @@ def _registered(event: TasksRegistered) -> None:
         )
         return
     [task] = event.tasks
-    log.info(
-        "task_registered",
-        sdk_app_id=task.sdk_app_id,
-        task_id=task.task_id,
-        region=task.region,
-        account=task.account,
-        source=task.source.value,
-    )
+    log.info("task_registered", **_who(task), source=task.source.value)
 
 
 def _transition(event: TransitionRecorded) -> None:
     task, t = event.task, event.transition
     log.info(
         "task_transition",
-        sdk_app_id=task.sdk_app_id,
-        task_id=task.task_id,
-        account=task.account,
-        region=task.region,
+        **_who(task),
         from_status=t.from_status.value,
         to_status=t.to_status.value,
         source=t.source.value,

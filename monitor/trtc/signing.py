@@ -41,6 +41,12 @@ def _utc_day(day: int) -> str:
     return time.strftime("%Y-%m-%d", time.gmtime(day * 86400))
 
 
+def credential_scope(timestamp: int, service: str = SERVICE) -> str:
+    """The date and service a signature is valid for, as both the signed string and the
+    Authorization header name them."""
+    return f"{utc_date(timestamp)}/{service}/tc3_request"
+
+
 def canonical_request(body: bytes, host: str, content_type: str = CONTENT_TYPE) -> str:
     payload_hash = hashlib.sha256(body).hexdigest()
     return (
@@ -55,9 +61,8 @@ def string_to_sign(
     service: str = SERVICE,
     content_type: str = CONTENT_TYPE,
 ) -> str:
-    scope = f"{utc_date(timestamp)}/{service}/tc3_request"
     digest = hashlib.sha256(canonical_request(body, host, content_type).encode("utf-8")).hexdigest()
-    return f"{ALGORITHM}\n{timestamp}\n{scope}\n{digest}"
+    return f"{ALGORITHM}\n{timestamp}\n{credential_scope(timestamp, service)}\n{digest}"
 
 
 def signature(
@@ -84,9 +89,8 @@ def authorization(
 ) -> str:
     """The value of the Authorization header."""
     sig = signature(secret_key, body, host, timestamp, service)
-    scope = f"{utc_date(timestamp)}/{service}/tc3_request"
     return (
-        f"{ALGORITHM} Credential={secret_id}/{scope}, "
+        f"{ALGORITHM} Credential={secret_id}/{credential_scope(timestamp, service)}, "
         f"SignedHeaders={SIGNED_HEADERS}, Signature={sig}"
     )
 
