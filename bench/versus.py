@@ -152,9 +152,11 @@ def main(args: argparse.Namespace) -> None:
                     before = uptime()
                     figures = cost_of(tree, work, name, i)
                     costs[name].append(figures["ratio"])
+                    daemon = figures["daemon_cpu"] / max(figures["daemon_polls"], 1) * 1e3
+                    sdk = figures["sdk_cpu"] / max(figures["sdk_calls"], 1) * 1e3
                     print(
-                        f"   {name:<6} run {i + 1}: {figures['ratio']:.3f} x  "
-                        f"({before} -> {uptime()})",
+                        f"   {name:<6} run {i + 1}: {figures['ratio']:.3f} x (daemon {daemon:.2f} "
+                        f"ms per poll, SDK {sdk:.2f} ms per call)  ({before} -> {uptime()})",
                         flush=True,
                     )
             for name in trees:
