@@ -159,32 +159,48 @@ class DeadlineQueue(Generic[K]):
         """:meth:`add` for many tasks, ``(key, bucket, interval, due)`` each, e.g. a restart's
         whole table: each heap is built once (O(n)) rather than pushed into task by task.
         Keys already scheduled are left as they are. Returns how many were added."""
-        touched: set[Hashable] = set()
+        touched: dict[Hashable, list[_Item[K]]] = {}  # bucket -> its new heap tuples
+        counted: dict[tuple[Hashable, float], int] = {}  # (bucket, interval) -> tasks added
+        checked: set[float] = set()
         added = 0
         entries = self._entries
-        for key, bucket, interval, due in items:
-            existing = entries.get(key)
-            if existing is not None and not _removed(existing):
-                continue
-            if bucket not in touched:
-                self._bucket(bucket)  # KeyError for an unknown bucket, as add raises
-                touched.add(bucket)
-            if existing is not None:
-                # Removed while its poll is in flight: add revives it (the heap is rebuilt below).
-                added += self.add(key, bucket, interval, due)
-                continue
-            _check_interval(interval)
-            state = self._buckets[bucket]
-            entry = _Entry(key, bucket, interval)
-            entries[key] = entry
-            self._count(entry, state, +1)
-            self._seq += 1
-            entry.seq = self._seq
-            entry.due = due
-            state.heap.append((due, self._seq, entry))
-            added += 1
-        for bucket in touched:
-            heapq.heapify(self._buckets[bucket].heap)
+        seq = self._seq
+        try:
+            for key, bucket, interval, due in items:
+                existing = entries.get(key)
+                if existing is not None and not _removed(existing):
+                    continue
+                new = touched.get(bucket)
+                if new is None:
+                    self._bucket(bucket)  # KeyError for an unknown bucket, as add raises
+                    new = touched[bucket] = []
+                if existing is not None:
+                    # Removed while its poll is in flight: add revives it.
+                    self._seq = seq
+                    added += self.add(key, bucket, interval, due)
+                    seq = self._seq
+                    continue
+                if interval not in checked:
+                    _check_interval(interval)
+                    checked.add(interval)
+                entry = _Entry(key, bucket, interval)
+                entries[key] = entry
+                counted[bucket, interval] = counted.get((bucket, interval), 0) + 1
+                seq += 1
+                entry.seq = seq
+                entry.due = due
+                new.append((due, seq, entry))
+                added += 1
+        finally:
+            # Also when ``items`` raised midway: what was added is counted and queued, each
+            # heap valid.
+            self._seq = seq
+            for (bucket, interval), count in counted.items():
+                state = self._buckets[bucket]
+                state.tasks += count
+                state.intervals[interval] = state.intervals.get(interval, 0) + count
+            for bucket, new in touched.items():
+                _merge(self._buckets[bucket].heap, new)
         return added
 
     def take_over(
@@ -393,6 +409,19 @@ class DeadlineQueue(Generic[K]):
             state.intervals[entry.interval] = left
         else:
             del state.intervals[entry.interval]
+
+
+def _merge(heap: list[_Item[K]], new: list[_Item[K]]) -> None:
+    """``new`` into ``heap``: rebuilt once (O(n)) when that is cheaper, e.g. a restart's whole
+    table into an empty heap; pushed one by one (O(k log n)) when few join a large heap, e.g. a
+    bulk registration's thousand tasks into a fleet of 100,000."""
+    size = len(heap) + len(new)
+    if len(new) * size.bit_length() >= 2 * size:
+        heap.extend(new)
+        heapq.heapify(heap)
+    else:
+        for item in new:
+            heapq.heappush(heap, item)
 
 
 def _removed(entry: _Entry[K]) -> bool:

@@ -7,6 +7,8 @@ failing and once when they recover; counters say the rest.
 
 from __future__ import annotations
 
+from typing import Any
+
 import structlog
 
 from monitor.events import (
@@ -17,11 +19,53 @@ from monitor.events import (
     TransitionRecorded,
     UploadChanged,
 )
+from monitor.models import Task
 from monitor.uploads import Change
 
 __all__ = ["subscribe"]
 
-log = structlog.get_logger("monitor.tracker")
+# What a logger is bound with: when one of them is another object, bind again.
+_CONFIG_KEYS = ("processors", "logger_factory", "wrapper_class", "context_class")
+_UNSET = object()
+
+
+class _Logger:
+    """The journal's logger, bound once per logging configuration.
+
+    ``structlog.get_logger`` gives a proxy that, with ``cache_logger_on_first_use`` off (as the
+    daemon configures it, so that loggers follow a reconfiguration), builds a new bound logger on
+    every call. This one binds again only when the configuration has changed (another chain, as
+    ``configure_logging`` and ``structlog.testing.capture_logs`` install), so it still follows
+    every reconfiguration.
+    """
+
+    __slots__ = ("_bound", "_config", "_name")
+
+    def __init__(self, name: str) -> None:
+        self._name = name
+        self._config: tuple[object, ...] = (_UNSET,) * len(_CONFIG_KEYS)
+        self._bound: Any = None
+
+    def __getattr__(self, method: str) -> Any:
+        config = structlog.get_config()
+        now = tuple(config[k] for k in _CONFIG_KEYS)
+        if any(a is not b for a, b in zip(now, self._config, strict=True)):
+            self._bound = structlog.get_logger(self._name).bind()
+            self._config = now
+        return getattr(self._bound, method)
+
+
+log = _Logger("monitor.tracker")
+
+
+def _who(task: Task) -> dict[str, object]:
+    """The fields that say which task a line is about, where it is polled."""
+    return {
+        "sdk_app_id": task.sdk_app_id,
+        "task_id": task.task_id,
+        "account": task.account,
+        "region": task.region,
+    }
 
 
 def subscribe(bus: EventBus) -> None:
@@ -39,10 +83,7 @@ def _upload(event: UploadChanged) -> None:
         return
     state = change.state
     fields = {
-        "sdk_app_id": task.sdk_app_id,
-        "task_id": task.task_id,
-        "account": task.account,
-        "region": task.region,
+        **_who(task),
         "event_type": event.event_type,
         "change": change.change.value,
         "upload_state": state.state.value,
@@ -82,24 +123,14 @@ def _registered(event: TasksRegistered) -> None:
         )
         return
     [task] = event.tasks
-    log.info(
-        "task_registered",
-        sdk_app_id=task.sdk_app_id,
-        task_id=task.task_id,
-        region=task.region,
-        account=task.account,
-        source=task.source.value,
-    )
+    log.info("task_registered", **_who(task), source=task.source.value)
 
 
 def _transition(event: TransitionRecorded) -> None:
     task, t = event.task, event.transition
     log.info(
         "task_transition",
-        sdk_app_id=task.sdk_app_id,
-        task_id=task.task_id,
-        account=task.account,
-        region=task.region,
+        **_who(task),
         from_status=t.from_status.value,
         to_status=t.to_status.value,
         source=t.source.value,

@@ -13,7 +13,7 @@ import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, NamedTuple
 
 from monitor.uploads import NO_UPLOAD, UploadState
 
@@ -92,9 +92,14 @@ class Source(enum.StrEnum):
     API = "api"
 
 
-@dataclass(frozen=True, slots=True, order=True)
-class TaskKey:
-    """A task is identified by its application and its TaskId."""
+class TaskKey(NamedTuple):
+    """A task is identified by its application and its TaskId.
+
+    A tuple, so that hashing and comparing a key (every lookup in the table, the scheduler and
+    the alert state, several per poll) run in C: the frozen dataclass it was computed both in
+    Python, about a third of a restart's dict work at 100,000 tasks. Ordered by application,
+    then TaskId.
+    """
 
     sdk_app_id: int
     task_id: str
@@ -162,6 +167,43 @@ class Task:
     # The key, made once per record: the table, the scheduler and every lookup share it.
     # An argument only so that ``dataclasses.replace`` hands it on to the new record.
     _key: TaskKey | None = field(default=None, repr=False, compare=False)
+
+    def copy(self) -> Task:
+        """A new record with the same values (what ``dataclasses.replace(task)`` makes, about
+        twenty times faster: the tracker copies a record on every poll it applies)."""
+        new: Task = object.__new__(Task)
+        new.sdk_app_id = self.sdk_app_id
+        new.task_id = self.task_id
+        new.region = self.region
+        new.account = self.account
+        new.labels = self.labels
+        new.interval = self.interval
+        new.registered_at = self.registered_at
+        new.source = self.source
+        new.status = self.status
+        new.status_since = self.status_since
+        new.consecutive_errors = self.consecutive_errors
+        new.last_error_code = self.last_error_code
+        new.last_error_at = self.last_error_at
+        new.last_success_at = self.last_success_at
+        new.last_request_id = self.last_request_id
+        new.storage_files = self.storage_files
+        new.answer_status = self.answer_status
+        new.answer_request_id = self.answer_request_id
+        new.answer_files = self.answer_files
+        new.extra = self.extra
+        new.upload = self.upload
+        new.ended_at = self.ended_at
+        new.observed_at = self.observed_at
+        new.recorder_key = self.recorder_key
+        new.answer_recorder_key = self.answer_recorder_key
+        new.kind = self.kind
+        new.seen_mono = self.seen_mono
+        new.polled_mono = self.polled_mono
+        new.since_mono = self.since_mono
+        new.stopped_mono = self.stopped_mono
+        new._key = self._key
+        return new
 
     @property
     def key(self) -> TaskKey:

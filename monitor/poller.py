@@ -14,7 +14,7 @@ an end stops polling, and an exit learnt from a callback is confirmed by a poll 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 
 import structlog
 
@@ -24,7 +24,7 @@ from monitor.credentials import credentials_for_call
 from monitor.events import (
     ApiAnswered,
     EventBus,
-    TaskRegistered,
+    TasksRegistered,
     TaskUpdated,
     TransitionRecorded,
 )
@@ -108,7 +108,7 @@ class Poller:
             jitter=jitter,
             on_dispatch=on_dispatch,
         )
-        bus.subscribe(TaskRegistered, self._on_registered)
+        bus.subscribe(TasksRegistered, self._on_registered)
         bus.subscribe(TransitionRecorded, self._on_transition)
         bus.subscribe(TaskUpdated, self._on_updated)
 
@@ -116,13 +116,21 @@ class Poller:
 
     def resume(self, tasks: Iterable[Task]) -> None:
         """Schedule loaded tasks where their last life left off: the longest unobserved first."""
-        now = self._clock()
+        # One pass, each heap built once; the items are made as the scheduler takes them, so
+        # no list of 100,000 of them is held meanwhile (the memory it took stayed with the
+        # process: it was freed among the scheduler's entries, made at the same time).
+        self.scheduler.add_many(self._resumed(tasks, self._clock()))
+
+    def _resumed(
+        self, tasks: Iterable[Task], now: float
+    ) -> Iterator[tuple[TaskKey, BucketKey, float, float]]:
         # Bucket and interval depend on these fields only: worked out once per combination,
         # and one bucket object shared by its tasks (at 100,000 tasks, a restart's largest cost).
         known: dict[tuple[str, str, Status, float | None], tuple[BucketKey, float]] = {}
-        items: list[tuple[TaskKey, BucketKey, float, float]] = []
+        owns = self.owns
         for task in tasks:
-            if not task.final and self.owns(task.key):
+            key = task.key
+            if not task.final and owns(key):
                 kind = (task.account, task.region, task.status, task.interval)
                 found = known.get(kind)
                 if found is None:
@@ -130,9 +138,7 @@ class Poller:
                 bucket, interval = found
                 last = task.last_success_at or task.registered_at
                 # Within one interval even if the wall clock was set back since ``last``.
-                due_in = min(interval, last + interval - now)
-                items.append((task.key, bucket, interval, due_in))
-        self.scheduler.add_many(items)  # one pass: each heap built once
+                yield key, bucket, interval, min(interval, last + interval - now)
 
     def start(self) -> None:
         self.scheduler.start()
@@ -270,9 +276,15 @@ class Poller:
             task.key, self._budget.bucket_of(task), self.intervals.of(task), due_in=due_in
         )
 
-    def _on_registered(self, event: TaskRegistered) -> None:
-        if self.owns(event.task.key):
-            self._add(event.task, due_in=0.0)
+    def _on_registered(self, event: TasksRegistered) -> None:
+        # A batch at once (a bulk registration's thousand tasks): one pass into the scheduler,
+        # each due now, in the batch's order.
+        owns, bucket_of, interval_of = self.owns, self._budget.bucket_of, self.intervals.of
+        self.scheduler.add_many(
+            (task.key, bucket_of(task), interval_of(task), 0.0)
+            for task in event.tasks
+            if owns(task.key)
+        )
 
     def _on_updated(self, event: TaskUpdated) -> None:
         # A new interval applies at once: the next poll is due one new interval after the last.

@@ -19,7 +19,7 @@ import asyncio
 import enum
 import random
 import time
-from collections.abc import Awaitable, Callable, Hashable, Iterable
+from collections.abc import Awaitable, Callable, Hashable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
@@ -181,9 +181,22 @@ class PollScheduler(Generic[K]):
         """:meth:`add` for many tasks at once, ``(key, bucket, interval, due_in)`` each (a
         restart's whole table): one pass, each bucket's heap built once. Tasks already
         scheduled are left as they are. Returns how many were added."""
-        now = self._clock()
-        placed: list[tuple[K, Hashable, float, float]] = []
         before: dict[Hashable, float | None] = {}
+        try:
+            return self._queue.add_many(self._placed(items, self._clock(), before))
+        finally:
+            for bucket, head in before.items():
+                self._nudge(bucket, head)
+
+    def _placed(
+        self,
+        items: Iterable[tuple[K, Hashable, float, float]],
+        now: float,
+        before: dict[Hashable, float | None],
+    ) -> Iterator[tuple[K, Hashable, float, float]]:
+        """``items`` with due times on the scheduler's clock, handed on one by one (a restart's
+        table is not copied into a list); each bucket is declared, and its head noted in
+        ``before``, when its first task comes by, before the queue has any of them."""
         for key, bucket, interval, due_in in items:
             if bucket not in before:
                 if bucket not in self._lanes:
@@ -191,11 +204,7 @@ class PollScheduler(Generic[K]):
                         raise KeyError(f"unknown bucket {bucket!r}")
                     self.add_bucket(bucket, self._limiter_for(bucket))
                 before[bucket] = self._queue.next_due(bucket)
-            placed.append((key, bucket, interval, now + due_in))
-        added = self._queue.add_many(placed)
-        for bucket, head in before.items():
-            self._nudge(bucket, head)
-        return added
+            yield key, bucket, interval, now + due_in
 
     def take_over(
         self, items: Iterable[tuple[K, Hashable, float, float]], *, backlog: float = 1.0

@@ -189,13 +189,21 @@ class Tracker:
         now, mono = self._clock(), self._mono()
         answers: list[tuple[Task, bool]] = []
         new: dict[TaskKey, Task] = {}
+        # Tasks registered together with the same labels share one dict, as the store's
+        # records do (a record's labels are replaced, never changed in place).
+        label_sets: dict[frozenset[tuple[str, str]], dict[str, str]] = {}
         for spec in specs:
-            known = new.get(spec.key) or self._registry.get(spec.key)
+            key = spec.key
+            known = new.get(key) or self._registry.get(key)
             if known is not None and known.status is not Status.REMOVED:
                 answers.append((known, False))
                 continue
-            task = self._new_task(spec, source, now, mono)
-            new[spec.key] = task
+            items = frozenset(spec.labels.items())
+            labels = label_sets.get(items)
+            if labels is None:
+                labels = label_sets[items] = dict(spec.labels)
+            task = self._new_task(spec, source, now, mono, key=key, labels=labels)
+            new[key] = task
             answers.append((task, True))
         if new:
             await self._store.save_tasks(list(new.values()))
@@ -214,14 +222,23 @@ class Tracker:
         await self._announce_registered(applied)
 
     @staticmethod
-    def _new_task(spec: TaskSpec, source: Source, now: float, mono: float) -> Task:
+    def _new_task(
+        spec: TaskSpec,
+        source: Source,
+        now: float,
+        mono: float,
+        *,
+        key: TaskKey | None = None,
+        labels: dict[str, str] | None = None,
+    ) -> Task:
         return Task(
             sdk_app_id=spec.sdk_app_id,
             task_id=spec.task_id,
             # Shared strings: a fleet has few regions and accounts, and 100,000 tasks.
             region=sys.intern(spec.region),
             account=sys.intern(spec.account),
-            labels=dict(spec.labels),
+            labels=dict(spec.labels) if labels is None else labels,
+            _key=key,
             interval=spec.interval,
             recorder_key=spec.recorder_key,
             kind=spec.kind,
@@ -244,7 +261,7 @@ class Tracker:
             task = self._registry.get(key)
             if task is None:
                 return None
-            new = replace(task)
+            new = task.copy()
             transition = apply_removal(new, self._clock())
             if transition is None:
                 return task
@@ -270,7 +287,7 @@ class Tracker:
             task = self._registry.get(key)
             if task is None or task.status is Status.REMOVED:
                 return task
-            new = replace(task)
+            new = task.copy()
             if "labels" in fields and labels is not None:
                 new.labels = dict(labels)
             if "interval" in fields:
@@ -312,7 +329,7 @@ class Tracker:
                     older_by=round(task.seen_mono - sent_tick, 3),
                 )
                 return PollApplied(task, outdated=True)
-            new = replace(task)
+            new = task.copy()
             now = self._clock()
             if new.since_mono is None:
                 # Read from the store at start-up: first in this process's hands.
