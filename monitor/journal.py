@@ -99,8 +99,7 @@ def _updated(event: TaskUpdated) -> None:
     task = event.task
     log.info(
         "task_updated",
-        sdk_app_id=task.sdk_app_id,
-        task_id=task.task_id,
+        **_who(task),
         changed=list(event.changed),
         labels=task.labels,
         interval=task.interval,
@@ -144,12 +143,11 @@ def _health(event: HealthChanged) -> None:
     if event.failing:
         log.warning(
             "task_polls_failing",
-            sdk_app_id=task.sdk_app_id,
-            task_id=task.task_id,
+            **_who(task),
             outcome=event.outcome,
             code=event.code,
             message=event.message,
             request_id=event.request_id,
         )
     else:
-        log.info("task_polls_recovered", sdk_app_id=task.sdk_app_id, task_id=task.task_id)
+        log.info("task_polls_recovered", **_who(task))

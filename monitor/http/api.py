@@ -38,6 +38,11 @@ RECENT_TRANSITIONS = 20
 _UNSIGNED = re.compile(r"([0-9]{1,19})(?:\.0{1,20})?")
 
 
+# The API's routes, declared at their handlers.
+routes = web.RouteTableDef()
+_TASK = "/api/v1/tasks/{sdk_app_id}/{task_id}"
+
+
 def _unsigned(raw: str) -> int | None:
     match = _UNSIGNED.fullmatch(raw)
     return None if match is None else int(match[1])
@@ -165,6 +170,7 @@ def parse_filter(request: web.Request) -> TaskFilter:
     return TaskFilter(status, region, request.query.get("account"), labels)
 
 
+@routes.get("/api/v1/tasks")
 async def list_tasks(request: web.Request) -> web.Response:
     flt = parse_filter(request)
     # limit 0 would answer next_offset == offset forever: a client paging on would never stop.
@@ -188,6 +194,7 @@ def _conflict(spec: TaskSpec, fields: list[str], task: Task) -> tuple[str, dict[
     return message, {"fields": fields, "task": task_json(task)}
 
 
+@routes.post("/api/v1/tasks")
 async def create_task(request: web.Request) -> web.Response:
     require_token(request)
     body = await read_json(request)
@@ -263,6 +270,7 @@ async def _create_many(request: web.Request, items: list[Any]) -> web.Response:
     return web.json_response({"results": results, **counts})
 
 
+@routes.get(_TASK)
 async def get_task(request: web.Request) -> web.Response:
     task = existing_task(request)
     body = task_json(task, full=True)
@@ -271,6 +279,7 @@ async def get_task(request: web.Request) -> web.Response:
     return web.json_response(body)
 
 
+@routes.delete(_TASK)
 async def delete_task(request: web.Request) -> web.Response:
     require_token(request)
     key = task_key(request)
@@ -280,6 +289,7 @@ async def delete_task(request: web.Request) -> web.Response:
     return web.json_response(task_json(task))
 
 
+@routes.patch(_TASK)
 async def update_task(request: web.Request) -> web.Response:
     """Change labels (the whole set) and/or the interval (null: back to the configured one);
     the poll schedule follows a new interval at once."""
@@ -307,6 +317,7 @@ async def update_task(request: web.Request) -> web.Response:
     return web.json_response(task_json(task, full=True))
 
 
+@routes.get(f"{_TASK}/transitions")
 async def task_transitions(request: web.Request) -> web.Response:
     task = existing_task(request)
     history = await request.app[CONTEXT].writer.transitions(task.key)
@@ -320,9 +331,4 @@ async def task_transitions(request: web.Request) -> web.Response:
 
 
 def add_routes(app: web.Application) -> None:
-    app.router.add_get("/api/v1/tasks", list_tasks)
-    app.router.add_post("/api/v1/tasks", create_task)
-    app.router.add_get("/api/v1/tasks/{sdk_app_id}/{task_id}", get_task)
-    app.router.add_delete("/api/v1/tasks/{sdk_app_id}/{task_id}", delete_task)
-    app.router.add_patch("/api/v1/tasks/{sdk_app_id}/{task_id}", update_task)
-    app.router.add_get("/api/v1/tasks/{sdk_app_id}/{task_id}/transitions", task_transitions)
+    app.router.add_routes(routes)
