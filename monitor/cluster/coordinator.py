@@ -6,6 +6,10 @@ It tells the daemon, through callbacks, what to poll and what to stop polling:
   owns, most overdue first, each with the seconds until it is due (0 when overdue) computed
   from its last observation in the shared store, so a takeover resumes each task's rhythm
   instead of polling everything at once;
+* ``on_orphans({account: count})``, before ``on_gained``: how many overdue tasks of each account
+  lost their owner in this change (a replica died or left), whichever survivor owns them now.
+  Over budget they are the most overdue of the whole fleet, so a survivor that has none of them
+  left to poll holds its requests back for the others (docs/high-availability.md);
 * ``on_lost([key, ...])``: tasks another replica owns now; stop polling them. When this
   replica loses Redis for ``member_timeout`` it owns nothing, so it stops polling everything,
   as docs/high-availability.md asks;
@@ -72,6 +76,7 @@ class ClusterCoordinator:
         on_change: Callable[[Change], Awaitable[None]],
         on_resync: Callable[[], Awaitable[None]] = _nothing,
         on_members: Callable[[tuple[str, ...]], None] | None = None,
+        on_orphans: Callable[[dict[str, int]], None] | None = None,
         replica_id: str | None = None,
         clock: Callable[[], float] = time.time,
         retry: float = 1.0,
@@ -84,6 +89,7 @@ class ClusterCoordinator:
         self._on_change = on_change
         self._on_resync = on_resync
         self._on_members = on_members
+        self._on_orphans = on_orphans
         self._clock = clock
         self.ownership = Ownership(self.replica_id)
         self.membership = Membership(
@@ -145,8 +151,10 @@ class ClusterCoordinator:
         change = self.ownership.update(after, tasks)
         if change.lost:
             self._on_lost(list(change.lost))
+        now = self._clock()
+        if change.orphaned and self._on_orphans is not None:
+            self._on_orphans(self._overdue_by_account(change.orphaned, tasks, now))
         if change.gained:
-            now = self._clock()
             names = {hash_key(key): key for key in change.gained}
             order = takeover_order(
                 names,
@@ -166,6 +174,19 @@ class ClusterCoordinator:
             lost=len(change.lost),
             leads=self.ownership.leads,
         )
+
+    def _overdue_by_account(
+        self, keys: Iterable[TaskKey], tasks: dict[TaskKey, Task], now: float
+    ) -> dict[str, int]:
+        """How many of ``keys`` are overdue (one interval after their last observation, or
+        never observed), by account."""
+        counts: dict[str, int] = {}
+        for key in keys:
+            task = tasks[key]
+            seen = last_observed(task)
+            if seen is None or seen + self._interval_of(task) <= now:
+                counts[task.account] = counts.get(task.account, 0) + 1
+        return counts
 
     async def _received(self, change: Change) -> None:
         await self._on_change(change)
