@@ -18,6 +18,15 @@ With ``LOOPPROBE_SLOW_MS`` set, the loop also runs in asyncio's debug mode with
 ``slow_callback_duration`` at that many milliseconds, and asyncio's warnings naming each slower
 callback go to ``PROBE_FILE`` with the suffix ``.slow.log`` (one line each, wall time first).
 Debug mode slows the daemon: such a run names the stalls, it does not measure them.
+
+With ``LOOPPROBE_STACKS_MS`` set, a watchdog thread looks at the loop every millisecond and,
+while the probe is that many milliseconds or more overdue, samples the loop thread's stack
+(``sys._current_frames``) and appends it to ``PROBE_FILE`` with the suffix ``.stacks.log``: one
+line per sample, ``<wall time> <ms overdue> <frames, outermost first, " < " between>``, the
+frames of ``monitor/`` and ``apscheduler/`` only. This names the function that holds the loop
+(debug mode names only the task). The watchdog needs the GIL to sample, so it catches a stall
+only where the loop thread lets it go (every switch interval, 5 ms): it names, it does not
+measure.
 """
 
 from __future__ import annotations
@@ -26,6 +35,7 @@ import asyncio
 import logging
 import os
 import sys
+import threading
 import time
 from collections.abc import Coroutine
 from pathlib import Path
@@ -33,6 +43,8 @@ from typing import Any, TypeVar
 
 T = TypeVar("T")
 PERIOD = 0.005
+# When the probe last woke (perf_counter): the watchdog's view of the loop.
+_last_tick = [0.0]
 
 
 async def probe(path: Path) -> None:
@@ -41,6 +53,7 @@ async def probe(path: Path) -> None:
         ticks, worst, worst_cpu = 0, 0.0, 0.0
         while True:
             before = time.perf_counter()
+            _last_tick[0] = before
             cpu = time.thread_time()
             await asyncio.sleep(PERIOD)
             lag = time.perf_counter() - before - PERIOD
@@ -51,6 +64,29 @@ async def probe(path: Path) -> None:
             if now - second >= 1.0:
                 out.write(f"{now:.3f} {ticks} {worst:.6f} {worst_cpu:.6f}\n")
                 second, ticks, worst, worst_cpu = now, 0, 0.0, 0.0
+
+
+def _frames(frame: Any) -> str:
+    names = []
+    while frame is not None:
+        file = frame.f_code.co_filename
+        if "/monitor/" in file or "/apscheduler/" in file:
+            short = file[file.rfind("/monitor/") + 1 :] if "/monitor/" in file else "apscheduler"
+            names.append(f"{short}:{frame.f_lineno} {frame.f_code.co_name}")
+        frame = frame.f_back
+    return " < ".join(reversed(names)) or "(outside monitor/)"
+
+
+def watchdog(path: Path, loop_thread: int, threshold: float) -> None:
+    """Sample the loop thread's stack while the probe is ``threshold`` s overdue (docstring)."""
+    with path.with_suffix(".stacks.log").open("a", buffering=1) as out:
+        while True:
+            time.sleep(0.001)
+            overdue = time.perf_counter() - _last_tick[0] - PERIOD
+            if _last_tick[0] and overdue >= threshold:
+                frame = sys._current_frames().get(loop_thread)
+                if frame is not None:
+                    out.write(f"{time.time():.3f} {overdue * 1000:.1f} {_frames(frame)}\n")
 
 
 def main(argv: list[str]) -> int:
@@ -72,6 +108,13 @@ def main(argv: list[str]) -> int:
                 loop = asyncio.get_running_loop()
                 loop.set_debug(True)
                 loop.slow_callback_duration = slow_ms / 1000
+            stacks_ms = float(os.environ.get("LOOPPROBE_STACKS_MS", "0"))
+            if stacks_ms > 0:
+                threading.Thread(
+                    target=watchdog,
+                    args=(path, threading.get_ident(), stacks_ms / 1000),
+                    daemon=True,
+                ).start()
             probing = asyncio.create_task(probe(path))
             try:
                 return await main
