@@ -16,7 +16,7 @@ import redis.asyncio as aredis
 from monitor.cluster.coordinator import ClusterCoordinator, last_observed
 from monitor.cluster.feed import Change
 from monitor.cluster.hashing import handover, owner
-from monitor.cluster.takeover import HeldLimiter, TakeoverHold, max_rate
+from monitor.cluster.takeover import HeldLimiter, TakeoverClaims, TakeoverHold, max_rate
 from monitor.config import ClusterConfig
 from monitor.models import Task, TaskKey
 from monitor.ratelimit.redis import RedisRateLimiter
@@ -70,7 +70,7 @@ class TestOrphans:
 class TestTakeoverHold:
     def test_holds_once_its_own_share_is_polled_until_the_whole_set_could_be(self) -> None:
         clock = Clock()
-        hold = TakeoverHold(clock)
+        hold = TakeoverHold(clock=clock)
         mine = [key(i) for i in range(3)]
         assert hold.begin("default", orphaned=10, mine=mine, rate=2.0)
         assert hold.wait("default") == 0.0  # its own taken tasks go first
@@ -84,10 +84,10 @@ class TestTakeoverHold:
         assert hold.wait("other") == 0.0  # other accounts' budgets are not held
         clock.now += 4.0
         assert hold.wait("default") == 0.0
-        assert not hold.holding("default")
+        assert not hold.pending("default")
 
     def test_a_survivor_with_all_of_them_never_holds(self) -> None:
-        hold = TakeoverHold(Clock())
+        hold = TakeoverHold(clock=Clock())
         mine = [key(i) for i in range(5)]
         assert not hold.begin("default", orphaned=5, mine=mine, rate=2.0)
         for k in mine:
@@ -95,7 +95,7 @@ class TestTakeoverHold:
         assert hold.wait("default") == 0.0
 
     def test_one_with_none_of_them_holds_from_the_start_and_a_new_change_ends_it(self) -> None:
-        hold = TakeoverHold(Clock())
+        hold = TakeoverHold(clock=Clock())
         assert hold.begin("default", orphaned=8, mine=[], rate=4.0)
         assert hold.wait("default") == pytest.approx(2.0)
         hold.end()
@@ -169,6 +169,26 @@ async def client(redis_server: RedisServer) -> AsyncIterator[aredis.Redis]:
     await pool.aclose()
 
 
+class TestClaims:
+    async def test_a_claim_is_seen_by_the_others_until_released_or_expired(
+        self, client: aredis.Redis
+    ) -> None:
+        prefix = KEYS.prefix + b"takeover:"
+        a = TakeoverClaims(client, prefix, "a", ttl=0.5)
+        b = TakeoverClaims(client, prefix, "b", ttl=0.5)
+        assert await a.claim("default") == 0
+        assert await b.others("default") == 1
+        assert await a.others("default") == 0  # its own claim is not another's
+        assert await b.others("other-account") == 0
+        assert await a.release("default") == 0
+        assert await b.others("default") == 0
+        await a.claim("default")  # and a replica that dies leaves one that expires
+        deadline = asyncio.get_running_loop().time() + 10.0
+        while await b.others("default"):
+            assert asyncio.get_running_loop().time() < deadline, "the claim never expired"
+            await asyncio.sleep(0.05)
+
+
 class TestTwoSurvivorsShareOneBudget:
     async def test_the_one_done_with_its_share_gives_its_slots_to_the_other(
         self, client: aredis.Redis
@@ -176,59 +196,63 @@ class TestTwoSurvivorsShareOneBudget:
         """Two survivors over budget on one shared budget: A took 12 of the dead replica's
         tasks, B 3. Without the hold they take turns (the limiter serves its waiters in order,
         as the replicas of bench/ha.py share it about evenly), so B polls its own backlog while
-        A still has 9 of them; with it B waits, and its backlog comes after A's last."""
+        A still has 9 of them; with it B waits while A's claim stands, so its backlog comes
+        after A's last."""
         polled: list[tuple[str, str]] = []
         shared = RedisRateLimiter(
             client, KEYS.limiter("default"), KEYS.limiter_sends("default"), 10, 1.0, key="d"
         )
-        limiters = [shared, shared]
+        holds = {
+            name: TakeoverHold(TakeoverClaims(client, KEYS.prefix + b"takeover:", name))
+            for name in "AB"
+        }
 
         def survivor(name: str) -> PollScheduler[str]:
             async def poll(k: str) -> None:
                 polled.append((name, k))
+                holds[name].polled("default", key_of(k))
 
-            return PollScheduler(poll, max_in_flight=4, jitter=0.0)
+            return PollScheduler(poll, max_in_flight=1, jitter=0.0)
 
         a, b = survivor("A"), survivor("B")
-        for scheduler, limiter in ((a, limiters[0]), (b, limiters[1])):
-            scheduler.add_bucket("default", limiter)
+        for name, scheduler in (("A", a), ("B", b)):
+            scheduler.add_bucket("default", HeldLimiter(shared, "default", holds[name]))
         # Both over budget: a backlog of their own, overdue by several seconds.
         a.add_many((f"a-own-{i}", "default", INTERVAL, -5.0 + i * 0.01) for i in range(60))
         b.add_many((f"b-own-{i}", "default", INTERVAL, -5.0 + i * 0.01) for i in range(60))
-        taken_a = [f"dead-{i:02d}" for i in range(12)]
-        taken_b = [f"dead-{i:02d}" for i in range(12, 15)]
-        rate = max_rate(limiters[0])
-        b_hold = TakeoverHold()
-        assert b_hold.begin("default", orphaned=15, mine=[key_of(k) for k in taken_b], rate=rate)
-        b.add_bucket("default", HeldLimiter(limiters[1], "default", b_hold))
-
-        def b_polled(name: str) -> None:
-            b_hold.polled("default", key_of(name))
-
-        a.take_over((k, "default", INTERVAL, -40.0) for k in taken_a)
-        b.take_over((k, "default", INTERVAL, -40.0) for k in taken_b)
+        taken = {
+            "A": [f"dead-{i:02d}" for i in range(12)],
+            "B": [f"dead-{i:02d}" for i in (12, 13, 14)],
+        }
+        rate = max_rate(shared)
+        claims = []
+        for name, scheduler in (("A", a), ("B", b)):
+            hold = holds[name]
+            assert hold.begin(
+                "default", orphaned=15, mine=[key_of(k) for k in taken[name]], rate=rate
+            )
+            scheduler.take_over((k, "default", INTERVAL, -40.0) for k in taken[name])
+            claims.append(asyncio.create_task(hold.keep_claim("default")))
         a.start()
         b.start()
         try:
-            seen = 0
-            while not all(("A", k) in polled for k in taken_a):
-                await asyncio.sleep(0.01)
-                for who, k in polled[seen:]:
-                    if who == "B" and k in taken_b:
-                        b_polled(k)
-                seen = len(polled)
-                assert len(polled) < 200, "A's taken tasks were never all polled"
+            await eventually(lambda: all(("A", k) in polled for k in taken["A"]), timeout=30.0)
+            await eventually(lambda: any(who == "B" and "own" in k for who, k in polled))
         finally:
             await a.stop()
             await b.stop()
-        last_taken = max(polled.index(("A", k)) for k in taken_a)
-        b_own_before = [k for who, k in polled[:last_taken] if who == "B" and k.startswith("b-own")]
-        # B polled its three, then held: at most a slot or two of jitter, against about nine
-        # without the hold (every other slot while A still had tasks of the dead one).
-        assert len(b_own_before) <= 3, b_own_before
+            for claim in claims:
+                await claim  # both shares polled: the claims end by themselves
+        last_taken = max(polled.index(("A", k)) for k in taken["A"])
+        b_own_before = [k for who, k in polled[:last_taken] if who == "B" and "own" in k]
+        # B polled its three, then held while A's claim stood: one own poll at most, granted
+        # while its last taken poll was still in flight; against about nine without the hold.
+        assert len(b_own_before) <= 1, b_own_before
         # B's share of the dead one's tasks went ahead of its own backlog.
         b_polls = [k for who, k in polled if who == "B"]
-        assert sorted(b_polls[:3]) == taken_b
+        assert sorted(b_polls[:3]) == taken["B"]
+        # Both claims are gone.
+        assert await TakeoverClaims(client, KEYS.prefix + b"takeover:", "x").others("default") == 0
 
 
 def key_of(name: str) -> TaskKey:

@@ -41,7 +41,7 @@ from monitor.alerts.engine import AlertEngine
 from monitor.cluster.coordinator import ClusterCoordinator, last_observed
 from monitor.cluster.feed import Change, ChangeKind
 from monitor.cluster.share import owned_by_account
-from monitor.cluster.takeover import HeldLimiter, TakeoverHold, max_rate
+from monitor.cluster.takeover import HeldLimiter, TakeoverClaims, TakeoverHold, max_rate
 from monitor.cluster.writers import ReloadingWriter, WriterOf
 from monitor.config import ClusterConfig
 from monitor.events import (
@@ -135,7 +135,13 @@ class Replica:
         self._fleet_alerts: list[AlertRecord] = []
         # Overdue tasks whose owner left in the membership change being handled, by account.
         self._orphans: dict[str, int] = {}
-        self._hold = TakeoverHold()
+        connection = store.connection
+        self._hold = TakeoverHold(
+            TakeoverClaims(
+                connection.client, connection.keys.prefix + b"takeover:", self.replica_id
+            )
+        )
+        self._claiming: set[asyncio.Task[None]] = set()
 
     # --- what the daemon asks --------------------------------------------------------------
 
@@ -223,6 +229,10 @@ class Replica:
                 await task
         self._tasks.clear()
         self._hold.end()
+        for claim in list(self._claiming):
+            claim.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await claim
         # Leave at once: the others take over now rather than after member_timeout.
         await self.coordinator.stop(leave=True)
 
@@ -245,7 +255,7 @@ class Replica:
         if self._orphans:
             # Tasks of a dead replica went to the others only: hold back for them.
             orphans, self._orphans = self._orphans, {}
-            self._enqueue(lambda: self._hold_for(orphans, []))
+            self._enqueue(lambda: self._hold_for(orphans, ()))
         self._settled = False
         self._generation += 1
         generation = self._generation
@@ -258,6 +268,10 @@ class Replica:
         taken: list[tuple[Task, float]] = []
         failed = False
         owned = [key for key in keys if self.owns(key)]
+        if orphans:
+            # Before the reload: the others learn at once that this replica has some to poll,
+            # and whether the backlog alone is over budget is seen before they are queued.
+            await self._hold_for(orphans, owned)
         # Reloaded a chunk at a time, concurrently: one round trip after another, a few hundred
         # tasks would wait a second or more before any of them is polled.
         for start in range(0, len(owned), _TAKE_CHUNK):
@@ -281,40 +295,53 @@ class Replica:
             if failed:
                 break
         taken = [(task, due_in) for task, due_in in taken if self.owns(task.key)]
-        if orphans:
-            # Before they are queued: whether the backlog alone is over budget.
-            await self._hold_for(orphans, taken)
         # All at once, in the coordinator's order: over budget they go ahead of the backlog.
         self._poll.take_over(taken)
         if not failed:
             log.info("cluster_tasks_taken", replica=self.replica_id, tasks=len(keys))
 
-    async def _hold_for(self, orphans: dict[str, int], taken: list[tuple[Task, float]]) -> None:
-        """Over budget, hold this replica's requests back once it has polled its share of a dead
-        replica's overdue tasks, while the others poll theirs (:mod:`monitor.cluster.takeover`)."""
+    async def _hold_for(self, orphans: dict[str, int], owned: Sequence[TaskKey]) -> None:
+        """A dead replica's overdue tasks, ``orphans`` by account, went to the survivors, this
+        one's among ``owned``: claim them while they last, and over budget hold this replica's
+        requests back once they are polled (:mod:`monitor.cluster.takeover`)."""
         scheduler = self._poll.scheduler
+        now = self._clock()
         for account, overdue in orphans.items():
+            mine = []
+            for key in owned:
+                task = self._registry.get(key)
+                if task is not None and task.account == account:
+                    seen = last_observed(task)
+                    if seen is None or seen + self._intervals.of(task) <= now:
+                        mine.append(key)
             buckets = [
                 b for b in scheduler.buckets if isinstance(b, BucketKey) and b.account == account
             ]
             rates = {b: max_rate(scheduler.limiter(b)) for b in buckets}
             # Over budget: more than a second of the backlog is due and waiting. Under budget
             # every survivor's share of the rate is spare, and holding would only delay.
-            if not any(scheduler.due_count(b) > rate for b, rate in rates.items()):
+            over = any(scheduler.due_count(b) > rate for b, rate in rates.items())
+            rate = sum(rates.values())
+            if not self._hold.begin(
+                account, orphaned=overdue, mine=mine, rate=rate, over_budget=over
+            ):
                 continue
-            mine = [t.key for t, due_in in taken if t.account == account and due_in <= 0]
-            if not self._hold.begin(account, orphaned=overdue, mine=mine, rate=sum(rates.values())):
-                continue
-            for bucket in buckets:
-                limiter = scheduler.limiter(bucket)
-                if not isinstance(limiter, HeldLimiter):
-                    scheduler.add_bucket(bucket, HeldLimiter(limiter, account, self._hold))
+            if mine:
+                claim = asyncio.get_running_loop().create_task(self._hold.keep_claim(account))
+                self._claiming.add(claim)
+                claim.add_done_callback(self._claiming.discard)
+            if over:
+                for bucket in buckets:
+                    limiter = scheduler.limiter(bucket)
+                    if not isinstance(limiter, HeldLimiter):
+                        scheduler.add_bucket(bucket, HeldLimiter(limiter, account, self._hold))
             log.info(
-                "cluster_takeover_hold",
+                "cluster_takeover_shared",
                 replica=self.replica_id,
                 account=account,
                 orphaned=overdue,
                 mine=len(mine),
+                holds=over,
             )
 
     async def _settle(self, generation: int) -> None:
