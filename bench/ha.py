@@ -72,7 +72,9 @@ def write_scenario(path: Path, tasks: int) -> list[str]:
     return ids
 
 
-def replica_config(name: str, port: int, sim_url: str, interval: float) -> str:
+def replica_config(
+    name: str, port: int, sim_url: str, interval: float, log_level: str = "warning"
+) -> str:
     return yaml.safe_dump(
         {
             "server": {"listen": f"127.0.0.1:{port}", "api_token_env": "BENCH_TOKEN"},
@@ -90,7 +92,7 @@ def replica_config(name: str, port: int, sim_url: str, interval: float) -> str:
                 }
             },
             "polling": {"interval": f"{int(interval * 1000)}ms", "jitter": "10%"},
-            "logging": {"format": "json", "level": "warning"},
+            "logging": {"format": "json", "level": log_level},
         }
     )
 
@@ -173,7 +175,9 @@ async def main(args: argparse.Namespace) -> None:
             await until(lambda: _sim_up(control), 30)
             for name in NAMES:
                 config = workdir / f"{name}.yaml"
-                config.write_text(replica_config(name, ports[name], sim_url, args.interval))
+                config.write_text(
+                    replica_config(name, ports[name], sim_url, args.interval, args.log_level)
+                )
                 replicas[name] = spawn(
                     [sys.executable, "-m", "monitor", "run", "-c", str(config)],
                     workdir / f"{name}.log",
@@ -358,5 +362,10 @@ if __name__ == "__main__":
     parser.add_argument("--interval", type=float, default=15.0)
     parser.add_argument("--duration", type=float, default=120.0)
     parser.add_argument("--after-kill", type=float, default=60.0)
+    parser.add_argument(
+        "--log-level",
+        default="warning",
+        help="the replicas' logging level (info shows the takeover's steps; costs a little)",
+    )
     parser.add_argument("--json", type=Path, help="also write the figures here")
     asyncio.run(main(parser.parse_args()))

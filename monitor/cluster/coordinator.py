@@ -6,9 +6,9 @@ It tells the daemon, through callbacks, what to poll and what to stop polling:
   owns, most overdue first, each with the seconds until it is due (0 when overdue) computed
   from its last observation in the shared store, so a takeover resumes each task's rhythm
   instead of polling everything at once;
-* ``on_orphans({account: count})``, before ``on_gained``: how many overdue tasks of each account
+* ``on_orphans({account: count})``, before ``on_gained``: how many live tasks of each account
   lost their owner in this change (a replica died or left), whichever survivor owns them now.
-  Over budget they are the most overdue of the whole fleet, so a survivor that has none of them
+  Over budget they go ahead of every survivor's backlog, so a survivor that has none of them
   left to poll holds its requests back for the others (docs/high-availability.md);
 * ``on_lost([key, ...])``: tasks another replica owns now; stop polling them. When this
   replica loses Redis for ``member_timeout`` it owns nothing, so it stops polling everything,
@@ -27,6 +27,7 @@ changes and never writes it.
 from __future__ import annotations
 
 import time
+from collections import Counter
 from collections.abc import Awaitable, Callable, Iterable
 
 import redis.asyncio as aredis
@@ -151,10 +152,10 @@ class ClusterCoordinator:
         change = self.ownership.update(after, tasks)
         if change.lost:
             self._on_lost(list(change.lost))
-        now = self._clock()
         if change.orphaned and self._on_orphans is not None:
-            self._on_orphans(self._overdue_by_account(change.orphaned, tasks, now))
+            self._on_orphans(dict(Counter(tasks[key].account for key in change.orphaned)))
         if change.gained:
+            now = self._clock()
             names = {hash_key(key): key for key in change.gained}
             order = takeover_order(
                 names,
@@ -174,19 +175,6 @@ class ClusterCoordinator:
             lost=len(change.lost),
             leads=self.ownership.leads,
         )
-
-    def _overdue_by_account(
-        self, keys: Iterable[TaskKey], tasks: dict[TaskKey, Task], now: float
-    ) -> dict[str, int]:
-        """How many of ``keys`` are overdue (one interval after their last observation, or
-        never observed), by account."""
-        counts: dict[str, int] = {}
-        for key in keys:
-            task = tasks[key]
-            seen = last_observed(task)
-            if seen is None or seen + self._interval_of(task) <= now:
-                counts[task.account] = counts.get(task.account, 0) + 1
-        return counts
 
     async def _received(self, change: Change) -> None:
         await self._on_change(change)

@@ -133,7 +133,7 @@ class Replica:
         self._tasks: list[asyncio.Task[None]] = []
         self._writer = ReloadingWriter(tracker, self.owns)
         self._fleet_alerts: list[AlertRecord] = []
-        # Overdue tasks whose owner left in the membership change being handled, by account.
+        # Live tasks whose owner left in the membership change being handled, by account.
         self._orphans: dict[str, int] = {}
         connection = store.connection
         self._hold = TakeoverHold(
@@ -263,7 +263,7 @@ class Replica:
 
     async def _take(self, keys: Sequence[TaskKey], orphans: dict[str, int] | None = None) -> None:
         """Gained tasks: reload each from the store, then poll it from its last observation.
-        ``orphans``: the overdue tasks of a dead replica by account, whoever took them."""
+        ``orphans``: the live tasks of a dead replica by account, whoever took them."""
         now = self._clock()
         taken: list[tuple[Task, float]] = []
         failed = False
@@ -301,19 +301,17 @@ class Replica:
             log.info("cluster_tasks_taken", replica=self.replica_id, tasks=len(keys))
 
     async def _hold_for(self, orphans: dict[str, int], owned: Sequence[TaskKey]) -> None:
-        """A dead replica's overdue tasks, ``orphans`` by account, went to the survivors, this
+        """A dead replica's live tasks, ``orphans`` by account, went to the survivors, this
         one's among ``owned``: claim them while they last, and over budget hold this replica's
         requests back once they are polled (:mod:`monitor.cluster.takeover`)."""
         scheduler = self._poll.scheduler
-        now = self._clock()
-        for account, overdue in orphans.items():
+        for account, orphaned in orphans.items():
+            # All of them go ahead of the backlog over budget (PollScheduler.take_over).
             mine = []
             for key in owned:
                 task = self._registry.get(key)
                 if task is not None and task.account == account:
-                    seen = last_observed(task)
-                    if seen is None or seen + self._intervals.of(task) <= now:
-                        mine.append(key)
+                    mine.append(key)
             buckets = [
                 b for b in scheduler.buckets if isinstance(b, BucketKey) and b.account == account
             ]
@@ -323,7 +321,7 @@ class Replica:
             over = any(scheduler.due_count(b) > rate for b, rate in rates.items())
             rate = sum(rates.values())
             if not self._hold.begin(
-                account, orphaned=overdue, mine=mine, rate=rate, over_budget=over
+                account, orphaned=orphaned, mine=mine, rate=rate, over_budget=over
             ):
                 continue
             if mine:
@@ -339,7 +337,7 @@ class Replica:
                 "cluster_takeover_shared",
                 replica=self.replica_id,
                 account=account,
-                orphaned=overdue,
+                orphaned=orphaned,
                 mine=len(mine),
                 holds=over,
             )

@@ -15,7 +15,7 @@ only sends less: the shared limit is never exceeded. A hold never outlasts twice
 whole set needs at the account's full rate, whatever the claims say.
 
 Every survivor knows whether anybody else took some of them: all see the same membership change
-and the same table, so the same count of the dead replica's overdue tasks
+and the same table, so the same count of the dead replica's live tasks
 (:class:`~monitor.cluster.coordinator.ClusterCoordinator` ``on_orphans``); one that took them all
 holds for nobody and claims nothing.
 
@@ -138,7 +138,7 @@ class TakeoverHold:
         rate: float,
         over_budget: bool = True,
     ) -> bool:
-        """A takeover in ``account``: ``orphaned`` overdue tasks lost their owner, ``mine`` are
+        """A takeover in ``account``: ``orphaned`` live tasks lost their owner, ``mine`` are
         those this replica polls now, the account's budget grants ``rate`` per second at most.
         Returns whether others took some of them (then this replica tracks its share, claims it
         while it lasts, and holds back once it is polled if ``over_budget``)."""
