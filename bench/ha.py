@@ -72,7 +72,9 @@ def write_scenario(path: Path, tasks: int) -> list[str]:
     return ids
 
 
-def replica_config(name: str, port: int, sim_url: str, interval: float) -> str:
+def replica_config(
+    name: str, port: int, sim_url: str, interval: float, log_level: str = "warning"
+) -> str:
     return yaml.safe_dump(
         {
             "server": {"listen": f"127.0.0.1:{port}", "api_token_env": "BENCH_TOKEN"},
@@ -90,7 +92,7 @@ def replica_config(name: str, port: int, sim_url: str, interval: float) -> str:
                 }
             },
             "polling": {"interval": f"{int(interval * 1000)}ms", "jitter": "10%"},
-            "logging": {"format": "json", "level": "warning"},
+            "logging": {"format": "json", "level": log_level},
         }
     )
 
@@ -173,7 +175,9 @@ async def main(args: argparse.Namespace) -> None:
             await until(lambda: _sim_up(control), 30)
             for name in NAMES:
                 config = workdir / f"{name}.yaml"
-                config.write_text(replica_config(name, ports[name], sim_url, args.interval))
+                config.write_text(
+                    replica_config(name, ports[name], sim_url, args.interval, args.log_level)
+                )
                 replicas[name] = spawn(
                     [sys.executable, "-m", "monitor", "run", "-c", str(config)],
                     workdir / f"{name}.log",
@@ -262,6 +266,29 @@ async def main(args: argparse.Namespace) -> None:
     # + 2 s, after the kill; a task not polled again within the run missed it too.
     bound = MEMBER_TIMEOUT_MS / 1000 + max(args.interval, len(theirs) / 20) + 2.0
     missed = never + sum(1 for w in waited if w > bound)
+    # Each survivor's share of them (the hash over the two left) and when its last was polled.
+    shares: dict[str, list[float]] = {name: [] for name in survivors}
+    for t in theirs:
+        heir = Ownership("bench", survivors).owner_of(TaskKey(APP, t))
+        if heir is not None and t in first_after:
+            shares[heir].append(first_after[t])
+    # While one survivor still polls its share, what the other spends the budget on: its own
+    # backlog's polls between its last taken task and the last of all (a holding survivor
+    # sends none), and the whole rate in the takeover's span.
+    everyone_done = max((max(w) for w in shares.values() if w), default=0.0)
+    own_meanwhile: dict[str, int] = {}
+    for name, w in shares.items():
+        done = max(w, default=0.0)
+        own_meanwhile[name] = sum(
+            1
+            for a in after
+            if a["task_id"] not in theirs
+            and done < a["wall"] - killed_at <= everyone_done
+            and Ownership("bench", survivors).owner_of(TaskKey(APP, a["task_id"])) == name
+        )
+    first_taken = min((min(w) for w in shares.values() if w), default=0.0)
+    in_span = sum(1 for a in after if first_taken <= a["wall"] - killed_at <= everyone_done)
+    span_rate = in_span / (everyone_done - first_taken) if everyone_done > first_taken else 0.0
     close_after, _ = duplicates(after, args.interval)
     throttled_after = sum(1 for a in after if a["code"].startswith("RequestLimitExceeded"))
     print(
@@ -284,7 +311,17 @@ async def main(args: argparse.Namespace) -> None:
         f"{throttled_after} throttled after the kill "
         f"({final['throttled']} in the whole run, kill included)\n"
         f"bound (member_timeout + max(interval, {len(theirs)} / 20) + 2 s) = {bound:.1f} s: "
-        f"{missed} of {len(theirs)} tasks not polled again within it"
+        f"{missed} of {len(theirs)} tasks not polled again within it\n"
+        f"by survivor        "
+        + "; ".join(
+            f"{name}: {len(w)} of them, last {max(w):.1f} s, then {own_meanwhile[name]} polls of "
+            "its own before the last of all"
+            if w
+            else f"{name}: none"
+            for name, w in shares.items()
+        )
+        + f"\ntakeover span      {first_taken:.1f} .. {everyone_done:.1f} s after the kill: "
+        f"{in_span} polls, {span_rate:.2f} req/s"
     )
     if args.json:
         args.json.write_text(
@@ -303,6 +340,9 @@ async def main(args: argparse.Namespace) -> None:
                     "after_kill": args.after_kill,
                     "duplicates_after": close_after,
                     "throttled_after": throttled_after,
+                    "by_survivor": {name: max(w, default=None) for name, w in shares.items()},
+                    "own_meanwhile": own_meanwhile,
+                    "span_rate": span_rate,
                 }
             )
         )
@@ -322,5 +362,10 @@ if __name__ == "__main__":
     parser.add_argument("--interval", type=float, default=15.0)
     parser.add_argument("--duration", type=float, default=120.0)
     parser.add_argument("--after-kill", type=float, default=60.0)
+    parser.add_argument(
+        "--log-level",
+        default="warning",
+        help="the replicas' logging level (info shows the takeover's steps; costs a little)",
+    )
     parser.add_argument("--json", type=Path, help="also write the figures here")
     asyncio.run(main(parser.parse_args()))

@@ -19,6 +19,14 @@ loop's longest stall in each phase, and Prometheus's own scrape count and durati
 ``--slow-ms N`` runs the daemon's loop in asyncio's debug mode and lists the callbacks that held
 it longer than N ms while scraped (attribution only: debug mode slows the daemon, so the
 figures of such a run are not the baseline).
+
+``--stacks-ms N`` samples the loop thread's stack while the loop is N ms or more overdue
+(``bench/loopprobe.py``'s watchdog) and lists the stacks seen most often while scraped, and
+idle, by sample count: the function that holds the loop, not only its task.
+
+``--time-alerts`` times the alert sweep's synchronous steps in place (``bench/loopprobe.py``)
+and prints each step's longest call (for the task scan: the longest stretch between two yields)
+and its calls, per phase.
 """
 
 from __future__ import annotations
@@ -149,6 +157,10 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         env = bench_env()
         if args.slow_ms:
             env["LOOPPROBE_SLOW_MS"] = str(args.slow_ms)
+        if args.stacks_ms:
+            env["LOOPPROBE_STACKS_MS"] = str(args.stacks_ms)
+        if args.time_alerts:
+            env["LOOPPROBE_TIME_ALERTS"] = "1"
         daemon = subprocess.Popen(
             [sys.executable, str(LAUNCHER), str(probe_file), "run", "--config", str(cfg)],
             env=env,
@@ -181,6 +193,20 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         loop_busy = read_probe(probe_file, busy_from, busy_to)
         slow_log = probe_file.with_suffix(".slow.log")
         slow = slow_callbacks(slow_log, busy_from, busy_to) if slow_log.exists() else []
+        phases = (("idle", idle_from, idle_to), ("scraped", busy_from, busy_to))
+        alerts_log = probe_file.with_suffix(".alerts.log")
+        steps = {
+            phase: alert_steps(alerts_log, since, until) if alerts_log.exists() else {}
+            for phase, since, until in phases
+        }
+        stacks_log = probe_file.with_suffix(".stacks.log")
+        stacks = {
+            phase: held_stacks(stacks_log, since, until) if stacks_log.exists() else []
+            for phase, since, until in (
+                ("idle", idle_from, idle_to),
+                ("scraped", busy_from, busy_to),
+            )
+        }
     idle_p99, busy_p99 = pct(idle, 0.99), pct(busy, 0.99)
     return {
         "tasks": args.tasks,
@@ -197,7 +223,40 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         "loop_busy_max_cpu": loop_busy["cpu"],
         "prometheus": scraped,
         "slow_callbacks": slow,
+        "stacks": stacks,
+        "alert_steps": steps,
     }
+
+
+def alert_steps(path: Path, since: float, until: float) -> dict[str, tuple[float, int]]:
+    """Per timed step within the phase: (its longest, in ms; its calls)."""
+    out: dict[str, tuple[float, int]] = {}
+    for line in path.read_text(errors="replace").splitlines():
+        parts = line.split()
+        try:
+            when, label, longest, calls = float(parts[0]), parts[1], float(parts[2]), int(parts[3])
+        except (ValueError, IndexError):
+            continue
+        if since <= when <= until + 1.0:
+            was, n = out.get(label, (0.0, 0))
+            out[label] = (max(was, longest), n + calls)
+    return out
+
+
+def held_stacks(path: Path, since: float, until: float) -> list[tuple[int, float, str]]:
+    """The watchdog's samples within the phase grouped by stack: (samples, the longest overdue
+    seen with it in ms, the stack), most samples first."""
+    seen: dict[str, tuple[int, float]] = {}
+    for line in path.read_text(errors="replace").splitlines():
+        parts = line.split(" ", 2)
+        try:
+            when, overdue = float(parts[0]), float(parts[1])
+        except (ValueError, IndexError):
+            continue
+        if since <= when <= until and len(parts) == 3:
+            count, longest = seen.get(parts[2], (0, 0.0))
+            seen[parts[2]] = (count + 1, max(longest, overdue))
+    return sorted(((n, ms_, st) for st, (n, ms_) in seen.items()), reverse=True)
 
 
 def slow_callbacks(path: Path, since: float, until: float) -> list[tuple[float, str]]:
@@ -243,6 +302,15 @@ def report(f: dict[str, Any]) -> None:
         )
         for seconds, what in f["slow_callbacks"][:10]:
             print(f"   {ms(seconds):>9}  {what[:160]}")
+    for phase, steps in f.get("alert_steps", {}).items():
+        for label, (longest, calls) in sorted(steps.items()):
+            print(f"alert step ({phase}) {label:<26} longest {longest:8.1f} ms, {calls} calls")
+    for phase, stacks in f.get("stacks", {}).items():
+        if stacks:
+            total = sum(n for n, _, _ in stacks)
+            print(f"loop held ({phase}): {total} samples, the stacks seen most (samples, longest)")
+            for n, longest, stack in stacks[:8]:
+                print(f"   {n:>5}  {longest:7.1f} ms  {stack[-400:]}")
 
 
 if __name__ == "__main__":
@@ -255,6 +323,17 @@ if __name__ == "__main__":
         type=float,
         default=0.0,
         help="name the callbacks holding the loop longer (asyncio debug mode: slows the daemon)",
+    )
+    parser.add_argument(
+        "--stacks-ms",
+        type=float,
+        default=0.0,
+        help="sample the loop thread's stack while the loop is this overdue (names the holder)",
+    )
+    parser.add_argument(
+        "--time-alerts",
+        action="store_true",
+        help="time the alert sweep's synchronous steps in place (names how long each holds)",
     )
     parser.add_argument("--json", type=Path, help="also write the figures here")
     parsed = parser.parse_args()

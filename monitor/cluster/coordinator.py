@@ -6,6 +6,10 @@ It tells the daemon, through callbacks, what to poll and what to stop polling:
   owns, most overdue first, each with the seconds until it is due (0 when overdue) computed
   from its last observation in the shared store, so a takeover resumes each task's rhythm
   instead of polling everything at once;
+* ``on_orphans({account: count})``, before ``on_gained``: how many live tasks of each account
+  lost their owner in this change (a replica died or left), whichever survivor owns them now.
+  Over budget they go ahead of every survivor's backlog, so a survivor that has none of them
+  left to poll holds its requests back for the others (docs/high-availability.md);
 * ``on_lost([key, ...])``: tasks another replica owns now; stop polling them. When this
   replica loses Redis for ``member_timeout`` it owns nothing, so it stops polling everything,
   as docs/high-availability.md asks;
@@ -23,6 +27,7 @@ changes and never writes it.
 from __future__ import annotations
 
 import time
+from collections import Counter
 from collections.abc import Awaitable, Callable, Iterable
 
 import redis.asyncio as aredis
@@ -72,6 +77,7 @@ class ClusterCoordinator:
         on_change: Callable[[Change], Awaitable[None]],
         on_resync: Callable[[], Awaitable[None]] = _nothing,
         on_members: Callable[[tuple[str, ...]], None] | None = None,
+        on_orphans: Callable[[dict[str, int]], None] | None = None,
         replica_id: str | None = None,
         clock: Callable[[], float] = time.time,
         retry: float = 1.0,
@@ -84,6 +90,7 @@ class ClusterCoordinator:
         self._on_change = on_change
         self._on_resync = on_resync
         self._on_members = on_members
+        self._on_orphans = on_orphans
         self._clock = clock
         self.ownership = Ownership(self.replica_id)
         self.membership = Membership(
@@ -145,6 +152,8 @@ class ClusterCoordinator:
         change = self.ownership.update(after, tasks)
         if change.lost:
             self._on_lost(list(change.lost))
+        if change.orphaned and self._on_orphans is not None:
+            self._on_orphans(dict(Counter(tasks[key].account for key in change.orphaned)))
         if change.gained:
             now = self._clock()
             names = {hash_key(key): key for key in change.gained}

@@ -61,19 +61,27 @@ class Handover:
 
     gained: tuple[str, ...]  # start polling these
     lost: tuple[str, ...]  # stop polling these
+    # Keys whose owner left the member set, whoever owns them now (this replica or another):
+    # nobody has polled them since their owner went.
+    orphaned: tuple[str, ...] = ()
 
 
 def handover(me: str, keys: Iterable[str], before: Sequence[str], after: Sequence[str]) -> Handover:
-    """Keys ``me`` owns after the change and did not before, and the reverse."""
+    """Keys ``me`` owns after the change and did not before, the reverse, and the keys of every
+    member that left (see :class:`Handover`)."""
     gained: list[str] = []
     lost: list[str] = []
+    orphaned: list[str] = []
+    staying = set(after)
     for key in keys:
-        was, now = owner(key, before) == me, owner(key, after) == me
-        if now and not was:
+        was, now = owner(key, before), owner(key, after)
+        if now == me and was != me:
             gained.append(key)
-        elif was and not now:
+        elif was == me and now != me:
             lost.append(key)
-    return Handover(tuple(gained), tuple(lost))
+        if was is not None and now is not None and was not in staying:
+            orphaned.append(key)
+    return Handover(tuple(gained), tuple(lost), tuple(orphaned))
 
 
 def takeover_order(

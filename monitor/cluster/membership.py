@@ -8,6 +8,12 @@ heartbeat renews the entry, drops the dead and answers the live set, atomically.
 A replica that cannot renew for ``member_timeout`` (measured on its own monotonic clock from
 its last successful heartbeat) counts itself out: the others have declared it dead by then and
 taken its tasks, so it must stop polling them. It rejoins at its next successful heartbeat.
+
+A death is noticed when the dead entry expires, not at the next heartbeat after that: each
+heartbeat also answers when the earliest other entry expires, and the next exchange comes then
+if that is sooner than one heartbeat. A replica that died just after its last heartbeat is thus
+declared dead ``member_timeout`` after it, by every survivor at about the same moment, rather
+than up to one heartbeat later at each survivor's own phase.
 """
 
 from __future__ import annotations
@@ -30,7 +36,7 @@ __all__ = ["Membership", "default_replica_id"]
 log = get_logger(__name__)
 
 # KEYS: members. ARGV: replica id, member timeout (s), "1" to join / "0" to leave.
-# Returns the live replica ids, sorted.
+# Returns {the live replica ids, seconds until the earliest other live entry expires ("" if none)}.
 _LUA_HEARTBEAT: Final = """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
@@ -43,10 +49,22 @@ else
 end
 -- Nobody heartbeats for long: let an abandoned set expire.
 redis.call('PEXPIRE', KEYS[1], math.ceil(timeout * 1000) * 10)
-local live = redis.call('ZRANGE', KEYS[1], 0, -1)
-table.sort(live)
-return live
+local live = redis.call('ZRANGE', KEYS[1], 0, -1, 'WITHSCORES')
+local names = {}
+local expires = nil
+for i = 1, #live, 2 do
+    names[#names + 1] = live[i]
+    if live[i] ~= ARGV[1] then
+        local at = tonumber(live[i + 1]) + timeout - now
+        if expires == nil or at < expires then expires = at end
+    end
+end
+table.sort(names)
+return {names, expires and string.format('%.17g', expires) or ''}
 """
+
+# An entry is dropped once it is strictly older than the timeout: look just after that.
+_EXPIRY_MARGIN: Final = 0.005
 
 
 def default_replica_id() -> str:
@@ -85,6 +103,7 @@ class Membership:
         self._clock = clock
         self._members: tuple[str, ...] = ()
         self._last_ok: float | None = None
+        self._next_expiry: float | None = None  # on ``clock``: the earliest other entry's end
         self._task: asyncio.Task[None] | None = None
 
     @property
@@ -96,6 +115,14 @@ class Membership:
     def joined(self) -> bool:
         return self.replica_id in self._members
 
+    def next_wait(self) -> float:
+        """Seconds until the next heartbeat: one heartbeat, or sooner when another replica's
+        entry expires before that, so its death is seen when it is due (module docstring)."""
+        wait = self.heartbeat
+        if self._next_expiry is not None:
+            wait = min(wait, max(0.0, self._next_expiry - self._clock()) + _EXPIRY_MARGIN)
+        return wait
+
     async def beat(self) -> tuple[str, ...]:
         """One heartbeat now; returns the live set (RedisError or TimeoutError on failure)."""
         return await self._exchange(join=True)
@@ -104,10 +131,14 @@ class Membership:
         args = [self.replica_id, repr(self.member_timeout), "1" if join else "0"]
         # A heartbeat that takes half the timeout is as good as missed.
         async with asyncio.timeout(self.member_timeout / 2):
-            answer = await self._script(keys=[self._key], args=args)
-        members = tuple(sorted(m.decode() if isinstance(m, bytes) else str(m) for m in answer))
+            live, expires = await self._script(keys=[self._key], args=args)
+        members = tuple(sorted(m.decode() if isinstance(m, bytes) else str(m) for m in live))
+        now = self._clock()
         if join:
-            self._last_ok = self._clock()
+            self._last_ok = now
+        # Redis's clock says how far off the expiry is; the wait is kept on this one.
+        expires = expires.decode() if isinstance(expires, bytes) else str(expires)
+        self._next_expiry = now + float(expires) if expires else None
         self._set(members)
         return members
 
@@ -129,13 +160,14 @@ class Membership:
 
     async def _run(self) -> None:
         while True:
-            await asyncio.sleep(self.heartbeat)
+            await asyncio.sleep(self.next_wait())
             try:
                 await self.beat()
             except (RedisError, TimeoutError) as exc:
                 self._missed(exc)
 
     def _missed(self, exc: BaseException) -> None:
+        self._next_expiry = None  # retried a heartbeat later, not at once again and again
         silent = self._clock() - (self._last_ok if self._last_ok is not None else 0.0)
         log.warning(
             "cluster_heartbeat_failed",

@@ -22,6 +22,8 @@ class OwnershipChange:
 
     gained: tuple[TaskKey, ...]
     lost: tuple[TaskKey, ...]
+    # Tasks whose owner left, whoever owns them now (:class:`~monitor.cluster.hashing.Handover`).
+    orphaned: tuple[TaskKey, ...] = ()
 
 
 def hash_key(key: TaskKey) -> str:
@@ -71,5 +73,7 @@ class Ownership:
         change = handover(self.me, by_name, before_set, after_set)
         self._members = after
         return OwnershipChange(
-            tuple(by_name[k] for k in change.gained), tuple(by_name[k] for k in change.lost)
+            tuple(by_name[k] for k in change.gained),
+            tuple(by_name[k] for k in change.lost),
+            tuple(by_name[k] for k in change.orphaned),
         )

@@ -4,7 +4,10 @@
 
 * **Polling.** The poller schedules the tasks this replica owns. Tasks gained in a membership
   change are reloaded from the store first (another replica changed them) and scheduled from
-  their last observation, most overdue first; tasks lost stop being polled at once.
+  their last observation, most overdue first; tasks lost stop being polled at once. Over
+  budget a dead replica's tasks go ahead of the backlog, and a survivor that has polled its share
+  of them holds its requests back until the others could have polled theirs
+  (:mod:`monitor.cluster.takeover`).
 * **Changes of others.** Registrations, removals, callbacks and transitions are announced on
   the change feed after they are stored (the tracker's events come after the store write);
   every other replica reloads the task from the store, and its owner acts: polls a new task at
@@ -38,6 +41,7 @@ from monitor.alerts.engine import AlertEngine
 from monitor.cluster.coordinator import ClusterCoordinator, last_observed
 from monitor.cluster.feed import Change, ChangeKind
 from monitor.cluster.share import owned_by_account
+from monitor.cluster.takeover import HeldLimiter, TakeoverClaims, TakeoverHold, max_rate
 from monitor.cluster.writers import ReloadingWriter, WriterOf
 from monitor.config import ClusterConfig
 from monitor.events import (
@@ -53,6 +57,7 @@ from monitor.log import get_logger
 from monitor.metrics import MonitorMetrics
 from monitor.models import Source, Status, Task, TaskKey
 from monitor.poller import IntervalPolicy, Poller
+from monitor.ratelimit.factory import BucketKey
 from monitor.registry import TaskRegistry
 from monitor.store.base import AlertRecord, Store, StoreError
 from monitor.store.redis import RedisStore
@@ -115,6 +120,7 @@ class Replica:
             on_change=self._received,
             on_resync=self._feed_back,
             on_members=lambda live: self._unsettle(),
+            on_orphans=self._orphans_seen,
         )
         self.replica_id = self.coordinator.replica_id
         self._store_up = True
@@ -127,6 +133,15 @@ class Replica:
         self._tasks: list[asyncio.Task[None]] = []
         self._writer = ReloadingWriter(tracker, self.owns)
         self._fleet_alerts: list[AlertRecord] = []
+        # Live tasks whose owner left in the membership change being handled, by account.
+        self._orphans: dict[str, int] = {}
+        connection = store.connection
+        self._hold = TakeoverHold(
+            TakeoverClaims(
+                connection.client, connection.keys.prefix + b"takeover:", self.replica_id
+            )
+        )
+        self._claiming: set[asyncio.Task[None]] = set()
 
     # --- what the daemon asks --------------------------------------------------------------
 
@@ -213,30 +228,50 @@ class Replica:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         self._tasks.clear()
+        self._hold.end()
+        for claim in list(self._claiming):
+            claim.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await claim
         # Leave at once: the others take over now rather than after member_timeout.
         await self.coordinator.stop(leave=True)
 
     # --- membership ------------------------------------------------------------------------
 
+    def _orphans_seen(self, overdue: dict[str, int]) -> None:
+        self._orphans = overdue
+
     def _gained(self, due: list[tuple[TaskKey, float]]) -> None:
         keys = [key for key, _ in due]
-        self._enqueue(lambda: self._take(keys))
+        orphans, self._orphans = self._orphans, {}
+        self._enqueue(lambda: self._take(keys, orphans))
 
     def _lost(self, keys: list[TaskKey]) -> None:
         self._poll.unfollow(keys)
 
     def _unsettle(self) -> None:
+        # A takeover in progress is over: the next one counts afresh.
+        self._hold.end()
+        if self._orphans:
+            # Tasks of a dead replica went to the others only: hold back for them.
+            orphans, self._orphans = self._orphans, {}
+            self._enqueue(lambda: self._hold_for(orphans, ()))
         self._settled = False
         self._generation += 1
         generation = self._generation
         self._enqueue(lambda: self._settle(generation))
 
-    async def _take(self, keys: Sequence[TaskKey]) -> None:
-        """Gained tasks: reload each from the store, then poll it from its last observation."""
+    async def _take(self, keys: Sequence[TaskKey], orphans: dict[str, int] | None = None) -> None:
+        """Gained tasks: reload each from the store, then poll it from its last observation.
+        ``orphans``: the live tasks of a dead replica by account, whoever took them."""
         now = self._clock()
         taken: list[tuple[Task, float]] = []
         failed = False
         owned = [key for key in keys if self.owns(key)]
+        if orphans:
+            # Before the reload: the others learn at once that this replica has some to poll,
+            # and whether the backlog alone is over budget is seen before they are queued.
+            await self._hold_for(orphans, owned)
         # Reloaded a chunk at a time, concurrently: one round trip after another, a few hundred
         # tasks would wait a second or more before any of them is polled.
         for start in range(0, len(owned), _TAKE_CHUNK):
@@ -259,10 +294,53 @@ class Replica:
                 taken.append((task, 0.0 if seen is None else seen + interval - now))
             if failed:
                 break
+        taken = [(task, due_in) for task, due_in in taken if self.owns(task.key)]
         # All at once, in the coordinator's order: over budget they go ahead of the backlog.
-        self._poll.take_over((task, due_in) for task, due_in in taken if self.owns(task.key))
+        self._poll.take_over(taken)
         if not failed:
             log.info("cluster_tasks_taken", replica=self.replica_id, tasks=len(keys))
+
+    async def _hold_for(self, orphans: dict[str, int], owned: Sequence[TaskKey]) -> None:
+        """A dead replica's live tasks, ``orphans`` by account, went to the survivors, this
+        one's among ``owned``: claim them while they last, and over budget hold this replica's
+        requests back once they are polled (:mod:`monitor.cluster.takeover`)."""
+        scheduler = self._poll.scheduler
+        for account, orphaned in orphans.items():
+            # All of them go ahead of the backlog over budget (PollScheduler.take_over).
+            mine = []
+            for key in owned:
+                task = self._registry.get(key)
+                if task is not None and task.account == account:
+                    mine.append(key)
+            buckets = [
+                b for b in scheduler.buckets if isinstance(b, BucketKey) and b.account == account
+            ]
+            rates = {b: max_rate(scheduler.limiter(b)) for b in buckets}
+            # Over budget: more than a second of the backlog is due and waiting. Under budget
+            # every survivor's share of the rate is spare, and holding would only delay.
+            over = any(scheduler.due_count(b) > rate for b, rate in rates.items())
+            rate = sum(rates.values())
+            if not self._hold.begin(
+                account, orphaned=orphaned, mine=mine, rate=rate, over_budget=over
+            ):
+                continue
+            if mine:
+                claim = asyncio.get_running_loop().create_task(self._hold.keep_claim(account))
+                self._claiming.add(claim)
+                claim.add_done_callback(self._claiming.discard)
+            if over:
+                for bucket in buckets:
+                    limiter = scheduler.limiter(bucket)
+                    if not isinstance(limiter, HeldLimiter):
+                        scheduler.add_bucket(bucket, HeldLimiter(limiter, account, self._hold))
+            log.info(
+                "cluster_takeover_shared",
+                replica=self.replica_id,
+                account=account,
+                orphaned=orphaned,
+                mine=len(mine),
+                holds=over,
+            )
 
     async def _settle(self, generation: int) -> None:
         """Hand the alert records over after a membership change (module docstring)."""
@@ -299,6 +377,7 @@ class Replica:
         await self._announce("registered", event.task.key)
 
     async def _on_transition(self, event: TransitionRecorded) -> None:
+        self._hold.polled(event.task.account, event.task.key)
         t = event.transition
         if t.to_status is Status.REMOVED:
             kind: ChangeKind = "removed"
@@ -316,6 +395,7 @@ class Replica:
         await self._announce("callback", event.task.key)
 
     async def _on_observed(self, event: TaskObserved) -> None:
+        self._hold.polled(event.task.account, event.task.key)
         # Only the owner polls: an observation of a task owned elsewhere came from a callback.
         if not self.owns(event.task.key):
             await self._announce("callback", event.task.key)
