@@ -25,6 +25,7 @@ from monitor.alerts.state import FIRING, RESOLVED, AlertBook
 from monitor.alerts.worker_factory import build_worker
 from monitor.config import RobotReceiver, RobotSecrets
 from monitor.secrets import Secret
+from monitor.slices import Slices
 from monitor.store.base import AlertRecord
 
 __all__ = ["RESOLVED_GIVE_UP", "Deliveries", "DeliveryOptions", "WebhookHeaders"]
@@ -201,17 +202,26 @@ class Deliveries:
                 return False
         return True
 
-    def send(self, fired: Iterable[AlertRecord], resolved: Iterable[AlertRecord]) -> None:
+    async def send(self, fired: Iterable[AlertRecord], resolved: Iterable[AlertRecord]) -> None:
         """Fresh changes, just saved: a firing alert to every receiver, a resolve to those
-        that heard it fire (or have it queued)."""
+        that heard it fire (or have it queued).
+
+        Thousands at once are queued in slices that yield to the loop; each record's state is
+        read when its turn comes, so one resolved meanwhile is not announced as firing.
+        """
         book = self._book
         workers = list(self.workers.values())
+        slices = Slices()
         for rec in fired:
+            if slices.due():
+                await slices.pause()
             if rec.state == FIRING and book.records.get(rec.fingerprint) is rec:
                 notice = Notice.of(rec)
                 for w in workers:
                     w.enqueue(notice)
         for rec in resolved:
+            if slices.due():
+                await slices.pause()
             if rec.state != RESOLVED or book.records.get(rec.fingerprint) is not rec:
                 continue
             notice = Notice.of(rec)

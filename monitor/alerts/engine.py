@@ -47,6 +47,7 @@ from monitor.events import (
     UploadChanged,
 )
 from monitor.models import Outcome, Task, TaskKey, Transition, monotonic_beside
+from monitor.slices import Slices
 from monitor.store.base import AlertRecord, Store, StoreError
 
 __all__ = ["SWEEP_CHUNK", "AlertEngine", "WebhookHeaders"]
@@ -270,8 +271,9 @@ class AlertEngine:
         of them: alerts of tasks not given resolve), the monitor's own alerts, and the
         deliveries due (resends, retries, resolves still owed).
 
-        The tasks are scanned in chunks that yield to the event loop between them, so 100,000
-        tasks never stall polling; what happens to alerts meanwhile is taken into account.
+        The tasks are scanned in slices of a few milliseconds (at most ``SWEEP_CHUNK`` tasks)
+        that yield to the event loop between them, so 100,000 tasks never stall polling or a
+        probe; what happens to alerts meanwhile is taken into account.
         """
         async with self._sweep_lock:
             snapshot = list(tasks)  # the caller's table may change while we yield
@@ -284,30 +286,28 @@ class AlertEngine:
             confirmed: set[str] = set()
             self._decide.sweep_confirmed = confirmed
             self._sweep_purged = set()
+            slices = Slices(most=SWEEP_CHUNK)
+            purged = self._sweep_purged  # on_purged adds to it while the sweep yields
             try:
-                for start in range(0, len(snapshot), SWEEP_CHUNK):
-                    if start:
-                        await asyncio.sleep(0)
-                    purged = self._sweep_purged
-                    for task in snapshot[start : start + SWEEP_CHUNK]:
-                        try:
-                            kinds = task_alerts(task, now, th, interval_of, floor, mono, mono_floor)
-                            if kinds is not NO_TASK_ALERT:  # the common case, cheaply
-                                key = task.key
-                                if (purged and key in purged) or not owns(key):
-                                    continue
-                                existing = by_task.get(key)
-                                if kinds is STALE and not existing:
-                                    # Stale since before this life, nothing firing: nothing
-                                    # to do (a restart after a pause finds most tasks so).
-                                    continue
-                                self._decide.task(
-                                    task, kinds, existing, now, None, changes, confirmed
-                                )
-                        except Exception:
-                            # One task the rules cannot read never stops the sweep for the
-                            # others; its alerts stay as they were.
-                            self._sweep_task_failed(task, confirmed)
+                for task in snapshot:
+                    if slices.due():
+                        await slices.pause()
+                    try:
+                        kinds = task_alerts(task, now, th, interval_of, floor, mono, mono_floor)
+                        if kinds is not NO_TASK_ALERT:  # the common case, cheaply
+                            key = task.key
+                            if (purged and key in purged) or not owns(key):
+                                continue
+                            existing = by_task.get(key)
+                            if kinds is STALE and not existing:
+                                # Stale since before this life, nothing firing: nothing to
+                                # do (a restart after a pause finds most tasks so).
+                                continue
+                            self._decide.task(task, kinds, existing, now, None, changes, confirmed)
+                    except Exception:
+                        # One task the rules cannot read never stops the sweep for the
+                        # others; its alerts stay as they were.
+                        self._sweep_task_failed(task, confirmed)
             finally:
                 self._decide.sweep_confirmed = None
                 self._sweep_purged = set()
@@ -382,7 +382,7 @@ class AlertEngine:
             # Not durable, so not sent: the sweep queues these once a save succeeds.
             self._report()
             return
-        self._delivery.send(changes.fired, changes.resolved)
+        await self._delivery.send(changes.fired, changes.resolved)
         self._report()
 
     def _report(self) -> None:

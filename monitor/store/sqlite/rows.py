@@ -6,12 +6,12 @@ row is built and read here, so the store itself only runs them.
 
 from __future__ import annotations
 
-import asyncio
 import json
 from collections.abc import Callable, Sequence
 from typing import Any, Final, TypeVar
 
 from monitor.models import Task, Transition
+from monitor.slices import Slices
 from monitor.store.base import AlertRecord
 from monitor.store.codec import (
     HEALTH_FIELDS,
@@ -195,10 +195,12 @@ def alert_from_row(row: tuple[Any, ...]) -> AlertRecord | None:
 
 
 async def converted(items: Sequence[T], convert: Callable[[T], Sequence[Any]]) -> list[Any]:
-    """Convert on the event loop, yielding between chunks so a large batch never stalls it."""
+    """Convert on the event loop in slices of a few milliseconds, so a large batch never
+    stalls it."""
     rows: list[Any] = []
-    for start in range(0, len(items), _CHUNK):
-        if start:
-            await asyncio.sleep(0)
-        rows.extend(convert(item) for item in items[start : start + _CHUNK])
+    slices = Slices(most=_CHUNK)
+    for item in items:
+        if slices.due():
+            await slices.pause()
+        rows.append(convert(item))
     return rows
