@@ -343,12 +343,12 @@ class TaskUpdate(BaseModel):
         return _labels(value, info)
 
 
-def validate_update(data: Mapping[str, Any]) -> tuple[TaskUpdate, frozenset[str]]:
-    """Untrusted JSON into a :class:`TaskUpdate` and the fields it sets; raise on the first bad
-    field, as :func:`validate_spec` does."""
+def validate_update(data: Mapping[str, Any]) -> TaskUpdate:
+    """Untrusted JSON into a :class:`TaskUpdate` (``model_fields_set`` says which fields it
+    sets); raise on the first bad field, as :func:`validate_spec` does."""
     try:
         update = TaskUpdate.model_validate(dict(data))
     except PydanticValidationError as exc:
         raise _first_problem(exc) from None
     check_api_interval(data.get("interval"))
-    return update, frozenset(update.model_fields_set)
+    return update

@@ -63,7 +63,7 @@ from monitor.models import (
 from monitor.registry import TaskRegistry
 from monitor.status_rules import HealthChange, apply_callback_exit, apply_poll, apply_removal
 from monitor.store.base import Store
-from monitor.taskspec import TaskSpec
+from monitor.taskspec import TaskSpec, TaskUpdate
 from monitor.trtc.client import CallResult
 from monitor.uploads import UploadChange, UploadEvent, UploadPhase, apply_upload_event, note_stopped
 
@@ -271,15 +271,8 @@ class Tracker:
         await self._bus.publish(TransitionRecorded(new, stored))
         return new
 
-    async def update_task(
-        self,
-        key: TaskKey,
-        *,
-        labels: dict[str, str] | None = None,
-        interval: float | None = None,
-        fields: frozenset[str] = frozenset(),
-    ) -> Task | None:
-        """Change a task's labels and/or interval (those named in ``fields``): stored, then
+    async def update_task(self, key: TaskKey, update: TaskUpdate) -> Task | None:
+        """Change a task's labels and/or interval (those ``update`` sets): stored, then
         applied, then announced as :class:`TaskUpdated`. None for an unknown task; a removed
         task is answered unchanged (the caller refuses it). Nothing changes if the store
         write fails (StoreError)."""
@@ -288,10 +281,11 @@ class Tracker:
             if task is None or task.status is Status.REMOVED:
                 return task
             new = task.copy()
-            if "labels" in fields and labels is not None:
-                new.labels = dict(labels)
+            fields = update.model_fields_set
+            if "labels" in fields and update.labels is not None:
+                new.labels = dict(update.labels)
             if "interval" in fields:
-                new.interval = interval
+                new.interval = update.interval
             fields_changed = ("labels", "interval")
             changed = tuple(f for f in fields_changed if getattr(new, f) != getattr(task, f))
             if not changed:

@@ -16,7 +16,7 @@ from monitor.callbacks.effects import CallbackTarget
 from monitor.http.ports import TaskWriter
 from monitor.models import Source, Task, TaskKey, Transition
 from monitor.store.base import StoreError, StoreHealth
-from monitor.taskspec import TaskSpec
+from monitor.taskspec import TaskSpec, TaskUpdate
 from monitor.tracker import Tracker
 from monitor.uploads import UploadChange, UploadEvent
 
@@ -79,18 +79,9 @@ class GatedWriter:
         with self._watching():
             return await self._tracker.remove(key)
 
-    async def update_task(
-        self,
-        key: TaskKey,
-        *,
-        labels: dict[str, str] | None = None,
-        interval: float | None = None,
-        fields: frozenset[str] = frozenset(),
-    ) -> Task | None:
+    async def update_task(self, key: TaskKey, update: TaskUpdate) -> Task | None:
         with self._watching():
-            return await self._tracker.update_task(
-                key, labels=labels, interval=interval, fields=fields
-            )
+            return await self._tracker.update_task(key, update)
 
     async def transitions(self, key: TaskKey, limit: int | None = None) -> list[Transition]:
         return await self._tracker.transitions(key, limit)
@@ -141,16 +132,9 @@ class ReloadingWriter:
         await self._fresh(key)
         return await self._tracker.remove(key)
 
-    async def update_task(
-        self,
-        key: TaskKey,
-        *,
-        labels: dict[str, str] | None = None,
-        interval: float | None = None,
-        fields: frozenset[str] = frozenset(),
-    ) -> Task | None:
+    async def update_task(self, key: TaskKey, update: TaskUpdate) -> Task | None:
         await self._fresh(key)
-        return await self._tracker.update_task(key, labels=labels, interval=interval, fields=fields)
+        return await self._tracker.update_task(key, update)
 
     async def transitions(self, key: TaskKey, limit: int | None = None) -> list[Transition]:
         return await self._tracker.transitions(key, limit)

@@ -299,12 +299,10 @@ async def update_task(request: web.Request) -> web.Response:
     if not isinstance(body, dict):
         raise ApiError(400, "body must be a JSON object with labels and/or interval")
     try:
-        update, fields = validate_update(body)
+        update = validate_update(body)
     except ValidationError as exc:
         raise ApiError(422, str(exc), "invalid") from None
-    task = await request.app[CONTEXT].writer.update_task(
-        key, labels=update.labels, interval=update.interval, fields=fields
-    )
+    task = await request.app[CONTEXT].writer.update_task(key, update)
     if task is None:
         raise ApiError(404, "no such task is registered")
     if task.status is Status.REMOVED:

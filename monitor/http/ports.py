@@ -15,7 +15,7 @@ from monitor.metrics import Rendered
 from monitor.models import Source, Task, TaskKey, Transition
 from monitor.registry import TaskFilter
 from monitor.store.base import AlertRecord, Store
-from monitor.taskspec import TaskSpec
+from monitor.taskspec import TaskSpec, TaskUpdate
 from monitor.trtc.sites import Site
 
 __all__ = [
@@ -47,15 +47,8 @@ class TaskWriter(Protocol):
 
     async def remove(self, key: TaskKey) -> Task | None: ...
 
-    async def update_task(
-        self,
-        key: TaskKey,
-        *,
-        labels: dict[str, str] | None = None,
-        interval: float | None = None,
-        fields: frozenset[str] = frozenset(),
-    ) -> Task | None:
-        """Labels and/or interval (those in ``fields``) changed; None for an unknown task, the
+    async def update_task(self, key: TaskKey, update: TaskUpdate) -> Task | None:
+        """Labels and/or interval (those ``update`` sets) changed; None for an unknown task, the
         record unchanged for a removed one."""
         ...
 

@@ -8,7 +8,7 @@ from monitor.events import EventBus
 from monitor.models import Source, Task, TaskKey
 from monitor.registry import TaskRegistry
 from monitor.store import Store
-from monitor.taskspec import validate_spec
+from monitor.taskspec import TaskUpdate, validate_spec
 from monitor.tracker import Tracker
 
 APP = 1400000001
@@ -71,9 +71,7 @@ class TestBulkLabelSets:
         self, store: Store
     ) -> None:
         tracker, registry = await registered(store)
-        updated = await tracker.update_task(
-            key("a"), labels={"room": "r9"}, fields=frozenset({"labels"})
-        )
+        updated = await tracker.update_task(key("a"), TaskUpdate(labels={"room": "r9"}))
         assert updated is not None
         assert updated.labels == {"room": "r9"}
         for other in "bd":
