@@ -42,7 +42,7 @@ from monitor.cluster.coordinator import ClusterCoordinator, last_observed
 from monitor.cluster.feed import Change, ChangeKind
 from monitor.cluster.share import owned_by_account
 from monitor.cluster.takeover import HeldLimiter, TakeoverClaims, TakeoverHold, max_rate
-from monitor.cluster.writers import ReloadingWriter, WriterOf
+from monitor.cluster.writers import GuardedWriter, OwnerGuard, WriterOf
 from monitor.config import ClusterConfig
 from monitor.events import (
     EventBus,
@@ -131,7 +131,7 @@ class Replica:
         self._alert_leading = False
         self._work: asyncio.Queue[Callable[[], Coroutine[Any, Any, None]]] = asyncio.Queue()
         self._tasks: list[asyncio.Task[None]] = []
-        self._writer = ReloadingWriter(tracker, self.owns)
+        self._writer = GuardedWriter(tracker, OwnerGuard(tracker, self.owns))
         self._fleet_alerts: list[AlertRecord] = []
         # Live tasks whose owner left in the membership change being handled, by account.
         self._orphans: dict[str, int] = {}

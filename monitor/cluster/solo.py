@@ -15,7 +15,7 @@ from typing import Final
 
 from monitor.alerts.engine import AlertEngine
 from monitor.cluster.share import owned_by_account
-from monitor.cluster.writers import GatedWriter, WriterOf
+from monitor.cluster.writers import GuardedWriter, StoreGuard, WriterOf
 from monitor.http.ports import AlertReader
 from monitor.log import get_logger
 from monitor.metrics import MonitorMetrics
@@ -61,7 +61,7 @@ class Solo:
         self._open = False
         self._health = StoreHealth(True)
         self._kick = asyncio.Event()
-        self._writer = GatedWriter(tracker, self)
+        self._writer = GuardedWriter(tracker, StoreGuard(self))
         self._tasks: list[asyncio.Task[None]] = []
 
     def owns(self, key: TaskKey) -> bool:
