@@ -231,13 +231,21 @@ class Deliveries:
                 ):
                     w.enqueue(notice)
 
-    def deliver_due(self, now: float) -> None:
+    async def deliver_due(self, now: float) -> None:
         """Queue resends, retries after failures and owed resolves. Unlike fresh changes,
-        this work can wait: it only fills the room queues have, and never drops."""
+        this work can wait: it only fills the room queues have, and never drops.
+
+        Every record is looked at, in slices that yield to the loop; one replaced or forgotten
+        meanwhile is passed over (its successor is the next sweep's)."""
         book = self._book
         workers = list(self.workers.values())
+        slices = Slices()
         for rec in list(book.records.values()):
+            if slices.due():
+                await slices.pause()
             fp = rec.fingerprint
+            if book.records.get(fp) is not rec:
+                continue  # replaced or forgotten while this walk yielded
             if fp in book.dirty:
                 continue  # not in the store yet: nothing may be sent about it
             if not book.mine(rec):

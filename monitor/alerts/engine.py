@@ -132,7 +132,7 @@ class AlertEngine:
         self._started_at = now
         self._started_mono = self._mono()
         self._delivery.start(self._config.receivers)
-        self._delivery.deliver_due(now)
+        await self._delivery.deliver_due(now)
         await self._book.persist()
         self._report()
         log.info(
@@ -321,7 +321,7 @@ class AlertEngine:
                     self._decide.resolve(rec, now, changes)
             self._decide.accounts(self._accounts, now, changes)
             await self._commit(changes, now)
-            self._delivery.deliver_due(now)
+            await self._delivery.deliver_due(now)
             await self._book.persist()
             self._report()
 
