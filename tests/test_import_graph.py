@@ -254,6 +254,16 @@ class TestLayers:
         ]
 
 
+class TestModulesAReaderCanHold:
+    def test_no_module_is_over_500_lines(self) -> None:
+        long = {
+            str(path.relative_to(MONITOR)): n
+            for path in MONITOR.rglob("*.py")
+            if (n := len(path.read_text().splitlines())) > 500
+        }
+        assert long == {}
+
+
 class TestTheDaemonOnlyComposes:
     def test_the_daemon_is_at_most_300_lines(self) -> None:
         lines = (MONITOR / "daemon.py").read_text().splitlines()

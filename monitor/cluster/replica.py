@@ -41,7 +41,7 @@ from monitor.alerts.engine import AlertEngine
 from monitor.cluster.coordinator import ClusterCoordinator, last_observed
 from monitor.cluster.feed import Change, ChangeKind
 from monitor.cluster.share import owned_by_account
-from monitor.cluster.takeover import HeldLimiter, TakeoverClaims, TakeoverHold, max_rate
+from monitor.cluster.takeover import TakeoverClaims, TakeoverHold, share_takeover
 from monitor.cluster.writers import GuardedWriter, OwnerGuard, WriterOf
 from monitor.config import ClusterConfig
 from monitor.events import (
@@ -57,7 +57,6 @@ from monitor.log import get_logger
 from monitor.metrics import MonitorMetrics
 from monitor.models import Source, Status, Task, TaskKey
 from monitor.poller import IntervalPolicy, Poller
-from monitor.ratelimit.factory import BucketKey
 from monitor.registry import TaskRegistry
 from monitor.store.base import AlertRecord, Store, StoreError
 from monitor.store.redis import RedisStore
@@ -141,7 +140,6 @@ class Replica:
                 connection.client, connection.keys.prefix + b"takeover:", self.replica_id
             )
         )
-        self._claiming: set[asyncio.Task[None]] = set()
 
     # --- what the daemon asks --------------------------------------------------------------
 
@@ -228,11 +226,7 @@ class Replica:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         self._tasks.clear()
-        self._hold.end()
-        for claim in list(self._claiming):
-            claim.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await claim
+        await self._hold.stop()
         # Leave at once: the others take over now rather than after member_timeout.
         await self.coordinator.stop(leave=True)
 
@@ -301,46 +295,9 @@ class Replica:
             log.info("cluster_tasks_taken", replica=self.replica_id, tasks=len(keys))
 
     async def _hold_for(self, orphans: dict[str, int], owned: Sequence[TaskKey]) -> None:
-        """A dead replica's live tasks, ``orphans`` by account, went to the survivors, this
-        one's among ``owned``: claim them while they last, and over budget hold this replica's
-        requests back once they are polled (:mod:`monitor.cluster.takeover`)."""
-        scheduler = self._poll.scheduler
-        for account, orphaned in orphans.items():
-            # All of them go ahead of the backlog over budget (PollScheduler.take_over).
-            mine = []
-            for key in owned:
-                task = self._registry.get(key)
-                if task is not None and task.account == account:
-                    mine.append(key)
-            buckets = [
-                b for b in scheduler.buckets if isinstance(b, BucketKey) and b.account == account
-            ]
-            rates = {b: max_rate(scheduler.limiter(b)) for b in buckets}
-            # Over budget: more than a second of the backlog is due and waiting. Under budget
-            # every survivor's share of the rate is spare, and holding would only delay.
-            over = any(scheduler.due_count(b) > rate for b, rate in rates.items())
-            rate = sum(rates.values())
-            if not self._hold.begin(
-                account, orphaned=orphaned, mine=mine, rate=rate, over_budget=over
-            ):
-                continue
-            if mine:
-                claim = asyncio.get_running_loop().create_task(self._hold.keep_claim(account))
-                self._claiming.add(claim)
-                claim.add_done_callback(self._claiming.discard)
-            if over:
-                for bucket in buckets:
-                    limiter = scheduler.limiter(bucket)
-                    if not isinstance(limiter, HeldLimiter):
-                        scheduler.add_bucket(bucket, HeldLimiter(limiter, account, self._hold))
-            log.info(
-                "cluster_takeover_shared",
-                replica=self.replica_id,
-                account=account,
-                orphaned=orphaned,
-                mine=len(mine),
-                holds=over,
-            )
+        share_takeover(
+            self._hold, self._poll.scheduler, self._registry, orphans, owned, self.replica_id
+        )
 
     async def _settle(self, generation: int) -> None:
         """Hand the alert records over after a membership change (module docstring)."""

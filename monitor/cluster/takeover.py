@@ -28,7 +28,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Final
 
@@ -38,8 +38,11 @@ from redis.exceptions import RedisError
 from monitor.log import get_logger
 from monitor.models import TaskKey
 from monitor.ratelimit import RateLimiter
+from monitor.ratelimit.factory import BucketKey
+from monitor.registry import TaskRegistry
+from monitor.scheduler import PollScheduler
 
-__all__ = ["HeldLimiter", "TakeoverClaims", "TakeoverHold", "max_rate"]
+__all__ = ["HeldLimiter", "TakeoverClaims", "TakeoverHold", "max_rate", "share_takeover"]
 
 log = get_logger(__name__)
 
@@ -118,7 +121,7 @@ class _Account:
 class TakeoverHold:
     """Per account: this replica's taken tasks not yet polled, and whether it holds back."""
 
-    __slots__ = ("_accounts", "_claims", "_clock")
+    __slots__ = ("_accounts", "_claiming", "_claims", "_clock")
 
     def __init__(
         self, claims: TakeoverClaims | None = None, clock: Callable[[], float] = time.monotonic
@@ -128,6 +131,7 @@ class TakeoverHold:
         self._claims = claims
         self._clock = clock
         self._accounts: dict[str, _Account] = {}
+        self._claiming: set[asyncio.Task[None]] = set()
 
     def begin(
         self,
@@ -196,6 +200,20 @@ class TakeoverHold:
             del self._accounts[account]  # everybody is done: no more asking
             return False
         return busy or state is not None
+
+    def claim_in_background(self, account: str) -> None:
+        """Keep this replica's claim on ``account`` (``keep_claim``) until :meth:`stop`."""
+        claim = asyncio.get_running_loop().create_task(self.keep_claim(account))
+        self._claiming.add(claim)
+        claim.add_done_callback(self._claiming.discard)
+
+    async def stop(self) -> None:
+        """End every hold and the claims kept in the background."""
+        self.end()
+        for claim in list(self._claiming):
+            claim.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await claim
 
     async def keep_claim(self, account: str) -> None:
         """Claim this replica's share in Redis while it lasts, then release it at once."""
@@ -267,3 +285,48 @@ class HeldLimiter:
 
     def on_throttled(self) -> bool:
         return self.inner.on_throttled()
+
+
+def share_takeover(
+    hold: TakeoverHold,
+    scheduler: PollScheduler[TaskKey],
+    registry: TaskRegistry,
+    orphans: dict[str, int],
+    owned: Sequence[TaskKey],
+    replica_id: str,
+) -> None:
+    """A dead replica's live tasks, ``orphans`` by account, went to the survivors, this
+    one's among ``owned``: claim them while they last, and over budget hold this replica's
+    requests back once they are polled (module docstring)."""
+    for account, orphaned in orphans.items():
+        # All of them go ahead of the backlog over budget (PollScheduler.take_over).
+        mine = []
+        for key in owned:
+            task = registry.get(key)
+            if task is not None and task.account == account:
+                mine.append(key)
+        buckets = [
+            b for b in scheduler.buckets if isinstance(b, BucketKey) and b.account == account
+        ]
+        rates = {b: max_rate(scheduler.limiter(b)) for b in buckets}
+        # Over budget: more than a second of the backlog is due and waiting. Under budget
+        # every survivor's share of the rate is spare, and holding would only delay.
+        over = any(scheduler.due_count(b) > rate for b, rate in rates.items())
+        rate = sum(rates.values())
+        if not hold.begin(account, orphaned=orphaned, mine=mine, rate=rate, over_budget=over):
+            continue
+        if mine:
+            hold.claim_in_background(account)
+        if over:
+            for bucket in buckets:
+                limiter = scheduler.limiter(bucket)
+                if not isinstance(limiter, HeldLimiter):
+                    scheduler.add_bucket(bucket, HeldLimiter(limiter, account, hold))
+        log.info(
+            "cluster_takeover_shared",
+            replica=replica_id,
+            account=account,
+            orphaned=orphaned,
+            mine=len(mine),
+            holds=over,
+        )
