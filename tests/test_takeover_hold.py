@@ -172,12 +172,12 @@ class TestClaims:
     async def test_a_claim_is_seen_by_the_others_until_released_or_expired(
         self, client: aredis.Redis
     ) -> None:
-        prefix = KEYS.prefix + b"takeover:"
-        a = TakeoverClaims(client, prefix, "a", ttl=0.5)
-        b = TakeoverClaims(client, prefix, "b", ttl=0.5)
+        a = TakeoverClaims(client, KEYS, "a", ttl=0.5)
+        b = TakeoverClaims(client, KEYS, "b", ttl=0.5)
         assert await a.claim("default") == 0
         assert await b.others("default") == 1
         assert await a.others("default") == 0  # its own claim is not another's
+        assert await client.exists(KEYS.takeover_claims("default")) == 1
         assert await b.others("other-account") == 0
         assert await a.release("default") == 0
         assert await b.others("default") == 0
@@ -201,10 +201,7 @@ class TestTwoSurvivorsShareOneBudget:
         shared = RedisRateLimiter(
             client, KEYS.limiter("default"), KEYS.limiter_sends("default"), 10, 1.0, key="d"
         )
-        holds = {
-            name: TakeoverHold(TakeoverClaims(client, KEYS.prefix + b"takeover:", name))
-            for name in "AB"
-        }
+        holds = {name: TakeoverHold(TakeoverClaims(client, KEYS, name)) for name in "AB"}
 
         def survivor(name: str) -> PollScheduler[str]:
             async def poll(k: str) -> None:
@@ -251,7 +248,7 @@ class TestTwoSurvivorsShareOneBudget:
         b_polls = [k for who, k in polled if who == "B"]
         assert sorted(b_polls[:3]) == taken["B"]
         # Both claims are gone.
-        assert await TakeoverClaims(client, KEYS.prefix + b"takeover:", "x").others("default") == 0
+        assert await TakeoverClaims(client, KEYS, "x").others("default") == 0
 
 
 def key_of(name: str) -> TaskKey:

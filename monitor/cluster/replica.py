@@ -136,9 +136,7 @@ class Replica:
         self._orphans: dict[str, int] = {}
         connection = store.connection
         self._hold = TakeoverHold(
-            TakeoverClaims(
-                connection.client, connection.keys.prefix + b"takeover:", self.replica_id
-            )
+            TakeoverClaims(connection.client, connection.keys, self.replica_id)
         )
 
     # --- what the daemon asks --------------------------------------------------------------

@@ -41,6 +41,7 @@ from monitor.ratelimit import RateLimiter
 from monitor.ratelimit.factory import BucketKey
 from monitor.registry import TaskRegistry
 from monitor.scheduler import PollScheduler
+from monitor.store.redis.connection import RedisKeys
 
 __all__ = ["HeldLimiter", "TakeoverClaims", "TakeoverHold", "max_rate", "share_takeover"]
 
@@ -82,20 +83,26 @@ def max_rate(limiter: RateLimiter) -> float:
 class TakeoverClaims:
     """The survivors' claims in Redis, per account (module docstring)."""
 
-    __slots__ = ("_client", "_prefix", "_script", "_ttl_ms", "replica_id")
+    __slots__ = ("_client", "_keys", "_script", "_ttl_ms", "replica_id")
 
     def __init__(
-        self, client: aredis.Redis, prefix: bytes, replica_id: str, *, ttl: float = CLAIM_TTL
+        self,
+        client: aredis.Redis,
+        keys: RedisKeys,
+        replica_id: str,
+        *,
+        ttl: float = CLAIM_TTL,
     ) -> None:
         self._client = client
-        self._prefix = prefix
+        self._keys = keys
         self.replica_id = replica_id
         self._ttl_ms = str(max(1, round(ttl * 1000)))
         self._script: Any = client.register_script(_LUA_CLAIMS)
 
     async def _call(self, account: str, verb: str) -> int:
-        key = self._prefix + account.encode("utf-8", "surrogatepass")
-        answer = await self._script(keys=[key], args=[self.replica_id, verb, self._ttl_ms])
+        answer = await self._script(
+            keys=[self._keys.takeover_claims(account)], args=[self.replica_id, verb, self._ttl_ms]
+        )
         return int(answer)
 
     async def claim(self, account: str) -> int:

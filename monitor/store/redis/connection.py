@@ -149,6 +149,10 @@ class RedisKeys:
     def limiter_sends(self, bucket: str) -> bytes:
         return self._k("ratelimit:") + text(bucket) + b":sends"
 
+    def takeover_claims(self, account: str) -> bytes:
+        """The survivors' claims on one account's share of a dead replica's tasks."""
+        return self._k("takeover:") + account.encode("utf-8", "surrogatepass")
+
     def callback_delivery(self, key: bytes) -> bytes:
         """One callback delivery claimed by a replica (``key`` is the delivery's hash)."""
         return self._k("callback-delivery:") + key.hex().encode()
