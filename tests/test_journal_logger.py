@@ -12,7 +12,7 @@ import pytest
 import structlog
 from structlog.testing import capture_logs
 
-from monitor.events import EventBus, TaskUpdated
+from monitor.events import EventBus, HealthChanged, TaskUpdated
 from monitor.journal import subscribe
 from monitor.log import configure_logging
 from monitor.models import Task
@@ -69,3 +69,30 @@ class TestJournalLogger:
             await bus.publish(updated(i))
         assert len(stream.getvalue().splitlines()) == 5
         assert len(made) == 1
+
+
+class TestEveryLineNamesItsTask:
+    async def test_updated_failing_and_recovered_lines_say_where_the_task_is_polled(
+        self, restore_logging: None
+    ) -> None:
+        bus = EventBus()
+        subscribe(bus)
+        task = updated(7).task
+        with capture_logs() as lines:
+            await bus.publish(updated(7))
+            await bus.publish(HealthChanged(task, True, code="AuthFailure", outcome="auth"))
+            await bus.publish(HealthChanged(task, False))
+        assert [line["event"] for line in lines] == [
+            "task_updated",
+            "task_polls_failing",
+            "task_polls_recovered",
+        ]
+        for line in lines:
+            where = {k: line[k] for k in ("sdk_app_id", "task_id", "account", "region")}
+            assert where == {
+                "sdk_app_id": 1400000001,
+                "task_id": "t-7",
+                "account": "a",
+                "region": "ap-beijing",
+            }
+        assert (lines[1]["code"], lines[1]["outcome"]) == ("AuthFailure", "auth")
